@@ -1,0 +1,23 @@
+"""Errors of the bus package.
+
+    BusError
+     ├── DecodeError          a frame or payload that is not a tradestream message
+     │    └── InvalidEvent    well-formed msgpack, but a field has the wrong type or range
+     └── BusUnavailable       a send could not complete in time (peer down, queue full)
+"""
+
+
+class BusError(Exception):
+    """Base of every error raised by the bus package."""
+
+
+class DecodeError(BusError):
+    """A frame, header or payload could not be decoded."""
+
+
+class InvalidEvent(DecodeError, ValueError):
+    """A message decoded fine but breaks the schema of its kind."""
+
+
+class BusUnavailable(BusError):
+    """A message could not be handed to the bus within the send timeout."""
