@@ -63,6 +63,22 @@ class SettingsParser(argparse.ArgumentParser):
         )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
 def configure_logging(process_name: str, level: str = "INFO") -> None:
     """One line per record on stderr, naming the process."""
     handler = logging.StreamHandler(sys.stderr)
