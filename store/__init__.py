@@ -1,0 +1,8 @@
+"""The database: what exists, who may see it, and how it is administered.
+
+models.py   the tables (SQLAlchemy 2.0) · db.py engines, sessions, init_db · errors.py
+auth.py     password and token hashing, login and API-token lookups
+access.py   THE access rule: may user U stream strategy S (owner or linked account)
+rows.py     rows → bus events, snapshot rows and the admin JSON shapes
+actions.py  admin actions (commit, then publish control messages) · admin.py the CLI
+"""
