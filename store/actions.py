@@ -1,0 +1,320 @@
+"""Admin actions, shared by `tradestream-admin` and the streamer's admin REST endpoints.
+
+Each action checks its input, changes the database, commits, and only THEN
+publishes its control message, so a streamer that re-checks access on receipt
+already sees the new state (and a message lost on the way is caught by the
+streamers' periodic re-check). Every action takes `publish` so that callers
+wire them all alike; `None` publishes nothing. Errors are store.errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage
+from bus.topics import MAX_ID
+from store import auth, rows
+from store.access import can_stream
+from store.errors import Conflict, InvalidInput, NotFound
+from store.models import NAME_LENGTH, Account, Base, Strategy, StrategyAccount, User
+
+Publish = Callable[[ControlMessage], None]
+Row = TypeVar("Row", bound=Base)
+MAX_PASSWORD_LENGTH = 1024
+# Usernames and group names appear in URLs, webhooks and logs: keep them plain.
+_HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*\Z")
+
+
+class NewUser(NamedTuple):
+    """A created user and its plain API token (shown once, only its hash is kept)."""
+
+    user: User
+    api_token: str
+
+
+class NewStrategy(NamedTuple):
+    """A created strategy and its plain webhook token (shown once, only its hash is kept)."""
+
+    strategy: Strategy
+    webhook_token: str
+
+
+def _handle(what: str, value: str) -> str:
+    if not (0 < len(value) <= NAME_LENGTH and _HANDLE.match(value)):
+        raise InvalidInput(
+            f"{what} {value!r:.80}: use 1 to {NAME_LENGTH} letters, digits, '.', '_', '@' or '-'"
+        )
+    return value
+
+
+def _label(what: str, value: str) -> str:
+    if not (0 < len(value) <= NAME_LENGTH and value.isprintable() and value == value.strip()):
+        raise InvalidInput(
+            f"{what} {value!r:.80}: expected 1 to {NAME_LENGTH} printable characters,"
+            " without surrounding spaces"
+        )
+    return value
+
+
+def _capital(value: float) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+        raise InvalidInput(f"capital {value!r:.40}: expected a finite number greater than 0")
+    return float(value)
+
+
+def _password(value: str) -> str:
+    if not 0 < len(value) <= MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"password: expected 1 to {MAX_PASSWORD_LENGTH} characters")
+    return value
+
+
+def _get(session: Session, model: type[Row], row_id: int, what: str) -> Row:
+    row = session.get(model, row_id) if type(row_id) is int and 0 < row_id <= MAX_ID else None
+    if row is None:
+        raise NotFound(f"no {what} with id {row_id}")
+    return row
+
+
+def user_named(session: Session, username: str) -> User:
+    """The user called `username`; NotFound otherwise."""
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    if user is None:
+        raise NotFound(f"no user named {username!r:.80}")
+    return user
+
+
+def _refuse_duplicate(session: Session, query: Select[Any], conflict: str) -> str:
+    """Raise Conflict when `query` finds a row; return the message for the commit's check."""
+    if session.execute(query).first() is not None:
+        raise Conflict(conflict)
+    return conflict
+
+
+def _commit(session: Session, conflict: str) -> None:
+    """Commit; a unique constraint hit by a concurrent writer becomes Conflict."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(conflict) from None
+
+
+def _announce(publish: Publish | None, message: ControlMessage) -> None:
+    if publish is not None:
+        publish(message)
+
+
+def create_user(
+    session: Session, publish: Publish | None, username: str, password: str, is_admin: bool = False
+) -> NewUser:
+    """Create a user with a fresh API token; Conflict if the name is taken."""
+    _handle("username", username)
+    _password(password)
+    query = select(User.id).where(User.username == username)
+    taken = _refuse_duplicate(session, query, f"user {username!r} already exists")
+    api_token = auth.new_token()
+    user = User(
+        username=username,
+        password_hash=auth.hash_password(password),
+        is_admin=is_admin,
+        api_token_hash=auth.token_hash(api_token),
+    )
+    session.add(user)
+    _commit(session, taken)
+    return NewUser(user, api_token)
+
+
+def create_account(
+    session: Session,
+    publish: Publish | None,
+    username: str,
+    name: str,
+    exchange: str,
+    capital: float,
+) -> Account:
+    """Create an account of the named user; Conflict if that user has one of that name."""
+    _label("account name", name)
+    _label("exchange", exchange)
+    capital = _capital(capital)
+    user = user_named(session, username)
+    query = select(Account.id).where(Account.user_id == user.id, Account.name == name)
+    taken = _refuse_duplicate(session, query, f"{username!r} already has an account named {name!r}")
+    account = Account(user_id=user.id, name=name, exchange=exchange, capital=capital)
+    session.add(account)
+    _commit(session, taken)
+    return account
+
+
+def create_strategy(
+    session: Session, publish: Publish | None, owner_username: str, name: str, group_name: str
+) -> NewStrategy:
+    """Create an active strategy with a fresh webhook token; Conflict if the group is taken."""
+    _label("strategy name", name)
+    _handle("group name", group_name)
+    owner = user_named(session, owner_username)
+    query = select(Strategy.id).where(Strategy.group_name == group_name)
+    taken = _refuse_duplicate(session, query, f"group name {group_name!r} is already taken")
+    webhook_token = auth.new_token()
+    strategy = Strategy(
+        owner_id=owner.id,
+        name=name,
+        group_name=group_name,
+        webhook_token_hash=auth.token_hash(webhook_token),
+        is_active=True,
+    )
+    session.add(strategy)
+    _commit(session, taken)
+    return NewStrategy(strategy, webhook_token)
+
+
+def link(
+    session: Session, publish: Publish | None, strategy_id: int, account_id: int
+) -> StrategyAccount:
+    """Trade the strategy's signals on the account (its owner may then stream the strategy)."""
+    _get(session, Strategy, strategy_id, "strategy")
+    _get(session, Account, account_id, "account")
+    taken = f"account {account_id} is already linked to strategy {strategy_id}"
+    if session.get(StrategyAccount, (strategy_id, account_id)) is not None:
+        raise Conflict(taken)
+    strategy_account = StrategyAccount(strategy_id=strategy_id, account_id=account_id)
+    session.add(strategy_account)
+    _commit(session, taken)
+    return strategy_account
+
+
+def unlink(
+    session: Session, publish: Publish | None, strategy_id: int, account_id: int
+) -> DisconnectMessage | None:
+    """Remove a link; if the account owner lost access, disconnect their streams of it."""
+    strategy = _get(session, Strategy, strategy_id, "strategy")
+    account = _get(session, Account, account_id, "account")
+    strategy_account = session.get(StrategyAccount, (strategy_id, account_id))
+    if strategy_account is None:
+        raise NotFound(f"account {account_id} is not linked to strategy {strategy_id}")
+    session.delete(strategy_account)
+    session.commit()
+    if can_stream(session, account.user_id, strategy_id):
+        return None
+    message = DisconnectMessage(
+        user_id=account.user_id,
+        strategy_id=strategy_id,
+        reason="permission_revoked",
+        message=f"Your access to strategy {strategy.name!r} was revoked.",
+    )
+    _announce(publish, message)
+    return message
+
+
+def deactivate(session: Session, publish: Publish | None, strategy_id: int) -> Strategy:
+    """Stop the strategy: webhooks are refused and every stream of it is closed."""
+    strategy = _get(session, Strategy, strategy_id, "strategy")
+    strategy.is_active = False
+    session.commit()
+    message = f"Strategy {strategy.name!r} was deactivated."
+    _announce(publish, CleanupStrategyMessage(strategy_id, "strategy_inactive", message))
+    return strategy
+
+
+def activate(session: Session, publish: Publish | None, strategy_id: int) -> Strategy:
+    """Make the strategy accept webhooks and streams again."""
+    strategy = _get(session, Strategy, strategy_id, "strategy")
+    strategy.is_active = True
+    session.commit()
+    return strategy
+
+
+def delete_strategy(session: Session, publish: Publish | None, strategy_id: int) -> None:
+    """Delete the strategy with its links, signals, orders and positions; close its streams."""
+    strategy = _get(session, Strategy, strategy_id, "strategy")
+    message = f"Strategy {strategy.name!r} was deleted."
+    session.delete(strategy)
+    session.commit()
+    _announce(publish, CleanupStrategyMessage(strategy_id, "strategy_deleted", message))
+
+
+# The demo world: alice (admin) owns btc-trend and eth-swing, bob owns sol-scalp;
+# btc-trend trades on the accounts of two users, carol streams only through her account.
+DEMO_USERS = (("alice", True), ("bob", False), ("carol", False))
+DEMO_ACCOUNTS = {"alice": 100_000.0, "bob": 50_000.0, "carol": 25_000.0}
+DEMO_STRATEGIES = (
+    ("alice", "BTC Trend", "btc-trend", ("alice", "bob")),
+    ("alice", "ETH Swing", "eth-swing", ("alice", "carol")),
+    ("bob", "SOL Scalp", "sol-scalp", ("bob",)),
+)
+DEMO_EXCHANGE = "paper"
+
+
+def demo_password(username: str) -> str:
+    """The password `demo` gives a demo user."""
+    return f"{username}-demo"
+
+
+def _demo_user(session: Session, username: str, is_admin: bool) -> tuple[User, str]:
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    if user is None:
+        user = User(username=username)
+        session.add(user)
+    api_token = auth.new_token()
+    user.password_hash = auth.hash_password(demo_password(username))
+    user.api_token_hash = auth.token_hash(api_token)
+    user.is_admin = is_admin
+    return user, api_token
+
+
+def _demo_account(session: Session, user: User) -> Account:
+    name = f"{user.username} paper"
+    query = select(Account).where(Account.user_id == user.id, Account.name == name)
+    account = session.scalars(query).one_or_none()
+    if account is None:
+        capital = DEMO_ACCOUNTS[user.username]
+        account = Account(user_id=user.id, name=name, exchange=DEMO_EXCHANGE, capital=capital)
+        session.add(account)
+    return account
+
+
+def _demo_strategy(
+    session: Session, owner: User, name: str, group_name: str
+) -> tuple[Strategy, str]:
+    query = select(Strategy).where(Strategy.group_name == group_name)
+    strategy = session.scalars(query).one_or_none()
+    if strategy is None:
+        strategy = Strategy(owner_id=owner.id, name=name, group_name=group_name, is_active=True)
+        session.add(strategy)
+    webhook_token = auth.new_token()
+    strategy.webhook_token_hash = auth.token_hash(webhook_token)
+    return strategy, webhook_token
+
+
+def _demo_link(session: Session, strategy: Strategy, account: Account) -> None:
+    if session.get(StrategyAccount, (strategy.id, account.id)) is None:
+        session.add(StrategyAccount(strategy_id=strategy.id, account_id=account.id))
+
+
+def demo(session: Session, publish: Publish | None) -> dict[str, Any]:
+    """Create (or reuse) the demo users, accounts and strategies; new passwords and tokens."""
+    users = {name: _demo_user(session, name, is_admin) for name, is_admin in DEMO_USERS}
+    session.flush()
+    accounts = {name: _demo_account(session, user) for name, (user, _) in users.items()}
+    strategies = []
+    for owner, name, group_name, linked in DEMO_STRATEGIES:
+        strategy, webhook_token = _demo_strategy(session, users[owner][0], name, group_name)
+        session.flush()
+        for username in linked:
+            _demo_link(session, strategy, accounts[username])
+        strategies.append(rows.new_strategy_json(strategy, webhook_token))
+    _commit(session, "the demo data was changed concurrently; run demo again")
+    return {
+        "users": [
+            rows.demo_user_json(user, demo_password(user.username), api_token)
+            for user, api_token in users.values()
+        ],
+        "strategies": strategies,
+        "accounts": [rows.account_json(account) for account in accounts.values()],
+    }
