@@ -37,7 +37,8 @@ _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
 
 def format_timestamp(moment: datetime) -> str:
     """ISO 8601 UTC with microseconds and `Z`, the one time format of the contract."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat pads the year to four digits; strftime("%Y") does not on glibc.
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now() -> str:
@@ -92,7 +93,7 @@ def one_of(choices: frozenset[str]) -> Check:
     """A check that the value is one of `choices`."""
 
     def check(name: str, value: Any) -> None:
-        if value not in choices or type(value) is not str:
+        if type(value) is not str or value not in choices:
             _fail(name, value, "one of " + ", ".join(sorted(choices)))
 
     return check
@@ -328,9 +329,10 @@ CONTROL_KINDS = frozenset({"disconnect", "cleanup_strategy"})
 
 def validate_wire(wire: Mapping[str, Any]) -> type[WireMessage]:
     """Check a decoded payload against the schema of its kind; return that class."""
-    cls = REGISTRY.get(wire.get("kind"))  # type: ignore[arg-type]
+    kind = wire.get("kind")
+    cls = REGISTRY.get(kind) if type(kind) is str else None
     if cls is None:
-        raise InvalidEvent(f"unknown kind {wire.get('kind')!r:.40}")
+        raise InvalidEvent(f"unknown kind {kind!r:.40}")
     cls.validate_fields(wire)
     if cls is OrderBatchEvent and any(
         s["created"] == 0 and s["cancelled"] == 0 for s in wire["summaries"]

@@ -1,0 +1,100 @@
+"""Fixtures for bus tests: a real tradestream-broker process and real sockets."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from bus import codec
+from bus.events import Account, OrderEvent, utc_now
+from tests.waiting import wait_until
+
+_LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)")
+
+
+class BrokerProcess:
+    """A `tradestream-broker` subprocess; starts on free ports, restarts on the same ones."""
+
+    def __init__(self, log_dir: Path, *extra: str) -> None:
+        self.log_dir = log_dir
+        self.extra = list(extra)
+        self.endpoints = {"ingress": "tcp://127.0.0.1:*", "publish": "tcp://127.0.0.1:*", "replay": "tcp://127.0.0.1:*"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> BrokerProcess:
+        self.starts += 1
+        log_path = self.log_dir / f"broker-{self.starts}.log"
+        args = [sys.executable, "-m", "bus.broker", "--bus-heartbeat", "0.1", *self.extra]
+        for name, endpoint in self.endpoints.items():
+            args += [f"--{name}", endpoint]
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        match = wait_until(lambda: _LISTENING.search(log_path.read_text()), what="the broker to listen")
+        self.endpoints = dict(zip(("ingress", "publish", "replay"), match.groups()))
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=5)
+
+    def log_text(self) -> str:
+        return "".join(p.read_text() for p in sorted(self.log_dir.glob("broker-*.log")))
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    process = BrokerProcess(tmp_path).start()
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        process.kill()
+
+
+@pytest.fixture
+def zctx() -> Iterator[zmq.Context[Any]]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def make_order(user_id: int, strategy_id: int, order_id: str = "o-1") -> OrderEvent:
+    """A valid order event of the given key."""
+    return OrderEvent(
+        "order_created", order_id, "BTC/USDT", strategy_id, user_id, "BUY", 1.0, 100.0, "NEW",
+        utc_now(), "LIMIT", None, Account(1, "main", "paper"),
+    )
+
+
+def request(ctx: zmq.Context[Any], endpoint: str, *frames: bytes) -> list[bytes]:
+    """One request on the broker's ROUTER through a fresh DEALER."""
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 5000)
+    dealer.connect(endpoint)
+    try:
+        dealer.send_multipart(frames)
+        return dealer.recv_multipart()
+    finally:
+        dealer.close()
+
+
+def broker_stats(ctx: zmq.Context[Any], endpoint: str) -> dict[str, int]:
+    """The broker's counters."""
+    status, payload = request(ctx, endpoint, b"stats")
+    assert status == b"stats"
+    return codec.unpack_map(payload)  # type: ignore[return-value]

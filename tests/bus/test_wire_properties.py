@@ -1,0 +1,69 @@
+"""Properties of the wire: topics never collide, every message round-trips, garbage fails cleanly."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bus import codec, events
+from bus.errors import DecodeError
+from bus.topics import CONTROL_TOPIC, StreamKey, key_topic, parse_key_topic
+from tests.bus.strategies import every_message, keys, wire_values
+
+
+@given(keys, keys)
+def test_a_key_topic_is_never_a_prefix_of_another_keys_topic(a: StreamKey, b: StreamKey) -> None:
+    if a != b:
+        assert not key_topic(b).startswith(key_topic(a))
+    assert not key_topic(a).startswith(CONTROL_TOPIC)
+
+
+@given(keys)
+def test_key_topic_parses_back_to_its_key(key: StreamKey) -> None:
+    assert parse_key_topic(key_topic(key)) == key
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [b"k/1/1", b"k/01/1/", b"k/1/0/", b"k/-1/1/", b"k/1/1//", b"c/", b"k/9223372036854775808/1/", b"k/\xd9\xa1/1/", b""],
+)
+def test_parse_key_topic_rejects_anything_but_canonical_topics(topic: bytes) -> None:
+    with pytest.raises(DecodeError):
+        parse_key_topic(topic)
+
+
+@given(every_message)
+def test_every_message_kind_round_trips_through_msgpack(message: events.WireMessage) -> None:
+    decoded = events.from_wire(codec.unpack_map(codec.pack(message.to_wire())))
+    assert decoded == message
+    assert type(decoded) is type(message)
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
+    try:
+        events.from_wire(codec.unpack_map(data))
+    except DecodeError:
+        pass
+
+
+@given(wire_values)
+def test_any_msgpack_value_is_a_valid_message_or_raises_decode_error(value: object) -> None:
+    try:
+        events.from_wire(codec.unpack_map(codec.pack(value)))
+    except DecodeError:
+        pass
+
+
+@given(every_message, st.sampled_from(["user_id", "strategy_id", "kind", "reason", "timestamp", "account", "quantity", "summaries"]), wire_values)
+def test_a_field_replaced_by_anything_else_is_caught(message: events.WireMessage, name: str, value: object) -> None:
+    wire = message.to_wire()
+    if name not in wire:
+        return
+    wire[name] = value
+    try:
+        decoded = events.from_wire(codec.unpack_map(codec.pack(wire)))
+    except DecodeError:
+        return
+    assert decoded.to_wire() == {k: v for k, v in wire.items() if k in decoded.to_wire()}
