@@ -1,0 +1,122 @@
+"""The webhook's database side: who is signalling, may they, and the Signal row. Blocking.
+
+The webhook runs `Intake.accept` in a thread pool, never on its IOLoop. It
+performs the contract's checks that need the database, in order: group (404),
+token (401, compared in constant time by store.auth), strategy active (409),
+then fields (400: the pure validation's result, and a MARKET order's price,
+which may come from the last fill in the database). Then it stores the Signal.
+
+Idempotency: a signal with an `id` is stored under (strategy, id). The same id
+again within IDEMPOTENCY_WINDOW is a duplicate: acknowledged, no new orders.
+An older row with that id is reused for the new signal (the pair is unique).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from producers.errors import InvalidSignal, SignalRefused
+from producers.prices import last_fill_price
+from producers.signals import Envelope, OrderSpec
+from store.auth import check_webhook_token
+from store.models import Signal, Strategy, utc_now
+
+IDEMPOTENCY_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A signal the strategy took: its row id, and whether it repeats an earlier one."""
+
+    strategy_id: int
+    signal_id: int
+    duplicate: bool = False
+
+
+class Intake:
+    """Strategy checks and Signal rows; every method is blocking."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def accept(
+        self, envelope: Envelope, orders: tuple[OrderSpec, ...] | InvalidSignal, payload: str
+    ) -> Accepted:
+        """Check the strategy and the orders, then store the Signal; raises SignalRefused or InvalidSignal."""
+        with self._sessions() as session:
+            strategy = self._strategy(session, envelope)
+            if isinstance(orders, InvalidSignal):
+                raise orders
+            _check_market_prices(session, orders, envelope.is_batch)
+            if envelope.client_id is None:
+                return self._store_new(session, strategy.id, None, payload)
+            return self._store_once(session, strategy.id, envelope.client_id, payload)
+
+    def forget(self, signal_id: int) -> None:
+        """Delete a Signal whose command could not be sent, so a retry with its id is new again."""
+        with self._sessions() as session:
+            session.execute(delete(Signal).where(Signal.id == signal_id))
+            session.commit()
+
+    def _strategy(self, session: Session, envelope: Envelope) -> Strategy:
+        query = select(Strategy).where(Strategy.group_name == envelope.group_name)
+        strategy = session.scalars(query).one_or_none()
+        if strategy is None:
+            raise SignalRefused(404, "unknown_group", f"group_name: no strategy {envelope.group_name!r}")
+        if not check_webhook_token(strategy, envelope.token):
+            raise SignalRefused(401, "bad_token", "token: wrong webhook token for this group")
+        if not strategy.is_active:
+            raise SignalRefused(409, "strategy_inactive", f"strategy {envelope.group_name!r} is inactive")
+        return strategy
+
+    def _store_new(self, session: Session, strategy_id: int, client_id: str | None, payload: str) -> Accepted:
+        signal = Signal(strategy_id=strategy_id, client_id=client_id, payload=payload, received_at=self._clock())
+        session.add(signal)
+        session.commit()
+        return Accepted(strategy_id, signal.id)
+
+    def _store_once(self, session: Session, strategy_id: int, client_id: str, payload: str) -> Accepted:
+        query = select(Signal).where(Signal.strategy_id == strategy_id, Signal.client_id == client_id)
+        earlier = session.scalars(query).one_or_none()
+        now = self._clock()
+        if earlier is not None and now - earlier.received_at < IDEMPOTENCY_WINDOW:
+            return Accepted(strategy_id, earlier.id, duplicate=True)
+        if earlier is not None:
+            earlier.payload, earlier.received_at = payload, now
+            session.commit()
+            return Accepted(strategy_id, earlier.id)
+        try:
+            return self._store_new(session, strategy_id, client_id, payload)
+        except IntegrityError:  # the same id arrived concurrently and won the insert
+            session.rollback()
+            return Accepted(strategy_id, session.scalars(query).one().id, duplicate=True)
+
+
+def _check_market_prices(session: Session, orders: tuple[OrderSpec, ...], is_batch: bool) -> None:
+    """A MARKET order needs a price: its own, or a last price known for its symbol."""
+    known: dict[str, float | None] = {}
+    for index, order in enumerate(orders):
+        if order.order_type != "MARKET" or order.price is not None:
+            continue
+        if order.symbol not in known:
+            known[order.symbol] = last_fill_price(session, order.symbol)
+        if known[order.symbol] is None:
+            field = f"orders[{index}].price" if is_batch else "price"
+            raise InvalidSignal(field, f"required for a MARKET order: no last price is known for {order.symbol}")
+
+
+def payload_text(body: object) -> str:
+    """The JSON text stored in a Signal row (the token left out: only its hash is ever kept)."""
+    if isinstance(body, dict):
+        body = {key: value for key, value in body.items() if key != "token"}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)

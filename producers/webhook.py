@@ -1,0 +1,280 @@
+"""tradestream-webhook: receives trading signals over HTTP and hands them to the order handler.
+
+    POST /api/webhook ─▶ size · JSON · shape · rate · [thread] group · token · active · fields · Signal row
+        ─PUSH [b"signal", SignalCommand] --orders─▶ tradestream-orders     ─▶ 200 {"status": "accepted", ...}
+
+It answers as soon as the command is queued (CONTRACT §5); the orders are
+placed asynchronously. Database work runs in a thread pool, never on the
+IOLoop. The PUSH socket never blocks (send_timeout_ms=0): it queues while the
+order handler restarts, and a full queue is answered 503 at once. The
+per-token rate limit runs after the shape check (the token must be read
+first) and before any database work. Errors are `{"error", "message", "field"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tornado import httputil
+from tornado.httpserver import HTTPServer
+from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
+
+from bus.errors import BusUnavailable
+from bus.process import SettingsParser, configure_logging, positive_float, positive_int, stop_on_signals
+from bus.publisher import Publisher
+from producers.commands import SIGNAL, SignalCommand
+from producers.errors import InvalidSignal, SignalRefused
+from producers.intake import Accepted, Intake, payload_text
+from producers.signals import parse_envelope, parse_json, parse_orders
+from store.db import DEFAULT_DATABASE_URL, make_engine, make_session_factory
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+DISCARD_CAP = 1024 * 1024
+BURST_FACTOR = 5
+MAX_RATE_KEYS = 10_000
+SHUTDOWN_GRACE_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Settings of the webhook receiver."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8081
+    orders: str = "tcp://127.0.0.1:5560"
+    rate_limit: float = 20.0
+    db_threads: int = 4
+
+
+class Reply(Exception):
+    """An HTTP answer other than 200, raised from deep in a request and written once."""
+
+    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.field = status, error, message, field
+
+    def body(self) -> dict[str, Any]:
+        body = {"error": self.error, "message": self.message}
+        return body if self.field is None else {**body, "field": self.field}
+
+
+TOO_LARGE = Reply(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` per second, bursts of BURST_FACTOR × rate; bounded in keys."""
+
+    def __init__(self, rate: float, max_keys: int = MAX_RATE_KEYS) -> None:
+        self.rate = rate
+        self.burst = rate * BURST_FACTOR
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.refused = 0
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        """Take one request from `key`'s bucket; False when it is empty."""
+        now = time.monotonic() if now is None else now
+        level, since = self._buckets.pop(key, (self.burst, now))
+        level = min(self.burst, level + (now - since) * self.rate)
+        allowed = level >= 1.0
+        self._buckets[key] = (level - 1.0 if allowed else level, now)
+        if len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)  # the least recently seen key starts afresh
+        self.refused += not allowed
+        return allowed
+
+
+class WebhookService:
+    """Everything a webhook request needs, shared by the handlers of one process."""
+
+    def __init__(self, intake: Intake, commands: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter) -> None:
+        self.intake, self.commands, self.executor, self.limiter = intake, commands, executor, limiter
+
+    async def receive(self, content_type: str, body: bytes) -> dict[str, Any]:
+        """Run every check and hand the signal on; raises Reply for anything but success."""
+        if not _is_json(content_type):
+            raise Reply(415, "unsupported_media_type", "Content-Type must be application/json")
+        try:
+            document = parse_json(body)
+        except ValueError as exc:
+            raise Reply(400, "invalid_json", f"body is not valid JSON: {exc}", "body") from None
+        try:
+            envelope = parse_envelope(document)
+        except InvalidSignal as exc:
+            raise Reply(400, "invalid_request", str(exc), exc.field) from None
+        if not self.limiter.allow(envelope.token):
+            raise Reply(429, "rate_limited", f"more than {self.limiter.rate:g} requests per second with this token")
+        try:
+            orders: Any = parse_orders(envelope)
+        except InvalidSignal as exc:
+            orders = exc  # reported only after the group, token and strategy checks
+        accepted = await self._accept(envelope, orders, payload_text(document))
+        if not accepted.duplicate:
+            await self._send(SignalCommand(envelope.group_name, orders, envelope.is_batch, accepted.strategy_id, accepted.signal_id), accepted)
+        reply = {"status": "accepted", "signals": len(orders)}
+        return {**reply, "duplicate": True} if accepted.duplicate else reply
+
+    async def _accept(self, envelope: Any, orders: Any, payload: str) -> Accepted:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.executor, self.intake.accept, envelope, orders, payload)
+        except SignalRefused as exc:
+            raise Reply(exc.status, exc.error, exc.message) from None
+        except InvalidSignal as exc:
+            raise Reply(400, "invalid_request", str(exc), exc.field) from None
+
+    async def _send(self, command: SignalCommand, accepted: Accepted) -> None:
+        try:
+            self.commands.send_map(SIGNAL, command.to_wire())
+        except BusUnavailable as exc:
+            log.warning("signal %d not sent: %s", accepted.signal_id, exc)
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.forget, accepted.signal_id)
+            raise Reply(503, "bus_unavailable", "the order handler is not reachable (queue full); retry later") from None
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+class JSONErrorsHandler(RequestHandler):
+    """Writes every error, Tornado's own included, as `{"error", "message"}`."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        reason = httputil.responses.get(status_code, "Error")
+        self.finish({"error": reason.lower().replace(" ", "_"), "message": reason})
+
+    def reply(self, status: int, body: dict[str, Any]) -> None:
+        self.set_status(status)
+        self.finish(body)
+
+
+@stream_request_body
+class WebhookHandler(JSONErrorsHandler):
+    """`POST /api/webhook`, its body streamed so that an oversized one is never buffered.
+
+    A body over MAX_BODY but under DISCARD_CAP is read and thrown away before the
+    413 goes out, so the client reads the answer instead of a connection reset;
+    a larger declared body is answered at once and the connection closed.
+    """
+
+    def initialize(self, service: WebhookService) -> None:
+        self.service = service
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+
+    def prepare(self) -> None:
+        declared = self.request.headers.get("Content-Length")
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > DISCARD_CAP:
+            self._too_large = True
+            self.reply(413, TOO_LARGE.body())
+        elif (size is None or size > MAX_BODY) and self.request.connection is not None:
+            # Past the server's max_body_size Tornado answers a bare 400: let it read this one.
+            self.request.connection.set_max_body_size(DISCARD_CAP)  # type: ignore[attr-defined]
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > MAX_BODY:
+            self._too_large = True
+            self._chunks.clear()
+        elif not self._too_large:
+            self._chunks.append(chunk)
+
+    async def post(self) -> None:
+        if self._too_large:
+            if not self._finished:
+                self.reply(413, TOO_LARGE.body())
+            return
+        try:
+            body = await self.service.receive(self.request.headers.get("Content-Type", ""), b"".join(self._chunks))
+        except Reply as reply:
+            self.reply(reply.status, reply.body())
+            return
+        self.reply(200, body)
+
+
+class NotFoundHandler(JSONErrorsHandler):
+    """Any other path."""
+
+    def prepare(self) -> None:
+        raise HTTPError(404)
+
+
+class HealthHandler(JSONErrorsHandler):
+    """`GET /healthz`: the process is up."""
+
+    def get(self) -> None:
+        self.finish({"status": "ok"})
+
+
+def make_app(service: WebhookService) -> Application:
+    """The webhook's Tornado application."""
+    return Application(
+        [(r"/api/webhook", WebhookHandler, {"service": service}), (r"/healthz", HealthHandler)],
+        default_handler_class=NotFoundHandler,
+    )
+
+
+def parse_config(argv: list[str] | None) -> tuple[WebhookConfig, str]:
+    """Read flags and TRADESTREAM_* variables."""
+    parser = SettingsParser(prog="tradestream-webhook", description="Webhook receiver: validates trading signals and queues them for the order handler.")
+    defaults = WebhookConfig()
+    parser.add_setting("--database-url", default=defaults.database_url, help="SQLAlchemy database URL")
+    parser.add_setting("--host", default=defaults.host, help="HTTP listen address")
+    parser.add_setting("--port", default=defaults.port, type=positive_int, help="HTTP listen port")
+    parser.add_setting("--orders", default=defaults.orders, help="order handler endpoint commands are pushed to")
+    parser.add_setting("--rate-limit", default=defaults.rate_limit, type=positive_float, help="requests per second per token (bursts of 5x)")
+    parser.add_setting("--db-threads", default=defaults.db_threads, type=positive_int, help="threads running database work")
+    parser.add_logging()
+    args = parser.parse_args(argv)
+    config = WebhookConfig(args.database_url, args.host, args.port, args.orders, args.rate_limit, args.db_threads)
+    return config, args.log_level
+
+
+async def serve(config: WebhookConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then close connections and the command queue."""
+    executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="webhook-db")
+    commands = Publisher(config.orders, send_timeout_ms=0)
+    intake = Intake(make_session_factory(make_engine(config.database_url)))
+    service = WebhookService(intake, commands, executor, RateLimiter(config.rate_limit))
+    server = HTTPServer(make_app(service), max_body_size=MAX_BODY, xheaders=False)
+    server.listen(config.port, config.host)
+    stopped = asyncio.Event()
+    stop_on_signals(stopped.set, asyncio.get_running_loop())
+    log.info("webhook listening on http://%s:%d, pushing to %s", config.host, config.port, config.orders)
+    await stopped.wait()
+    server.stop()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_S)
+    except asyncio.TimeoutError:
+        log.warning("connections still open after %.0f s; closing anyway", SHUTDOWN_GRACE_S)
+    executor.shutdown(wait=True)
+    commands.close()
+    log.info("webhook stopped: %d signals sent, %d requests rate limited", commands.sent, service.limiter.refused)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `tradestream-webhook`."""
+    config, log_level = parse_config(argv)
+    configure_logging("webhook", log_level)
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:  # the port is taken or the address is not ours
+        log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
