@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 run: $(STAMP)
-	$(VENV)/bin/tradestream-broker
+	bash scripts/run.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info
