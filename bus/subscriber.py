@@ -182,7 +182,10 @@ class Subscriber:
                 sock.close(linger=0)
 
     async def subscribe(self, key: StreamKey, timeout: float = 5.0) -> Position:
-        """Count one more reader of `key`; return the gap-free position once the subscription is live."""
+        """Count one more reader of `key`; return the gap-free position once the subscription is live.
+
+        Raises BusUnavailable when the broker does not answer within `timeout`.
+        """
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState(ready=asyncio.get_running_loop().create_future())
@@ -193,7 +196,10 @@ class Subscriber:
         state.refs += 1
         try:
             await asyncio.wait_for(asyncio.shield(state.ready), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except asyncio.TimeoutError:
+            self.unsubscribe(key)
+            raise BusUnavailable(f"the broker did not answer the subscription to {key} within {timeout}s") from None
+        except asyncio.CancelledError:
             self.unsubscribe(key)
             raise
         assert state.epoch is not None
@@ -306,7 +312,7 @@ class Subscriber:
                 log.warning("malformed bus message skipped: %s", exc)
         for key, delivered in deliveries.items():
             if delivered:
-                self.sink.on_events(key, delivered)
+                self._tell("on_events", key, delivered)
 
     def _handle_frames(self, frames: list[bytes], deliveries: dict[StreamKey, list[BusEvent]]) -> None:
         if len(frames) != 3:
@@ -367,23 +373,30 @@ class Subscriber:
             self.broker_epoch = header.epoch
         if not self.broker_up:
             self.broker_up = True
-            self.sink.on_broker_status(True)
+            self._tell("on_broker_status", True)
         if kind == "_head":
             if self._control_ready is not None and not self._control_ready.done():
                 self._control_ready.set_result(None)
         elif kind in events.CONTROL_KINDS:
-            self.sink.on_control(events.from_wire(payload))  # type: ignore[arg-type]
+            self._tell("on_control", events.from_wire(payload))
+
+    def _tell(self, method: str, *args: Any) -> None:
+        """Call the sink; a failing sink call is logged and must not lose other keys' events."""
+        try:
+            getattr(self.sink, method)(*args)
+        except Exception:
+            log.exception("sink %s failed", method)
 
     # -- gaps and resyncs -------------------------------------------------------
 
     def _resync(self, key: StreamKey, state: _KeyState, reason: str, position: Position, deliveries: dict[StreamKey, list[BusEvent]] | None) -> None:
         """Tell the sink the key's history is lost; deliver what came before first."""
         if deliveries and deliveries.get(key):
-            self.sink.on_events(key, deliveries.pop(key))
+            self._tell("on_events", key, deliveries.pop(key))
         self.stats.resyncs += 1
         state.epoch, state.seq = position
         state.pending = [e for e in state.pending if e.epoch == position.epoch and e.seq > position.seq]
-        self.sink.on_resync(key, reason, position)
+        self._tell("on_resync", key, reason, position)
 
     def _start_recovery(self, key: StreamKey, state: _KeyState) -> None:
         self.stats.gaps_detected += 1
@@ -427,7 +440,7 @@ class Subscriber:
             state.seq = event.seq
             run.append(event)
         if run:
-            self.sink.on_events(key, run)
+            self._tell("on_events", key, run)
         return not state.pending
 
     # -- watchdog ---------------------------------------------------------------
@@ -440,7 +453,7 @@ class Subscriber:
             if self.broker_up:
                 self.broker_up = False
                 log.warning("no broker heartbeat for %.1fs: recreating the SUB socket", self.heartbeat_timeout)
-                self.sink.on_broker_status(False)
+                self._tell("on_broker_status", False)
             self._recreate_sub()
 
     def _recreate_sub(self) -> None:

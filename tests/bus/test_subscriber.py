@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import zmq
 import zmq.asyncio
 
 from bus import codec
+from bus.errors import BusUnavailable
 from bus.events import ControlMessage, DisconnectMessage
 from bus.publisher import Publisher
 from bus.subscriber import BusEvent, Position, Subscriber
@@ -243,3 +245,53 @@ def test_broker_restart_is_survived_and_reported_as_resync(tmp_path: Path) -> No
         asyncio.run(main())
     finally:
         broker.kill()
+
+
+def test_a_subscription_the_broker_never_answers_raises_bus_unavailable_and_is_undone() -> None:
+    async def scenario(broker: ScriptedBroker, subscriber: Subscriber, sink: RecordingSink) -> None:
+        with pytest.raises(BusUnavailable):
+            await subscriber.subscribe(StreamKey(8, 8), timeout=0.2)
+        assert subscriber.keys == 1
+        assert subscriber.position(StreamKey(8, 8)) is None
+
+    run_scripted(scenario)
+
+
+class FailingSink(RecordingSink):
+    """A sink whose owner has a bug for one key."""
+
+    def on_events(self, key: StreamKey, events: Sequence[BusEvent]) -> None:
+        if key == KEY:
+            raise RuntimeError("bug in the owner")
+        super().on_events(key, events)
+
+
+def test_a_failing_sink_call_for_one_key_does_not_lose_another_keys_events(caplog: pytest.LogCaptureFixture) -> None:
+    other = StreamKey(70, 3)
+
+    async def main() -> None:
+        ctx = zmq.asyncio.Context()
+        broker = ScriptedBroker(ctx)
+        sink = FailingSink()
+        subscriber = Subscriber(broker.publish, broker.replay, sink, context=ctx, heartbeat_timeout=60)
+        try:
+            starting = asyncio.ensure_future(subscriber.start(timeout=5))
+            await broker.expect_subscription(CONTROL_TOPIC)
+            await broker.marker(CONTROL_TOPIC, EPOCH, 0)
+            await starting
+            for key in (KEY, other):
+                subscribing = asyncio.ensure_future(subscriber.subscribe(key))
+                await broker.expect_subscription(key_topic(key))
+                await broker.marker(key_topic(key), EPOCH, 0)
+                await subscribing
+            for seq in (1, 2):
+                await broker.event(seq)
+                await broker.send(key_topic(other), EPOCH, seq, make_order(*other).to_wire())
+            await async_wait_until(lambda: sink.seqs(other) == [1, 2], what="the other key's events")
+            assert subscriber.position(KEY) == Position(EPOCH, 2)
+        finally:
+            await subscriber.close()
+            ctx.destroy(linger=0)
+
+    asyncio.run(main())
+    assert "sink on_events failed" in caplog.text
