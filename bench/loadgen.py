@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import resource
 import time
 from array import array
@@ -231,6 +232,7 @@ def spec_of(client: SseClient, specs: list[StreamSpec]) -> int:
 
 def loadgen_process(conn: Connection, host: str, port: int, specs: list[StreamSpec], cores: set[int] | None) -> None:
     """Entry of a load-generator process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness tears us down
     if cores:
         os.sched_setaffinity(0, cores)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -7,6 +7,7 @@ it with one bytes search in the data line, whatever JSON spacing the streamer us
 from __future__ import annotations
 
 import os
+import signal
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -32,10 +33,10 @@ def order_wire(key: StreamKey, published_ns: int, timestamp: str) -> dict[str, A
     }
 
 
-def push_socket(ingress: str) -> zmq.Socket[Any]:
+def push_socket(ingress: str, hwm: int = 1_000_000) -> zmq.Socket[Any]:
     """A PUSH socket to the broker's ingress with a queue deep enough for a burst."""
     sock = zmq.Context.instance().socket(zmq.PUSH)
-    sock.setsockopt(zmq.SNDHWM, 1_000_000)
+    sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, 5000)
     sock.connect(ingress)
     return sock
@@ -67,7 +68,7 @@ def publish_paced(ingress: str, keys: list[StreamKey], rate: float, duration_s: 
 
 def push_flat_out(ingress: str, keys: list[StreamKey], duration_s: float) -> int:
     """Push pre-packed events round-robin as fast as possible for `duration_s`; the count sent."""
-    sock = push_socket(ingress)
+    sock = push_socket(ingress, hwm=10_000)  # blocks rather than queueing seconds of backlog
     timestamp = utc_now()
     frames = [(key_topic(key), codec.pack(order_wire(key, time.time_ns(), timestamp))) for key in keys]
     sent = 0
@@ -76,13 +77,14 @@ def push_flat_out(ingress: str, keys: list[StreamKey], duration_s: float) -> int
         for frame in frames:
             sock.send_multipart(frame)
         sent += len(frames)
-    sock.close()
+    sock.close(linger=0)
     return sent
 
 
 def publisher_process(conn: Connection, ingress: str, keys: list[StreamKey], rate: float,
                       duration_s: float, cores: set[int] | None) -> None:
     """Entry of the publisher process: wait for "go", publish, send back the counts per key."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness tears us down
     if cores:
         os.sched_setaffinity(0, cores)
     conn.recv()

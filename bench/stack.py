@@ -26,6 +26,8 @@ from store import actions
 from store.db import init_db, make_engine, make_session_factory
 
 BIN = Path(sys.executable).parent
+# The project root, so the console scripts import this checkout whatever the install mapped.
+ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)")
 READY_TIMEOUT_S = 30.0
 
@@ -66,6 +68,11 @@ class Stack:
         self.procs.clear()
 
 
+def _env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago."""
     with socket.socket() as sock:
@@ -91,7 +98,7 @@ def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[byt
     args = [str(BIN / "tradestream-broker"), "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
             "--replay", "tcp://127.0.0.1:*", "--history", str(history)]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True)
+        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env())
     procs.append(proc)
     return proc, _wait_for_log(log_path, proc, _LISTENING)
 
@@ -128,7 +135,7 @@ def start_streamer(stack: Stack, stack_dir: Path, max_streams_per_user: int, ext
             "--max-streams-per-user", str(max_streams_per_user), "--secret", secrets.token_hex(16), *extra]
     log_path = stack_dir / "streamer.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True)
+        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env())
     stack.procs.append(proc)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:

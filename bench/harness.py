@@ -1,0 +1,180 @@
+"""tradestream-bench: settings, the stack's lifetime, --find-max and --broker-only, the report."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import sys
+from typing import Any
+
+from bench import report
+from bench.brokeronly import run_broker_only
+from bench.procstat import pin
+from bench.run import BenchConfig, Progress, run_once
+from bench.stack import Stack, StackError, attach_stack, broker_only_stack, start_stack
+from bus.process import SettingsParser, configure_logging, positive_float, positive_int
+
+log = logging.getLogger(__name__)
+MAX_PROBE_RATE = 1_000_000.0
+
+
+def optional_pid(text: str) -> int | None:
+    """argparse type: a pid, or empty for none."""
+    return positive_int(text) if text else None
+
+
+def parse_config(argv: list[str] | None) -> tuple[BenchConfig, str]:
+    """Flags and TRADESTREAM_* variables into a BenchConfig and a log level."""
+    parser = SettingsParser(
+        prog="tradestream-bench",
+        description="Fan-out latency benchmark: N SSE streams over K keys, events published at R/s through "
+        "the real broker and streamer; reports deliveries/s, publish→receive latency, loss, duplicates, "
+        "streamer CPU per delivery and RSS per connection.",
+        epilog="Examples: tradestream-bench --connections 1000 --keys 100 --rate 2000 --duration 10 --pin; "
+        "tradestream-bench --find-max --json max.json --plot max.png; tradestream-bench --broker-only --pin",
+    )
+    add = parser.add_setting
+    add("--connections", default=1000, type=positive_int, help="SSE streams to open (N)")
+    add("--keys", default=100, type=positive_int, help="stream keys they are spread over (K; N/K streams per key)")
+    add("--rate", default=1000.0, type=positive_float, help="events published per second (over all keys); --find-max starts here")
+    add("--duration", default=10.0, type=positive_float, help="seconds of publishing per run")
+    add("--clients-procs", default=1, type=positive_int, help="load-generator processes reading the streams")
+    add("--json", default="", help="write the result object (CONTRACT section 7) to this file, '-' for stdout")
+    add("--plot", default="", help="write a PNG: latency histogram and CDF, deliveries/s over time")
+    parser.add_switch("--find-max", help="ramp and bisect to the highest rate with >= 99.9%% delivered, no stream lost, p99 <= 50 ms")
+    parser.add_switch("--pin", help="streamer on core 0, load generator, publisher and broker on core 1")
+    parser.add_switch("--broker-only", help="measure the broker alone: events/s it sequences per CPU second")
+    parser.add_switch("--attach", help="use a running broker and streamer instead of starting them")
+    add("--ingress", default="tcp://127.0.0.1:5557", help="broker ingress, with --attach")
+    add("--publish", default="tcp://127.0.0.1:5558", help="broker XPUB, with --attach")
+    add("--replay", default="tcp://127.0.0.1:5559", help="broker ROUTER, with --attach")
+    add("--host", default="127.0.0.1", help="streamer host, with --attach")
+    add("--port", default=8080, type=positive_int, help="streamer port, with --attach")
+    add("--database-url", default="sqlite:///var/tradestream.db", help="the running stack's database, with --attach (bench users are added)")
+    add("--streamer-pid", default="", type=optional_pid, help="streamer pid for CPU/RSS figures, with --attach")
+    add("--max-streams-per-user", default=20, type=positive_int, help="the attached streamer's per-user stream limit")
+    add("--drain-quiet", default=1.0, type=positive_float, help="after publishing, stop waiting once nothing arrived for this many seconds")
+    parser.add_logging()
+    args = parser.parse_args(argv)
+    if args.connections < args.keys:
+        parser.error(f"--connections {args.connections} must be at least --keys {args.keys}")
+    names = BenchConfig.__dataclass_fields__
+    values = {name: getattr(args, name) for name in names}
+    values["json"] = args.json or None
+    values["plot"] = args.plot or None
+    return BenchConfig(**values), args.log_level
+
+
+def find_max(stack: Stack, cfg: BenchConfig, progress: Progress) -> tuple[float, dict[int, report.RunResult]]:
+    """Double the rate while a run passes, then bisect between the last pass and the first failure."""
+    runs: dict[int, report.RunResult] = {}
+
+    def probe(rate: float) -> bool:
+        run, _, _ = run_once(stack, cfg, rate, progress)
+        ok = run.passes(run.extra["expected_deliveries"])
+        progress.note(f"rate {rate:,.0f}/s: {'pass' if ok else 'FAIL'} (p99 {run.latency_ms['p99']} ms, lost {run.lost}, "
+                      f"closed {run.extra['streams_closed']}, slow {run.slow_consumer_disconnects})")
+        runs[round(rate)] = run
+        return ok
+
+    low, high = 0.0, 0.0
+    rate = cfg.rate
+    while rate <= MAX_PROBE_RATE:
+        if not probe(rate):
+            high = rate
+            break
+        low, rate = rate, rate * 2
+    if not high:
+        return low, runs
+    while low and high / low > 1.1:
+        middle = (low + high) / 2
+        low, high = (middle, high) if probe(middle) else (low, middle)
+    if not low:
+        while rate > 1 and not probe(rate := rate / 2):
+            pass
+        low = rate if rate > 1 else 0.0
+    return low, runs
+
+
+def measure(stack: Stack, cfg: BenchConfig, progress: Progress) -> int:
+    """The runs asked for, then the table, the JSON and the plot."""
+    if cfg.pin and stack.streamer_pid:
+        pin(stack.streamer_pid, {0})
+        if stack.broker_pid:
+            pin(stack.broker_pid, {1})
+    if not cfg.find_max:
+        run, latencies, per_second = run_once(stack, cfg, cfg.rate, progress)
+        print(report.table(run, f"{cfg.rate:,.0f} events/s"))
+        obj: dict[str, Any] = run.to_json()
+    else:
+        max_rate, _ = find_max(stack, cfg, progress)
+        if not max_rate:
+            progress.note("no rate passed; lower --rate")
+            return 1
+        at_half, latencies, per_second = run_once(stack, cfg, max_rate / 2, progress)
+        at_90, _, _ = run_once(stack, cfg, max_rate * 0.9, progress)
+        print(f"max rate: {max_rate:,.0f} events/s ({max_rate * cfg.connections / len(stack.keys):,.0f} deliveries/s)")
+        print(report.table(at_half, "at 50% of max"))
+        print(report.table(at_90, "at 90% of max"))
+        run, obj = at_half, report.find_max_json(max_rate, at_half, at_90)
+    if cfg.json:
+        report.write_json(cfg.json, obj, sys.stdout)
+    if cfg.plot:
+        report.plot(cfg.plot, latencies, per_second, f"N={cfg.connections} K={len(stack.keys)} rate={run.rate:,.0f}/s")
+    return 0
+
+
+def broker_only(cfg: BenchConfig, progress: Progress) -> int:
+    """--broker-only: a broker, a pusher and a SUB reader; the broker's events per CPU second."""
+    stack = broker_only_stack()
+    try:
+        progress.note(f"pushing flat out over {cfg.keys} keys for {cfg.duration:g} s")
+        result = run_broker_only(stack, cfg.keys, cfg.duration, cfg.pin)
+    finally:
+        stack.stop()
+    width = max(map(len, result))
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in result.items()))
+    if cfg.json:
+        report.write_json(cfg.json, result, sys.stdout)
+    return 0
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `tradestream-bench`."""
+    cfg, log_level = parse_config(argv)
+    configure_logging("bench", log_level)
+    signal.signal(signal.SIGTERM, _interrupt)
+    # N streams need N descriptors in the streamer and the load generator, which inherit this limit.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    progress = Progress()
+    stack: Stack | None = None
+    try:
+        if cfg.broker_only:
+            return broker_only(cfg, progress)
+        per_key = -(-cfg.connections // cfg.keys)
+        if cfg.attach:
+            stack = attach_stack(cfg.ingress, cfg.publish, cfg.replay, cfg.host, cfg.port, cfg.database_url,
+                                 cfg.streamer_pid, cfg.keys, per_key, cfg.max_streams_per_user)
+        else:
+            progress.note("starting broker and streamer")
+            stack = start_stack(cfg.keys, per_key, 100, [])
+        return measure(stack, cfg, progress)
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        log.info("interrupted; tearing down", exc_info=log.isEnabledFor(logging.DEBUG))
+        return 0
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
