@@ -131,6 +131,7 @@ class SseClient(asyncio.Protocol):
                     latencies.append((now_ns - int(frame[mark : frame.find(b'"', mark)])) // 1000)
             else:
                 self._system(frame)
+                tracker = self.tracker
         if frames:
             second = now_ns // 1_000_000_000
             self.per_second[second] = self.per_second.get(second, 0) + len(frames)

@@ -1,0 +1,121 @@
+"""The harness's own logic: seq accounting, percentiles, the JSON schema of CONTRACT section 7."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.loadgen import SseClient
+from bench.report import RunResult, SeqTracker
+
+
+def tally(after: int, seqs: list[int], published: int) -> tuple[int, int]:
+    tracker = SeqTracker(after)
+    for seq in seqs:
+        tracker.see(seq)
+    return tracker.lost(published), tracker.duplicated
+
+
+@pytest.mark.parametrize(
+    ("after", "seqs", "published", "lost", "duplicated"),
+    [
+        (0, [1, 2, 3], 3, 0, 0),
+        (10, [11, 12, 13, 14], 4, 0, 0),
+        (0, [1, 3], 3, 1, 0),  # a gap
+        (0, [1, 2], 4, 2, 0),  # the tail never arrived
+        (0, [], 5, 5, 0),
+        (0, [1, 2, 2, 3], 3, 0, 1),  # a repeat
+        (5, [5, 6, 7], 2, 0, 1),  # at or below the head the stream started from
+        (0, [1, 4, 2], 4, 2, 1),  # out of order counts as a gap and a repeat: the contract orders each key
+    ],
+)
+def test_seq_tracker_counts_lost_and_duplicated_events(after: int, seqs: list[int], published: int, lost: int, duplicated: int) -> None:
+    assert tally(after, seqs, published) == (lost, duplicated)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = list(range(1, 1001))
+    assert report.percentile(values, 0.5) == 500
+    assert report.percentile(values, 0.99) == 990
+    assert report.percentile(values, 0.999) == 999
+    assert report.percentile([7], 0.999) == 7
+    assert report.percentile([], 0.5) == 0.0
+
+
+def test_latency_summary_converts_microseconds_to_milliseconds() -> None:
+    summary = report.latency_summary([3000, 1000, 2000, 4000])
+    assert summary == {"p50": 2.0, "p90": 4.0, "p99": 4.0, "p999": 4.0, "max": 4.0}
+
+
+def sample_run(**changes: object) -> RunResult:
+    values: dict[str, object] = dict(
+        connections=20, keys=4, rate=50.0, duration_s=2.0, deliveries_per_s=250.0,
+        latency_ms={"p50": 1.0, "p90": 2.0, "p99": 3.0, "p999": 4.0, "max": 5.0}, lost=0, duplicated=0,
+        slow_consumer_disconnects=0, streamer_cpu_us_per_delivery=12.5, rss_idle_kib=6.0, rss_loaded_kib=7.0,
+        connect_s=0.1, extra={"streams_closed": 0},
+    )
+    values.update(changes)
+    return RunResult(**values)  # type: ignore[arg-type]
+
+
+def check_run_schema(obj: dict[str, object]) -> None:
+    assert tuple(obj)[: len(report.RUN_KEYS)] == report.RUN_KEYS
+    assert set(obj["latency_ms"]) == {"p50", "p90", "p99", "p999", "max"}  # type: ignore[arg-type]
+    assert set(obj["streamer_rss_kib_per_connection"]) == {"idle", "loaded"}  # type: ignore[arg-type]
+
+
+def test_run_json_has_exactly_the_contract_keys() -> None:
+    obj = sample_run().to_json()
+    assert set(obj) == set(report.RUN_KEYS)
+    check_run_schema(obj)
+
+
+def test_find_max_json_adds_max_rate_and_the_two_runs(tmp_path: Path) -> None:
+    obj = report.find_max_json(1000.0, sample_run(rate=500.0), sample_run(rate=900.0))
+    assert set(obj) == set(report.RUN_KEYS) | {"max_rate", "at_half", "at_90"}
+    check_run_schema(obj["at_half"])
+    check_run_schema(obj["at_90"])
+    report.write_json(str(tmp_path / "r.json"), obj)
+    assert json.loads((tmp_path / "r.json").read_text())["at_90"]["rate"] == 900.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "passes"),
+    [({}, True), ({"lost": 1}, True), ({"lost": 2}, False), ({"slow_consumer_disconnects": 1}, False),
+     ({"latency_ms": {"p50": 1, "p90": 2, "p99": 50.1, "p999": 60, "max": 70}}, False),
+     ({"extra": {"streams_closed": 1}}, False)],
+)
+def test_find_max_criterion(changes: dict[str, object], passes: bool) -> None:
+    assert sample_run(**changes).passes(expected_deliveries=1000) is passes
+
+
+def test_table_and_plot_render(tmp_path: Path) -> None:
+    assert "lost / duplicated" in report.table(sample_run())
+    report.plot(str(tmp_path / "p.png"), [1000, 2000, 30000], {100: 5, 101: 7}, "t")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_sse_client_decodes_chunks_split_anywhere() -> None:
+    """Every split of a chunked body yields the same seqs and latencies."""
+    import asyncio
+    from array import array
+
+    frames = [b"retry: 3000\n\n",
+              b'event: connection\ndata: {"status": "connected", "last_event_id": "77-10"}\n\n',
+              b'id: 77-11\nevent: order_update\ndata: {"order_id":"bench-1000000"}\n\n',
+              b'id: 77-12\nevent: order_update\ndata: {"order_id": "bench-2000000"}\n\n']
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(f), f) for f in frames)
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+
+    async def feed(cut: int) -> tuple[int, int, int]:
+        client = SseClient(b"", array("q"), {})
+        client.data_received(wire[:cut])
+        client.data_received(wire[cut:])
+        assert client.tracker is not None
+        return client.tracker.after, client.tracker.next_seq, len(client.latencies)
+
+    for cut in range(1, len(wire)):
+        assert asyncio.run(feed(cut)) == (10, 13, 2), cut
