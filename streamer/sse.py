@@ -1,0 +1,69 @@
+"""Server-Sent Events framing: pure functions from events to the exact bytes on the wire.
+
+A frame is `id:`/`event:` lines, one `data:` line per line of the data, and a
+blank line. Line breaks (CRLF, CR or LF) inside `data` become separate `data:`
+lines; CR and LF are stripped from `id` and `event`, so no value can end a
+frame early or forge a field. No Tornado here: the hub calls these once per
+event and writes the same bytes to every client of the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+RETRY_MS = 3000
+RETRY_FRAME = b"retry: %d\n\n" % RETRY_MS
+# Fields the bus adds for its own use; the browser never sees them.
+INTERNAL_FIELDS = frozenset({"kind", "published_ns"})
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_FIELD_BREAK = re.compile(r"[\r\n]")
+_event_lines: dict[str, bytes] = {}
+
+
+def clean_field(value: str) -> str:
+    """An `id` or `event` value with CR and LF removed."""
+    return _FIELD_BREAK.sub("", value)
+
+
+def encode_frame(event: str | None, data: str, event_id: str | None = None) -> bytes:
+    """One frame: optional `id:` and `event:` lines, then `data` split into `data:` lines."""
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {clean_field(event_id)}\n")
+    if event is not None:
+        lines.append(f"event: {clean_field(event)}\n")
+    lines.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    lines.append("\n")
+    return "".join(lines).encode("utf-8")
+
+
+def json_frame(event: str, value: Mapping[str, Any]) -> bytes:
+    """A system event (no id) whose data is `value` as one line of JSON."""
+    return encode_frame(event, orjson.dumps(value).decode("utf-8"))
+
+
+def event_data(payload: Mapping[str, Any]) -> bytes:
+    """The JSON data of a bus event: its payload without the bus's internal fields."""
+    return orjson.dumps({k: v for k, v in payload.items() if k not in INTERNAL_FIELDS})
+
+
+def _event_line(kind: str) -> bytes:
+    line = _event_lines.get(kind)
+    if line is None:
+        if len(_event_lines) > 64:  # kinds are a handful; never let odd ones pile up
+            _event_lines.clear()
+        line = _event_lines[kind] = f"event: {clean_field(kind)}\n".encode("utf-8")
+    return line
+
+
+def bus_event_frame(epoch: int, seq: int, kind: str, payload: Mapping[str, Any]) -> bytes:
+    """The frame of one sequenced bus event, `id: <epoch>-<seq>`.
+
+    orjson writes one line (it escapes control characters inside strings and
+    never indents), so the data needs no splitting: this is the hot path.
+    """
+    return b"id: %d-%d\n%sdata: %s\n\n" % (epoch, seq, _event_line(kind), event_data(payload))

@@ -1,0 +1,74 @@
+"""SSE framing: events to exact bytes (a table), and properties no value can break."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer import sse
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "event_id", "expected"),
+    [
+        ("heartbeat", '{"a":1}', None, b'event: heartbeat\ndata: {"a":1}\n\n'),
+        ("order_update", "{}", "7-3", b"id: 7-3\nevent: order_update\ndata: {}\n\n"),
+        (None, "plain", None, b"data: plain\n\n"),
+        ("x", "one\ntwo", None, b"event: x\ndata: one\ndata: two\n\n"),
+        ("x", "one\r\ntwo\rthree", None, b"event: x\ndata: one\ndata: two\ndata: three\n\n"),
+        ("x", "trailing\n", None, b"event: x\ndata: trailing\ndata: \n\n"),
+        ("x", "", None, b"event: x\ndata: \n\n"),
+        ("ev\r\nil", "d", "1-\n2\r", b"id: 1-2\nevent: evil\ndata: d\n\n"),
+        ("x", "caf\u00e9 \u20ac", None, "event: x\ndata: caf\u00e9 \u20ac\n\n".encode()),
+    ],
+)
+def test_frames_are_exactly_these_bytes(event: str | None, data: str, event_id: str | None, expected: bytes) -> None:
+    assert sse.encode_frame(event, data, event_id) == expected
+
+
+def test_retry_frame_asks_for_three_seconds() -> None:
+    assert sse.RETRY_FRAME == b"retry: 3000\n\n"
+
+
+def test_bus_event_frame_drops_kind_and_published_ns_and_keeps_one_line() -> None:
+    payload = {"kind": "order_update", "published_ns": 123, "order_id": "a\nb", "n": 1.5, "none": None}
+    frame = sse.bus_event_frame(42, 7, "order_update", payload)
+    assert frame == b'id: 42-7\nevent: order_update\ndata: {"order_id":"a\\nb","n":1.5,"none":null}\n\n'
+
+
+def test_json_frame_is_one_data_line() -> None:
+    frame = sse.json_frame("resync", {"reason": "history_gone"})
+    assert frame == b'event: resync\ndata: {"reason":"history_gone"}\n\n'
+
+
+def _parse(frame: bytes) -> tuple[dict[str, str], list[str]]:
+    """The fields of one frame, as a browser would read them."""
+    assert frame.endswith(b"\n\n") and b"\n\n" not in frame[:-2]
+    fields: dict[str, str] = {}
+    data: list[str] = []
+    for line in frame[:-2].decode().split("\n"):
+        name, _, value = line.partition(": ")
+        if name == "data":
+            data.append(value)
+        else:
+            assert name not in fields
+            fields[name] = value
+    return fields, data
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=st.text(), data=st.text(), event_id=st.text())
+def test_no_value_can_end_a_frame_early_or_forge_a_field(event: str, data: str, event_id: str) -> None:
+    fields, lines = _parse(sse.encode_frame(event, data, event_id))
+    assert fields == {"id": sse.clean_field(event_id), "event": sse.clean_field(event)}
+    normalized = data.replace("\r\n", "\n").replace("\r", "\n")
+    assert "\n".join(lines) == normalized
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(st.text(), st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=8)))
+def test_any_payload_becomes_a_single_data_line(payload: dict[str, object]) -> None:
+    fields, lines = _parse(sse.bus_event_frame(1, 2, "order_update", payload))
+    assert fields == {"id": "1-2", "event": "order_update"}
+    assert len(lines) == 1
