@@ -26,6 +26,7 @@ from typing import Any
 import zmq
 
 from bus import codec, events
+from bus.frames import recv_frames, send3
 from bus.errors import DecodeError
 from bus.process import SettingsParser, configure_logging, positive_float, positive_int, stop_on_signals
 from bus.sequencer import Sequencer, new_epoch
@@ -147,7 +148,7 @@ class Broker:
         """Handle what is waiting on `sock`, at most DRAIN_BATCH messages per turn."""
         for _ in range(DRAIN_BATCH):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock)
             except zmq.Again:
                 return
             try:
@@ -170,11 +171,11 @@ class Broker:
         if type(published_ns) is not int or published_ns < 0:
             published_ns = now
         if topic == CONTROL_TOPIC and kind in events.CONTROL_KINDS:
-            self.egress.send_multipart((topic, codec.pack_header(self.sequencer.epoch, 0, published_ns, now), payload))
+            send3(self.egress, topic, codec.pack_header(self.sequencer.epoch, 0, published_ns, now), payload)
             self.stats.control += 1
         elif kind in events.KEY_EVENT_KINDS and topic == key_topic(StreamKey(wire["user_id"], wire["strategy_id"])):
             header = self.sequencer.sequence(topic, payload, published_ns, now)
-            self.egress.send_multipart((topic, header, payload))
+            send3(self.egress, topic, header, payload)
             self.stats.published += 1
         else:
             return self._drop(f"topic {topic[:40]!r} does not match a {kind} payload")
@@ -196,12 +197,12 @@ class Broker:
                 return  # a wildcard or foreign subscription gets events, not markers
         now = time.time_ns()
         head = self.sequencer.head(topic)
-        self.egress.send_multipart((topic, codec.pack_header(self.sequencer.epoch, head, now, now), HEAD_PAYLOAD))
+        send3(self.egress, topic, codec.pack_header(self.sequencer.epoch, head, now, now), HEAD_PAYLOAD)
 
     def _heartbeat(self) -> None:
         now = time.time_ns()
         header = codec.pack_header(self.sequencer.epoch, 0, now, now)
-        self.egress.send_multipart((CONTROL_TOPIC, header, HEARTBEAT_PAYLOAD))
+        send3(self.egress, CONTROL_TOPIC, header, HEARTBEAT_PAYLOAD)
 
     def _handle_request(self, frames: list[bytes]) -> None:
         identity, request = frames[0], frames[1:]

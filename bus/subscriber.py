@@ -41,6 +41,7 @@ import zmq.asyncio
 
 from bus import codec, events
 from bus.errors import BusUnavailable, DecodeError
+from bus.frames import recv_frames
 from bus.topics import CONTROL_TOPIC, StreamKey, key_topic
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ class Subscriber:
             batch: list[list[bytes]] = []
             for _ in range(DRAIN_BATCH):
                 try:
-                    batch.append(reader.recv_multipart(zmq.NOBLOCK))
+                    batch.append(recv_frames(reader))
                 except zmq.Again:
                     break
             self._last_heard = time.monotonic()
