@@ -71,11 +71,11 @@ TOO_LARGE = Reply(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
 
 
 class RateLimiter:
-    """A token bucket per key: `rate` per second, bursts of BURST_FACTOR × rate; bounded in keys."""
+    """A token bucket per key: `rate` per second, bursts of BURST_FACTOR × rate (at least 1); bounded in keys."""
 
     def __init__(self, rate: float, max_keys: int = MAX_RATE_KEYS) -> None:
         self.rate = rate
-        self.burst = rate * BURST_FACTOR
+        self.burst = max(1.0, rate * BURST_FACTOR)
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.refused = 0

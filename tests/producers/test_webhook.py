@@ -1,0 +1,344 @@
+"""The webhook over real HTTP, with the demo database and a real PULL socket for its commands."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import zmq
+from sqlalchemy import select
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.web import Application
+
+from bus.publisher import Publisher
+from producers.commands import SignalCommand
+from producers.intake import IDEMPOTENCY_WINDOW, Intake
+from producers.signals import MAX_BATCH
+from producers.webhook import MAX_BODY, RateLimiter, WebhookService, make_app
+from store import actions
+from store.models import Order, Signal
+from tests.producers.conftest import CommandSink, World
+
+EXAMPLE = {"group_name": "btc-trend", "symbol": "BTC/USDT", "side": "buy", "order_type": "LIMIT", "price": "90000", "qty_per": 5}
+
+
+class Clock:
+    """A settable clock for the idempotency window."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 6, 9, 30, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def rate_limit() -> float:
+    return 1000.0
+
+
+@pytest.fixture
+def commands_publisher(command_sink: CommandSink, zctx: zmq.Context[Any]) -> Iterator[Publisher]:
+    publisher = Publisher(command_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
+    yield publisher
+    publisher.close()
+
+
+@pytest.fixture
+def app(world: World, commands_publisher: Publisher, clock: Clock, rate_limit: float) -> Iterator[Application]:
+    executor = ThreadPoolExecutor(2)
+    service = WebhookService(Intake(world.sessions, clock), commands_publisher, executor, RateLimiter(rate_limit))
+    yield make_app(service)
+    executor.shutdown(wait=True)
+
+
+def signal(world: World, group: str = "btc-trend", **fields: Any) -> dict[str, Any]:
+    """The contract's example webhook with the group's real token, fields replaced."""
+    return {**EXAMPLE, "group_name": group, "token": world.tokens[group], **fields}
+
+
+async def post(
+    http_client: AsyncHTTPClient, base_url: str, body: Any, content_type: str | None = "application/json"
+) -> tuple[int, dict[str, Any]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response: HTTPResponse = await http_client.fetch(
+        base_url + "/api/webhook", method="POST", body=raw, headers=headers, raise_error=False
+    )
+    return response.code, json.loads(response.body)
+
+
+# (name, body or a function of the world giving it, content type, status, error code, field)
+def _bad(**fields: Any) -> Any:
+    return lambda world: signal(world, **fields)
+
+
+def _without(name: str) -> Any:
+    return lambda world: {k: v for k, v in signal(world).items() if k != name}
+
+
+def _batch(*orders: dict[str, Any]) -> Any:
+    base = {k: v for k, v in EXAMPLE.items() if k != "group_name"}
+    return lambda world: {"group_name": "btc-trend", "token": world.tokens["btc-trend"], "orders": [{**base, **o} for o in orders]}
+
+
+BAD_WEBHOOKS = [
+    ("text/plain", _bad(), "text/plain", 415, "unsupported_media_type", None),
+    ("no content type", _bad(), None, 415, "unsupported_media_type", None),
+    ("broken JSON", b'{"group_name": ', "application/json", 400, "invalid_json", "body"),
+    ("NaN literal", b'{"group_name": "btc-trend", "price": NaN}', "application/json", 400, "invalid_json", "body"),
+    ("not UTF-8", b'{"group_name": "\xff"}', "application/json", 400, "invalid_json", "body"),
+    ("array body", [EXAMPLE], "application/json", 400, "invalid_request", "body"),
+    ("string body", "hello", "application/json", 400, "invalid_request", "body"),
+    ("no group_name", _without("group_name"), "application/json", 400, "invalid_request", "group_name"),
+    ("group_name number", _bad(group_name=7), "application/json", 400, "invalid_request", "group_name"),
+    ("empty group_name", _bad(group_name=""), "application/json", 400, "invalid_request", "group_name"),
+    ("no token", _without("token"), "application/json", 400, "invalid_request", "token"),
+    ("token number", _bad(token=123), "application/json", 400, "invalid_request", "token"),
+    ("id too long", _bad(id="x" * 65), "application/json", 400, "invalid_request", "id"),
+    ("id number", _bad(id=5), "application/json", 400, "invalid_request", "id"),
+    ("orders not a list", _bad(orders={"a": 1}), "application/json", 400, "invalid_request", "orders"),
+    ("orders empty", _bad(orders=[]), "application/json", 400, "invalid_request", "orders"),
+    ("orders too many", _batch(*[{}] * (MAX_BATCH + 1)), "application/json", 400, "invalid_request", "orders"),
+    ("orders item not object", _bad(orders=[EXAMPLE, "x"]), "application/json", 400, "invalid_request", "orders[1]"),
+    ("unknown group", _bad(group_name="no-such-group"), "application/json", 404, "unknown_group", None),
+    ("unknown group beats bad token and fields", _bad(group_name="nope", token="x", price=-1), "application/json", 404, "unknown_group", None),
+    ("wrong token", _bad(token="not-the-token"), "application/json", 401, "bad_token", None),
+    ("another group's token", lambda w: signal(w, token=w.tokens["eth-swing"]), "application/json", 401, "bad_token", None),
+    ("wrong token beats bad fields", _bad(token="nope", side="up"), "application/json", 401, "bad_token", None),
+    ("no order_type", _without("order_type"), "application/json", 400, "invalid_request", "order_type"),
+    ("order_type lower case", _bad(order_type="limit"), "application/json", 400, "invalid_request", "order_type"),
+    ("order_type unknown", _bad(order_type="ICEBERG"), "application/json", 400, "invalid_request", "order_type"),
+    ("no symbol", _without("symbol"), "application/json", 400, "invalid_request", "symbol"),
+    ("symbol without slash", _bad(symbol="BTCUSDT"), "application/json", 400, "invalid_request", "symbol"),
+    ("symbol with dash", _bad(symbol="BTC/US-DT"), "application/json", 400, "invalid_request", "symbol"),
+    ("symbol trailing newline", _bad(symbol="BTC/USDT\n"), "application/json", 400, "invalid_request", "symbol"),
+    ("symbol not ASCII", _bad(symbol="ВТС/USDT"), "application/json", 400, "invalid_request", "symbol"),
+    ("symbol two slashes", _bad(symbol="BTC/USDT/X"), "application/json", 400, "invalid_request", "symbol"),
+    ("no side", _without("side"), "application/json", 400, "invalid_request", "side"),
+    ("side long", _bad(side="long"), "application/json", 400, "invalid_request", "side"),
+    ("side number", _bad(side=1), "application/json", 400, "invalid_request", "side"),
+    ("LIMIT without price", _without("price"), "application/json", 400, "invalid_request", "price"),
+    ("price words", _bad(price="abc"), "application/json", 400, "invalid_request", "price"),
+    ("price negative", _bad(price=-1), "application/json", 400, "invalid_request", "price"),
+    ("price zero string", _bad(price="0"), "application/json", 400, "invalid_request", "price"),
+    ("price overflows", _bad(price="1e999"), "application/json", 400, "invalid_request", "price"),
+    ("price boolean", _bad(price=True), "application/json", 400, "invalid_request", "price"),
+    ("price NaN string", _bad(price="NaN"), "application/json", 400, "invalid_request", "price"),
+    ("price Infinity string", _bad(price="Infinity"), "application/json", 400, "invalid_request", "price"),
+    ("price list", _bad(price=[1]), "application/json", 400, "invalid_request", "price"),
+    ("no qty_per", _without("qty_per"), "application/json", 400, "invalid_request", "qty_per"),
+    ("qty_per zero", _bad(qty_per="0"), "application/json", 400, "invalid_request", "qty_per"),
+    ("STOP_MARKET without stop_price", _bad(order_type="STOP_MARKET"), "application/json", 400, "invalid_request", "stop_price"),
+    ("STOP_LIMIT without price", lambda w: {**_without("price")(w), "order_type": "STOP_LIMIT", "stop_price": 1}, "application/json", 400, "invalid_request", "price"),
+    ("STOP_LIMIT bad stop_price", _bad(order_type="STOP_LIMIT", stop_price="-5"), "application/json", 400, "invalid_request", "stop_price"),
+    ("CANCEL_ALL without symbol", lambda w: {**_without("symbol")(w), "order_type": "CANCEL_ALL_ORDER"}, "application/json", 400, "invalid_request", "symbol"),
+    ("MARKET without any known price", _bad(order_type="MARKET", price=None), "application/json", 400, "invalid_request", "price"),
+    ("batch names the bad order", _batch({}, {}, {"price": "-1"}), "application/json", 400, "invalid_request", "orders[2].price"),
+    ("batch MARKET without price", _batch({}, {"order_type": "MARKET", "price": None}), "application/json", 400, "invalid_request", "orders[1].price"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "error", "field"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_WEBHOOKS],
+)
+@pytest.mark.gen_test
+async def test_bad_webhook_is_refused_with_its_status_and_field(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink,
+    body: Any, content_type: str | None, status: int, error: str, field: str | None,
+) -> None:
+    document = body(world) if callable(body) else body
+    if isinstance(document, dict):
+        document = {k: v for k, v in document.items() if v is not None}
+    code, reply = await post(http_client, base_url, document, content_type)
+    assert (code, reply["error"]) == (status, error)
+    assert reply.get("field") == field
+    assert isinstance(reply["message"], str) and reply["message"]
+    if field is not None:
+        assert reply["message"].startswith(field.split("[")[0])
+    with world.sessions() as session:
+        assert session.scalars(select(Signal)).first() is None
+    assert command_sink.pending() == []
+
+
+@pytest.mark.gen_test
+async def test_contract_example_is_accepted_and_pushed_as_a_command(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+) -> None:
+    code, reply = await post(http_client, base_url, signal(world, extra_field="ignored"))
+    assert (code, reply) == (200, {"status": "accepted", "signals": 1})
+    command = command_sink.receive()
+    assert isinstance(command, SignalCommand)
+    assert (command.strategy_id, command.group_name, command.is_batch) == (world.strategy_ids["btc-trend"], "btc-trend", False)
+    (order,) = command.orders
+    assert (order.order_type, order.symbol, order.side, order.price, order.qty_per) == ("LIMIT", "BTC/USDT", "BUY", 90000.0, 5.0)
+    with world.sessions() as session:
+        stored = session.get(Signal, command.signal_id)
+        assert stored is not None and stored.strategy_id == world.strategy_ids["btc-trend"]
+        assert "token" not in json.loads(stored.payload)
+
+
+@pytest.mark.gen_test
+async def test_numeric_strings_any_case_side_and_lower_case_symbol_are_normalised(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+) -> None:
+    body = signal(world, side="SeLl", symbol="eth/usdt", order_type="STOP_LIMIT", price="3000.5", stop_price="2990", qty_per="2.5")
+    code, _ = await post(http_client, base_url, body, "application/json; charset=utf-8")
+    assert code == 200
+    (order,) = command_sink.receive().orders  # type: ignore[union-attr]
+    assert (order.side, order.symbol, order.price, order.stop_price, order.qty_per) == ("SELL", "ETH/USDT", 3000.5, 2990.0, 2.5)
+
+
+@pytest.mark.gen_test
+async def test_batch_counts_every_order_and_keeps_list_order(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+) -> None:
+    body = _batch({"price": "1"}, {"order_type": "CANCEL_ALL_ORDER"}, {"price": "3"})(world)
+    code, reply = await post(http_client, base_url, body)
+    assert (code, reply) == (200, {"status": "accepted", "signals": 3})
+    command = command_sink.receive()
+    assert isinstance(command, SignalCommand) and command.is_batch
+    assert [o.order_type for o in command.orders] == ["LIMIT", "CANCEL_ALL_ORDER", "LIMIT"]
+    assert [o.price for o in command.orders] == [1.0, None, 3.0]
+
+
+@pytest.mark.gen_test
+async def test_same_id_within_ten_minutes_is_acknowledged_without_new_orders(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink, clock: Clock
+) -> None:
+    first = await post(http_client, base_url, signal(world, id="tv-1"))
+    clock.now += IDEMPOTENCY_WINDOW - timedelta(seconds=1)
+    again = await post(http_client, base_url, signal(world, id="tv-1"))
+    assert first == (200, {"status": "accepted", "signals": 1})
+    assert again == (200, {"status": "accepted", "signals": 1, "duplicate": True})
+    other_group = await post(http_client, base_url, signal(world, "eth-swing", id="tv-1"))
+    assert other_group == (200, {"status": "accepted", "signals": 1})
+    received = [command_sink.receive(), command_sink.receive()]
+    assert [c.group_name for c in received] == ["btc-trend", "eth-swing"]  # type: ignore[union-attr]
+    clock.now += timedelta(seconds=2)
+    later = await post(http_client, base_url, signal(world, id="tv-1", price="91000"))
+    assert later == (200, {"status": "accepted", "signals": 1})
+    assert command_sink.receive().orders[0].price == 91000.0  # type: ignore[union-attr]
+    with world.sessions() as session:
+        assert len(session.scalars(select(Signal)).all()) == 2
+
+
+@pytest.mark.gen_test
+async def test_market_order_without_price_is_accepted_once_a_fill_is_known(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+) -> None:
+    with world.sessions() as session:
+        session.add(Order(
+            order_id="paper-1", account_id=world.account_ids["alice"], strategy_id=world.strategy_ids["btc-trend"],
+            user_id=world.user_ids["alice"], symbol="BTC/USDT", side="BUY", order_type="MARKET", quantity=1.0,
+            status="FILLED", filled_quantity=1.0, average_price=90000.0,
+        ))
+        session.commit()
+    body = {k: v for k, v in signal(world, order_type="MARKET").items() if k != "price"}
+    assert (await post(http_client, base_url, body))[0] == 200
+    assert command_sink.receive().orders[0].price is None  # type: ignore[union-attr]
+
+
+@pytest.mark.gen_test
+async def test_inactive_strategy_is_409_after_group_and_token_checks(
+    http_client: AsyncHTTPClient, base_url: str, world: World
+) -> None:
+    with world.sessions() as session:
+        actions.deactivate(session, None, world.strategy_ids["sol-scalp"])
+    body = signal(world, "sol-scalp", symbol="SOL/USDT", price="-1")
+    code, reply = await post(http_client, base_url, body)
+    assert (code, reply["error"]) == (409, "strategy_inactive")
+    assert (await post(http_client, base_url, {**body, "token": "wrong"}))[0] == 401
+
+
+@pytest.mark.gen_test
+async def test_token_is_compared_in_constant_time(
+    http_client: AsyncHTTPClient, base_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[Any, Any]] = []
+    original = hmac.compare_digest
+
+    def recording_compare(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording_compare)
+    code, _ = await post(http_client, base_url, signal(world, token="guess"))
+    assert code == 401
+    assert len(compared) == 1 and len(compared[0][0]) == len(compared[0][1]) == 64  # sha256 hex digests
+
+
+@pytest.mark.gen_test
+async def test_body_over_64_kib_is_413_and_exactly_64_kib_is_read(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+) -> None:
+    base = json.dumps(signal(world, padding="")).encode()
+    exact = base.replace(b'"padding": ""', b'"padding": "' + b"x" * (MAX_BODY - len(base)) + b'"')
+    assert len(exact) == MAX_BODY
+    assert (await post(http_client, base_url, exact))[0] == 200
+    code, reply = await post(http_client, base_url, exact + b" ")
+    assert (code, reply["error"]) == (413, "body_too_large")
+    command_sink.receive()
+
+
+@pytest.mark.gen_test
+async def test_other_methods_and_paths_answer_json_errors(http_client: AsyncHTTPClient, base_url: str) -> None:
+    for path, method, status in (("/api/webhook", "GET", 405), ("/api/nothing", "GET", 404)):
+        response = await http_client.fetch(base_url + path, method=method, raise_error=False)
+        assert response.code == status
+        assert set(json.loads(response.body)) == {"error", "message"}
+
+
+class TestRateLimit:
+    @pytest.fixture
+    def rate_limit(self) -> float:
+        return 0.2  # a burst of one request, then one every five seconds
+
+    @pytest.mark.gen_test
+    async def test_second_request_within_the_burst_is_429_for_that_token_only(
+        self, http_client: AsyncHTTPClient, base_url: str, world: World
+    ) -> None:
+        assert (await post(http_client, base_url, signal(world)))[0] == 200
+        code, reply = await post(http_client, base_url, signal(world))
+        assert (code, reply["error"]) == (429, "rate_limited")
+        assert (await post(http_client, base_url, signal(world, "eth-swing")))[0] == 200
+
+
+def test_rate_limiter_refills_at_its_rate_up_to_five_times_the_rate() -> None:
+    limiter = RateLimiter(rate=2.0)
+    assert [limiter.allow("t", now=0.0) for _ in range(11)] == [True] * 10 + [False]
+    assert limiter.allow("t", now=0.5) and not limiter.allow("t", now=0.5)
+    assert sum(limiter.allow("t", now=100.0) for _ in range(20)) == 10
+
+
+class TestBusDown:
+    @pytest.fixture
+    def commands_publisher(self, zctx: zmq.Context[Any]) -> Iterator[Publisher]:
+        # Nobody binds this endpoint and the queue holds one message: the next send cannot queue.
+        publisher = Publisher("tcp://127.0.0.1:1", context=zctx, send_timeout_ms=0, hwm=1, linger_ms=0)
+        yield publisher
+        publisher.close()
+
+    @pytest.mark.gen_test
+    async def test_full_queue_is_503_at_once_and_forgets_the_signal(
+        self, http_client: AsyncHTTPClient, base_url: str, world: World
+    ) -> None:
+        replies = [await post(http_client, base_url, signal(world, id=f"s-{i}")) for i in range(5)]
+        codes = [code for code, _ in replies]
+        assert 503 in codes and codes[0] == 200
+        refused = codes.index(503)
+        assert replies[refused][1]["error"] == "bus_unavailable"
+        with world.sessions() as session:
+            ids = set(session.scalars(select(Signal.client_id)))
+        assert "s-0" in ids and f"s-{refused}" not in ids
