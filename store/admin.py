@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -289,7 +290,11 @@ def one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand: 0 on success, 1 on an error, 2 on bad flags."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level not in logging.getLevelNamesMapping():
+        # argparse checks `choices` on flags only, not on defaults taken from the environment.
+        parser.error(f"argument --log-level: invalid choice: {args.log_level!r}")
     config = AdminConfig(args.database_url, args.ingress, args.log_level)
     configure_logging(PROG, config.log_level)
     try:

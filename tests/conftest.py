@@ -1,0 +1,68 @@
+"""Database fixtures for every test folder: a fresh, empty database per test.
+
+`database_url` is a new SQLite file, and also, when TRADESTREAM_TEST_DATABASE_URL
+names a PostgreSQL database, a fresh schema of it (dropped afterwards), so that
+parallel runs never see each other's rows. Those runs carry the `postgres` mark.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from store.db import init_db, make_engine, make_session_factory
+
+POSTGRES_URL = os.environ.get("TRADESTREAM_TEST_DATABASE_URL", "")
+DATABASES = [pytest.param("sqlite", id="sqlite")]
+if POSTGRES_URL:
+    DATABASES.append(pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres))
+
+
+def _postgres_schema_url(base_url: str) -> Iterator[str]:
+    """A URL whose connections see only a new schema, dropped with everything in it at the end."""
+    schema = f"ts_{secrets.token_hex(6)}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        # A query parameter (not connect_args) so subprocesses given the URL see the schema too.
+        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            # A connection left open by a test must fail the drop, not hang it.
+            connection.execute(text("SET lock_timeout = '10s'"))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: SQLite, and PostgreSQL when configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'tradestream.db'}"
+    else:
+        yield from _postgres_schema_url(POSTGRES_URL)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on `database_url` with every table created."""
+    engine = make_engine(database_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session on the test database, closed afterwards."""
+    with make_session_factory(engine)() as session:
+        yield session

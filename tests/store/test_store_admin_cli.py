@@ -1,0 +1,240 @@
+"""`tradestream-admin` as users run it: a real subprocess, its exit codes and its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from bus.events import CleanupStrategyMessage, DisconnectMessage
+from store import actions
+from store.db import make_engine
+from store.models import User
+from tests.store.conftest import ControlInbox
+
+ADMIN = Path(sys.executable).with_name("tradestream-admin")
+# Generous: a hang (the contract allows ~2 s for a down broker) fails instead of blocking.
+RUN_DEADLINE_S = 30
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_admin(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed command with only the TRADESTREAM_* variables given in `env`."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTREAM_")}
+    environ.update(env or {})
+    return subprocess.run(
+        [str(ADMIN), *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+
+
+@pytest.fixture
+def admin(database_url: str, control_inbox: ControlInbox, tmp_path: Path) -> Run:
+    """Runs the command on the test database, its control messages going to the test's inbox."""
+    env = {"TRADESTREAM_DATABASE_URL": database_url, "TRADESTREAM_INGRESS": control_inbox.endpoint}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_admin(*args, cwd=tmp_path, env=env)
+
+    return run
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a successful run printed."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_demo_json_has_the_contract_keys_and_runs_twice(admin: Run) -> None:
+    first, second = ok_json(admin("demo", "--json")), ok_json(admin("demo", "--json"))
+    assert set(first) == {"users", "strategies", "accounts"}
+    assert all(set(u) == {"id", "username", "password", "api_token"} for u in first["users"])
+    assert all(
+        set(s) == {"id", "owner_id", "name", "group_name", "webhook_token", "is_active"}
+        for s in first["strategies"]
+    )
+    assert all(
+        set(a) == {"id", "user_id", "name", "exchange", "capital"} for a in first["accounts"]
+    )
+    assert [u["id"] for u in first["users"]] == [u["id"] for u in second["users"]]
+    assert first["users"][0]["api_token"] != second["users"][0]["api_token"]
+
+
+def test_demo_prints_the_logins_for_people(admin: Run) -> None:
+    result = admin("demo")
+    assert result.returncode == 0, result.stderr
+    assert "alice" in result.stdout and "alice-demo" in result.stdout
+    assert "btc-trend" in result.stdout and "token" in result.stdout
+
+
+def test_create_user_json_has_the_contract_keys(admin: Run) -> None:
+    user = ok_json(admin("create-user", "dana", "--password", "pw", "--admin", "--json"))
+    assert set(user) == {"id", "username", "is_admin", "api_token"}
+    assert (user["username"], user["is_admin"]) == ("dana", True)
+    result = admin("create-user", "eve", "--password", "pw")
+    assert result.returncode == 0 and "API token" in result.stdout
+
+
+def test_every_subcommand_prints_its_contract_keys_and_publishes_its_messages(
+    admin: Run, control_inbox: ControlInbox
+) -> None:
+    for name in ("alice", "bob"):
+        ok_json(admin("create-user", name, "--password", "pw", "--json"))
+    account = ok_json(admin(*ACCOUNT, "--user", "bob", "--capital", "2500.5", "--json"))
+    assert set(account) == {"id", "user_id", "name", "exchange", "capital"}
+    assert account["capital"] == 2500.5
+    group = ("--name", "BTC Trend", "--group", "btc-trend", "--json")
+    strategy = ok_json(admin("create-strategy", "--owner", "alice", *group))
+    assert set(strategy) == {"id", "owner_id", "name", "group_name", "webhook_token", "is_active"}
+    ids = ("--strategy", str(strategy["id"]), "--account", str(account["id"]))
+    expected_link = {"strategy_id": strategy["id"], "account_id": account["id"]}
+    assert ok_json(admin("link", *ids, "--json")) == expected_link
+    assert ok_json(admin("unlink", *ids, "--json")) == expected_link
+    revoked = control_inbox.receive()
+    assert isinstance(revoked, DisconnectMessage)
+    assert (revoked.user_id, revoked.reason) == (account["user_id"], "permission_revoked")
+    by_strategy = ("--strategy", str(strategy["id"]))
+    assert ok_json(admin("deactivate", *by_strategy, "--json"))["is_active"] is False
+    assert control_inbox.receive().reason == "strategy_inactive"  # type: ignore[attr-defined]
+    assert ok_json(admin("activate", *by_strategy, "--json"))["is_active"] is True
+    deletion = ok_json(admin("delete-strategy", *by_strategy, "--json"))
+    assert deletion == {"strategy_id": strategy["id"]}
+    deleted = control_inbox.receive()
+    assert isinstance(deleted, CleanupStrategyMessage) and deleted.reason == "strategy_deleted"
+
+
+ACCOUNT = ["create-account", "--name", "Main", "--exchange", "paper"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([*ACCOUNT, "--user", "nobody", "--capital", "1"], "no user named 'nobody'"),
+        ([*ACCOUNT, "--user", "alice", "--capital", "1"], "already has an account"),
+        ([*ACCOUNT, "--user", "alice", "--capital", "nan"], "capital"),
+        (["create-user", "alice", "--password", "again"], "already exists"),
+        (["create-user", "al ice", "--password", "pw"], "username"),
+        (["create-strategy", "--owner", "alice", "--name", "X", "--group", "btc-trend"], "taken"),
+        (["link", "--strategy", "424242", "--account", "1"], "no strategy with id 424242"),
+        (["link", "--strategy", "1", "--account", "1"], "already linked"),
+        (["unlink", "--strategy", "1", "--account", "2"], "no account with id 2"),
+        (["delete-strategy", "--strategy", "0"], "no strategy with id 0"),
+        (["activate", "--strategy", str(2**64)], "no strategy"),
+    ],
+)
+def test_errors_exit_1_with_one_line_and_no_traceback(
+    admin: Run, session: Session, args: list[str], words: str
+) -> None:
+    actions.create_user(session, None, "alice", "pw")
+    account = actions.create_account(session, None, "alice", "Main", "paper", 10)
+    strategy = actions.create_strategy(session, None, "alice", "B", "btc-trend").strategy
+    actions.link(session, None, strategy.id, account.id)
+    assert (strategy.id, account.id) == (1, 1)
+    result = admin(*args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tradestream-admin: error: ")
+    assert words in lines[0]
+
+
+def test_database_errors_exit_1_with_one_line(tmp_path: Path) -> None:
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    result = run_admin("--database-url", unreachable, "demo", cwd=tmp_path)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["create-user", "bob", "--pasword", "x"], {}),
+        (["create-user", "bob"], {}),
+        (["link", "--strategy", "abc", "--account", "1"], {}),
+        ([*ACCOUNT, "--user", "a", "--capital", "lots"], {}),
+        (["frobnicate"], {}),
+        ([], {}),
+        (["--json", "demo"], {}),
+        (["--database-url", "not a url", "init-db"], {}),
+        (["--ingress", "127.0.0.1:5557", "init-db"], {}),
+        (["init-db"], {"TRADESTREAM_LOG_LEVEL": "LOUD"}),
+    ],
+)
+def test_bad_flags_exit_2_with_a_reason(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    result = run_admin(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "var").exists()
+
+
+SUBCOMMANDS = [
+    *("init-db", "demo", "create-user", "create-account", "create-strategy"),
+    *("link", "unlink", "deactivate", "activate", "delete-strategy"),
+]
+
+
+@pytest.mark.parametrize("args", [[], *([name] for name in SUBCOMMANDS)])
+def test_help_works_at_every_level(tmp_path: Path, args: list[str]) -> None:
+    result = run_admin(*args, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("usage: tradestream-admin")
+
+
+def test_database_url_comes_from_the_environment_and_a_flag_wins(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    env = {"TRADESTREAM_DATABASE_URL": database_url}
+    from_env = run_admin("create-user", "from-env", "--password", "pw", cwd=tmp_path, env=env)
+    assert from_env.returncode == 0, from_env.stderr
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    args = ("--database-url", elsewhere, "create-user", "from-flag", "--password", "pw")
+    flagged = run_admin(*args, cwd=tmp_path, env=env)
+    assert flagged.returncode == 0, flagged.stderr
+    with Session(engine) as session:
+        assert session.scalars(select(User.username)).all() == ["from-env"]
+    other = make_engine(elsewhere)
+    try:
+        with Session(other) as session:
+            assert session.scalars(select(User.username)).all() == ["from-flag"]
+    finally:
+        other.dispose()
+
+
+def test_default_database_is_var_tradestream_db_in_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    assert run_admin("init-db", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "var" / "tradestream.db").is_file()
+
+
+def _unused_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_down_broker_does_not_stop_the_command(database_url: str, tmp_path: Path) -> None:
+    env = {"TRADESTREAM_DATABASE_URL": database_url}
+    strategy = ok_json(run_admin("demo", "--json", cwd=tmp_path, env=env))["strategies"][0]
+    ingress = f"tcp://127.0.0.1:{_unused_tcp_port()}"
+    args = ("--ingress", ingress, "deactivate", "--strategy", str(strategy["id"]), "--json")
+    result = run_admin(*args, cwd=tmp_path, env=env)
+    assert ok_json(result)["is_active"] is False
