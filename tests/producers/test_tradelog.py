@@ -1,0 +1,120 @@
+"""Trade logs: JSONL and CSV records, bad lines with their numbers, pacing."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bus.events import OrderEvent
+from producers.commands import SignalCommand, TickCommand
+from producers.errors import TradeLogError
+from producers.replay import Pacer, replay
+from producers.tradelog import LogRecord, read_csv, read_jsonl
+
+EVENT = (
+    '{"kind": "order_update", "event_type": "order_created", "order_id": "x-1", "symbol": "BTC/USDT", '
+    '"strategy_id": 1, "user_id": 1, "side": "BUY", "quantity": 1.0, "price": 1.0, "status": "NEW", '
+    '"timestamp": "2025-01-06T09:30:00.000000Z", "order_type": "LIMIT", "stop_price": null, '
+    '"account": {"account_id": 1, "name": "main", "exchange": "paper"}, "suppress_toast": false, "filled_quantity": 0.0, "average_price": null}'
+)
+JSONL = [
+    "# a comment, then a blank line",
+    "",
+    '{"ts": "2025-01-06T09:30:00Z", "type": "tick", "symbol": "btc/usdt", "price": 90000, "volume": 0.5}',
+    '{"ts": 1736155801.5, "type": "signal", "group_name": "btc-trend", "symbol": "BTC/USDT", "side": "buy", "order_type": "LIMIT", "price": "89500", "qty_per": 5}',
+    '{"ts": "2025-01-06T09:30:02", "type": "signal", "group_name": "eth-swing", "orders": [{"symbol": "ETH/USDT", "order_type": "CANCEL_ALL_ORDER"}]}',
+    '{"ts": 1736155803, "type": "event", "event": ' + EVENT + "}",
+]
+
+
+def test_jsonl_records_carry_their_line_time_and_item() -> None:
+    records = list(read_jsonl(JSONL))
+    assert all(isinstance(r, LogRecord) for r in records)
+    assert [r.line for r in records] == [3, 4, 5, 6]  # type: ignore[union-attr]
+    assert [r.ts for r in records] == [1736155800.0, 1736155801.5, 1736155802.0, 1736155803.0]  # type: ignore[union-attr]
+    tick, single, batch, event = (r.item for r in records)  # type: ignore[union-attr]
+    assert tick == TickCommand("BTC/USDT", 90000.0, 0.5)
+    assert isinstance(single, SignalCommand) and not single.is_batch and single.strategy_id is None
+    assert isinstance(batch, SignalCommand) and batch.is_batch and batch.orders[0].order_type == "CANCEL_ALL_ORDER"
+    assert isinstance(event, OrderEvent)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"ts": 1, "type": "tick", "symbol": "BTC/USDT"', "not valid JSON"),
+        ('[1, 2]', "expected a JSON object"),
+        ('{"type": "tick", "symbol": "BTC/USDT", "price": 1}', "ts:"),
+        ('{"ts": "yesterday", "type": "tick", "symbol": "BTC/USDT", "price": 1}', "ts:"),
+        ('{"ts": 1, "type": "trade"}', "type:"),
+        ('{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": 0}', "price:"),
+        ('{"ts": 1, "type": "tick", "symbol": "BTC-USDT", "price": 1}', "symbol:"),
+        ('{"ts": 1, "type": "signal", "symbol": "BTC/USDT", "side": "buy", "order_type": "MARKET", "qty_per": 1}', "group_name:"),
+        ('{"ts": 1, "type": "signal", "group_name": "g", "symbol": "BTC/USDT", "side": "up", "order_type": "MARKET", "qty_per": 1}', "side:"),
+        ('{"ts": 1, "type": "signal", "group_name": "g", "orders": [{"symbol": "A/B", "order_type": "LIMIT", "side": "buy", "qty_per": 1}]}', "orders[0].price:"),
+        ('{"ts": 1, "type": "event", "event": {"kind": "order_update"}}', "event_type"),
+    ],
+)
+def test_bad_jsonl_line_is_reported_with_its_number_and_field(line: str, message: str) -> None:
+    (error,) = list(read_jsonl(["", line]))
+    assert isinstance(error, TradeLogError) and error.line == 2
+    assert message in error.message
+
+
+def test_csv_rows_give_signals_and_ticks_and_name_bad_rows() -> None:
+    lines = [
+        "ts,type,group_name,symbol,side,order_type,price,stop_price,qty_per,volume\n",
+        "2025-01-06T09:30:00Z,tick,,BTC/USDT,,,90000,,,0.5\n",
+        "1736155801,signal,btc-trend,BTC/USDT,sell,STOP_MARKET,,89000,2,\n",
+        "1736155802,signal,btc-trend,BTC/USDT,sell,STOP_MARKET,,,2,\n",
+        "1736155803,event,,,,,,,,\n",
+    ]
+    tick, stop, missing_stop, event = list(read_csv(lines))
+    assert isinstance(tick, LogRecord) and tick.item == TickCommand("BTC/USDT", 90000.0, 0.5)
+    assert isinstance(stop, LogRecord) and stop.item.orders[0].stop_price == 89000.0  # type: ignore[union-attr]
+    assert isinstance(missing_stop, TradeLogError) and missing_stop.line == 4 and "stop_price" in missing_stop.message
+    assert isinstance(event, TradeLogError) and event.line == 5
+
+
+def test_csv_without_ts_and_type_columns_is_refused_at_line_one() -> None:
+    (error,) = list(read_csv(["symbol,price\n", "BTC/USDT,1\n"]))
+    assert isinstance(error, TradeLogError) and error.line == 1
+
+
+class FakeClock:
+    """Time that passes only when the pacer waits (the stop event's wait is the only sleep)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+
+class RecordingStop(threading.Event):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.clock.waits.append(round(timeout or 0.0, 6))
+        self.clock.now += timeout or 0.0
+        return self.is_set()
+
+
+def test_pacer_keeps_the_recorded_gaps_divided_by_speed() -> None:
+    clock = FakeClock()
+    pacer = Pacer(2.0, RecordingStop(clock), clock=lambda: clock.now)
+    for ts in (10.0, 11.0, 11.0, 15.0, 14.0):
+        assert pacer.wait(ts)
+    assert clock.waits == [0.0, 0.5, 0.0, 2.0, 0.0]
+
+
+def test_replay_stops_at_a_bad_line_or_skips_it() -> None:
+    records = list(read_jsonl([JSONL[2], "{", JSONL[3]]))
+    sent: list[LogRecord] = []
+    stop = threading.Event()
+    with pytest.raises(TradeLogError) as raised:
+        replay(records, lambda r: sent.append(r) is None, Pacer(0, stop), skip_bad_lines=False)
+    assert raised.value.line == 2 and len(sent) == 1
+    report = replay(records, lambda r: sent.append(r) is None, Pacer(0, stop), skip_bad_lines=True)
+    assert (report.sent, report.bad_lines) == (2, 1)
