@@ -198,16 +198,12 @@ def unlink(
     strategy_account = session.get(StrategyAccount, (strategy_id, account_id))
     if strategy_account is None:
         raise NotFound(f"account {account_id} is not linked to strategy {strategy_id}")
+    owner_id, text = account.user_id, f'Your access to strategy "{strategy.name}" was revoked.'
     session.delete(strategy_account)
     session.commit()
-    if can_stream(session, account.user_id, strategy_id):
+    if can_stream(session, owner_id, strategy_id):
         return None
-    message = DisconnectMessage(
-        user_id=account.user_id,
-        strategy_id=strategy_id,
-        reason="permission_revoked",
-        message=f"Your access to strategy {strategy.name!r} was revoked.",
-    )
+    message = DisconnectMessage(owner_id, strategy_id, "permission_revoked", text)
     _announce(publish, message)
     return message
 
@@ -217,7 +213,7 @@ def deactivate(session: Session, publish: Publish | None, strategy_id: int) -> S
     strategy = _get(session, Strategy, strategy_id, "strategy")
     strategy.is_active = False
     session.commit()
-    message = f"Strategy {strategy.name!r} was deactivated."
+    message = f'Strategy "{strategy.name}" was deactivated.'
     _announce(publish, CleanupStrategyMessage(strategy_id, "strategy_inactive", message))
     return strategy
 
@@ -233,7 +229,7 @@ def activate(session: Session, publish: Publish | None, strategy_id: int) -> Str
 def delete_strategy(session: Session, publish: Publish | None, strategy_id: int) -> None:
     """Delete the strategy with its links, signals, orders and positions; close its streams."""
     strategy = _get(session, Strategy, strategy_id, "strategy")
-    message = f"Strategy {strategy.name!r} was deleted."
+    message = f'Strategy "{strategy.name}" was deleted.'
     session.delete(strategy)
     session.commit()
     _announce(publish, CleanupStrategyMessage(strategy_id, "strategy_deleted", message))

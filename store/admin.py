@@ -34,7 +34,7 @@ PROG = "tradestream-admin"
 DEFAULT_INGRESS = "tcp://127.0.0.1:5557"
 # A down broker must not hang the command: queued control messages get this long.
 CLOSE_LINGER_MS = 1500
-_ENDPOINT = re.compile(r"(tcp|ipc|inproc)://\S+\Z")
+_ENDPOINT = re.compile(r"(tcp|ipc)://\S+\Z")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class AdminConfig:
 class Outcome(NamedTuple):
     """What a subcommand prints: its contract JSON, or a sentence for people."""
 
-    json: dict[str, Any]
+    data: dict[str, Any]
     text: str
 
 
@@ -88,7 +88,7 @@ def database_url(value: str) -> str:
     """An argparse type: a URL SQLAlchemy can parse."""
     try:
         make_url(value)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise argparse.ArgumentTypeError(f"not a database URL: {value!r}") from None
     return value
 
@@ -305,5 +305,5 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, SQLAlchemyError, OSError) as exc:
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 1
-    print(json.dumps(outcome.json, indent=2) if args.json else outcome.text)
+    print(json.dumps(outcome.data, indent=2) if args.json else outcome.text)
     return 0

@@ -128,11 +128,11 @@ def test_sqlite_engine_creates_its_folder_and_sets_its_pragmas(tmp_path: Path) -
     engine = make_engine(f"sqlite:///{tmp_path / 'a' / 'b' / 'store.db'}")
     try:
         with engine.connect() as connection:
-            pragmas = [
-                connection.execute(text(f"PRAGMA {name}")).scalar()
+            pragmas = {
+                name: connection.execute(text(f"PRAGMA {name}")).scalar()
                 for name in ("foreign_keys", "journal_mode", "busy_timeout")
-            ]
+            }
         assert (tmp_path / "a" / "b").is_dir()
-        assert pragmas[0] == 1 and pragmas[1] == "wal" and pragmas[2] > 0
+        assert pragmas == {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000}
     finally:
         engine.dispose()
