@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-bench`."""
     cfg, log_level = parse_config(argv)
     configure_logging("bench", log_level)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
     # N streams need N descriptors in the streamer and the load generator, which inherit this limit.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
