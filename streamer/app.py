@@ -1,0 +1,67 @@
+"""The Tornado application: routes to handlers, given running Services (tests build it too)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import tornado.web
+
+from streamer.admin_api import admin_routes
+from streamer.handlers import (
+    HealthHandler,
+    LoginHandler,
+    LogoutHandler,
+    MetricsHandler,
+    NotFoundHandler,
+    OrdersHandler,
+    PageHandler,
+    PositionsHandler,
+    StatsHandler,
+    StrategiesHandler,
+)
+from streamer.services import Services
+from streamer.stream import StreamHandler
+
+access_log = logging.getLogger("tornado.access")
+# Scraped every few seconds: their requests are logged at DEBUG only.
+QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log, minus the noise of health checks and scrapes."""
+    status = handler.get_status()
+    if status < 400:
+        level = logging.DEBUG if handler.request.path in QUIET_PATHS else logging.INFO
+    else:
+        level = logging.WARNING if status < 500 else logging.ERROR
+    if access_log.isEnabledFor(level):
+        elapsed_ms = 1000.0 * handler.request.request_time()
+        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed_ms)
+
+
+def make_app(services: Services) -> tornado.web.Application:
+    """The streamer's routes over `services`."""
+    s: dict[str, Any] = {"services": services}
+    static: dict[str, Any] = {"path": services.config.static_path, "default_filename": "index.html"}
+    routes: list[Any] = [
+        (r"/api/login", LoginHandler, s),
+        (r"/api/logout", LogoutHandler, s),
+        (r"/api/events/stream", StreamHandler, s),
+        (r"/api/events/stats", StatsHandler, s),
+        (r"/api/strategies", StrategiesHandler, s),
+        (r"/api/orders", OrdersHandler, s),
+        (r"/api/positions", PositionsHandler, s),
+        (r"/healthz", HealthHandler, s),
+        (r"/metrics", MetricsHandler, s),
+        *admin_routes(services),
+        (r"/api/.*", NotFoundHandler, s),
+        (r"/(.*)", PageHandler, static),
+    ]
+    return tornado.web.Application(
+        routes,
+        cookie_secret=services.config.secret,
+        default_handler_class=NotFoundHandler,
+        default_handler_args=s,
+        log_function=log_request,
+    )

@@ -1,0 +1,229 @@
+"""HTTP handlers: JSON errors, authentication, login, REST snapshots, stats, metrics, health, the page.
+
+Every error is `{"error": <code>, "message": <text>}` with its status:
+
+    400 invalid_request   401 unauthorized      403 forbidden (also: no such strategy)
+    404 not_found         405 method_not_allowed 409 strategy_inactive / conflict
+    429 too_many_streams  503 bus_unavailable / shutting_down   500 internal_error
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import tornado.web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bus.errors import BusError
+from bus.topics import MAX_ID, StreamKey
+from streamer import queries
+from streamer.auth import SESSION_COOKIE, SESSION_DAYS, bearer_token, cookie_user_id
+from streamer.queries import Viewer
+from streamer.services import Services
+
+_ID = re.compile(rb"[1-9][0-9]*")
+_DEFAULT_CODES = {
+    400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "too_large", 429: "too_many_requests",
+    503: "unavailable",
+}
+NOT_YOURS = "No such strategy, or you may not see it."
+
+
+class ApiError(tornado.web.HTTPError):
+    """An HTTP error with the contract's JSON body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status)
+        self.code = code
+        self.message = message
+
+
+def parse_id(raw: bytes | str) -> int | None:
+    """An id as the contract spells it: ASCII digits, no sign or leading zero, 1 ≤ id < 2^63."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _ID.fullmatch(data) is None or len(data) > 19:
+        return None
+    value = int(data)
+    return value if value <= MAX_ID else None
+
+
+class JsonErrors:
+    """Mixin: errors of any handler are written as the contract's JSON."""
+
+    def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message = exc.code, exc.message
+        else:
+            code, message = _DEFAULT_CODES.get(status_code, "internal_error"), self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"error": code, "message": message}))
+
+
+class BaseHandler(JsonErrors, tornado.web.RequestHandler):
+    """Shared by the API handlers: services, JSON in and out, who is asking."""
+
+    services: Services
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def send_json(self, value: Any, status: int = 200) -> None:
+        """Finish with `value` as JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps(value))
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object; 400 otherwise."""
+        try:
+            body = orjson.loads(self.request.body)
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "invalid_request", "The body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "The body must be a JSON object.")
+        return body
+
+    async def viewer(self) -> Viewer:
+        """The authenticated user (bearer token first, else the session cookie); 401 otherwise."""
+        header = self.request.headers.get("Authorization")
+        if header is not None:
+            token = bearer_token(header)
+            viewer = await self.services.auth.by_token(token) if token else None
+        else:
+            raw = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS)
+            user_id = cookie_user_id(raw)
+            viewer = await self.services.auth.by_user_id(user_id) if user_id else None
+        if viewer is None:
+            raise ApiError(401, "unauthorized", "Log in, or send Authorization: Bearer <api token>.")
+        return viewer
+
+    async def admin(self) -> Viewer:
+        """The authenticated user if an admin; 401 or 403 otherwise."""
+        viewer = await self.viewer()
+        if not viewer.is_admin:
+            raise ApiError(403, "forbidden", "Only administrators may do this.")
+        return viewer
+
+    def strategy_id(self) -> int:
+        """The `strategy_id` query parameter, strictly parsed; 400 otherwise."""
+        values = self.request.query_arguments.get("strategy_id", [])
+        strategy_id = parse_id(values[0]) if len(values) == 1 else None
+        if strategy_id is None:
+            raise ApiError(400, "invalid_request", "strategy_id must be one integer, 1 <= N < 2^63, ASCII digits only.")
+        return strategy_id
+
+    async def readable_key(self) -> StreamKey:
+        """The viewer's key of the requested strategy, if they may read it; 400, 401 or 403 otherwise."""
+        viewer = await self.viewer()
+        strategy_id = self.strategy_id()
+        if not await self.services.database.run(queries.may_read, viewer.id, strategy_id):
+            raise ApiError(403, "forbidden", NOT_YOURS)
+        return StreamKey(viewer.id, strategy_id)
+
+
+class LoginHandler(BaseHandler):
+    """`POST /api/login {"username", "password"}`: sets the signed session cookie."""
+
+    async def post(self) -> None:
+        body = self.json_body()
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ApiError(400, "invalid_request", "username and password must be strings.")
+        viewer = await self.services.auth.login(username, password)
+        if viewer is None:
+            raise ApiError(401, "unauthorized", "Wrong username or password.")
+        self.set_signed_cookie(
+            SESSION_COOKIE, str(viewer.id), expires_days=SESSION_DAYS, path="/",
+            httponly=True, samesite="Lax", secure=self.request.protocol == "https",
+        )
+        self.send_json({"id": viewer.id, "username": viewer.username, "is_admin": viewer.is_admin})
+
+
+class LogoutHandler(BaseHandler):
+    """`POST /api/logout`: forgets the session cookie."""
+
+    def post(self) -> None:
+        self.clear_cookie(SESSION_COOKIE, path="/")
+        self.send_json({"status": "logged_out"})
+
+
+class StrategiesHandler(BaseHandler):
+    """`GET /api/strategies`: the strategies the user may stream."""
+
+    async def get(self) -> None:
+        viewer = await self.viewer()
+        strategies = await self.services.database.run(queries.strategies_of, viewer.id)
+        self.send_json({"strategies": strategies})
+
+
+class SnapshotHandler(BaseHandler):
+    """`GET /api/orders|positions?strategy_id=N`: rows plus the key's head, read before the rows."""
+
+    field = ""
+    query: Any = None
+
+    async def get(self) -> None:
+        key = await self.readable_key()
+        try:
+            head = await self.services.hub.subscriber.head(key)
+        except BusError:
+            raise ApiError(503, "bus_unavailable", "The event bus does not answer; try again.") from None
+        found = await self.services.database.run(self.query, key.user_id, key.strategy_id)
+        self.send_json({self.field: found, "last_event_id": str(head)})
+
+
+class OrdersHandler(SnapshotHandler):
+    """`GET /api/orders?strategy_id=N`."""
+
+    field = "orders"
+    query = staticmethod(queries.orders_of)
+
+
+class PositionsHandler(SnapshotHandler):
+    """`GET /api/positions?strategy_id=N`."""
+
+    field = "positions"
+    query = staticmethod(queries.positions_of)
+
+
+class StatsHandler(BaseHandler):
+    """`GET /api/events/stats` (admins): connections, counters, latency, per-key lag and drops."""
+
+    async def get(self) -> None:
+        await self.admin()
+        self.send_json(self.services.stats_snapshot())
+
+
+class MetricsHandler(BaseHandler):
+    """`GET /metrics`: the same counters in Prometheus text format."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.services.registry))
+
+
+class HealthHandler(BaseHandler):
+    """`GET /healthz`: the process answers; is the broker heard?"""
+
+    def get(self) -> None:
+        broker = "up" if self.services.hub.subscriber.broker_up else "down"
+        self.send_json({"status": "ok", "broker": broker})
+
+
+class NotFoundHandler(BaseHandler):
+    """Any unknown path: 404 in JSON."""
+
+    def prepare(self) -> None:
+        raise ApiError(404, "not_found", "No such endpoint.")
+
+
+class PageHandler(JsonErrors, tornado.web.StaticFileHandler):
+    """The dashboard's files; `/` is index.html (404 JSON until it exists)."""

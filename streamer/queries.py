@@ -1,0 +1,138 @@
+"""The streamer's database reads, each a plain function of a Session, run in an executor.
+
+`Database.run(fn, *args)` opens a session in a worker thread, calls `fn` and
+closes it: the IOLoop never waits for SQL. The access rule itself stays in
+store.access; this module only asks it, and shapes the answers the HTTP layer needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bus.topics import StreamKey
+from store import auth, rows
+from store.access import can_stream, streamable_strategies
+from store.db import make_engine, make_session_factory
+from store.models import Account, Order, Position, Strategy, User
+
+T = TypeVar("T")
+# A snapshot is for a screen: the newest orders only (open ones are usually among them).
+MAX_SNAPSHOT_ORDERS = 1000
+FORBIDDEN, INACTIVE = "forbidden", "inactive"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking: a user, detached from any session."""
+
+    id: int
+    username: str
+    is_admin: bool
+
+
+class Database:
+    """An engine, its sessions and the small thread pool they run in."""
+
+    def __init__(self, url: str, threads: int) -> None:
+        self.engine: Engine = make_engine(url)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="database")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(session, *args)` in a worker thread, with a session of its own."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._in_session, fn, args)
+
+    def _in_session(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self.sessions() as session:
+            return fn(session, *args)
+
+    def close(self) -> None:
+        """Wait for running queries, then release the connections."""
+        self.executor.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def _viewer(user: User | None) -> Viewer | None:
+    return None if user is None else Viewer(user.id, user.username, user.is_admin)
+
+
+def viewer_by_id(session: Session, user_id: int) -> Viewer | None:
+    """The user of a session cookie, if it still exists."""
+    return _viewer(session.get(User, user_id))
+
+
+def viewer_by_token(session: Session, token: str) -> Viewer | None:
+    """The holder of an API token."""
+    return _viewer(auth.user_for_api_token(session, token))
+
+
+def login(session: Session, username: str, password: str) -> Viewer | None:
+    """The user these credentials belong to (slow on purpose: scrypt)."""
+    return _viewer(auth.authenticate(session, username, password))
+
+
+def stream_refusal(session: Session, user_id: int, strategy_id: int) -> str | None:
+    """None if the user may stream the strategy now; FORBIDDEN (also: no such strategy) or INACTIVE."""
+    strategy = session.get(Strategy, strategy_id)
+    if strategy is None or not can_stream(session, user_id, strategy_id):
+        return FORBIDDEN
+    return None if strategy.is_active else INACTIVE
+
+
+def may_read(session: Session, user_id: int, strategy_id: int) -> bool:
+    """Whether the user may read the strategy's snapshots (active or not)."""
+    return can_stream(session, user_id, strategy_id)
+
+
+def revoked_keys(session: Session, keys: Iterable[StreamKey]) -> dict[StreamKey, str]:
+    """The keys whose stream must end, with the reason; one query per distinct user (+1 per loss)."""
+    by_user: dict[int, list[int]] = {}
+    for key in keys:
+        by_user.setdefault(key.user_id, []).append(key.strategy_id)
+    verdicts: dict[StreamKey, str] = {}
+    for user_id, strategy_ids in by_user.items():
+        allowed = {s.id: s.is_active for s in streamable_strategies(session, user_id)}
+        for strategy_id in strategy_ids:
+            if strategy_id not in allowed:
+                exists = session.get(Strategy, strategy_id) is not None
+                verdicts[StreamKey(user_id, strategy_id)] = "permission_revoked" if exists else "strategy_deleted"
+            elif not allowed[strategy_id]:
+                verdicts[StreamKey(user_id, strategy_id)] = "strategy_inactive"
+    return verdicts
+
+
+def strategies_of(session: Session, user_id: int) -> list[dict[str, Any]]:
+    """`GET /api/strategies`: what the user may stream."""
+    return [rows.strategy_json(s) for s in streamable_strategies(session, user_id)]
+
+
+def orders_of(session: Session, user_id: int, strategy_id: int) -> list[dict[str, Any]]:
+    """`GET /api/orders`: the user's newest orders in the strategy, oldest first."""
+    query = (
+        select(Order, Account)
+        .join(Account, Account.id == Order.account_id)
+        .where(Order.user_id == user_id, Order.strategy_id == strategy_id)
+        .order_by(Order.id.desc())
+        .limit(MAX_SNAPSHOT_ORDERS)
+    )
+    found = session.execute(query).all()
+    return [rows.order_snapshot(order, account) for order, account in reversed(found)]
+
+
+def positions_of(session: Session, user_id: int, strategy_id: int) -> list[dict[str, Any]]:
+    """`GET /api/positions`: the user's positions in the strategy."""
+    query = (
+        select(Position, Account)
+        .join(Account, Account.id == Position.account_id)
+        .where(Position.user_id == user_id, Position.strategy_id == strategy_id)
+        .order_by(Position.id)
+    )
+    return [rows.position_snapshot(position, account) for position, account in session.execute(query).all()]

@@ -1,0 +1,74 @@
+"""tradestream-streamer: the SSE streamer process (`main` only wires and runs).
+
+Binds the HTTP port (SO_REUSEPORT with `--reuse-port`, so several processes
+share it), serves until SIGTERM or SIGINT, then stops accepting, sends
+`force_disconnect` (`server_shutdown`) to every stream, closes them and exits 0
+within 5 seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import tornado.httpserver
+import tornado.netutil
+
+from bus.process import configure_logging, stop_on_signals
+from streamer.app import make_app
+from streamer.config import StreamerConfig, parse_config
+from streamer.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+IDLE_CONNECTION_TIMEOUT_S = 60.0
+# Of the 5 s a stop may take: streams get this long to take their last frame.
+SHUTDOWN_STREAMS_S = 2.5
+SHUTDOWN_REQUESTS_S = 1.0
+
+
+async def serve(config: StreamerConfig, sockets: list[socket.socket]) -> int:
+    """Run the streamer on already bound sockets until a stop signal."""
+    services = Services(config)
+    await services.start()
+    server = tornado.httpserver.HTTPServer(
+        make_app(services),
+        max_body_size=MAX_BODY_BYTES,
+        idle_connection_timeout=IDLE_CONNECTION_TIMEOUT_S,
+    )
+    server.add_sockets(sockets)
+    stopping = asyncio.Event()
+    stop_on_signals(stopping.set, asyncio.get_running_loop())
+    host, port = sockets[0].getsockname()[:2]
+    log.info(
+        "streamer listening on http://%s:%d publish=%s replay=%s ingress=%s reuse_port=%s",
+        host, port, config.publish, config.replay, config.ingress, config.reuse_port,
+    )
+    await stopping.wait()
+    log.info("stopping: %d streams get force_disconnect server_shutdown", services.hub.client_count)
+    server.stop()
+    await services.shutdown(SHUTDOWN_STREAMS_S)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_REQUESTS_S)
+    except asyncio.TimeoutError:
+        log.warning("requests still running at shutdown were cut off")
+    log.info("streamer stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `tradestream-streamer`."""
+    config = parse_config(argv)
+    configure_logging("streamer", config.log_level)
+    try:
+        sockets = tornado.netutil.bind_sockets(config.port, config.host, reuse_port=config.reuse_port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        return 1
+    return asyncio.run(serve(config, sockets))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

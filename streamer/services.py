@@ -1,0 +1,112 @@
+"""Everything a streamer process runs besides HTTP, built and started in one place.
+
+Services owns the hub (and through it the Subscriber), the database and its
+executor, the authenticator, the control-message Publisher, the Prometheus
+registry and the two timers: heartbeats (one for every stream) and the access
+re-check, which catches a control message lost on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import zmq.asyncio
+from prometheus_client import CollectorRegistry, ProcessCollector
+from tornado.ioloop import PeriodicCallback
+
+from bus.errors import BusError
+from bus.events import ControlMessage
+from bus.publisher import Publisher
+from streamer import queries
+from streamer.auth import Authenticator
+from streamer.config import StreamerConfig
+from streamer.hub import Hub
+from streamer.queries import Database
+from streamer.stats import StatsCollector, StreamerStats
+
+log = logging.getLogger(__name__)
+
+RECHECK_MESSAGES = {
+    "permission_revoked": "Your access to strategy {} was revoked.",
+    "strategy_inactive": "Strategy {} was deactivated.",
+    "strategy_deleted": "Strategy {} was deleted.",
+}
+
+
+class Services:
+    """The hub, database, authenticator, publisher, metrics and timers of one streamer."""
+
+    def __init__(self, config: StreamerConfig, context: zmq.asyncio.Context | None = None) -> None:
+        self.config = config
+        self.stats = StreamerStats()
+        self.hub = Hub(config, self.stats, context)
+        self.database = Database(config.database_url, config.database_threads)
+        self.auth = Authenticator(self.database)
+        # Called from database threads (admin actions publish after their commit): it must not block long.
+        self.publisher = Publisher(config.ingress, send_timeout_ms=500, linger_ms=1000)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(StatsCollector(self.hub.snapshot))
+        ProcessCollector(registry=self.registry)
+        self._timers: list[PeriodicCallback] = []
+
+    async def start(self) -> None:
+        """Start the Subscriber and the timers (on the running loop)."""
+        await self.hub.start()
+        self._timers = [
+            PeriodicCallback(self.hub.heartbeat, self.config.heartbeat * 1000),
+            PeriodicCallback(self.recheck, self.config.recheck * 1000),
+        ]
+        for timer in self._timers:
+            timer.start()
+
+    async def recheck(self) -> int:
+        """Re-verify every open stream's access in the database; end the lost ones. How many ended."""
+        keys = list(self.hub.channels)
+        if not keys:
+            return 0
+        self.stats.rechecks += 1
+        try:
+            verdicts = await self.database.run(queries.revoked_keys, keys)
+        except Exception:
+            log.exception("access re-check of %d keys failed", len(keys))
+            return 0
+        ended = 0
+        for key, reason in verdicts.items():
+            ended += self.hub.disconnect_key(key, reason, RECHECK_MESSAGES[reason].format(key.strategy_id))
+        if ended:
+            log.info("access re-check ended %d streams of %d keys", ended, len(verdicts))
+        return ended
+
+    def publish(self, message: ControlMessage) -> None:
+        """Send a control message; a bus failure is logged, and the re-check is the safety net."""
+        try:
+            self.publisher.publish(message)
+        except BusError as exc:
+            self.stats.control_publish_failures += 1
+            log.warning("control message %s not published: %s", message.kind, exc)
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """The `/api/events/stats` map."""
+        snapshot = self.hub.snapshot()
+        snapshot["rechecks"] = self.stats.rechecks
+        snapshot["control_publish_failures"] = self.stats.control_publish_failures
+        return snapshot
+
+    async def shutdown(self, timeout: float) -> None:
+        """force_disconnect every stream (server_shutdown), then release everything."""
+        for timer in self._timers:
+            timer.stop()
+        await self.hub.shutdown(timeout)
+        self._release()
+
+    async def close(self) -> None:
+        """Abort streams and release everything, without the shutdown courtesy."""
+        for timer in self._timers:
+            timer.stop()
+        await self.hub.close()
+        self._release()
+
+    def _release(self) -> None:
+        self.publisher.close()
+        self.database.close()

@@ -1,0 +1,101 @@
+"""`GET /api/events/stream?strategy_id=N`: admission, then the socket is handed to the hub.
+
+Admission answers with ordinary JSON errors (401, 400, 429, 403, 409, 503).
+Once the key's subscription is live the handler detaches the connection from
+Tornado, writes the response head itself (close-delimited, which HTTP/1.0
+proxies understand too) and registers the socket with the hub, with no await
+between the subscription and the registration: no event can slip between.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from bus.errors import BusUnavailable
+from bus.subscriber import Position
+from bus.topics import StreamKey
+from streamer import queries, sse
+from streamer.handlers import NOT_YOURS, ApiError, BaseHandler
+
+RESPONSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"X-Accel-Buffering: no\r\n"
+    b"Connection: close\r\n"
+    b"\r\n"
+)
+
+
+def preamble(key: StreamKey, head: Position) -> bytes:
+    """The response head, `retry:` and the `connection` event of a new stream."""
+    connected = {
+        "status": "connected",
+        "user_id": key.user_id,
+        "strategy_id": key.strategy_id,
+        "last_event_id": str(head),
+    }
+    return RESPONSE_HEAD + sse.RETRY_FRAME + sse.json_frame("connection", connected)
+
+
+class StreamHandler(BaseHandler):
+    """Checks who may stream what, subscribes, and hands the socket to the hub."""
+
+    async def get(self) -> None:
+        viewer = await self.viewer()
+        strategy_id = self.strategy_id()
+        hub = self.services.hub
+        if hub.closing:
+            raise ApiError(503, "shutting_down", "The server is shutting down; reconnect to another.")
+        if not hub.reserve(viewer.id):
+            self.services.stats.rejected_streams += 1
+            limit = self.services.config.max_streams_per_user
+            raise ApiError(429, "too_many_streams", f"At most {limit} open streams per user.")
+        key = StreamKey(viewer.id, strategy_id)
+        sock = None
+        try:
+            checked_at = time.monotonic()
+            await self._check_access(key)
+            head = await self._subscribe(key)
+            try:
+                sock = self._take_socket()
+            finally:
+                if sock is None:
+                    hub.unsubscribe(key)
+        finally:
+            if sock is None:
+                hub.release(viewer.id)
+        hub.open(sock, key, head, preamble(key, head), self._last_event_id(), checked_at)
+
+    async def _check_access(self, key: StreamKey) -> None:
+        refusal = await self.services.database.run(queries.stream_refusal, key.user_id, key.strategy_id)
+        if refusal == queries.FORBIDDEN:
+            raise ApiError(403, "forbidden", NOT_YOURS)
+        if refusal == queries.INACTIVE:
+            raise ApiError(409, "strategy_inactive", "This strategy is inactive.")
+
+    async def _subscribe(self, key: StreamKey) -> Position:
+        try:
+            return await self.services.hub.subscribe(key)
+        except BusUnavailable:
+            raise ApiError(503, "bus_unavailable", "The event bus does not answer; try again.") from None
+
+    def _take_socket(self) -> socket.socket | None:
+        """Detach the connection from Tornado and keep its socket; None if the client already left."""
+        stream = self.detach()
+        try:
+            if stream.closed() or stream.socket is None:
+                return None
+            # A duplicate outlives the IOStream, which is closed to drop its loop registration.
+            return stream.socket.dup()
+        finally:
+            stream.close()
+
+    def _last_event_id(self) -> str | None:
+        """The `Last-Event-ID` header (set by EventSource on reconnect), else the query parameter."""
+        header = self.request.headers.get("Last-Event-ID")
+        if header:
+            return header
+        values = self.request.query_arguments.get("last_event_id")
+        return values[-1].decode("utf-8", "replace") if values else None

@@ -1,0 +1,223 @@
+"""Fixtures of the streamer tests: a real broker, a real seeded SQLite database, a running app.
+
+The world (seeded once per session through store.actions, copied per test):
+users 1 `root` (admin), 2..9 fillers, 10 `u10`, 11 `u11`; strategies 1..11, all
+owned by root; accounts of root, u10 and u11 linked to strategies 1, 10 and 11
+(ids whose decimal forms prefix each other), u10's also to strategy 4;
+strategy 3 is inactive; strategy 2 has no links.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.ioloop
+import tornado.web
+import zmq
+import zmq.asyncio
+
+from bus.broker import Broker, BrokerConfig
+from bus.events import Account, OrderEvent, utc_now
+from bus.publisher import Publisher
+from store import actions
+from store.db import init_db, make_engine, make_session_factory
+from streamer.app import make_app
+from streamer.config import StreamerConfig
+from streamer.services import Services
+from tests.waiting import wait_until
+
+# pytest-tornado's io_loop fixture makes its loop current the deprecated way; only those two calls are excused.
+_TORNADO_FIXTURE_WARNINGS = (
+    "ignore:make_current is deprecated:DeprecationWarning",
+    "ignore:clear_current is deprecated:DeprecationWarning",
+)
+FILLERS = range(2, 10)
+LINKED_STRATEGIES = (1, 10, 11)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "streamer_config(**fields): StreamerConfig fields for this test's app")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/streamer/" in item.nodeid.replace("\\", "/"):
+            for spec in _TORNADO_FIXTURE_WARNINGS:
+                item.add_marker(pytest.mark.filterwarnings(spec))
+
+
+@dataclass
+class User:
+    id: int
+    username: str
+    password: str
+    token: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class World:
+    template: Path
+    users: dict[str, User] = field(default_factory=dict)
+    accounts: dict[str, int] = field(default_factory=dict)
+
+
+def _seed(session: Any) -> World:
+    world = World(template=Path())
+    names = ["root", *(f"u{i}" for i in FILLERS), "u10", "u11"]
+    for name in names:
+        user, token = actions.create_user(session, None, name, f"{name}-pw", is_admin=name == "root")
+        world.users[name] = User(user.id, name, f"{name}-pw", token)
+    assert [world.users[n].id for n in ("root", "u10", "u11")] == [1, 10, 11]
+    for name in ("root", "u10", "u11"):
+        world.accounts[name] = actions.create_account(session, None, name, f"acct-{name}", "paper", 10_000).id
+    for number in range(1, 12):
+        strategy, _ = actions.create_strategy(session, None, "root", f"Strategy {number}", f"g{number}")
+        assert strategy.id == number
+    for strategy_id in LINKED_STRATEGIES:
+        for account_id in world.accounts.values():
+            actions.link(session, None, strategy_id, account_id)
+    actions.link(session, None, 4, world.accounts["u10"])
+    actions.deactivate(session, None, 3)
+    return world
+
+
+@pytest.fixture(scope="session")
+def seeded_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The world, written once into a template SQLite file."""
+    path = tmp_path_factory.mktemp("world") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    init_db(engine)
+    with make_session_factory(engine)() as session:
+        world = _seed(session)
+    engine.dispose()
+    world.template = path
+    return world
+
+
+@pytest.fixture
+def world(seeded_world: World, tmp_path: Path) -> World:
+    """The world in a database file of this test's own."""
+    target = tmp_path / "var" / "tradestream.db"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(seeded_world.template, target)
+    return replace(seeded_world, template=target)
+
+
+def database_url(world: World) -> str:
+    return f"sqlite:///{world.template}"
+
+
+class BrokerThread:
+    """A real bus.broker.Broker on ephemeral ports, run in a thread; restartable on the same ports."""
+
+    def __init__(self) -> None:
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.endpoints = {"ingress": "tcp://127.0.0.1:*", "publish": "tcp://127.0.0.1:*", "replay": "tcp://127.0.0.1:*"}
+        self.broker: Broker | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> BrokerThread:
+        wait_until(self._ports_free, what="the previous broker's ports to be released")
+        self.broker = Broker(BrokerConfig(**self.endpoints, bus_heartbeat=0.1), self.context)
+        self.endpoints = self.broker.endpoints
+        self.thread = threading.Thread(target=self.broker.run, name="broker", daemon=True)
+        self.thread.start()
+        return self
+
+    def _ports_free(self) -> bool:
+        # Probed with plain sockets: a Broker whose bind fails would leak the sockets it made.
+        for endpoint in self.endpoints.values():
+            host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+            if port == "*":
+                continue
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, int(port)))
+                except OSError:
+                    return False
+        return True
+
+    def stop(self) -> None:
+        if self.broker is not None and self.thread is not None:
+            self.broker.stop()
+            self.thread.join(5)
+            self.broker = None
+
+    @property
+    def epoch(self) -> int:
+        assert self.broker is not None
+        return self.broker.sequencer.epoch
+
+
+@pytest.fixture
+def broker() -> Iterator[BrokerThread]:
+    running = BrokerThread().start()
+    yield running
+    running.stop()
+    running.context.destroy(linger=0)
+
+
+@pytest.fixture
+def publisher(broker: BrokerThread) -> Iterator[Publisher]:
+    """Pushes events to the broker's ingress, like a producer."""
+    with Publisher(broker.endpoints["ingress"]) as pub:
+        yield pub
+
+
+def order(user_id: int, strategy_id: int, order_id: str) -> OrderEvent:
+    """A valid order_update of the key (user_id, strategy_id)."""
+    return OrderEvent(
+        "order_created", order_id, "BTC/USDT", strategy_id, user_id, "BUY", 1.0, 100.0, "NEW",
+        utc_now(), "LIMIT", None, Account(1, "acct", "paper"),
+    )
+
+
+def streamer_config(world: World, broker: BrokerThread, **overrides: Any) -> StreamerConfig:
+    """A config for a streamer on the test's database and broker."""
+    fields: dict[str, Any] = {
+        "secret": "test-secret-" + "x" * 32,
+        "database_url": database_url(world),
+        "ingress": broker.endpoints["ingress"],
+        "publish": broker.endpoints["publish"],
+        "replay": broker.endpoints["replay"],
+        "heartbeat": 60.0,
+        "recheck": 60.0,
+        **overrides,
+    }
+    return StreamerConfig(**fields)
+
+
+@pytest.fixture
+def services(request: pytest.FixtureRequest, world: World, broker: BrokerThread, io_loop: tornado.ioloop.IOLoop) -> Iterator[Services]:
+    """Started Services of an in-process streamer (`streamer_config` marker overrides fields)."""
+    marker = request.node.get_closest_marker("streamer_config")
+    config = streamer_config(world, broker, **(marker.kwargs if marker else {}))
+    context = zmq.asyncio.Context()
+    running = Services(config, context)
+    io_loop.run_sync(running.start)
+    yield running
+    io_loop.run_sync(running.close)
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def app(services: Services) -> tornado.web.Application:
+    return make_app(services)
+
+
+@pytest.fixture
+def port(http_server: Any, http_port: int) -> int:
+    """The port of the running in-process streamer (pytest-tornado's http_server on http_port)."""
+    return http_port

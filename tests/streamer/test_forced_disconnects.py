@@ -1,0 +1,122 @@
+"""Streams end with force_disconnect: admin actions over the bus, the periodic re-check, and Tornado's client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from bus.events import DisconnectMessage
+from bus.publisher import Publisher
+from store import actions
+from store.db import make_engine, make_session_factory
+from streamer.services import Services
+from tests.streamer.conftest import World, database_url, order
+from tests.streamer.sse_client import SseStream
+from tests.streamer.test_stream import open_stream, order_ids
+from tests.waiting import async_wait_until
+
+
+async def admin_call(client: AsyncHTTPClient, url: str, method: str, world: World, body: Any = None) -> HTTPResponse:
+    raw = b"" if body is None else json.dumps(body)
+    return await client.fetch(
+        url, method=method, body=raw, headers=world.users["root"].bearer, raise_error=False, allow_nonstandard_methods=True
+    )
+
+
+async def assert_forced(stream: SseStream, reason: str) -> None:
+    """The stream's next frame is force_disconnect with `reason`, then the server closes it."""
+    frame = await stream.next_event()
+    assert frame is not None and frame.event == "force_disconnect"
+    data = frame.json()
+    assert data["reason"] == reason and isinstance(data["message"], str) and data["message"]
+    assert await stream.rest() == []
+    await stream.close()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("method", "path", "body", "reason", "ended", "kept"),
+    [
+        ("DELETE", "/api/admin/links", {"strategy_id": 4, "account_id": 2}, "permission_revoked", [("u10", 4)], [("u10", 1), ("root", 4)]),
+        ("POST", "/api/admin/strategies/10/deactivate", None, "strategy_inactive", [("u10", 10), ("u11", 10), ("root", 10)], [("u10", 1)]),
+        ("DELETE", "/api/admin/strategies/11", None, "strategy_deleted", [("u10", 11), ("u11", 11), ("root", 11)], [("u11", 1), ("u11", 10)]),
+    ],
+)
+async def test_each_admin_action_ends_exactly_the_streams_it_concerns(
+    http_client: AsyncHTTPClient, base_url: str, port: int, world: World, publisher: Publisher,
+    method: str, path: str, body: Any, reason: str, ended: list[tuple[str, int]], kept: list[tuple[str, int]],
+) -> None:
+    ending = [await open_stream(port, world.users[name], strategy_id) for name, strategy_id in ended]
+    staying = [await open_stream(port, world.users[name], strategy_id) for name, strategy_id in kept]
+    response = await admin_call(http_client, base_url + path, method, world, body)
+    assert response.code == 200, response.body
+    for stream in ending:
+        await assert_forced(stream, reason)
+    for (name, strategy_id), stream in zip(kept, staying):
+        publisher.publish(order(world.users[name].id, strategy_id, "still-here"))
+        assert order_ids(await stream.events(1)) == ["still-here"]
+        await stream.close()
+
+
+@pytest.mark.gen_test
+@pytest.mark.streamer_config(recheck=0.2)
+async def test_the_recheck_ends_streams_whose_access_changed_without_a_control_message(
+    port: int, world: World, publisher: Publisher
+) -> None:
+    revoked = await open_stream(port, world.users["u10"], 4)
+    inactive = await open_stream(port, world.users["u11"], 10)
+    kept = await open_stream(port, world.users["u10"], 1)
+    engine = make_engine(database_url(world))
+    with make_session_factory(engine)() as session:
+        _change_silently(session, world)
+    engine.dispose()
+    await assert_forced(revoked, "permission_revoked")
+    await assert_forced(inactive, "strategy_inactive")
+    publisher.publish(order(10, 1, "still-here"))
+    assert order_ids(await kept.events(1)) == ["still-here"]
+    await kept.close()
+
+
+def _change_silently(session: Session, world: World) -> None:
+    """What a lost control message would have announced: publish=None sends nothing."""
+    actions.unlink(session, None, 4, world.accounts["u10"])
+    actions.deactivate(session, None, 10)
+
+
+@pytest.mark.gen_test
+async def test_a_control_message_arriving_while_a_stream_opens_still_ends_it(
+    port: int, world: World, services: Services
+) -> None:
+    opening = asyncio.ensure_future(SseStream.open(port, "/api/events/stream?strategy_id=10", world.users["u11"].bearer))
+    # The reservation is taken in the same step as the access check starts.
+    await async_wait_until(lambda: services.hub.streams_per_user.get(11) == 1, what="the connect to begin")
+    services.publish(DisconnectMessage(11, 10, "permission_revoked", "revoked while connecting"))
+    stream = await opening
+    assert stream.status == 200
+    frames = [f for f in await stream.rest() if f.event != "heartbeat"]
+    assert [f.event for f in frames][-1] == "force_disconnect"
+    assert frames[-1].json() == {"reason": "permission_revoked", "message": "revoked while connecting"}
+    await stream.close()
+
+
+@pytest.mark.gen_test
+async def test_tornados_own_client_reads_the_stream_incrementally(
+    http_client: AsyncHTTPClient, base_url: str, world: World, publisher: Publisher, services: Services
+) -> None:
+    chunks: list[bytes] = []
+    fetch = http_client.fetch(
+        base_url + "/api/events/stream?strategy_id=1", headers=world.users["u11"].bearer,
+        streaming_callback=chunks.append, request_timeout=10,
+    )
+    await async_wait_until(lambda: b"event: connection" in b"".join(chunks), what="the connection event")
+    publisher.publish(order(11, 1, "via-tornado"))
+    await async_wait_until(lambda: b'"order_id":"via-tornado"' in b"".join(chunks), what="the event")
+    services.hub.disconnect_key(next(iter(services.hub.channels)), "strategy_inactive", "bye")
+    response = await fetch
+    assert response.code == 200 and response.headers["Content-Type"] == "text/event-stream"
+    assert b"event: force_disconnect" in b"".join(chunks)
