@@ -1,0 +1,237 @@
+"""End to end over real processes: broker, orders, positions and webhook as console scripts.
+
+webhook POST → order handler → broker → a real SUB client; then a trade-log
+replay whose tick fills the order, and the position handler's event. One stack
+per module (starting Python processes is the slow part); tests run in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from bus import codec
+from bus.topics import StreamKey, key_topic
+from tests.producers.conftest import World, world_at
+from tests.waiting import wait_until
+
+BIN = Path(sys.executable).parent
+STOP_DEADLINE_S = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Process:
+    """One console script of the stack, its stderr in a log file."""
+
+    def __init__(self, name: str, log_dir: Path, *args: str) -> None:
+        self.name, self.args = name, list(args)
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready: str) -> re.Match[str]:
+        """Start, and return the log line's match once `ready` appears in it."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(BIN / f"tradestream-{self.name}"), *self.args], stderr=log)
+        pattern = re.compile(ready)
+        return wait_until(lambda: pattern.search(self.log_path.read_text()[offset:]), what=f"{self.name} to be ready")
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=STOP_DEADLINE_S)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Stack:
+    """The running processes, their endpoints, and a SUB client on the broker."""
+
+    def __init__(self, world: World, log_dir: Path, ctx: zmq.Context[Any]) -> None:
+        self.world, self.ctx = world, ctx
+        broker = Process("broker", log_dir, "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*")
+        self.ingress, self.publish, _ = broker.start(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)").groups()
+        self.orders_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        fills = f"tcp://127.0.0.1:{free_port()}"
+        self.webhook_url = f"http://127.0.0.1:{free_port()}/api/webhook"
+        common = ["--database-url", world.url, "--ingress", self.ingress]
+        self.processes = {
+            "broker": broker,
+            "orders": Process("orders", log_dir, *common, "--orders", self.orders_endpoint, "--fills", fills),
+            "positions": Process("positions", log_dir, *common, "--fills", fills),
+            "webhook": Process("webhook", log_dir, "--database-url", world.url, "--orders", self.orders_endpoint,
+                               "--port", self.webhook_url.split(":")[2].split("/")[0]),
+        }
+        for name in ("orders", "positions", "webhook"):
+            self.processes[name].start(f"{name} listening on")
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.connect(self.publish)
+
+    def subscribe(self, key: StreamKey) -> None:
+        """Subscribe, and return once the broker's head marker says the subscription is live."""
+        topic = key_topic(key)
+        self.sub.subscribe(topic)
+        while True:
+            frames = self.receive_frames()
+            if frames[0] == topic and codec.unpack_map(frames[2]).get("kind") == "_head":
+                return
+
+    def receive_frames(self, timeout_ms: int = 5000) -> list[bytes]:
+        if not self.sub.poll(timeout_ms, zmq.POLLIN):
+            raise AssertionError(f"no event within {timeout_ms} ms")
+        return self.sub.recv_multipart()
+
+    def events(self, count: int) -> list[tuple[bytes, int, dict[str, Any]]]:
+        """The next `count` key events as (topic, seq, payload), skipping markers and control frames."""
+        received = []
+        while len(received) < count:
+            topic, header, payload = self.receive_frames()
+            wire = codec.unpack_map(payload)
+            if topic.startswith(b"k/") and not wire["kind"].startswith("_"):
+                received.append((topic, codec.unpack_header(header).seq, wire))
+        return received
+
+    def post(self, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(self.webhook_url, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def close(self) -> None:
+        self.sub.close(linger=0)
+        for process in self.processes.values():
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, demo_template: tuple[Path, dict[str, Any]]) -> Iterator[Stack]:
+    template, demo = demo_template
+    folder = tmp_path_factory.mktemp("stack")
+    (folder / "var").mkdir()
+    shutil.copyfile(template, folder / "var" / "tradestream.db")
+    world = world_at(folder / "var" / "tradestream.db", demo)
+    ctx: zmq.Context[Any] = zmq.Context()
+    running = Stack(world, folder, ctx)
+    running.subscribe(StreamKey(world.user_ids["alice"], world.strategy_ids["btc-trend"]))
+    running.subscribe(StreamKey(world.user_ids["bob"], world.strategy_ids["btc-trend"]))
+    yield running
+    running.close()
+    world.engine.dispose()
+    ctx.destroy(linger=0)
+
+
+def example(stack: Stack, **fields: Any) -> dict[str, Any]:
+    return {"group_name": "btc-trend", "token": stack.world.tokens["btc-trend"], "symbol": "BTC/USDT",
+            "side": "buy", "order_type": "LIMIT", "price": "90000", "qty_per": 5, **fields}
+
+
+def keys_of(events: list[tuple[bytes, int, dict[str, Any]]]) -> dict[bytes, list[tuple[int, str]]]:
+    by_key: dict[bytes, list[tuple[int, str]]] = {}
+    for topic, seq, wire in events:
+        by_key.setdefault(topic, []).append((seq, wire.get("event_type", wire["kind"])))
+    return by_key
+
+
+def test_webhook_post_reaches_a_subscriber_on_each_account_owners_key(stack: Stack) -> None:
+    alice, bob = (key_topic(StreamKey(stack.world.user_ids[u], 1)) for u in ("alice", "bob"))
+    started = time.perf_counter()
+    assert stack.post(example(stack)) == (200, {"status": "accepted", "signals": 1})
+    events = stack.events(2)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    print(f"webhook POST -> both order_created events on the bus: {elapsed_ms:.1f} ms")
+    assert keys_of(events) == {alice: [(1, "order_created")], bob: [(1, "order_created")]}
+    for topic, _, wire in events:
+        assert key_topic(StreamKey(wire["user_id"], wire["strategy_id"])) == topic
+        assert (wire["symbol"], wire["side"], wire["status"], wire["price"]) == ("BTC/USDT", "BUY", "NEW", 90000.0)
+
+
+def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_path: Path) -> None:
+    log = tmp_path / "small.jsonl"
+    log.write_text(
+        '{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": 91000, "volume": 1}\n'
+        '{"ts": 0.01, "type": "tick", "symbol": "BTC/USDT", "price": 89900, "volume": 1}\n'
+        '{"ts": 0.02, "type": "signal", "group_name": "btc-trend", "symbol": "BTC/USDT", "side": "sell", "order_type": "MARKET", "price": 92000, "qty_per": 1}\n'
+    )
+    result = subprocess.run([str(BIN / "tradestream-replay"), str(log), "--speed", "0", "--orders", stack.orders_endpoint],
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"3 records sent" in result.stderr
+    events = stack.events(8)
+    by_key = keys_of(events)
+    assert len(by_key) == 2
+    for topic, received in by_key.items():
+        # Order and position events come from two processes: each kind keeps its own order.
+        assert [name for _, name in received if name.startswith("order_")] == ["order_filled", "order_filled"]
+        assert [name for _, name in received if name.startswith("position_")] == ["position_created", "position_updated"]
+        assert [seq for seq, _ in received] == [2, 3, 4, 5]
+    alice = [w for _, _, w in events if w["user_id"] == stack.world.user_ids["alice"]]
+    limit_fill, market_fill = (w for w in alice if w["kind"] == "order_update")
+    assert (limit_fill["status"], limit_fill["quantity"], limit_fill["average_price"]) == ("FILLED", 0.05555556, 90000.0)
+    assert (market_fill["order_type"], market_fill["side"], market_fill["quantity"]) == ("MARKET", "SELL", 0.01086957)
+    final = [w for w in alice if w["kind"] == "position_update"][-1]
+    assert final["quantity"] == pytest.approx(0.05555556 - 0.01086957)
+
+
+def test_oversized_body_gets_a_json_413_from_the_real_server(stack: Stack) -> None:
+    body = json.dumps(example(stack, padding="x" * 70_000)).encode()
+    assert stack.post(body)[0] == 413
+
+
+def test_command_accepted_while_the_order_handler_restarts_is_not_lost(stack: Stack) -> None:
+    orders = stack.processes["orders"]
+    assert orders.terminate() == 0
+    assert stack.post(example(stack, price="85000", id="during-restart"))[0] == 200
+    orders.start("orders listening on")
+    events = stack.events(2)
+    assert [(w["event_type"], w["price"]) for _, _, w in events] == [("order_created", 85000.0)] * 2
+
+
+def test_every_process_exits_0_within_5_s_on_sigterm(stack: Stack) -> None:
+    for name in ("webhook", "orders", "positions", "broker"):
+        started = time.monotonic()
+        assert stack.processes[name].terminate() == 0, name
+        assert time.monotonic() - started < STOP_DEADLINE_S
+    for name in ("webhook", "orders", "positions"):
+        assert "Traceback" not in stack.processes[name].log_path.read_text()
+
+
+@pytest.mark.parametrize("module", ["webhook", "orders", "positions", "replay"])
+def test_help_works_and_bad_settings_exit_2_with_a_reason(module: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    main = __import__(f"producers.{module}", fromlist=["main"]).main
+    with pytest.raises(SystemExit) as helped:
+        main(["--help"])
+    assert helped.value.code == 0 and "TRADESTREAM_" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["--no-such-flag"] + (["trades.jsonl"] if module == "replay" else []))
+    assert refused.value.code == 2 and "--no-such-flag" in capsys.readouterr().err
+    if module == "webhook":
+        monkeypatch.setitem(os.environ, "TRADESTREAM_RATE_LIMIT", "-1")
+        with pytest.raises(SystemExit) as bad_env:
+            main([])
+        assert bad_env.value.code == 2 and "rate-limit" in capsys.readouterr().err
