@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+import producers
 
 from bus.events import OrderEvent
 from producers.commands import SignalCommand, TickCommand
 from producers.errors import TradeLogError
 from producers.replay import Pacer, replay
 from producers.tradelog import LogRecord, read_csv, read_jsonl
+from store import actions
 
 EVENT = (
     '{"kind": "order_update", "event_type": "order_created", "order_id": "x-1", "symbol": "BTC/USDT", '
@@ -118,3 +125,26 @@ def test_replay_stops_at_a_bad_line_or_skips_it() -> None:
     assert raised.value.line == 2 and len(sent) == 1
     report = replay(records, lambda r: sent.append(r) is None, Pacer(0, stop), skip_bad_lines=True)
     assert (report.sent, report.bad_lines) == (2, 1)
+
+
+def _make_sample_module() -> Any:
+    path = Path(producers.__file__).parent / "samples" / "make_sample.py"
+    spec = importlib.util.spec_from_file_location("make_sample", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_sample_is_what_its_script_makes_and_replays_without_a_bad_line() -> None:
+    sample = Path(producers.__file__).parent / "samples" / "sample-trades.jsonl"
+    shipped = sample.read_text().splitlines()
+    made = [json.dumps(line, separators=(", ", ": ")) for line in _make_sample_module().lines(20250106, 1000)]
+    assert shipped[1:] == made
+    records = list(read_jsonl(shipped))
+    assert all(isinstance(r, LogRecord) for r in records) and len(records) > 3000
+    signals = [r.item for r in records if isinstance(r.item, SignalCommand)]  # type: ignore[union-attr]
+    types = {o.order_type for s in signals for o in s.orders}
+    assert types == {"MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT", "CANCEL_ALL_ORDER"}
+    assert any(s.is_batch for s in signals)
+    assert {s.group_name for s in signals} == {group for _, _, group, _ in actions.DEMO_STRATEGIES}
