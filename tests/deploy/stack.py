@@ -1,0 +1,297 @@
+"""The real supervisord stack on free ports, and a small SSE client, for deploy tests.
+
+`Stack` runs the repository's own supervisord.conf, unedited, from a copy in a
+temporary folder next to a link to the project's .venv: supervisord expands
+%(here)s to that folder, so the socket, logs, database and secret all live
+there and a developer's running stack is never touched. Ports come in through
+the TRADESTREAM_* variables every process reads (TRADESTREAM_WEBHOOK_PORT for
+the webhook), which also proves that the environment passes through.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from tests.waiting import wait_until
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = PROJECT / ".venv" / "bin"
+PROGRAMS = ("broker", "orders", "positions", "streamer:streamer-0", "streamer:streamer-1", "webhook")
+START_TIMEOUT_S = 45.0
+STOP_TIMEOUT_S = 60.0  # supervisord stops four priority groups one after the other
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on right now (bound to 0, then released together)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def stack_environment(root: Path) -> dict[str, str]:
+    """The caller's environment without its TRADESTREAM_* settings, plus this stack's."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TRADESTREAM_")}
+    ingress, publish, replay, orders, fills, http_port, webhook_port = free_ports(7)
+    env.update(
+        PYTHONUNBUFFERED="1",
+        TRADESTREAM_DATABASE_URL=f"sqlite:///{root / 'var' / 'tradestream.db'}",
+        TRADESTREAM_INGRESS=f"tcp://127.0.0.1:{ingress}",
+        TRADESTREAM_PUBLISH=f"tcp://127.0.0.1:{publish}",
+        TRADESTREAM_REPLAY=f"tcp://127.0.0.1:{replay}",
+        TRADESTREAM_ORDERS=f"tcp://127.0.0.1:{orders}",
+        TRADESTREAM_FILLS=f"tcp://127.0.0.1:{fills}",
+        TRADESTREAM_HOST="127.0.0.1",
+        TRADESTREAM_PORT=str(http_port),
+        TRADESTREAM_WEBHOOK_PORT=str(webhook_port),
+    )
+    return env
+
+
+def make_project_copy(root: Path) -> Path:
+    """A folder that looks like a checkout to supervisord.conf; returns the config's path."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT / "supervisord.conf", root / "supervisord.conf")
+    (root / ".venv").symlink_to(PROJECT / ".venv")
+    return root / "supervisord.conf"
+
+
+class Stack:
+    """supervisord running the whole tradestream stack from `root`."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.config = root / "supervisord.conf"
+        self.env = env
+        self.base_url = f"http://127.0.0.1:{self.env['TRADESTREAM_PORT']}"
+        self.webhook_url = f"http://127.0.0.1:{self.env['TRADESTREAM_WEBHOOK_PORT']}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.demo: dict[str, Any] = {}
+
+    @classmethod
+    def in_new_folder(cls, root: Path) -> Stack:
+        """A stack in a new checkout-like folder, on free ports."""
+        make_project_copy(root)
+        return cls(root, stack_environment(root))
+
+    # ---- life cycle ----
+
+    def start(self) -> Stack:
+        """Seed the demo data, start supervisord, wait until every program runs and /healthz is up."""
+        (self.root / "var" / "log").mkdir(parents=True, exist_ok=True)
+        self.demo = json.loads(self.run_bin("tradestream-admin", "demo", "--json").stdout)
+        with open(self.root / "var" / "supervisord.out", "wb") as out:
+            self.process = subprocess.Popen(
+                [str(BIN / "supervisord"), "-n", "-c", str(self.config)],
+                cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        try:
+            self.wait_running(PROGRAMS)
+            self.wait_healthy()
+        except BaseException:
+            self.stop()  # a failed start must not leave supervisord and its programs behind
+            raise
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM to supervisord (what Ctrl-C and systemd do); its exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    # ---- supervisorctl ----
+
+    def run_bin(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a console script of the venv in this stack's folder and environment."""
+        return subprocess.run(
+            [str(BIN / name), *args], cwd=self.root, env=self.env,
+            capture_output=True, text=True, timeout=60, check=check,
+        )
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`supervisorctl -c <config> ARGS`; its exit code is not checked (status exits 3 when one is down)."""
+        return self.run_bin("supervisorctl", "-c", str(self.config), *args, check=False)
+
+    def status(self) -> dict[str, tuple[str, int]]:
+        """Program name → (state, pid); pid 0 when it is not running."""
+        states = {}
+        for line in self.ctl("status").stdout.splitlines():
+            fields = line.split()
+            if len(fields) >= 2:
+                pid = int(fields[3].rstrip(",")) if fields[1] == "RUNNING" else 0
+                states[fields[0]] = (fields[1], pid)
+        return states
+
+    def pid(self, program: str) -> int:
+        """The pid of a RUNNING program (fails the test otherwise)."""
+        state, pid = self.status()[program]
+        assert state == "RUNNING", f"{program} is {state}"
+        return pid
+
+    def wait_running(self, programs: tuple[str, ...], timeout: float = START_TIMEOUT_S) -> dict[str, tuple[str, int]]:
+        """Wait until every one of `programs` is RUNNING."""
+        def all_running() -> dict[str, tuple[str, int]] | None:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"supervisord exited {self.process.returncode}: {self.log_tail()}")
+            states = self.status()
+            return states if all(states.get(p, ("", 0))[0] == "RUNNING" for p in programs) else None
+        try:
+            return wait_until(all_running, timeout=timeout, what=f"{', '.join(programs)} RUNNING", poll=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.ctl('status').stdout}\n{self.log_tail()}") from None
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Wait until a streamer answers /healthz with the broker up."""
+        def healthy() -> bool:
+            try:
+                status, body = self.request("GET", "/healthz")
+            except OSError:
+                return False
+            return status == 200 and body.get("broker") == "up"
+        wait_until(healthy, timeout=timeout, what="/healthz with the broker up", poll=0.1)
+
+    def log_tail(self, name: str = "supervisord.log", lines: int = 30) -> str:
+        path = self.root / "var" / "log" / name
+        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else "(no log)"
+
+    # ---- HTTP ----
+
+    def user(self, username: str) -> dict[str, Any]:
+        return next(u for u in self.demo["users"] if u["username"] == username)
+
+    def strategy(self, group_name: str) -> dict[str, Any]:
+        return next(s for s in self.demo["strategies"] if s["group_name"] == group_name)
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
+                base_url: str | None = None) -> tuple[int, Any]:
+        """One HTTP request on a new connection: (status, JSON body or None)."""
+        host, port = (base_url or self.base_url).removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            connection.request(method, path, None if body is None else json.dumps(body), headers)
+            response = connection.getresponse()
+            raw = response.read()
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, raw.decode(errors="replace")
+
+    def post_signal(self, group_name: str, **fields: Any) -> dict[str, Any]:
+        """POST a webhook signal for a demo strategy; fails unless it is accepted."""
+        body = {"group_name": group_name, "token": self.strategy(group_name)["webhook_token"],
+                "symbol": "BTC/USDT", "side": "buy", "order_type": "LIMIT", "qty_per": 1, **fields}
+        status, answer = self.request("POST", "/api/webhook", body, base_url=self.webhook_url)
+        assert status == 200, (status, answer)
+        return answer
+
+
+class EventStream:
+    """An SSE client on a real connection; a thread parses events into a queue."""
+
+    CLOSED = None
+
+    def __init__(self, base_url: str, strategy_id: int, token: str, last_event_id: str | None = None) -> None:
+        host, port = base_url.removeprefix("http://").split(":")
+        query = {"strategy_id": strategy_id}
+        if last_event_id:
+            query["last_event_id"] = last_event_id
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        self.connection.connect()
+        # Kept: http.client hands a response without keep-alive its socket and forgets it.
+        self._socket = self.connection.sock
+        self.connection.request("GET", f"/api/events/stream?{urlencode(query)}",
+                                headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"})
+        self.response = self.connection.getresponse()
+        if self.response.status != 200:
+            body = self.response.read()
+            self.connection.close()
+            raise AssertionError(f"stream answered {self.response.status}: {body!r}")
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.last_event_id = last_event_id
+        self._thread = threading.Thread(target=self._read, name="sse-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            for raw in iter(self.response.readline, b""):
+                line = raw.decode().rstrip("\r\n")
+                if line:
+                    name, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if name == "data" and "data" in fields:
+                        value = f"{fields['data']}\n{value}"
+                    fields[name] = value
+                elif "event" in fields:
+                    self.events.put({"id": fields.get("id"), "event": fields["event"],
+                                     "data": json.loads(fields.get("data") or "null")})
+                    fields = {}
+        except (OSError, ValueError, http.client.HTTPException):
+            pass  # a closed or killed connection simply ends the stream
+        self.events.put(self.CLOSED)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The first event matching `predicate`; fails on timeout or when the stream ends first."""
+        def matching() -> dict[str, Any] | None:
+            try:
+                event = self.events.get(timeout=0.1)
+            except queue.Empty:
+                return None
+            if event is self.CLOSED:
+                raise AssertionError(f"the stream ended while waiting for {what}")
+            if event["id"]:
+                self.last_event_id = event["id"]
+            return event if predicate(event) else None
+        return wait_until(matching, timeout=timeout, what=what, poll=0)
+
+    def wait_closed(self, timeout: float = 20.0) -> None:
+        """Wait until the server ends the stream (events before that are consumed)."""
+        def closed() -> bool:
+            try:
+                event = self.events.get(timeout=0.1)
+            except queue.Empty:
+                return False
+            if event is not self.CLOSED and event["id"]:
+                self.last_event_id = event["id"]
+            return event is self.CLOSED
+        wait_until(closed, timeout=timeout, what="the stream to end", poll=0)
+
+    def close(self) -> None:
+        # shutdown() wakes the reader thread blocked in recv(); close() alone would not.
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the server
+        self._thread.join(timeout=5)
+        self.response.close()
+        self.connection.close()
+
+
+def order_with_price(price: float) -> Callable[[dict[str, Any]], bool]:
+    """Predicate: an order_update whose price identifies the test's own signal."""
+    return lambda event: event["event"] == "order_update" and event["data"].get("price") == price

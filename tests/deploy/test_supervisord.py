@@ -1,0 +1,134 @@
+"""supervisord.conf under the real supervisord: every process runs, comes back after
+SIGKILL with no manual step, and the stack stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.stack import PROGRAMS, EventStream, Stack, order_with_price
+from tests.waiting import wait_until
+
+
+def kill_and_wait_restart(stack: Stack, program: str) -> int:
+    """SIGKILL a program's process; the pid supervisord restarted it with."""
+    old_pid = stack.pid(program)
+    os.kill(old_pid, signal.SIGKILL)
+
+    def restarted() -> int:
+        state, pid = stack.status()[program]
+        return pid if state == "RUNNING" and pid != old_pid else 0
+
+    return wait_until(restarted, timeout=30, what=f"{program} restarted by supervisord", poll=0.1)
+
+
+def alice_stream(stack: Stack, last_event_id: str | None = None) -> EventStream:
+    return EventStream(stack.base_url, stack.strategy("btc-trend")["id"], stack.user("alice")["api_token"], last_event_id)
+
+
+def test_supervisorctl_status_shows_every_program_running(stack: Stack) -> None:
+    states = stack.status()
+    assert sorted(states) == sorted(PROGRAMS)
+    assert {state for state, _ in states.values()} == {"RUNNING"}
+    assert (stack.root / "var" / "supervisor.sock").is_socket()
+    for log in ("broker.log", "streamer-0.log", "streamer-1.log", "webhook.log", "orders.log", "positions.log"):
+        assert (stack.root / "var" / "log" / log).exists(), log
+
+
+def test_two_streamers_share_the_http_port(stack: Stack) -> None:
+    # Both hold the same listening port (SO_REUSEPORT); neither failed to bind.
+    assert stack.pid("streamer:streamer-0") != stack.pid("streamer:streamer-1")
+    for name in ("streamer-0.log", "streamer-1.log"):
+        assert "Address already in use" not in (stack.root / "var" / "log" / name).read_text()
+
+
+def test_sigkilled_broker_is_restarted_and_events_flow_again(stack: Stack) -> None:
+    stream = alice_stream(stack)
+    try:
+        stack.post_signal("btc-trend", price="70001")
+        stream.wait_for(order_with_price(70001), "the order before the kill")
+
+        kill_and_wait_restart(stack, "broker")
+        stack.wait_healthy()
+
+        # The same stream goes on (after a resync: the new broker has a new epoch).
+        stack.post_signal("btc-trend", price="70002")
+        stream.wait_for(order_with_price(70002), "an order through the restarted broker")
+    finally:
+        stream.close()
+
+
+def test_sigkilled_streamer_is_restarted_and_a_client_resumes_where_it_was(stack: Stack) -> None:
+    stream = alice_stream(stack)
+    try:
+        stack.post_signal("btc-trend", price="70011")
+        stream.wait_for(order_with_price(70011), "the order before the kill")
+        for program in ("streamer:streamer-0", "streamer:streamer-1"):
+            kill_and_wait_restart(stack, program)
+        stream.wait_closed()  # it was served by one of the two
+    finally:
+        stream.close()
+
+    # Posted while no browser listens; resuming from the last id delivers it.
+    stack.post_signal("btc-trend", price="70012")
+    stack.wait_healthy()
+    resumed = alice_stream(stack, stream.last_event_id)
+    try:
+        resumed.wait_for(order_with_price(70012), "the order posted while disconnected")
+    finally:
+        resumed.close()
+
+
+@pytest.mark.parametrize("program", ["orders", "webhook"])
+def test_sigkilled_order_path_process_is_restarted_and_orders_flow_again(stack: Stack, program: str) -> None:
+    stream = alice_stream(stack)
+    try:
+        kill_and_wait_restart(stack, program)
+        price = {"orders": 70021, "webhook": 70022}[program]
+        _post_until_accepted(stack, price=str(price))
+        stream.wait_for(order_with_price(price), f"an order after {program} came back")
+    finally:
+        stream.close()
+
+
+def test_sigkilled_position_handler_is_restarted_and_fills_move_positions_again(stack: Stack) -> None:
+    stream = alice_stream(stack)
+    try:
+        kill_and_wait_restart(stack, "positions")
+        # A MARKET order fills at once; the fill reaches the restarted position handler.
+        _post_until_accepted(stack, symbol="POS/USDT", order_type="MARKET", price="10")
+        stream.wait_for(
+            lambda event: event["event"] == "position_update" and event["data"]["symbol"] == "POS/USDT",
+            "a position event after positions came back",
+        )
+    finally:
+        stream.close()
+
+
+def _post_until_accepted(stack: Stack, **fields: str) -> None:
+    # RUNNING means alive for startsecs, not yet listening: a restarted webhook may still be binding.
+    def accepted() -> bool:
+        try:
+            stack.post_signal("btc-trend", **fields)
+        except OSError:  # refused: not listening yet
+            return False
+        return True
+    wait_until(accepted, timeout=20, what="the webhook to accept a signal", poll=0.2)
+
+
+def test_sigterm_stops_every_program_cleanly_and_removes_the_socket(tmp_path: Path) -> None:
+    stack = Stack.in_new_folder(tmp_path / "stack").start()
+    pids = [pid for _, pid in stack.status().values()]
+    assert stack.stop() == 0
+
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    log = (stack.root / "var" / "log" / "supervisord.log").read_text()
+    assert "SIGKILL" not in log, "a program outlived stopwaitsecs"
+    for program in ("broker", "orders", "positions", "streamer-0", "streamer-1", "webhook"):
+        assert f"stopped: {program} (exit status 0)" in log, program
+    assert not (stack.root / "var" / "supervisor.sock").exists()
