@@ -1,7 +1,7 @@
-"""The processes that make events: webhook → orders (paper exchange) → positions.
+"""The processes that make events: webhook → orders (paper exchange) → positions, and replay.
 
-signals.py   webhook payload validation (pure) · commands.py frames between producers
-webhook.py   tradestream-webhook (Tornado) · intake.py its database side (strategy, Signal rows)
-exchange.py  paper exchange (pure) · emission.py smart order events and batch summaries (pure)
-orders.py    tradestream-orders · positions.py tradestream-positions · replay.py tradestream-replay
+webhook.py    tradestream-webhook · signals.py validation (pure) · intake.py its database side · ratelimit.py
+orders.py     tradestream-orders · exchange.py paper exchange, emission.py smart events (pure) · prices.py
+positions.py  tradestream-positions · pull_loop.py their PULL loop · commands.py frames between processes
+replay.py     tradestream-replay · tradelog.py the log format · samples/ a sample log · errors.py
 """

@@ -50,13 +50,21 @@ class Intake:
         self._clock = clock
 
     def accept(
-        self, envelope: Envelope, orders: tuple[OrderSpec, ...] | InvalidSignal, payload: str
+        self,
+        envelope: Envelope,
+        orders: tuple[OrderSpec, ...],
+        field_error: InvalidSignal | None,
+        payload: str,
     ) -> Accepted:
-        """Check the strategy and the orders, then store the Signal; raises SignalRefused or InvalidSignal."""
+        """Check the strategy, then the fields, then store the Signal.
+
+        `field_error` is what the pure validation found, raised only after the
+        strategy checks. Raises SignalRefused or InvalidSignal.
+        """
         with self._sessions() as session:
             strategy = self._strategy(session, envelope)
-            if isinstance(orders, InvalidSignal):
-                raise orders
+            if field_error is not None:
+                raise field_error
             _check_market_prices(session, orders, envelope.is_batch)
             if envelope.client_id is None:
                 return self._store_new(session, strategy.id, None, payload)

@@ -210,9 +210,10 @@ class OrderHandler:
         if account is None:
             raise LookupError(f"account {row.account_id} of order {row.order_id} is gone")
         for emission in emit_order_events_smart(change):
-            outbox.events.append(
-                rows.order_event(row, account, emission.event_type, suppress_toast=suppress_toast, quantity=emission.quantity)
+            event = rows.order_event(
+                row, account, emission.event_type, suppress_toast=suppress_toast, quantity=emission.quantity
             )
+            outbox.events.append(event)
         if change.fill is not None:
             outbox.fills.append(FillCommand(
                 row.order_id, row.account_id, row.strategy_id, row.user_id, row.symbol,

@@ -101,8 +101,8 @@ class PositionHandler:
             after = apply_fill(before, command.side, command.quantity, command.price)
             if before.is_flat and after.is_flat:
                 return
-            position.quantity, position.entry_price, position.realized_pnl = after.quantity, after.entry_price, after.realized_pnl
-            position.updated_at = utc_now()
+            position.quantity, position.entry_price = after.quantity, after.entry_price
+            position.realized_pnl, position.updated_at = after.realized_pnl, utc_now()
             session.commit()
             event = rows.position_event(position, account, position_event_type(before, after), before.quantity)
         self._publish(event)
@@ -123,28 +123,38 @@ class PositionHandler:
         return position
 
 
-def parse_config(argv: list[str] | None) -> tuple[str, str, str, str]:
-    """Read flags and TRADESTREAM_* variables: database URL, ingress, fills, log level."""
+@dataclass(frozen=True, slots=True)
+class PositionsConfig:
+    """Settings of the position handler."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    ingress: str = "tcp://127.0.0.1:5557"
+    fills: str = "tcp://127.0.0.1:5561"
+
+
+def parse_config(argv: list[str] | None) -> tuple[PositionsConfig, str]:
+    """Read flags and TRADESTREAM_* variables."""
     parser = SettingsParser(
         prog="tradestream-positions",
         description="Position handler: folds fills into positions and publishes their events.",
     )
-    parser.add_setting("--database-url", default=DEFAULT_DATABASE_URL, help="SQLAlchemy database URL")
-    parser.add_setting("--ingress", default="tcp://127.0.0.1:5557", help="broker PULL endpoint events are pushed to")
-    parser.add_setting("--fills", default="tcp://127.0.0.1:5561", help="PULL endpoint for fills (bound)")
+    defaults = PositionsConfig()
+    parser.add_setting("--database-url", default=defaults.database_url, help="SQLAlchemy database URL")
+    parser.add_setting("--ingress", default=defaults.ingress, help="broker endpoint events are pushed to")
+    parser.add_setting("--fills", default=defaults.fills, help="PULL endpoint for fills (bound)")
     parser.add_logging()
     args = parser.parse_args(argv)
-    return args.database_url, args.ingress, args.fills, args.log_level
+    return PositionsConfig(args.database_url, args.ingress, args.fills), args.log_level
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-positions`."""
-    database_url, ingress, fills, log_level = parse_config(argv)
+    config, log_level = parse_config(argv)
     configure_logging("positions", log_level)
-    events = Publisher(ingress)
-    handler = PositionHandler(make_session_factory(make_engine(database_url)), events.publish)
+    events = Publisher(config.ingress)
+    handler = PositionHandler(make_session_factory(make_engine(config.database_url)), events.publish)
     try:
-        loop = CommandLoop(fills, handler.handle)
+        loop = CommandLoop(config.fills, handler.handle)
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)
         return 1

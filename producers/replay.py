@@ -131,21 +131,26 @@ def read_records(config: ReplayConfig, lines: Iterable[str]) -> Iterator[LogReco
 
 def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
     """Read flags and TRADESTREAM_* variables."""
-    parser = SettingsParser(prog="tradestream-replay", description="Replays a trade log (JSONL or CSV; see docs/trade-log.md) into the order handler, or with --raw its events straight into the broker.")
+    parser = SettingsParser(
+        prog="tradestream-replay",
+        description="Replays a trade log (JSONL or CSV; see docs/trade-log.md) into the order handler, "
+        "or with --raw its events straight into the broker.",
+    )
     parser.add_argument("file", type=Path, help="the trade log (.jsonl or .csv)")
-    parser.add_setting("--speed", default=1.0, type=_speed, help="times the recorded pace; 0 = as fast as possible")
+    parser.add_setting("--speed", default=1.0, type=non_negative_float, help="times the recorded pace; 0 = at once")
     parser.add_switch("--raw", help="publish the log's event lines straight to the broker")
-    parser.add_setting("--orders", default=ReplayConfig.orders, help="order handler endpoint signals and ticks are pushed to")
-    parser.add_setting("--ingress", default=ReplayConfig.ingress, help="broker endpoint events are pushed to with --raw")
+    parser.add_setting("--orders", default=ReplayConfig.orders, help="order handler endpoint for signals and ticks")
+    parser.add_setting("--ingress", default=ReplayConfig.ingress, help="broker endpoint for events (--raw)")
     parser.add_setting("--on-error", default="stop", choices=["stop", "skip"], help="what a bad line does")
-    parser.add_setting("--format", default="auto", choices=["auto", "jsonl", "csv"], help="log format; auto goes by the file name")
+    parser.add_setting("--format", default="auto", choices=["auto", "jsonl", "csv"], help="auto: by file name")
     parser.add_logging()
     args = parser.parse_args(argv)
     config = ReplayConfig(args.file, args.speed, args.raw, args.orders, args.ingress, args.on_error, args.format)
     return config, args.log_level
 
 
-def _speed(text: str) -> float:
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
     value = float(text)
     if not 0 <= value < float("inf"):
         raise ValueError(text)
@@ -159,10 +164,12 @@ def _count_lines(path: Path) -> int:
 
 def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
     """Replay an open log; the exit status."""
-    publisher = Publisher(config.ingress if config.raw else config.orders, send_timeout_ms=SEND_TIMEOUT_MS, linger_ms=LINGER_MS)
+    endpoint = config.ingress if config.raw else config.orders
+    publisher = Publisher(endpoint, send_timeout_ms=SEND_TIMEOUT_MS, linger_ms=LINGER_MS)
     bar = tqdm(stream, total=_count_lines(config.file), unit="line", disable=not sys.stderr.isatty())
+    records, send = read_records(config, bar), make_sender(publisher, config.raw)
     try:
-        report = replay(read_records(config, bar), make_sender(publisher, config.raw), Pacer(config.speed, stop), skip_bad_lines=config.on_error == "skip")
+        report = replay(records, send, Pacer(config.speed, stop), skip_bad_lines=config.on_error == "skip")
     except TradeLogError as exc:
         log.error("%s:%d: %s", config.file, exc.line, exc.message)
         return 1

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,15 +29,14 @@ from bus.publisher import Publisher
 from producers.commands import SIGNAL, SignalCommand
 from producers.errors import InvalidSignal, SignalRefused
 from producers.intake import Accepted, Intake, payload_text
-from producers.signals import parse_envelope, parse_json, parse_orders
+from producers.ratelimit import RateLimiter
+from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
 from store.db import DEFAULT_DATABASE_URL, make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 DISCARD_CAP = 1024 * 1024
-BURST_FACTOR = 5
-MAX_RATE_KEYS = 10_000
 SHUTDOWN_GRACE_S = 3.0
 
 
@@ -70,43 +67,17 @@ class Reply(Exception):
 TOO_LARGE = Reply(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
 
 
-class RateLimiter:
-    """A token bucket per key: `rate` per second, bursts of BURST_FACTOR × rate (at least 1); bounded in keys."""
-
-    def __init__(self, rate: float, max_keys: int = MAX_RATE_KEYS) -> None:
-        self.rate = rate
-        self.burst = max(1.0, rate * BURST_FACTOR)
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self.refused = 0
-
-    def allow(self, key: str, now: float | None = None) -> bool:
-        """Take one request from `key`'s bucket; False when it is empty."""
-        now = time.monotonic() if now is None else now
-        level, since = self._buckets.pop(key, (self.burst, now))
-        level = min(self.burst, level + (now - since) * self.rate)
-        allowed = level >= 1.0
-        self._buckets[key] = (level - 1.0 if allowed else level, now)
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)  # the least recently seen key starts afresh
-        self.refused += not allowed
-        return allowed
-
-
 class WebhookService:
     """Everything a webhook request needs, shared by the handlers of one process."""
 
-    def __init__(self, intake: Intake, commands: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter) -> None:
+    def __init__(
+        self, intake: Intake, commands: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter
+    ) -> None:
         self.intake, self.commands, self.executor, self.limiter = intake, commands, executor, limiter
 
     async def receive(self, content_type: str, body: bytes) -> dict[str, Any]:
         """Run every check and hand the signal on; raises Reply for anything but success."""
-        if not _is_json(content_type):
-            raise Reply(415, "unsupported_media_type", "Content-Type must be application/json")
-        try:
-            document = parse_json(body)
-        except ValueError as exc:
-            raise Reply(400, "invalid_json", f"body is not valid JSON: {exc}", "body") from None
+        document = _json_document(content_type, body)
         try:
             envelope = parse_envelope(document)
         except InvalidSignal as exc:
@@ -114,31 +85,48 @@ class WebhookService:
         if not self.limiter.allow(envelope.token):
             raise Reply(429, "rate_limited", f"more than {self.limiter.rate:g} requests per second with this token")
         try:
-            orders: Any = parse_orders(envelope)
+            orders, field_error = parse_orders(envelope), None
         except InvalidSignal as exc:
-            orders = exc  # reported only after the group, token and strategy checks
-        accepted = await self._accept(envelope, orders, payload_text(document))
-        if not accepted.duplicate:
-            await self._send(SignalCommand(envelope.group_name, orders, envelope.is_batch, accepted.strategy_id, accepted.signal_id), accepted)
-        reply = {"status": "accepted", "signals": len(orders)}
-        return {**reply, "duplicate": True} if accepted.duplicate else reply
+            orders, field_error = (), exc  # reported only after the group, token and strategy checks
+        accepted = await self._accept(envelope, orders, field_error, payload_text(document))
+        if accepted.duplicate:
+            return {"status": "accepted", "signals": len(orders), "duplicate": True}
+        command = SignalCommand(
+            envelope.group_name, orders, envelope.is_batch, accepted.strategy_id, accepted.signal_id
+        )
+        await self._send(command, accepted.signal_id)
+        return {"status": "accepted", "signals": len(orders)}
 
-    async def _accept(self, envelope: Any, orders: Any, payload: str) -> Accepted:
+    async def _accept(
+        self, envelope: Envelope, orders: tuple[OrderSpec, ...], field_error: InvalidSignal | None, payload: str
+    ) -> Accepted:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.executor, self.intake.accept, envelope, orders, payload)
+            return await loop.run_in_executor(
+                self.executor, self.intake.accept, envelope, orders, field_error, payload
+            )
         except SignalRefused as exc:
             raise Reply(exc.status, exc.error, exc.message) from None
         except InvalidSignal as exc:
             raise Reply(400, "invalid_request", str(exc), exc.field) from None
 
-    async def _send(self, command: SignalCommand, accepted: Accepted) -> None:
+    async def _send(self, command: SignalCommand, signal_id: int) -> None:
         try:
             self.commands.send_map(SIGNAL, command.to_wire())
         except BusUnavailable as exc:
-            log.warning("signal %d not sent: %s", accepted.signal_id, exc)
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.forget, accepted.signal_id)
+            log.warning("signal %d not sent: %s", signal_id, exc)
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.forget, signal_id)
             raise Reply(503, "bus_unavailable", "the order handler is not reachable (queue full); retry later") from None
+
+
+def _json_document(content_type: str, body: bytes) -> Any:
+    """The decoded body: 415 unless the content type is JSON, 400 unless the body is."""
+    if not _is_json(content_type):
+        raise Reply(415, "unsupported_media_type", "Content-Type must be application/json")
+    try:
+        return parse_json(body)
+    except ValueError as exc:
+        raise Reply(400, "invalid_json", f"body is not valid JSON: {exc}", "body") from None
 
 
 def _is_json(content_type: str) -> bool:
@@ -197,7 +185,8 @@ class WebhookHandler(JSONErrorsHandler):
                 self.reply(413, TOO_LARGE.body())
             return
         try:
-            body = await self.service.receive(self.request.headers.get("Content-Type", ""), b"".join(self._chunks))
+            content_type = self.request.headers.get("Content-Type", "")
+            body = await self.service.receive(content_type, b"".join(self._chunks))
         except Reply as reply:
             self.reply(reply.status, reply.body())
             return
@@ -218,24 +207,38 @@ class HealthHandler(JSONErrorsHandler):
         self.finish({"status": "ok"})
 
 
+def log_request(handler: RequestHandler) -> None:
+    """A request is not a lifecycle event: DEBUG, except server errors (CONTRACT: no line per message)."""
+    status = handler.get_status()
+    level = logging.WARNING if status >= 500 else logging.DEBUG
+    request = handler.request
+    log.log(level, "%d %s %r %.2f ms", status, request.method, request.uri, 1000 * request.request_time())
+
+
 def make_app(service: WebhookService) -> Application:
     """The webhook's Tornado application."""
     return Application(
         [(r"/api/webhook", WebhookHandler, {"service": service}), (r"/healthz", HealthHandler)],
         default_handler_class=NotFoundHandler,
+        log_function=log_request,
     )
 
 
 def parse_config(argv: list[str] | None) -> tuple[WebhookConfig, str]:
     """Read flags and TRADESTREAM_* variables."""
-    parser = SettingsParser(prog="tradestream-webhook", description="Webhook receiver: validates trading signals and queues them for the order handler.")
+    parser = SettingsParser(
+        prog="tradestream-webhook",
+        description="Webhook receiver: validates trading signals and queues them for the order handler.",
+    )
     defaults = WebhookConfig()
     parser.add_setting("--database-url", default=defaults.database_url, help="SQLAlchemy database URL")
     parser.add_setting("--host", default=defaults.host, help="HTTP listen address")
     parser.add_setting("--port", default=defaults.port, type=positive_int, help="HTTP listen port")
     parser.add_setting("--orders", default=defaults.orders, help="order handler endpoint commands are pushed to")
-    parser.add_setting("--rate-limit", default=defaults.rate_limit, type=positive_float, help="requests per second per token (bursts of 5x)")
-    parser.add_setting("--db-threads", default=defaults.db_threads, type=positive_int, help="threads running database work")
+    parser.add_setting(
+        "--rate-limit", default=defaults.rate_limit, type=positive_float, help="requests per second per token (bursts of 5x)"
+    )
+    parser.add_setting("--db-threads", default=defaults.db_threads, type=positive_int, help="threads for database work")
     parser.add_logging()
     args = parser.parse_args(argv)
     config = WebhookConfig(args.database_url, args.host, args.port, args.orders, args.rate_limit, args.db_threads)

@@ -19,7 +19,8 @@ from bus.publisher import Publisher
 from producers.commands import SignalCommand
 from producers.intake import IDEMPOTENCY_WINDOW, Intake
 from producers.signals import MAX_BATCH
-from producers.webhook import MAX_BODY, RateLimiter, WebhookService, make_app
+from producers.ratelimit import RateLimiter
+from producers.webhook import MAX_BODY, WebhookService, make_app
 from store import actions
 from store.models import Order, Signal
 from tests.producers.conftest import CommandSink, World
