@@ -33,7 +33,7 @@ from producers.commands import Command, FillCommand, SignalCommand, TickCommand
 from producers.emission import BatchTally, emit_order_events_smart
 from producers.exchange import RESTING, OrderChange, PaperExchange, PaperOrder
 from producers.prices import last_fill_price
-from producers.pull_loop import CommandLoop
+from producers.pull_loop import LINGER_MS, CommandLoop
 from producers.signals import CANCEL_ALL, OrderSpec
 from store import access, rows
 from store.db import DEFAULT_DATABASE_URL, make_engine, make_session_factory
@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-orders`."""
     config, log_level = parse_config(argv)
     configure_logging("orders", log_level)
-    events = Publisher(config.ingress)
-    fills = Publisher(config.fills)
+    events = Publisher(config.ingress, linger_ms=LINGER_MS)
+    fills = Publisher(config.fills, linger_ms=LINGER_MS)
     handler = OrderHandler(
         make_session_factory(make_engine(config.database_url)),
         events.publish,

@@ -26,7 +26,7 @@ from bus.process import SettingsParser, configure_logging, stop_on_signals
 from bus.publisher import Publisher
 from producers.commands import Command, FillCommand, InvalidCommand
 from producers.exchange import QUANTUM
-from producers.pull_loop import CommandLoop
+from producers.pull_loop import LINGER_MS, CommandLoop
 from store import rows
 from store.db import DEFAULT_DATABASE_URL, make_engine, make_session_factory
 from store.models import Account, Position, utc_now
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-positions`."""
     config, log_level = parse_config(argv)
     configure_logging("positions", log_level)
-    events = Publisher(config.ingress)
+    events = Publisher(config.ingress, linger_ms=LINGER_MS)
     handler = PositionHandler(make_session_factory(make_engine(config.database_url)), events.publish)
     try:
         loop = CommandLoop(config.fills, handler.handle)

@@ -5,14 +5,17 @@ exchange, a ledger) whose only I/O is blocking SQLAlchemy calls and ZeroMQ
 sends, so they run a plain blocking loop over a poller rather than an event
 loop: nothing here could run concurrently anyway, and no event loop is blocked.
 
-Delivery across restarts (supervisord): the senders' PUSH sockets queue what
-they cannot deliver while this process is down (up to their high-water mark)
-and hand it over once it is back, so a command accepted by a live sender is not
-lost by a restart. On SIGTERM/SIGINT the loop stops taking new work, then
-drains what already reached this socket (for at most DRAIN_GRACE_S) before it
-closes. Not guaranteed: messages this process had received but not yet handled
-when it was killed with SIGKILL or crashed, and messages in flight on the wire
-at close; a command is handled at most once.
+Delivery across restarts (supervisord), one process at a time: the senders'
+PUSH sockets queue what they cannot deliver while this process is down (up to
+their high-water mark) and hand it over once it is back, so a restart loses no
+command a live sender accepted. On SIGTERM/SIGINT the loop stops taking new
+work, drains what already reached its socket (at most DRAIN_GRACE_S), then its
+own queued sends get LINGER_MS: it exits within the contract's 5 s.
+
+Not guaranteed: sends still queued after LINGER_MS because their peer is down
+too at that moment; messages received but not yet handled when the process is
+killed (SIGKILL, crash) or in flight on the wire at close. ZeroMQ has no
+acknowledgements: a command is handled at most once.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from producers.commands import Command, decode
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
-DRAIN_GRACE_S = 3.0
+DRAIN_GRACE_S = 2.0
 DRAIN_QUIET_MS = 50
 DRAIN_BATCH = 1024
+LINGER_MS = 1000
 
 
 class CommandLoop:

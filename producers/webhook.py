@@ -6,7 +6,10 @@
 It answers as soon as the command is queued (CONTRACT §5); the orders are
 placed asynchronously. Database work runs in a thread pool, never on the
 IOLoop. The PUSH socket never blocks (send_timeout_ms=0): it queues while the
-order handler restarts, and a full queue is answered 503 at once. The
+order handler restarts, and a full queue is answered 503 at once. On SIGTERM
+in-flight requests finish (their Signal row and command go together), then
+queued commands get LINGER_MS to reach the order handler: a webhook stopped
+while the order handler is down too loses what was still queued. The
 per-token rate limit runs after the shape check (the token must be read
 first) and before any database work. Errors are `{"error", "message", "field"}`.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +41,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 DISCARD_CAP = 1024 * 1024
-SHUTDOWN_GRACE_S = 3.0
+# Shutdown budget (CONTRACT: exit within 5 s): in-flight requests, open connections, then the queue's linger.
+SHUTDOWN_GRACE_S = 1.5
+LINGER_MS = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +80,24 @@ class WebhookService:
         self, intake: Intake, commands: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter
     ) -> None:
         self.intake, self.commands, self.executor, self.limiter = intake, commands, executor, limiter
+        self.in_flight = 0
 
     async def receive(self, content_type: str, body: bytes) -> dict[str, Any]:
         """Run every check and hand the signal on; raises Reply for anything but success."""
+        self.in_flight += 1
+        try:
+            return await self._receive(content_type, body)
+        finally:
+            self.in_flight -= 1
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is between its checks and its command (at shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.in_flight
+
+    async def _receive(self, content_type: str, body: bytes) -> dict[str, Any]:
         document = _json_document(content_type, body)
         try:
             envelope = parse_envelope(document)
@@ -248,7 +269,7 @@ def parse_config(argv: list[str] | None) -> tuple[WebhookConfig, str]:
 async def serve(config: WebhookConfig) -> None:
     """Serve until SIGTERM or SIGINT, then close connections and the command queue."""
     executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="webhook-db")
-    commands = Publisher(config.orders, send_timeout_ms=0)
+    commands = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
     intake = Intake(make_session_factory(make_engine(config.database_url)))
     service = WebhookService(intake, commands, executor, RateLimiter(config.rate_limit))
     server = HTTPServer(make_app(service), max_body_size=MAX_BODY, xheaders=False)
@@ -258,6 +279,9 @@ async def serve(config: WebhookConfig) -> None:
     log.info("webhook listening on http://%s:%d, pushing to %s", config.host, config.port, config.orders)
     await stopped.wait()
     server.stop()
+    # A request whose Signal row is stored must also get its command queued, or a retry with its id is lost.
+    if not await service.drained(SHUTDOWN_GRACE_S):
+        log.warning("%d requests still in flight after %.0f s", service.in_flight, SHUTDOWN_GRACE_S)
     try:
         await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_S)
     except asyncio.TimeoutError:
