@@ -212,6 +212,27 @@ def test_command_accepted_while_the_order_handler_restarts_is_not_lost(stack: St
     assert [(w["event_type"], w["price"]) for _, _, w in events] == [("order_created", 85000.0)] * 2
 
 
+def test_raw_replay_publishes_logged_events_straight_to_the_broker(stack: Stack, tmp_path: Path) -> None:
+    alice = stack.world.user_ids["alice"]
+    event = {
+        "kind": "order_update", "event_type": "order_cancelled", "order_id": "logged-1", "symbol": "ETH/USDT",
+        "strategy_id": 1, "user_id": alice, "side": "SELL", "quantity": 2.0, "price": 3100.0, "status": "CANCELLED",
+        "timestamp": "2025-01-06T09:30:00.000000Z", "order_type": "LIMIT", "stop_price": None,
+        "account": {"account_id": 1, "name": "alice paper", "exchange": "paper"}, "suppress_toast": False,
+        "filled_quantity": 0.0, "average_price": None,
+    }
+    log = tmp_path / "events.jsonl"
+    log.write_text(json.dumps({"ts": 1, "type": "event", "event": event}) + "\n"
+                   + '{"ts": 2, "type": "tick", "symbol": "ETH/USDT", "price": 1}\n')
+    result = subprocess.run([str(BIN / "tradestream-replay"), str(log), "--raw", "--speed", "0", "--ingress", stack.ingress],
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"1 records sent" in result.stderr and b"1 of the other mode passed over" in result.stderr
+    ((topic, _, wire),) = stack.events(1)
+    assert topic == key_topic(StreamKey(alice, 1))
+    assert {k: v for k, v in wire.items() if k != "published_ns"} == event
+
+
 def test_every_process_exits_0_within_5_s_on_sigterm(stack: Stack) -> None:
     for name in ("webhook", "orders", "positions", "broker"):
         started = time.monotonic()

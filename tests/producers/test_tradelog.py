@@ -15,7 +15,7 @@ import producers
 from bus.events import OrderEvent
 from producers.commands import SignalCommand, TickCommand
 from producers.errors import TradeLogError
-from producers.replay import Pacer, replay
+from producers.replay import Pacer, ReplayConfig, replay, run
 from producers.tradelog import LogRecord, read_csv, read_jsonl
 from store import actions
 
@@ -148,3 +148,12 @@ def test_shipped_sample_is_what_its_script_makes_and_replays_without_a_bad_line(
     assert types == {"MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT", "CANCEL_ALL_ORDER"}
     assert any(s.is_batch for s in signals)
     assert {s.group_name for s in signals} == {group for _, _, group, _ in actions.DEMO_STRATEGIES}
+
+
+def test_bad_line_stops_the_replay_with_file_and_line_number(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "trades.jsonl"
+    log.write_text('# header\n{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": "cheap"}\n')
+    config = ReplayConfig(log, speed=0, orders="tcp://127.0.0.1:1")
+    with log.open() as stream:
+        assert run(config, stream, threading.Event()) == 1
+    assert f"{log}:2: price: expected a finite number greater than 0" in caplog.text
