@@ -88,8 +88,9 @@
     event.preventDefault();
     const form = event.target;
     $("login-error").textContent = "";
+    let user;
     try {
-      await api("/api/login", {
+      user = await api("/api/login", {
         method: "POST",
         body: JSON.stringify({ username: form.username.value, password: form.password.value }),
       });
@@ -98,7 +99,8 @@
         error.status === 401 ? "Wrong username or password." : `Cannot sign in: ${error.message}`;
       return;
     }
-    localStorage.setItem("tradestream.username", form.username.value);
+    // The cookie is HttpOnly, so the name shown after a reload comes from here.
+    localStorage.setItem("tradestream.username", user.username);
     form.password.value = "";
     await loadStrategies();
   }

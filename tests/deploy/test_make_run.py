@@ -1,0 +1,121 @@
+"""scripts/run.sh (what `make run` runs) as a person uses it: start, look, Ctrl-C, again."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.stack import PROJECT, Stack, make_project_copy, stack_environment
+from tests.waiting import wait_until
+
+SAMPLE = Path("producers/samples/sample-trades.jsonl")
+READY = "tradestream is running"
+
+
+class RunScript:
+    """scripts/run.sh in its own process group, as a terminal runs it; output collected."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            ["bash", str(root / "scripts" / "run.sh")], cwd=root, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.output = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in iter(self.process.stdout.readline, b""):
+            self.output += line.decode(errors="replace")
+
+    def wait_output(self, text: str, timeout: float = 90) -> None:
+        def seen() -> bool:
+            if text in self.output:
+                return True
+            if self.process.poll() is not None:
+                self._reader.join(timeout=5)
+                raise AssertionError(f"run.sh exited {self.process.returncode}:\n{self.output}")
+            return False
+        wait_until(seen, timeout=timeout, what=f"{text!r} from run.sh", poll=0.1)
+
+    def ctrl_c(self, timeout: float = 60) -> int:
+        """SIGINT to the whole process group, as Ctrl-C in a terminal does."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A checkout-like folder with run.sh, supervisord.conf, the sample log and the venv; its environment."""
+    root = tmp_path / "checkout"
+    make_project_copy(root)
+    (root / "scripts").mkdir()
+    shutil.copy(PROJECT / "scripts" / "run.sh", root / "scripts" / "run.sh")
+    (root / SAMPLE.parent).mkdir(parents=True)
+    shutil.copy(PROJECT / SAMPLE, root / SAMPLE)
+    env = stack_environment(root)
+    env["TRADESTREAM_SPEED"] = "0"  # the replay as fast as it goes: the test waits for its end
+    return root, env
+
+
+def api_token(output: str, username: str) -> str:
+    match = re.search(rf"^\s+{username}\s+password \S+\s+API token (\S+)", output, re.MULTILINE)
+    assert match, output
+    return match.group(1)
+
+
+def strategy_id(output: str, group_name: str) -> int:
+    match = re.search(rf"^\s+id (\d+)\s+{group_name}\s", output, re.MULTILINE)
+    assert match, output
+    return int(match.group(1))
+
+
+def rows_of(stack: Stack, what: str, token: str, strategy: int) -> list[object]:
+    """Orders or positions of a strategy, from the REST snapshot the dashboard loads."""
+    status, body = stack.request("GET", f"/api/{what}?strategy_id={strategy}", token=token)
+    assert status == 200, (status, body)
+    return body[what]
+
+
+def test_run_script_starts_replays_stops_on_ctrl_c_and_runs_again(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    stack = Stack(root, env)  # not started here: run.sh starts it; used for supervisorctl and HTTP
+
+    for attempt in (1, 2):
+        run = RunScript(root, env)
+        try:
+            run.wait_output(READY)
+            assert "Logins:" in run.output and "alice" in run.output
+            assert "warning" not in run.output.lower(), run.output
+            # The replayed sample reaches the dashboard: alice has orders and positions.
+            token, btc_trend = api_token(run.output, "alice"), strategy_id(run.output, "btc-trend")
+            for what in ("orders", "positions"):
+                wait_until(lambda: rows_of(stack, what, token, btc_trend), timeout=30, what=f"replayed {what}", poll=0.2)
+
+            if attempt == 1:
+                # A second run next to a live one says so instead of fighting over ports.
+                second = subprocess.run(["bash", "scripts/run.sh"], cwd=root, env=env,
+                                        capture_output=True, text=True, timeout=60)
+                assert second.returncode == 1 and "already running" in second.stderr
+
+            pids = [pid for _, pid in stack.status().values()]
+            assert len(pids) == 6 and all(pids)
+        finally:
+            code = run.ctrl_c()
+        assert code == 130, run.output
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert not (root / "var" / "supervisor.sock").exists()
