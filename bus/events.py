@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, dataclass_transform
 
 from bus.errors import InvalidEvent
 from bus.topics import MAX_ID, StreamKey
@@ -188,6 +188,7 @@ class WireMessage:
         return cls(**values)
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, field))
 def wire_class(cls: type[Any]) -> type[Any]:
     """Make `cls` a frozen slotted dataclass with its wire checks collected."""
     data_cls = dataclasses.dataclass(frozen=True, slots=True)(cls)

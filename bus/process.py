@@ -40,8 +40,12 @@ class SettingsParser(argparse.ArgumentParser):
         name = env_name(flag)
         raw = self.environ.get(name)
         if raw is not None:
-            # argparse converts string defaults with `type`, so a bad value exits 2 like a bad flag.
+            # argparse converts string defaults with `type`, so a bad value exits 2 like a bad flag;
+            # it never checks a default against `choices`, so that is done here.
             default = raw
+            choices = kwargs.get("choices")
+            if choices is not None and kwargs.get("type", str)(raw) not in choices:
+                self.error(f"{name}={raw!r}: expected one of {', '.join(map(str, choices))}")
         self.add_argument(flag, default=default, help=f"{help} (env {name})", **kwargs)
 
     def add_switch(self, flag: str, *, help: str) -> None:
