@@ -339,15 +339,14 @@
   }
 
   function upsertOrder(order, live) {
-    const price = order.price ?? order.average_price;
     const cells = [
-      cell(time(order.timestamp), "", order.timestamp),
+      cell(time(order.timestamp), "time", order.timestamp),
       cell(order.symbol),
       cell(order.side, `side ${String(order.side).toLowerCase()}`),
       cell(order.order_type, "opt"),
       cell(number(order.quantity), "num"),
       cell(number(order.filled_quantity), "num opt"),
-      cell(number(price), "num"),
+      cell(orderPrice(order), "num"),
       badge(order.status),
       cell(order.account && order.account.name, "opt"),
     ];
@@ -359,7 +358,7 @@
     const cells = [
       cell(position.symbol),
       cell(number(position.quantity), "num"),
-      cell(number(position.entry_price), "num"),
+      cell(money(position.entry_price), "num"),
       cell(position.account_name || (position.account && position.account.name), "opt"),
       cell(closed ? "closed" : time(position.timestamp), "", position.timestamp),
     ];
@@ -445,6 +444,22 @@
     return Number(value).toLocaleString(undefined, { maximumFractionDigits: 8 });
   }
 
+  // Prices get the decimals that matter at their size: 90,884.1 but 0.00001234.
+  function money(value) {
+    if (value === null || value === undefined) return "—";
+    const size = Math.abs(Number(value));
+    const digits = size >= 1000 ? 2 : size >= 1 ? 4 : 8;
+    return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits });
+  }
+
+  // A resting stop order has no price yet: its trigger is what the trader looks for.
+  function orderPrice(order) {
+    const price = order.price ?? (order.average_price || null); // the limit, else what it filled at
+    if (price !== null && price !== undefined) return money(price);
+    if (order.stop_price !== null && order.stop_price !== undefined) return `stop ${money(order.stop_price)}`;
+    return "—";
+  }
+
   function time(iso) {
     const date = new Date(iso);
     return Number.isNaN(date.getTime()) ? "—" : date.toLocaleTimeString([], { hour12: false });
@@ -452,8 +467,8 @@
 
   function describeOrder(order) {
     const verb = String(order.event_type || "order_updated").replace("order_", "").replace("_", " ");
-    const price = order.price ?? order.average_price;
-    const at = price === null || price === undefined ? "" : ` @ ${number(price)}`;
+    const price = orderPrice(order);
+    const at = price === "—" ? "" : ` @ ${price}`;
     return `${order.side} ${number(order.quantity)} ${order.symbol} ${order.order_type}${at} — ${verb}`;
   }
 
@@ -482,16 +497,20 @@
   function setConnection(kind, text) {
     $("connection").dataset.state = kind;
     $("connection-text").textContent = text;
+    showHeartbeatAge();
+  }
+
+  function showHeartbeatAge() {
+    const seconds = Math.floor((Date.now() - state.lastHeartbeat) / 1000);
+    $("heartbeat-age").textContent =
+      state.source && state.lastHeartbeat ? `· heartbeat ${seconds} s ago` : "";
   }
 
   // Once a second: the heartbeat's age, and a reconnect when the stream went
   // silent (also catches a server that accepted the connection but never answers).
   function tick() {
     const now = Date.now();
-    const connected = state.source && state.lastHeartbeat;
-    $("heartbeat-age").textContent = connected
-      ? `· heartbeat ${Math.floor((now - state.lastHeartbeat) / 1000)} s ago`
-      : "";
+    showHeartbeatAge();
     const staleAfter = Math.max(MIN_STALE_MS, 3 * state.heartbeatGap);
     if (state.source && now - state.lastSign > staleAfter) scheduleReconnect("no heartbeat");
   }
