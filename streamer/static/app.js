@@ -146,7 +146,8 @@
     closeStream();
     hideBanner();
     state.generation += 1;
-    Object.assign(state, { strategyId, stopped: false, attempt: 0, resyncing: false, pending: [] });
+    // lastEventId belongs to the old strategy's stream: never resume another key from it.
+    Object.assign(state, { strategyId, lastEventId: null, stopped: false, attempt: 0, resyncing: false, pending: [] });
     localStorage.setItem("tradestream.strategy", String(strategyId));
     clearTables();
     setConnection("connecting", "loading");
@@ -242,6 +243,7 @@
   // Events arriving meanwhile wait, and only those newer than the new snapshot apply.
   async function onResync() {
     const generation = state.generation;
+    const source = state.source;
     state.resyncing = true;
     state.pending = [];
     setConnection("resyncing", "resyncing");
@@ -261,7 +263,8 @@
     }
     state.pending = [];
     state.resyncing = false;
-    setConnection("connected", "connected");
+    // The stream may have dropped meanwhile; then the reconnect owns the indicator.
+    if (state.source === source) setConnection("connected", "connected");
   }
 
   const FORCE_REASONS = {
@@ -278,7 +281,8 @@
       // others still serve. Reconnect, jittered so clients do not stampede them.
       return scheduleReconnect("server restarting");
     }
-    stop(FORCE_REASONS[data.reason] || "The server closed this stream.", data.message);
+    // The server's message names the strategy; our sentence is the fallback.
+    stop("Stream stopped.", data.message || FORCE_REASONS[data.reason] || "The server closed this stream.");
   }
 
   function stop(title, text) {
@@ -314,8 +318,17 @@
     }
     if (generation !== state.generation) return;
     const strategy = body.strategies.find((s) => s.id === state.strategyId);
-    if (!strategy) return stop("You no longer have access to this strategy.");
-    if (!strategy.is_active) return stop("This strategy was deactivated.");
+    if (!strategy) return stop("Stream stopped.", FORCE_REASONS.permission_revoked);
+    if (!strategy.is_active) return stop("Stream stopped.", FORCE_REASONS.strategy_inactive);
+    if (!state.lastEventId) {
+      // No snapshot yet (it failed before the first stream): without one there is no resume point.
+      try {
+        await loadSnapshot(generation);
+      } catch (error) {
+        return scheduleReconnect(`snapshot failed: ${error.message}`);
+      }
+      if (generation !== state.generation) return;
+    }
     openStream();
   }
 
@@ -522,6 +535,7 @@
   $("banner-retry").addEventListener("click", () => loadStrategies());
   $("logout").addEventListener("click", async () => {
     await api("/api/logout", { method: "POST" }).catch(() => null);
+    localStorage.removeItem("tradestream.username");
     showLogin();
   });
   setInterval(tick, 1000);
