@@ -9,6 +9,7 @@ strategy 3 is inactive; strategy 2 has no links.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import threading
@@ -33,11 +34,6 @@ from streamer.config import StreamerConfig
 from streamer.services import Services
 from tests.waiting import wait_until
 
-# pytest-tornado's io_loop fixture makes its loop current the deprecated way; only those two calls are excused.
-_TORNADO_FIXTURE_WARNINGS = (
-    "ignore:make_current is deprecated:DeprecationWarning",
-    "ignore:clear_current is deprecated:DeprecationWarning",
-)
 FILLERS = range(2, 10)
 LINKED_STRATEGIES = (1, 10, 11)
 
@@ -46,11 +42,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "streamer_config(**fields): StreamerConfig fields for this test's app")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/streamer/" in item.nodeid.replace("\\", "/"):
-            for spec in _TORNADO_FIXTURE_WARNINGS:
-                item.add_marker(pytest.mark.filterwarnings(spec))
+@pytest.fixture
+def io_loop() -> Iterator[tornado.ioloop.IOLoop]:
+    """A new loop per test, replacing pytest-tornado's fixture (it calls the deprecated make_current).
+
+    IOLoop() makes itself current, remembering asyncio's current loop to restore on
+    close; with none set yet, asking for it would create one that nobody closes.
+    Setting None first makes the answer "none" instead.
+    """
+    asyncio.set_event_loop(None)
+    loop = tornado.ioloop.IOLoop()
+    yield loop
+    loop.close(all_fds=True)
 
 
 @dataclass
@@ -221,3 +224,4 @@ def app(services: Services) -> tornado.web.Application:
 def port(http_server: Any, http_port: int) -> int:
     """The port of the running in-process streamer (pytest-tornado's http_server on http_port)."""
     return http_port
+

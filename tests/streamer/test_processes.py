@@ -1,0 +1,153 @@
+"""Real `tradestream-streamer` processes: a shared port, control messages across processes, SIGTERM, bad flags."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamer.config import parse_config
+from tests.streamer.conftest import BrokerThread, World, database_url
+from tests.streamer.test_stream import open_stream
+from tests.waiting import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+_LISTENING = re.compile(r"streamer listening on http://[^:]+:(\d+)")
+_SCRIPT = Path(sys.executable).with_name("tradestream-streamer")
+
+
+def streamer_command() -> list[str]:
+    """The console script when installed, else the same `main` through -m."""
+    return [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "streamer.server"]
+
+
+class StreamerProcess:
+    """One streamer subprocess on the test's broker and database, logging to a file."""
+
+    def __init__(self, workdir: Path, name: str, world: World, broker: BrokerThread, *extra: str) -> None:
+        self.log_path = workdir / f"{name}.log"
+        args = [
+            *streamer_command(), "--database-url", database_url(world),
+            "--ingress", broker.endpoints["ingress"], "--publish", broker.endpoints["publish"],
+            "--replay", broker.endpoints["replay"], "--host", "127.0.0.1", *extra,
+        ]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, stderr=log, cwd=workdir, env=env)
+        match = wait_until(lambda: _LISTENING.search(self.log()), what=f"{name} to listen")
+        self.port = int(match[1])
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, world: World, broker: BrokerThread) -> Iterator[list[StreamerProcess]]:
+    started: list[StreamerProcess] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def start(spawn: list[StreamerProcess], tmp_path: Path, world: World, broker: BrokerThread, *extra: str) -> StreamerProcess:
+    process = StreamerProcess(tmp_path, f"streamer-{len(spawn) + 1}", world, broker, *extra)
+    spawn.append(process)
+    return process
+
+
+def post(port: int, path: str, headers: dict[str, str]) -> int:
+    """A blocking POST with an empty body (the streams it affects wait in their socket buffers)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"", headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(response.status)
+
+
+def test_two_streamers_share_a_port_and_both_end_streams_on_an_admin_action(
+    tmp_path: Path, world: World, broker: BrokerThread, spawn: list[StreamerProcess]
+) -> None:
+    first = start(spawn, tmp_path, world, broker, "--port", "0", "--reuse-port")
+    second = start(spawn, tmp_path, world, broker, "--port", str(first.port), "--reuse-port")
+    viewers = [world.users[name] for name in ("u10", "u11", "root")]
+
+    async def scenario() -> None:
+        streams = [await open_stream(first.port, viewers[n % 3], 10) for n in range(18)]
+        for process in (first, second):
+            assert "stream opened" in process.log(), "SO_REUSEPORT sent every connection to one process"
+        # Whichever process takes the request, the control message reaches both through the broker.
+        assert post(first.port, "/api/admin/strategies/10/deactivate", world.users["root"].bearer) == 200
+        for stream in streams:
+            frame = await stream.next_event()
+            assert frame is not None and frame.event == "force_disconnect"
+            assert frame.json()["reason"] == "strategy_inactive"
+            assert await stream.rest() == []
+            await stream.close()
+
+    asyncio.run(scenario())
+    assert first.terminate() == 0 and second.terminate() == 0
+
+
+def test_sigterm_sends_server_shutdown_to_every_stream_and_exits_0_within_5_seconds(
+    tmp_path: Path, world: World, broker: BrokerThread, spawn: list[StreamerProcess]
+) -> None:
+    process = start(spawn, tmp_path, world, broker, "--port", "0")
+
+    async def scenario() -> float:
+        streams = [await open_stream(process.port, world.users["u10"], strategy_id) for strategy_id in (1, 10)]
+        process.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        for stream in streams:
+            frame = await stream.next_event()
+            assert frame is not None and frame.event == "force_disconnect"
+            assert frame.json()["reason"] == "server_shutdown"
+            assert await stream.rest() == []
+            await stream.close()
+        return signalled
+
+    signalled = asyncio.run(scenario())
+    assert process.proc.wait(timeout=5) == 0
+    assert time.monotonic() - signalled < 5
+    assert "streamer stopped" in process.log() and "Traceback" not in process.log()
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--heartbeat", "0"], "--heartbeat"),
+        (["--ingress", "nonsense"], "--ingress"),
+        (["--no-such-flag"], "unrecognized"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_reason_and_no_traceback(tmp_path: Path, args: list[str], reason: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([*streamer_command(), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert reason in done.stderr and "Traceback" not in done.stderr
+
+
+def test_settings_come_from_the_environment_and_the_secret_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # var/secret is relative to the working directory
+    config = parse_config([], {"TRADESTREAM_HEARTBEAT": "2.5", "TRADESTREAM_REUSE_PORT": "1"})
+    again = parse_config(["--heartbeat", "3", "--client-buffer", "7"], {"TRADESTREAM_HEARTBEAT": "2.5"})
+    given = parse_config([], {"TRADESTREAM_SECRET": "from-env"})
+    assert (config.heartbeat, config.reuse_port, again.heartbeat, again.client_buffer) == (2.5, True, 3.0, 7)
+    assert config.secret == again.secret == (tmp_path / "var" / "secret").read_text().strip()
+    assert len(config.secret) >= 32 and given.secret == "from-env"
+    assert (config.port, config.client_buffer, config.max_streams_per_user, config.recheck) == (8080, 50, 20, 60.0)
