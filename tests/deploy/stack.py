@@ -148,6 +148,17 @@ class Stack:
         assert state == "RUNNING", f"{program} is {state}"
         return pid
 
+    def sigkill(self, program: str) -> int:
+        """SIGKILL a program's process, as a crash would; the pid supervisord restarted it with."""
+        old_pid = self.pid(program)
+        os.kill(old_pid, signal.SIGKILL)
+
+        def restarted() -> int:
+            state, pid = self.status()[program]
+            return pid if state == "RUNNING" and pid != old_pid else 0
+
+        return wait_until(restarted, timeout=30, what=f"{program} restarted by supervisord", poll=0.1)
+
     def wait_running(self, programs: tuple[str, ...], timeout: float = START_TIMEOUT_S) -> dict[str, tuple[str, int]]:
         """Wait until every one of `programs` is RUNNING."""
         def all_running() -> dict[str, tuple[str, int]] | None:

@@ -4,25 +4,12 @@ SIGKILL with no manual step, and the stack stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.stack import PROGRAMS, EventStream, Stack, order_with_price
 from tests.waiting import wait_until
-
-
-def kill_and_wait_restart(stack: Stack, program: str) -> int:
-    """SIGKILL a program's process; the pid supervisord restarted it with."""
-    old_pid = stack.pid(program)
-    os.kill(old_pid, signal.SIGKILL)
-
-    def restarted() -> int:
-        state, pid = stack.status()[program]
-        return pid if state == "RUNNING" and pid != old_pid else 0
-
-    return wait_until(restarted, timeout=30, what=f"{program} restarted by supervisord", poll=0.1)
 
 
 def alice_stream(stack: Stack, last_event_id: str | None = None) -> EventStream:
@@ -38,11 +25,19 @@ def test_supervisorctl_status_shows_every_program_running(stack: Stack) -> None:
         assert (stack.root / "var" / "log" / log).exists(), log
 
 
+def listening_sockets(port: int) -> int:
+    """How many IPv4 sockets listen on `port` (Linux: /proc/net/tcp, state 0A)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        count += state == "0A" and int(local.split(":")[1], 16) == port
+    return count
+
+
 def test_two_streamers_share_the_http_port(stack: Stack) -> None:
-    # Both hold the same listening port (SO_REUSEPORT); neither failed to bind.
     assert stack.pid("streamer:streamer-0") != stack.pid("streamer:streamer-1")
-    for name in ("streamer-0.log", "streamer-1.log"):
-        assert "Address already in use" not in (stack.root / "var" / "log" / name).read_text()
+    # Two listening sockets on one port: SO_REUSEPORT, and neither streamer failed to bind.
+    assert listening_sockets(int(stack.env["TRADESTREAM_PORT"])) == 2
 
 
 def test_sigkilled_broker_is_restarted_and_events_flow_again(stack: Stack) -> None:
@@ -51,7 +46,7 @@ def test_sigkilled_broker_is_restarted_and_events_flow_again(stack: Stack) -> No
         stack.post_signal("btc-trend", price="70001")
         stream.wait_for(order_with_price(70001), "the order before the kill")
 
-        kill_and_wait_restart(stack, "broker")
+        stack.sigkill("broker")
         stack.wait_healthy()
 
         # The same stream goes on (after a resync: the new broker has a new epoch).
@@ -67,7 +62,7 @@ def test_sigkilled_streamer_is_restarted_and_a_client_resumes_where_it_was(stack
         stack.post_signal("btc-trend", price="70011")
         stream.wait_for(order_with_price(70011), "the order before the kill")
         for program in ("streamer:streamer-0", "streamer:streamer-1"):
-            kill_and_wait_restart(stack, program)
+            stack.sigkill(program)
         stream.wait_closed()  # it was served by one of the two
     finally:
         stream.close()
@@ -86,7 +81,7 @@ def test_sigkilled_streamer_is_restarted_and_a_client_resumes_where_it_was(stack
 def test_sigkilled_order_path_process_is_restarted_and_orders_flow_again(stack: Stack, program: str) -> None:
     stream = alice_stream(stack)
     try:
-        kill_and_wait_restart(stack, program)
+        stack.sigkill(program)
         price = {"orders": 70021, "webhook": 70022}[program]
         _post_until_accepted(stack, price=str(price))
         stream.wait_for(order_with_price(price), f"an order after {program} came back")
@@ -97,7 +92,7 @@ def test_sigkilled_order_path_process_is_restarted_and_orders_flow_again(stack: 
 def test_sigkilled_position_handler_is_restarted_and_fills_move_positions_again(stack: Stack) -> None:
     stream = alice_stream(stack)
     try:
-        kill_and_wait_restart(stack, "positions")
+        stack.sigkill("positions")
         # A MARKET order fills at once; the fill reaches the restarted position handler.
         _post_until_accepted(stack, symbol="POS/USDT", order_type="MARKET", price="10")
         stream.wait_for(
