@@ -66,7 +66,7 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (root / SAMPLE.parent).mkdir(parents=True)
     shutil.copy(PROJECT / SAMPLE, root / SAMPLE)
     env = stack_environment(root)
-    env["TRADESTREAM_SPEED"] = "0"  # the replay as fast as it goes: the test waits for its end
+    env["TRADESTREAM_SPEED"] = "0"  # replay as fast as it goes, not at run.sh's 10x demo pace
     return root, env
 
 
