@@ -24,7 +24,6 @@
 
   const state = {
     strategyId: null,
-    strategies: [],
     lastEventId: null, // newest event applied, or the snapshot's head: where a reconnect resumes
     source: null,
     attempt: 0, // failed attempts since the last `connection` event
@@ -119,7 +118,6 @@
       if (error.status === 401) return showLogin();
       return showBanner("Cannot load strategies", error.message, true);
     }
-    state.strategies = body.strategies;
     $("username").textContent = localStorage.getItem("tradestream.username") || "";
     const select = $("strategy");
     select.replaceChildren(
@@ -325,6 +323,7 @@
       try {
         await loadSnapshot(generation);
       } catch (error) {
+        if (generation !== state.generation) return;
         return scheduleReconnect(`snapshot failed: ${error.message}`);
       }
       if (generation !== state.generation) return;
