@@ -153,6 +153,7 @@
     try {
       await loadSnapshot(generation);
     } catch (error) {
+      if (generation !== state.generation) return;
       if (error.status === 401) return showLogin();
       return scheduleReconnect(`snapshot failed: ${error.message}`);
     }
