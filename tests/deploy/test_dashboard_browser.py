@@ -131,3 +131,15 @@ def test_dashboard_shows_a_banner_and_stops_when_the_strategy_is_deactivated(sta
         assert page.get_attribute("#connection", "data-state") == "stopped"
     finally:
         stack.run_bin("tradestream-admin", "activate", "--strategy", strategy_id)
+
+
+def test_strategy_picker_switches_tables_and_stream_to_the_chosen_strategy(stack: Stack, page: Any) -> None:
+    log_in(page, stack, "alice", "btc-trend")
+    stack.post_signal("btc-trend", price="65201")
+    order_row(page, "65,201").first.wait_for()
+
+    page.select_option("#strategy", str(stack.strategy("eth-swing")["id"]))
+    page.wait_for_selector("#connection[data-state=connected]")
+    stack.post_signal("eth-swing", symbol="ETH/USDT", price="3201")
+    order_row(page, "3,201").first.wait_for()
+    assert order_row(page, "65,201").count() == 0  # btc-trend's rows left with it
