@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq.asyncio
@@ -80,6 +80,8 @@ class Hub:
         self.client_count = 0
         self.closing = False
         self._revoked: dict[StreamKey | int, Revocation] = {}
+        # Told about every revocation (a key, or a strategy id), e.g. to drop cached access answers.
+        self.on_revoke: Callable[[StreamKey | int], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,19 +201,26 @@ class Hub:
 
     def on_control(self, message: events.ControlMessage) -> None:
         """End the streams a disconnect or cleanup_strategy message names."""
-        now = time.monotonic()
         if isinstance(message, events.DisconnectMessage):
-            self._revoked[message.key] = (now, message.reason, message.message)
-            self.disconnect_key(message.key, message.reason, message.message)
+            self.revoke(message.key, message.reason, message.message)
         elif isinstance(message, events.CleanupStrategyMessage):
-            self._revoked[message.strategy_id] = (now, message.reason, message.message)
-            self.disconnect_strategy(message.strategy_id, message.reason, message.message)
+            self.revoke(message.strategy_id, message.reason, message.message)
 
     def on_broker_status(self, up: bool) -> None:
         """Only logged: streams stay open and resync per key when the broker is back."""
         log.info("broker %s", "up" if up else "down")
 
     # -- disconnects and heartbeats ---------------------------------------------
+
+    def revoke(self, target: StreamKey | int, reason: str, message: str) -> int:
+        """End the streams of a key (or of a strategy, given its id), and for REVOCATION_MEMORY_S
+        also those opening now whose access was read before this moment. How many ended."""
+        self._revoked[target] = (time.monotonic(), reason, message)
+        if self.on_revoke is not None:
+            self.on_revoke(target)
+        if isinstance(target, StreamKey):
+            return self.disconnect_key(target, reason, message)
+        return self.disconnect_strategy(target, reason, message)
 
     def disconnect_key(self, key: StreamKey, reason: str, message: str) -> int:
         """Send force_disconnect to every stream of `key` and close them; how many there were."""

@@ -18,14 +18,18 @@ from tornado.ioloop import PeriodicCallback
 from bus.errors import BusError
 from bus.events import ControlMessage
 from bus.publisher import Publisher
+from bus.topics import StreamKey
 from streamer import queries
 from streamer.auth import Authenticator
+from streamer.cache import TtlCache
 from streamer.config import StreamerConfig
 from streamer.hub import Hub
 from streamer.queries import Database
 from streamer.stats import StatsCollector, StreamerStats
 
 log = logging.getLogger(__name__)
+
+ACCESS_CACHE_TTL_S = 5.0
 
 RECHECK_MESSAGES = {
     "permission_revoked": "Your access to strategy {} was revoked.",
@@ -43,6 +47,10 @@ class Services:
         self.hub = Hub(config, self.stats, context)
         self.database = Database(config.database_url, config.database_threads)
         self.auth = Authenticator(self.database)
+        # Only "allowed" is kept. Safe with a control message after the read: the hub
+        # compares its arrival with when the answer was read (see Hub.open).
+        self.stream_access: TtlCache[StreamKey, str | None] = TtlCache(ACCESS_CACHE_TTL_S)
+        self.hub.on_revoke = self._forget_access
         # Called from database threads (admin actions publish after their commit): it must not block long.
         self.publisher = Publisher(config.ingress, send_timeout_ms=500, linger_ms=1000)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -60,6 +68,12 @@ class Services:
         for timer in self._timers:
             timer.start()
 
+    async def stream_refusal(self, key: StreamKey) -> tuple[str | None, float]:
+        """Why the key may not be streamed now (None: it may), and when that was read."""
+        return await self.stream_access.get(
+            key, lambda: self.database.run(queries.stream_refusal, key.user_id, key.strategy_id), keep=lambda refusal: refusal is None
+        )
+
     async def recheck(self) -> int:
         """Re-verify every open stream's access in the database; end the lost ones. How many ended."""
         keys = list(self.hub.channels)
@@ -73,10 +87,16 @@ class Services:
             return 0
         ended = 0
         for key, reason in verdicts.items():
-            ended += self.hub.disconnect_key(key, reason, RECHECK_MESSAGES[reason].format(key.strategy_id))
+            ended += self.hub.revoke(key, reason, RECHECK_MESSAGES[reason].format(key.strategy_id))
         if ended:
             log.info("access re-check ended %d streams of %d keys", ended, len(verdicts))
         return ended
+
+    def _forget_access(self, target: StreamKey | int) -> None:
+        if isinstance(target, StreamKey):
+            self.stream_access.forget(target)
+        else:
+            self.stream_access.forget_where(lambda key: key.strategy_id == target)
 
     def publish(self, message: ControlMessage) -> None:
         """Send a control message; a bus failure is logged, and the re-check is the safety net."""

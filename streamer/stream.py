@@ -10,7 +10,6 @@ between the subscription and the registration: no event can slip between.
 from __future__ import annotations
 
 import socket
-import time
 
 from bus.errors import BusUnavailable
 from bus.subscriber import Position
@@ -55,8 +54,7 @@ class StreamHandler(BaseHandler):
         key = StreamKey(viewer.id, strategy_id)
         sock = None
         try:
-            checked_at = time.monotonic()
-            await self._check_access(key)
+            checked_at = await self._check_access(key)
             head = await self._subscribe(key)
             try:
                 sock = self._take_socket()
@@ -68,12 +66,14 @@ class StreamHandler(BaseHandler):
                 hub.release(viewer.id)
         hub.open(sock, key, head, preamble(key, head), self._last_event_id(), checked_at)
 
-    async def _check_access(self, key: StreamKey) -> None:
-        refusal = await self.services.database.run(queries.stream_refusal, key.user_id, key.strategy_id)
+    async def _check_access(self, key: StreamKey) -> float:
+        """403 or 409 unless the viewer may stream the key; when the answer was read."""
+        refusal, checked_at = await self.services.stream_refusal(key)
         if refusal == queries.FORBIDDEN:
             raise ApiError(403, "forbidden", NOT_YOURS)
         if refusal == queries.INACTIVE:
             raise ApiError(409, "strategy_inactive", "This strategy is inactive.")
+        return checked_at
 
     async def _subscribe(self, key: StreamKey) -> Position:
         try:

@@ -40,16 +40,16 @@ async def assert_forced(stream: SseStream, reason: str) -> None:
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize(
-    ("method", "path", "body", "reason", "ended", "kept"),
+    ("method", "path", "body", "reason", "refused", "ended", "kept"),
     [
-        ("DELETE", "/api/admin/links", {"strategy_id": 4, "account_id": 2}, "permission_revoked", [("u10", 4)], [("u10", 1), ("root", 4)]),
-        ("POST", "/api/admin/strategies/10/deactivate", None, "strategy_inactive", [("u10", 10), ("u11", 10), ("root", 10)], [("u10", 1)]),
-        ("DELETE", "/api/admin/strategies/11", None, "strategy_deleted", [("u10", 11), ("u11", 11), ("root", 11)], [("u11", 1), ("u11", 10)]),
+        ("DELETE", "/api/admin/links", {"strategy_id": 4, "account_id": 2}, "permission_revoked", 403, [("u10", 4)], [("u10", 1), ("root", 4)]),
+        ("POST", "/api/admin/strategies/10/deactivate", None, "strategy_inactive", 409, [("u10", 10), ("u11", 10), ("root", 10)], [("u10", 1)]),
+        ("DELETE", "/api/admin/strategies/11", None, "strategy_deleted", 403, [("u10", 11), ("u11", 11), ("root", 11)], [("u11", 1), ("u11", 10)]),
     ],
 )
-async def test_each_admin_action_ends_exactly_the_streams_it_concerns(
+async def test_each_admin_action_ends_exactly_the_streams_it_concerns_and_refuses_them_after(
     http_client: AsyncHTTPClient, base_url: str, port: int, world: World, publisher: Publisher,
-    method: str, path: str, body: Any, reason: str, ended: list[tuple[str, int]], kept: list[tuple[str, int]],
+    method: str, path: str, body: Any, reason: str, refused: int, ended: list[tuple[str, int]], kept: list[tuple[str, int]],
 ) -> None:
     ending = [await open_stream(port, world.users[name], strategy_id) for name, strategy_id in ended]
     staying = [await open_stream(port, world.users[name], strategy_id) for name, strategy_id in kept]
@@ -57,6 +57,10 @@ async def test_each_admin_action_ends_exactly_the_streams_it_concerns(
     assert response.code == 200, response.body
     for stream in ending:
         await assert_forced(stream, reason)
+    for name, strategy_id in ended:  # at once: no cached "allowed" outlives the action
+        again = await SseStream.open(port, f"/api/events/stream?strategy_id={strategy_id}", world.users[name].bearer)
+        assert again.status == refused
+        await again.close()
     for (name, strategy_id), stream in zip(kept, staying):
         publisher.publish(order(world.users[name].id, strategy_id, "still-here"))
         assert order_ids(await stream.events(1)) == ["still-here"]
@@ -77,6 +81,9 @@ async def test_the_recheck_ends_streams_whose_access_changed_without_a_control_m
     engine.dispose()
     await assert_forced(revoked, "permission_revoked")
     await assert_forced(inactive, "strategy_inactive")
+    again = await SseStream.open(port, "/api/events/stream?strategy_id=4", world.users["u10"].bearer)
+    assert again.status == 403
+    await again.close()
     publisher.publish(order(10, 1, "still-here"))
     assert order_ids(await kept.events(1)) == ["still-here"]
     await kept.close()
