@@ -199,7 +199,7 @@ class StatsHandler(BaseHandler):
 
     async def get(self) -> None:
         await self.admin()
-        self.send_json(self.services.stats_snapshot())
+        self.send_json(self.services.hub.snapshot())
 
 
 class MetricsHandler(BaseHandler):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,10 +30,11 @@ from bus.errors import BusError, BusUnavailable
 from bus.subscriber import BusEvent, Position, Subscriber
 from bus.topics import StreamKey
 from streamer import sse
+from streamer.channel import Channel
 from streamer.client import Client
 from streamer.config import StreamerConfig
 from streamer.resume import plan_resume, refusal_reason
-from streamer.stats import StreamerStats
+from streamer.stats import StreamerStats, stats_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -41,31 +43,6 @@ REPLAY_PENDING = -1
 REVOCATION_MEMORY_S = 120.0
 Revocation = tuple[float, str, str]
 SHUTDOWN_MESSAGE = "The server is shutting down; reconnect to resume."
-
-
-class Channel:
-    """The clients of one stream key, its head and its counters."""
-
-    __slots__ = ("key", "members", "head", "events", "slow_consumer_disconnects", "last_latency_ms")
-
-    def __init__(self, key: StreamKey, head: Position) -> None:
-        self.key = key
-        self.members: tuple[Client, ...] = ()
-        self.head = head
-        self.events = 0
-        self.slow_consumer_disconnects = 0
-        self.last_latency_ms: float | None = None
-
-    def describe(self) -> dict[str, Any]:
-        """Per-key figures for the stats endpoint: clients, head, lag and drops."""
-        return {
-            "clients": len(self.members),
-            "head": str(self.head),
-            "events": self.events,
-            "max_backlog_frames": max((c.backlog_frames for c in self.members), default=0),
-            "last_latency_ms": self.last_latency_ms,
-            "slow_consumer_disconnects": self.slow_consumer_disconnects,
-        }
 
 
 class Hub:
@@ -128,7 +105,7 @@ class Hub:
             raise BusUnavailable(f"no answer from the broker for {key}") from None
 
     def open(
-        self, sock: Any, key: StreamKey, head: Position, preamble: bytes, last_event_id: str | None, checked_at: float
+        self, sock: socket.socket, key: StreamKey, head: Position, preamble: bytes, last_event_id: str | None, checked_at: float
     ) -> Client:
         """Register a stream whose subscription is live at `head`; it owns a subscription and a reservation.
 
@@ -146,6 +123,8 @@ class Hub:
         self.stats.connects += 1
         log.info("stream opened key=%s peer=%s head=%s resume=%r", key, client.peer, head, last_event_id)
         client.send(preamble, 0)
+        if client.closed:
+            return client
         ending = ("server_shutdown", SHUTDOWN_MESSAGE) if self.closing else self._revocation_since(key, checked_at)
         if ending is not None:
             log.info("stream of %s ended on arrival: %s", key, ending[0])
@@ -362,32 +341,11 @@ class Hub:
             client.key, client.peer, client.close_reason, time.monotonic() - client.opened,
         )
 
+    def snapshot(self, per_key: bool = True) -> dict[str, Any]:
+        """The `/api/events/stats` map; `per_key=False` leaves out the per-key details (for /metrics)."""
+        return stats_snapshot(self, per_key)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def snapshot(self) -> dict[str, Any]:
-        """The `/api/events/stats` map (without auth concerns)."""
-        bus = self.subscriber.stats
-        return {
-            "total_connections": self.client_count,
-            "connections_by_key": {str(key): len(ch.members) for key, ch in self.channels.items()},
-            "events_received": self.stats.events_received,
-            "events_delivered": self.stats.events_delivered,
-            "slow_consumer_disconnects": self.stats.slow_consumer_disconnects,
-            "gaps_detected": bus.gaps_detected,
-            "gaps_recovered": bus.gaps_recovered,
-            "resyncs": self.stats.resyncs,
-            "latency_ms": self.stats.latency.summary(),
-            "connects": self.stats.connects,
-            "disconnects": self.stats.disconnects,
-            "forced_disconnects": self.stats.forced_disconnects,
-            "heartbeats": self.stats.heartbeats,
-            "malformed_events": self.stats.malformed_events,
-            "broker": "up" if self.subscriber.broker_up else "down",
-            "bus": {"key_resyncs": bus.resyncs, "duplicates_dropped": bus.duplicates_dropped,
-                    "replay_requests": bus.replay_requests, "socket_recreations": bus.socket_recreations,
-                    "broker_restarts": bus.broker_restarts},
-            "keys": {str(key): ch.describe() for key, ch in self.channels.items()},
-        }

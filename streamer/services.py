@@ -9,7 +9,6 @@ re-check, which catches a control message lost on the way.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import zmq.asyncio
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -54,7 +53,7 @@ class Services:
         # Called from database threads (admin actions publish after their commit): it must not block long.
         self.publisher = Publisher(config.ingress, send_timeout_ms=500, linger_ms=1000)
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(StatsCollector(self.hub.snapshot))
+        self.registry.register(StatsCollector(lambda: self.hub.snapshot(per_key=False)))
         ProcessCollector(registry=self.registry)
         self._timers: list[PeriodicCallback] = []
 
@@ -105,13 +104,6 @@ class Services:
         except BusError as exc:
             self.stats.control_publish_failures += 1
             log.warning("control message %s not published: %s", message.kind, exc)
-
-    def stats_snapshot(self) -> dict[str, Any]:
-        """The `/api/events/stats` map."""
-        snapshot = self.hub.snapshot()
-        snapshot["rechecks"] = self.stats.rechecks
-        snapshot["control_publish_failures"] = self.stats.control_publish_failures
-        return snapshot
 
     async def shutdown(self, timeout: float) -> None:
         """force_disconnect every stream (server_shutdown), then release everything."""

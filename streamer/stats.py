@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from streamer.hub import Hub
 
 LATENCY_SAMPLES = 4096
 
@@ -69,6 +72,36 @@ class StreamerStats:
     latency: LatencyReservoir = field(default_factory=LatencyReservoir)
 
 
+def stats_snapshot(hub: Hub, per_key: bool = True) -> dict[str, Any]:
+    """The `/api/events/stats` map of a hub; with `per_key`, also connections and lag per key."""
+    stats, bus = hub.stats, hub.subscriber.stats
+    snapshot: dict[str, Any] = {
+        "total_connections": hub.client_count,
+        "key_count": len(hub.channels),
+        "events_received": stats.events_received,
+        "events_delivered": stats.events_delivered,
+        "slow_consumer_disconnects": stats.slow_consumer_disconnects,
+        "gaps_detected": bus.gaps_detected,
+        "gaps_recovered": bus.gaps_recovered,
+        "resyncs": stats.resyncs,
+        "latency_ms": stats.latency.summary(),
+        "connects": stats.connects,
+        "disconnects": stats.disconnects,
+        "forced_disconnects": stats.forced_disconnects,
+        "rejected_streams": stats.rejected_streams,
+        "heartbeats": stats.heartbeats,
+        "malformed_events": stats.malformed_events,
+        "rechecks": stats.rechecks,
+        "control_publish_failures": stats.control_publish_failures,
+        "broker": "up" if hub.subscriber.broker_up else "down",
+        "bus": asdict(bus),
+    }
+    if per_key:
+        snapshot["connections_by_key"] = {str(key): len(ch.members) for key, ch in hub.channels.items()}
+        snapshot["keys"] = {str(key): ch.describe() for key, ch in hub.channels.items()}
+    return snapshot
+
+
 # name, help, key in the stats snapshot
 _COUNTERS = (
     ("events_received", "Bus events received for watched keys", "events_received"),
@@ -87,6 +120,7 @@ class StatsCollector(Collector):
     """Exposes a stats snapshot (the `/api/events/stats` map) in Prometheus form at scrape time."""
 
     def __init__(self, snapshot: Callable[[], Mapping[str, Any]], prefix: str = "tradestream_streamer") -> None:
+        # `snapshot` needs no per-key detail: a scrape stays O(1) in the number of clients.
         self.snapshot = snapshot
         self.prefix = prefix
 
@@ -96,7 +130,7 @@ class StatsCollector(Collector):
         for name, text, key in _COUNTERS:
             yield CounterMetricFamily(f"{p}_{name}", text, value=stats[key])
         yield GaugeMetricFamily(f"{p}_connections", "Open SSE streams", value=stats["total_connections"])
-        yield GaugeMetricFamily(f"{p}_keys", "Stream keys with at least one client", value=len(stats["connections_by_key"]))
+        yield GaugeMetricFamily(f"{p}_keys", "Stream keys with at least one client", value=stats["key_count"])
         yield GaugeMetricFamily(f"{p}_broker_up", "1 while the broker answers heartbeats", value=stats["broker"] == "up")
         latency = GaugeMetricFamily(
             f"{p}_latency_ms", "Published-to-written latency of recent events", labels=["quantile"]

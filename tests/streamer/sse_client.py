@@ -39,11 +39,11 @@ class SseStream:
         self.eof = False
 
     @classmethod
-    async def open(cls, port: int, path: str, headers: dict[str, str] | None = None) -> SseStream:
+    async def open(cls, port: int, path: str, headers: dict[str, str] | None = None, version: str = "1.1") -> SseStream:
         """Connect to 127.0.0.1:port and read the response head (and the body if it is an error)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         stream = cls(reader, writer)
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines = [f"GET {path} HTTP/{version}", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         await stream._read_head()

@@ -73,30 +73,38 @@ def start(spawn: list[StreamerProcess], tmp_path: Path, world: World, broker: Br
     return process
 
 
-def post(port: int, path: str, headers: dict[str, str]) -> int:
-    """A blocking POST with an empty body (the streams it affects wait in their socket buffers)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"", headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
+def request(port: int, method: str, path: str, headers: dict[str, str]) -> int:
+    """A blocking request with an empty body (the streams it affects wait in their socket buffers)."""
+    sent = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"", headers=headers, method=method)
+    with urllib.request.urlopen(sent, timeout=5) as response:
         return int(response.status)
 
 
-def test_two_streamers_share_a_port_and_both_end_streams_on_an_admin_action(
-    tmp_path: Path, world: World, broker: BrokerThread, spawn: list[StreamerProcess]
+@pytest.mark.parametrize(
+    ("method", "path", "strategy_id", "viewers", "reason"),
+    [
+        ("POST", "/api/admin/strategies/10/deactivate", 10, ("u10", "u11", "root"), "strategy_inactive"),
+        ("DELETE", "/api/admin/strategies/11", 11, ("u10", "u11", "root"), "strategy_deleted"),
+        ("DELETE", "/api/admin/links?strategy_id=4&account_id=2", 4, ("u10",), "permission_revoked"),
+    ],
+)
+def test_two_streamers_share_a_port_and_both_end_streams_on_each_admin_action(
+    tmp_path: Path, world: World, broker: BrokerThread, spawn: list[StreamerProcess],
+    method: str, path: str, strategy_id: int, viewers: tuple[str, ...], reason: str,
 ) -> None:
     first = start(spawn, tmp_path, world, broker, "--port", "0", "--reuse-port")
     second = start(spawn, tmp_path, world, broker, "--port", str(first.port), "--reuse-port")
-    viewers = [world.users[name] for name in ("u10", "u11", "root")]
 
     async def scenario() -> None:
-        streams = [await open_stream(first.port, viewers[n % 3], 10) for n in range(18)]
+        streams = [await open_stream(first.port, world.users[viewers[n % len(viewers)]], strategy_id) for n in range(16)]
         for process in (first, second):
             assert "stream opened" in process.log(), "SO_REUSEPORT sent every connection to one process"
         # Whichever process takes the request, the control message reaches both through the broker.
-        assert post(first.port, "/api/admin/strategies/10/deactivate", world.users["root"].bearer) == 200
+        assert request(first.port, method, path, world.users["root"].bearer) == 200
         for stream in streams:
             frame = await stream.next_event()
             assert frame is not None and frame.event == "force_disconnect"
-            assert frame.json()["reason"] == "strategy_inactive"
+            assert frame.json()["reason"] == reason
             assert await stream.rest() == []
             await stream.close()
 

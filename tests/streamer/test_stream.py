@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient
 
 from bus.publisher import Publisher
 from streamer.services import Services
@@ -46,6 +47,31 @@ async def test_stream_starts_with_its_headers_retry_and_the_connection_event(por
     assert connected.event == "connection" and connected.id is None
     assert connected.json() == {"status": "connected", "user_id": 11, "strategy_id": 10, "last_event_id": f"{broker.epoch}-0"}
     await stream.close()
+
+
+@pytest.mark.gen_test
+async def test_an_http_1_0_client_gets_the_same_close_delimited_stream(port: int, world: World, publisher: Publisher) -> None:
+    stream = await SseStream.open(port, "/api/events/stream?strategy_id=1", world.users["u10"].bearer, version="1.0")
+    assert stream.status == 200 and "content-length" not in stream.headers and "transfer-encoding" not in stream.headers
+    connected = await stream.next_event()
+    assert connected is not None and connected.event == "connection"
+    publisher.publish(order(10, 1, "old-proxy"))
+    assert order_ids(await stream.events(1)) == ["old-proxy"]
+    await stream.close()
+
+
+@pytest.mark.gen_test
+@pytest.mark.streamer_config(publish="tcp://127.0.0.1:9", replay="tcp://127.0.0.1:9", bus_timeout=0.3)
+async def test_without_a_broker_streams_and_snapshots_are_503_and_health_says_down(
+    port: int, http_client: AsyncHTTPClient, base_url: str, world: World
+) -> None:
+    stream = await SseStream.open(port, "/api/events/stream?strategy_id=1", world.users["u10"].bearer)
+    assert stream.status == 503 and json.loads(stream.body)["error"] == "bus_unavailable"
+    await stream.close()
+    snapshot = await http_client.fetch(base_url + "/api/orders?strategy_id=1", headers=world.users["u10"].bearer, raise_error=False)
+    assert snapshot.code == 503 and json.loads(snapshot.body)["error"] == "bus_unavailable"
+    health = await http_client.fetch(base_url + "/healthz")
+    assert json.loads(health.body) == {"status": "ok", "broker": "down"}
 
 
 @pytest.mark.gen_test
@@ -306,7 +332,7 @@ async def test_stats_count_connections_deliveries_and_latency(
         publisher.publish(order(10, 1, f"o{n}"))
     for stream in streams[:2]:
         await stream.events(3)
-    stats = services.stats_snapshot()
+    stats = services.hub.snapshot()
     assert stats["total_connections"] == 3
     assert stats["connections_by_key"] == {"10:1": 2, "11:1": 1}
     assert stats["events_received"] == 3 and stats["events_delivered"] == 6
