@@ -13,6 +13,7 @@ from bench.brokeronly import run_broker_only
 from bench.procstat import pin
 from bench.run import BenchConfig, Progress, run_once
 from bench.stack import Stack, StackError, attach_stack, broker_only_stack, start_stack
+from bus import endpoints
 from bus.process import SettingsParser, configure_logging, positive_float, positive_int
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,9 @@ def parse_config(argv: list[str] | None) -> tuple[BenchConfig, str]:
     parser.add_switch("--pin", help="streamer on core 0, load generator, publisher and broker on core 1")
     parser.add_switch("--broker-only", help="measure the broker alone: events/s it sequences per CPU second")
     parser.add_switch("--attach", help="use a running broker and streamer instead of starting them")
-    add("--ingress", default="tcp://127.0.0.1:5557", help="broker ingress, with --attach")
-    add("--publish", default="tcp://127.0.0.1:5558", help="broker XPUB, with --attach")
-    add("--replay", default="tcp://127.0.0.1:5559", help="broker ROUTER, with --attach")
+    add("--ingress", default=endpoints.INGRESS, help="broker ingress, with --attach")
+    add("--publish", default=endpoints.PUBLISH, help="broker XPUB, with --attach")
+    add("--replay", default=endpoints.REPLAY, help="broker ROUTER, with --attach")
     add("--host", default="127.0.0.1", help="streamer host, with --attach")
     add("--port", default=8080, type=positive_int, help="streamer port, with --attach")
     add("--database-url", default="sqlite:///var/tradestream.db", help="the running stack's database, with --attach (bench users are added)")

@@ -25,7 +25,7 @@ from typing import Any
 
 import zmq
 
-from bus import codec, events
+from bus import codec, endpoints, events
 from bus.frames import recv_frames, send3
 from bus.errors import DecodeError
 from bus.process import SettingsParser, configure_logging, positive_float, positive_int, stop_on_signals
@@ -43,9 +43,9 @@ DRAIN_BATCH = 1024
 class BrokerConfig:
     """Settings of one broker process."""
 
-    ingress: str = "tcp://127.0.0.1:5557"
-    publish: str = "tcp://127.0.0.1:5558"
-    replay: str = "tcp://127.0.0.1:5559"
+    ingress: str = endpoints.INGRESS
+    publish: str = endpoints.PUBLISH
+    replay: str = endpoints.REPLAY
     history: int = 100
     max_keys: int = 100_000
     bus_heartbeat: float = 1.0

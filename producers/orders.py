@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bus import endpoints
 from bus.events import WireMessage, utc_now
 from bus.process import SettingsParser, configure_logging, stop_on_signals
 from bus.publisher import Publisher
@@ -51,9 +52,9 @@ class OrdersConfig:
     """Settings of the order handler."""
 
     database_url: str = DEFAULT_DATABASE_URL
-    ingress: str = "tcp://127.0.0.1:5557"
-    orders: str = "tcp://127.0.0.1:5560"
-    fills: str = "tcp://127.0.0.1:5561"
+    ingress: str = endpoints.INGRESS
+    orders: str = endpoints.ORDERS
+    fills: str = endpoints.FILLS
 
 
 @dataclass(slots=True)

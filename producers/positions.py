@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bus import endpoints
 from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, stop_on_signals
 from bus.publisher import Publisher
@@ -128,8 +129,8 @@ class PositionsConfig:
     """Settings of the position handler."""
 
     database_url: str = DEFAULT_DATABASE_URL
-    ingress: str = "tcp://127.0.0.1:5557"
-    fills: str = "tcp://127.0.0.1:5561"
+    ingress: str = endpoints.INGRESS
+    fills: str = endpoints.FILLS
 
 
 def parse_config(argv: list[str] | None) -> tuple[PositionsConfig, str]:

@@ -26,6 +26,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from bus import endpoints
 from bus.errors import BusUnavailable
 from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, stop_on_signals
@@ -47,8 +48,8 @@ class ReplayConfig:
     file: Path
     speed: float = 1.0
     raw: bool = False
-    orders: str = "tcp://127.0.0.1:5560"
-    ingress: str = "tcp://127.0.0.1:5557"
+    orders: str = endpoints.ORDERS
+    ingress: str = endpoints.INGRESS
     on_error: str = "stop"
     format: str = "auto"
 
@@ -139,8 +140,8 @@ def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
     parser.add_argument("file", type=Path, help="the trade log (.jsonl or .csv)")
     parser.add_setting("--speed", default=1.0, type=non_negative_float, help="times the recorded pace; 0 = at once")
     parser.add_switch("--raw", help="publish the log's event lines straight to the broker")
-    parser.add_setting("--orders", default=ReplayConfig.orders, help="order handler endpoint for signals and ticks")
-    parser.add_setting("--ingress", default=ReplayConfig.ingress, help="broker endpoint for events (--raw)")
+    parser.add_setting("--orders", default=endpoints.ORDERS, help="order handler endpoint for signals and ticks")
+    parser.add_setting("--ingress", default=endpoints.INGRESS, help="broker endpoint for events (--raw)")
     parser.add_setting("--on-error", default="stop", choices=["stop", "skip"], help="what a bad line does")
     parser.add_setting("--format", default="auto", choices=["auto", "jsonl", "csv"], help="auto: by file name")
     parser.add_logging()

@@ -27,6 +27,7 @@ from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
+from bus import endpoints
 from bus.errors import BusUnavailable
 from bus.process import SettingsParser, configure_logging, positive_float, positive_int, stop_on_signals
 from bus.publisher import Publisher
@@ -53,7 +54,7 @@ class WebhookConfig:
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 8081
-    orders: str = "tcp://127.0.0.1:5560"
+    orders: str = endpoints.ORDERS
     rate_limit: float = 20.0
     db_threads: int = 4
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bus import endpoints
 from bus.errors import BusError, BusUnavailable
 from bus.events import ControlMessage
 from bus.process import SettingsParser, configure_logging
@@ -31,7 +32,7 @@ from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_fa
 from store.errors import StoreError
 
 PROG = "tradestream-admin"
-DEFAULT_INGRESS = "tcp://127.0.0.1:5557"
+DEFAULT_INGRESS = endpoints.INGRESS
 # A down broker must not hang the command: queued control messages get this long.
 CLOSE_LINGER_MS = 1500
 _ENDPOINT = re.compile(r"(tcp|ipc)://\S+\Z")

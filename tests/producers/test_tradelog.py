@@ -157,3 +157,10 @@ def test_bad_line_stops_the_replay_with_file_and_line_number(tmp_path: Path, cap
     with log.open() as stream:
         assert run(config, stream, threading.Event()) == 1
     assert f"{log}:2: price: expected a finite number greater than 0" in caplog.text
+
+
+def test_replay_defaults_are_the_contract_endpoints(tmp_path: Path) -> None:
+    from producers.replay import parse_config
+
+    config, _ = parse_config([str(tmp_path / "log.jsonl")])
+    assert (config.orders, config.ingress) == ("tcp://127.0.0.1:5560", "tcp://127.0.0.1:5557")
