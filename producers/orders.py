@@ -37,7 +37,7 @@ from producers.prices import last_fill_price
 from producers.pull_loop import LINGER_MS, CommandLoop
 from producers.signals import CANCEL_ALL, OrderSpec
 from store import access, rows
-from store.db import DEFAULT_DATABASE_URL, make_engine, make_session_factory
+from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
 from store.models import Account, Order, Strategy, utc_now as utc_moment
 
 log = logging.getLogger(__name__)
@@ -259,12 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("orders", log_level)
     events = Publisher(config.ingress, linger_ms=LINGER_MS)
     fills = Publisher(config.fills, linger_ms=LINGER_MS)
+    engine = make_engine(config.database_url)
     handler = OrderHandler(
-        make_session_factory(make_engine(config.database_url)),
+        make_session_factory(engine),
         events.publish,
         lambda fill: fills.send_map(commands.FILL, fill.to_wire()),
     )
     try:
+        init_db(engine)  # a stack started before any `tradestream-admin` still comes up
         resting = handler.restore()
         loop = CommandLoop(config.orders, handler.handle)
     except Exception as exc:  # a missing table or a taken port: say so in one line

@@ -29,7 +29,7 @@ from producers.commands import Command, FillCommand, InvalidCommand
 from producers.exchange import QUANTUM
 from producers.pull_loop import LINGER_MS, CommandLoop
 from store import rows
-from store.db import DEFAULT_DATABASE_URL, make_engine, make_session_factory
+from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
 from store.models import Account, Position, utc_now
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     config, log_level = parse_config(argv)
     configure_logging("positions", log_level)
     events = Publisher(config.ingress, linger_ms=LINGER_MS)
-    handler = PositionHandler(make_session_factory(make_engine(config.database_url)), events.publish)
+    engine = make_engine(config.database_url)
+    handler = PositionHandler(make_session_factory(engine), events.publish)
     try:
+        init_db(engine)  # a stack started before any `tradestream-admin` still comes up
         loop = CommandLoop(config.fills, handler.handle)
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)

@@ -36,7 +36,7 @@ from producers.errors import InvalidSignal, SignalRefused
 from producers.intake import Accepted, Intake, payload_text
 from producers.ratelimit import RateLimiter
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
-from store.db import DEFAULT_DATABASE_URL, make_engine, make_session_factory
+from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,9 @@ async def serve(config: WebhookConfig) -> None:
     """Serve until SIGTERM or SIGINT, then close connections and the command queue."""
     executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="webhook-db")
     commands = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
-    intake = Intake(make_session_factory(make_engine(config.database_url)))
+    engine = make_engine(config.database_url)
+    init_db(engine)  # a stack started before any `tradestream-admin` still comes up
+    intake = Intake(make_session_factory(engine))
     service = WebhookService(intake, commands, executor, RateLimiter(config.rate_limit))
     server = HTTPServer(make_app(service), max_body_size=MAX_BODY, xheaders=False)
     server.listen(config.port, config.host)

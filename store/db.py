@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.models import Base
@@ -53,5 +54,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def init_db(engine: Engine) -> None:
-    """Create every missing table and index; existing ones are left alone."""
-    Base.metadata.create_all(engine)
+    """Create every missing table and index; existing ones are left alone.
+
+    Processes started together (supervisord) may race to create the same table;
+    the loser finds it there on its second look.
+    """
+    try:
+        Base.metadata.create_all(engine)
+    except DBAPIError:
+        Base.metadata.create_all(engine)
