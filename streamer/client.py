@@ -72,7 +72,9 @@ class Client:
 
     def send(self, data: bytes, frames: int) -> None:
         """Write `data` (holding `frames` frames), or queue what the kernel does not take."""
-        if self.backlog is not None:
+        if self.backlog is not None:  # also where a finishing client's last frame waits
+            if self.finishing:
+                return  # nothing after the last frame
             if self.backlog_frames + frames > self.limit:
                 self.abort("slow_consumer")
             else:
@@ -95,9 +97,9 @@ class Client:
         """Write a last frame, then close once it is out (or after FINISH_TIMEOUT_S)."""
         if self.closed or self.finishing:
             return
-        self.finishing = True
         self.close_reason = reason
         self.send(data, 0)
+        self.finishing = True
         if self.closed:
             return
         if self.backlog is None:

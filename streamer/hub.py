@@ -121,7 +121,7 @@ class Hub:
         self.client_count += 1
         self._empty.clear()
         self.stats.connects += 1
-        log.info("stream opened key=%s peer=%s head=%s resume=%r", key, client.peer, head, last_event_id)
+        log.info("stream opened key=%s peer=%s head=%s resume=%.40r", key, client.peer, head, last_event_id)
         client.send(preamble, 0)
         if client.closed:
             return client
@@ -207,10 +207,11 @@ class Hub:
         if channel is None:
             return 0
         frame = sse.json_frame("force_disconnect", {"reason": reason, "message": message})
-        for client in channel.members:
+        members = channel.members  # finishing clients leave the channel as they close
+        for client in members:
             client.finish(frame, reason)
-        self.stats.forced_disconnects += len(channel.members)
-        return len(channel.members)
+        self.stats.forced_disconnects += len(members)
+        return len(members)
 
     def disconnect_strategy(self, strategy_id: int, reason: str, message: str) -> int:
         """`disconnect_key` for every key of the strategy."""

@@ -117,7 +117,8 @@ def world(seeded_world: World, tmp_path: Path) -> World:
     return replace(seeded_world, template=target)
 
 
-def database_url(world: World) -> str:
+def url_of(world: World) -> str:
+    """The SQLAlchemy URL of the world's database file."""
     return f"sqlite:///{world.template}"
 
 
@@ -191,7 +192,7 @@ def streamer_config(world: World, broker: BrokerThread, **overrides: Any) -> Str
     """A config for a streamer on the test's database and broker."""
     fields: dict[str, Any] = {
         "secret": "test-secret-" + "x" * 32,
-        "database_url": database_url(world),
+        "database_url": url_of(world),
         "ingress": broker.endpoints["ingress"],
         "publish": broker.endpoints["publish"],
         "replay": broker.endpoints["replay"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from bus.publisher import Publisher
 from store import actions
 from store.db import make_engine, make_session_factory
 from streamer.services import Services
-from tests.streamer.conftest import World, database_url, order
+from tests.streamer.conftest import World, order, url_of
 from tests.streamer.sse_client import SseStream
 from tests.streamer.test_stream import open_stream, order_ids
 from tests.waiting import async_wait_until
@@ -75,7 +76,7 @@ async def test_the_recheck_ends_streams_whose_access_changed_without_a_control_m
     revoked = await open_stream(port, world.users["u10"], 4)
     inactive = await open_stream(port, world.users["u11"], 10)
     kept = await open_stream(port, world.users["u10"], 1)
-    engine = make_engine(database_url(world))
+    engine = make_engine(url_of(world))
     with make_session_factory(engine)() as session:
         _change_silently(session, world)
     engine.dispose()
@@ -127,3 +128,34 @@ async def test_tornados_own_client_reads_the_stream_incrementally(
     response = await fetch
     assert response.code == 200 and response.headers["Content-Type"] == "text/event-stream"
     assert b"event: force_disconnect" in b"".join(chunks)
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.streamer_config(client_buffer=10_000)
+async def test_a_client_that_is_behind_gets_what_it_was_owed_then_force_disconnect_and_nothing_after(
+    http_client: AsyncHTTPClient, base_url: str, port: int, world: World, publisher: Publisher, services: Services
+) -> None:
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", port))
+    stalled.sendall(f"GET /api/events/stream?strategy_id=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {world.users['u10'].token}\r\n\r\n".encode())
+    await async_wait_until(lambda: services.hub.client_count == 1, what="the stream to open")
+    sent = 0
+    while services.hub.snapshot()["keys"]["10:1"]["max_backlog_frames"] == 0:
+        assert sent < 2000, "no backlog built up"
+        publisher.send_map(b"k/10/1/", {**order(10, 1, f"o{sent}").to_wire(), "note": "x" * 2000})
+        sent += 1
+        if sent % 50 == 0:
+            await async_wait_until(lambda: services.stats.events_received == sent, what="the batch to arrive")
+    response = await admin_call(http_client, base_url + "/api/admin/strategies/1/deactivate", "POST", world)
+    assert response.code == 200
+    await async_wait_until(lambda: services.stats.forced_disconnects == 1, what="the control message")
+    publisher.publish(order(10, 1, "too-late"))
+    reader, writer = await asyncio.open_connection(sock=stalled)
+    stream = SseStream(reader, writer)
+    await stream._read_head()
+    frames = [f for f in await stream.rest(timeout=10) if f.event not in ("heartbeat", "connection")]
+    assert [f.event for f in frames[:-1]] == ["order_update"] * sent
+    assert order_ids(frames[:-1]) == [f"o{n}" for n in range(sent)]
+    assert frames[-1].event == "force_disconnect" and frames[-1].json()["reason"] == "strategy_inactive"
+    await stream.close()

@@ -16,7 +16,7 @@ from store.models import Account, Strategy
 from streamer.handlers import parse_id
 from streamer.services import Services
 from tests.store.factories import add_order, add_position
-from tests.streamer.conftest import World, database_url, order
+from tests.streamer.conftest import World, order, url_of
 from tests.waiting import async_wait_until
 
 NOT_YOURS = {"error": "forbidden", "message": "No such strategy, or you may not see it."}
@@ -136,7 +136,7 @@ async def test_snapshot_carries_the_brokers_head_as_last_event_id(
 
 @pytest.mark.gen_test
 async def test_snapshot_rows_carry_the_event_fields_and_only_the_users_own(http_client: AsyncHTTPClient, base_url: str, world: World) -> None:
-    engine = make_engine(database_url(world))
+    engine = make_engine(url_of(world))
     with make_session_factory(engine)() as session:
         strategy = session.get(Strategy, 1)
         mine, theirs = session.get(Account, world.accounts["u10"]), session.get(Account, world.accounts["u11"])

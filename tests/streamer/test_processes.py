@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from streamer.config import parse_config
-from tests.streamer.conftest import BrokerThread, World, database_url
+from tests.streamer.conftest import BrokerThread, World, url_of
 from tests.streamer.test_stream import open_stream
 from tests.waiting import wait_until
 
@@ -36,7 +36,7 @@ class StreamerProcess:
     def __init__(self, workdir: Path, name: str, world: World, broker: BrokerThread, *extra: str) -> None:
         self.log_path = workdir / f"{name}.log"
         args = [
-            *streamer_command(), "--database-url", database_url(world),
+            *streamer_command(), "--database-url", url_of(world),
             "--ingress", broker.endpoints["ingress"], "--publish", broker.endpoints["publish"],
             "--replay", broker.endpoints["replay"], "--host", "127.0.0.1", *extra,
         ]
