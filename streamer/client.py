@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # behind a stalled reader before the frame bound below ever noticed.
 SEND_BUFFER_BYTES = 64 * 1024
 READ_CHUNK = 4096
+# A peer that vanished without a FIN (laptop lid, dead NAT) stops acknowledging the
+# heartbeats: the kernel then gives up after this long and the loop sees the error.
+UNACKED_TIMEOUT_MS = 60_000
 FINISH_TIMEOUT_S = 3.0
 
 
@@ -68,6 +71,8 @@ class Client:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, UNACKED_TIMEOUT_MS)
         loop.add_reader(self.fd, self._on_readable)
 
     def send(self, data: bytes, frames: int) -> None:

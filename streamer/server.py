@@ -23,6 +23,8 @@ from streamer.services import Services
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# Thousands of browsers reconnect at once after a restart: do not make them retry their SYNs.
+LISTEN_BACKLOG = 2048
 IDLE_CONNECTION_TIMEOUT_S = 60.0
 # Of the 5 s a stop may take: streams get this long to take their last frame.
 SHUTDOWN_STREAMS_S = 2.5
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging("streamer", config.log_level)
     try:
-        sockets = tornado.netutil.bind_sockets(config.port, config.host, reuse_port=config.reuse_port)
+        sockets = tornado.netutil.bind_sockets(config.port, config.host, reuse_port=config.reuse_port, backlog=LISTEN_BACKLOG)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return 1

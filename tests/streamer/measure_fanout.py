@@ -199,7 +199,8 @@ def measure(opts: argparse.Namespace, port: int, token: str, user_id: int, ingre
                 pub.publish(OrderEvent("order_created", f"o{sent}", "BTC/USDT", strategy_id, user_id, "BUY", 1.0, 100.0, "NEW",
                                        utc_now(), "LIMIT", None, Account(1, "bench", "paper")))
                 sent += 1
-            time.sleep(1 / 100)
+            # One event at a time, like a steady market (batches would hide per-event costs).
+            time.sleep(max(0.0, (sent + 1) / opts.rate - (time.monotonic() - start)))
         expected = sent * opts.clients // opts.keys
         deadline = time.monotonic() + 10
         while (got := clients.frames() - start_frames) < expected and time.monotonic() < deadline:
