@@ -104,6 +104,10 @@ class Hub:
         except asyncio.TimeoutError:
             raise BusUnavailable(f"no answer from the broker for {key}") from None
 
+    def unsubscribe(self, key: StreamKey) -> None:
+        """Give back a subscription that no stream will own (its client left while connecting)."""
+        self.subscriber.unsubscribe(key)
+
     def open(
         self, sock: socket.socket, key: StreamKey, head: Position, preamble: bytes, last_event_id: str | None, checked_at: float
     ) -> Client:

@@ -9,6 +9,7 @@ between the subscription and the registration: no event can slip between.
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from bus.errors import BusUnavailable
@@ -16,6 +17,8 @@ from bus.subscriber import Position
 from bus.topics import StreamKey
 from streamer import queries, sse
 from streamer.handlers import NOT_YOURS, ApiError, BaseHandler
+
+log = logging.getLogger(__name__)
 
 RESPONSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -52,18 +55,18 @@ class StreamHandler(BaseHandler):
             limit = self.services.config.max_streams_per_user
             raise ApiError(429, "too_many_streams", f"At most {limit} open streams per user.")
         key = StreamKey(viewer.id, strategy_id)
-        sock = None
         try:
             checked_at = await self._check_access(key)
             head = await self._subscribe(key)
-            try:
-                sock = self._take_socket()
-            finally:
-                if sock is None:
-                    hub.unsubscribe(key)
-        finally:
-            if sock is None:
-                hub.release(viewer.id)
+        except BaseException:
+            hub.release(viewer.id)
+            raise
+        # From here to hub.open, no await: the subscription is live at `head`.
+        sock = self._take_socket()
+        if sock is None:
+            hub.unsubscribe(key)
+            hub.release(viewer.id)
+            return
         hub.open(sock, key, head, preamble(key, head), self._last_event_id(), checked_at)
 
     async def _check_access(self, key: StreamKey) -> float:
@@ -89,6 +92,9 @@ class StreamHandler(BaseHandler):
                 return None
             # A duplicate outlives the IOStream, which is closed to drop its loop registration.
             return stream.socket.dup()
+        except OSError as exc:  # out of file descriptors, most likely
+            log.warning("stream of %s dropped: %s", self.request.remote_ip, exc)
+            return None
         finally:
             stream.close()
 

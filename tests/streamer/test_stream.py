@@ -340,3 +340,20 @@ async def test_stats_count_connections_deliveries_and_latency(
     assert stats["keys"]["10:1"]["clients"] == 2 and stats["keys"]["10:1"]["events"] == 3
     for stream in streams:
         await stream.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_client_that_leaves_while_its_stream_is_being_opened_leaves_nothing_behind(
+    port: int, world: World, broker: BrokerThread, services: Services
+) -> None:
+    broker.stop()  # the subscription now waits for a broker
+    leaving = socket.socket()
+    leaving.connect(("127.0.0.1", port))
+    leaving.sendall(f"GET /api/events/stream?strategy_id=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {world.users['u10'].token}\r\n\r\n".encode())
+    await async_wait_until(lambda: services.hub.subscriber.keys == 1, what="the connect to wait on its subscription")
+    leaving.close()
+    broker.start()
+    await async_wait_until(lambda: services.hub.streams_per_user == {} and services.hub.subscriber.keys == 0, what="the reservation and subscription to be released")
+    assert services.hub.client_count == 0 and services.hub.channels == {}
+    stream = await open_stream(port, world.users["u10"], 1)  # and the key works afterwards
+    await stream.close()
