@@ -133,7 +133,9 @@ class BrokerThread:
 
     def start(self) -> BrokerThread:
         wait_until(self._ports_free, what="the previous broker's ports to be released")
-        self.broker = Broker(BrokerConfig(**self.endpoints, bus_heartbeat=0.1), self.context)
+        endpoints = self.endpoints
+        config = BrokerConfig(ingress=endpoints["ingress"], publish=endpoints["publish"], replay=endpoints["replay"], bus_heartbeat=0.1)
+        self.broker = Broker(config, self.context)
         self.endpoints = self.broker.endpoints
         self.thread = threading.Thread(target=self.broker.run, name="broker", daemon=True)
         self.thread.start()

@@ -62,7 +62,8 @@ class SseStream:
 
     async def next_frame(self, timeout: float = DEADLINE_S) -> Frame | None:
         """The next frame; None at end of stream. Fails after `timeout` seconds."""
-        event, data, event_id = "message", [], None
+        event, event_id = "message", None
+        data: list[str] = []
         while True:
             raw = await asyncio.wait_for(self.reader.readline(), timeout)
             if not raw:
@@ -94,7 +95,7 @@ class SseStream:
 
     async def events(self, count: int, timeout: float = DEADLINE_S) -> list[Frame]:
         """The next `count` non-heartbeat frames (fails if the stream ends first)."""
-        frames = []
+        frames: list[Frame] = []
         for _ in range(count):
             frame = await self.next_event(timeout)
             assert frame is not None, f"stream ended after {len(frames)} of {count} frames: {frames}"

@@ -44,6 +44,7 @@ class StreamerProcess:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, stderr=log, cwd=workdir, env=env)
         match = wait_until(lambda: _LISTENING.search(self.log()), what=f"{name} to listen")
+        assert match is not None  # wait_until returns only a truthy value
         self.port = int(match[1])
 
     def log(self) -> str:
