@@ -27,7 +27,7 @@ MAX_BODY_BYTES = 64 * 1024
 LISTEN_BACKLOG = 2048
 IDLE_CONNECTION_TIMEOUT_S = 60.0
 # Of the 5 s a stop may take: streams get this long to take their last frame.
-SHUTDOWN_STREAMS_S = 2.5
+SHUTDOWN_STREAMS_S = 2.0
 SHUTDOWN_REQUESTS_S = 1.0
 
 
