@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus import endpoints
 from bus.process import SettingsParser, env_name, positive_float, positive_int
 from store.admin import database_url, endpoint
 from store.db import DEFAULT_DATABASE_URL
@@ -28,9 +29,9 @@ class StreamerConfig:
 
     secret: str
     database_url: str = DEFAULT_DATABASE_URL
-    ingress: str = "tcp://127.0.0.1:5557"
-    publish: str = "tcp://127.0.0.1:5558"
-    replay: str = "tcp://127.0.0.1:5559"
+    ingress: str = endpoints.INGRESS
+    publish: str = endpoints.PUBLISH
+    replay: str = endpoints.REPLAY
     host: str = "127.0.0.1"
     port: int = 8080
     heartbeat: float = 10.0
