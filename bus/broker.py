@@ -106,9 +106,14 @@ class Broker:
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         for sock in (self.ingress, self.egress, self.router):
             sock.setsockopt(zmq.LINGER, 1000)
-        self.ingress.bind(config.ingress)
-        self.egress.bind(config.publish)
-        self.router.bind(config.replay)
+        try:
+            self.ingress.bind(config.ingress)
+            self.egress.bind(config.publish)
+            self.router.bind(config.replay)
+        except zmq.ZMQError:
+            for sock in (self.ingress, self.egress, self.router):
+                sock.close(linger=0)
+            raise
 
     @property
     def endpoints(self) -> dict[str, str]:

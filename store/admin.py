@@ -308,3 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(outcome.data, indent=2) if args.json else outcome.text)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

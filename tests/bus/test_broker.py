@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -166,3 +168,13 @@ def test_garbage_frames_are_dropped_counted_and_the_broker_keeps_serving(broker:
 def test_bad_replay_requests_get_an_error_answer(broker: BrokerProcess, zctx: zmq.Context[Any], frames: list[bytes]) -> None:
     assert request(zctx, broker.endpoints["replay"], *frames)[0] == b"error"
     assert broker_stats(zctx, broker.endpoints["replay"])["bad_requests"] == 1
+
+
+def test_a_taken_port_is_one_line_on_stderr_and_exit_1(broker: BrokerProcess) -> None:
+    taken = broker.endpoints["ingress"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bus.broker", "--ingress", taken, "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*"],
+        capture_output=True, text=True, timeout=10,
+    )
+    assert result.returncode == 1
+    assert "cannot bind" in result.stderr and "Traceback" not in result.stderr
