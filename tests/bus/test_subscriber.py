@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,28 +94,43 @@ def event_payload(seq: int) -> dict[str, Any]:
 Scenario = Callable[[ScriptedBroker, Subscriber, RecordingSink], Awaitable[None]]
 
 
+@contextlib.asynccontextmanager
+async def scripted(sink: RecordingSink) -> AsyncIterator[tuple[ScriptedBroker, Subscriber]]:
+    """A started Subscriber whose control subscription a ScriptedBroker has answered."""
+    ctx = zmq.asyncio.Context()
+    broker = ScriptedBroker(ctx)
+    subscriber = Subscriber(broker.publish, broker.replay, sink, context=ctx, heartbeat_timeout=60)
+    try:
+        starting = asyncio.ensure_future(subscriber.start(timeout=5))
+        await broker.expect_subscription(CONTROL_TOPIC)
+        await broker.marker(CONTROL_TOPIC, EPOCH, 0)
+        await starting
+        yield broker, subscriber
+    finally:
+        await subscriber.close()
+        ctx.destroy(linger=0)
+
+
+async def subscribe_at(broker: ScriptedBroker, subscriber: Subscriber, key: StreamKey, head: int) -> Position:
+    """Subscribe `key`, the broker answering with a marker at `head`."""
+    subscribing = asyncio.ensure_future(subscriber.subscribe(key))
+    await broker.expect_subscription(key_topic(key))
+    await broker.marker(key_topic(key), EPOCH, head)
+    return await subscribing
+
+
 def run_scripted(scenario: Scenario) -> None:
-    """Start a Subscriber against a ScriptedBroker, subscribe KEY at head 0, run `scenario`."""
+    """Subscribe KEY at head 1 (an event sent before the marker is dropped), then run `scenario`."""
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
-        broker = ScriptedBroker(ctx)
         sink = RecordingSink()
-        subscriber = Subscriber(broker.publish, broker.replay, sink, context=ctx, heartbeat_timeout=60)
-        try:
-            starting = asyncio.ensure_future(subscriber.start(timeout=5))
-            await broker.expect_subscription(CONTROL_TOPIC)
-            await broker.marker(CONTROL_TOPIC, EPOCH, 0)
-            await starting
+        async with scripted(sink) as (broker, subscriber):
             subscribing = asyncio.ensure_future(subscriber.subscribe(KEY))
             await broker.expect_subscription(TOPIC)
             await broker.event(1)  # before the marker: covered by the head, so dropped
             await broker.marker(TOPIC, EPOCH, 1)
             assert await subscribing == Position(EPOCH, 1)
             await scenario(broker, subscriber, sink)
-        finally:
-            await subscriber.close()
-            ctx.destroy(linger=0)
 
     asyncio.run(main())
 
@@ -270,28 +286,15 @@ def test_a_failing_sink_call_for_one_key_does_not_lose_another_keys_events(caplo
     other = StreamKey(70, 3)
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
-        broker = ScriptedBroker(ctx)
         sink = FailingSink()
-        subscriber = Subscriber(broker.publish, broker.replay, sink, context=ctx, heartbeat_timeout=60)
-        try:
-            starting = asyncio.ensure_future(subscriber.start(timeout=5))
-            await broker.expect_subscription(CONTROL_TOPIC)
-            await broker.marker(CONTROL_TOPIC, EPOCH, 0)
-            await starting
+        async with scripted(sink) as (broker, subscriber):
             for key in (KEY, other):
-                subscribing = asyncio.ensure_future(subscriber.subscribe(key))
-                await broker.expect_subscription(key_topic(key))
-                await broker.marker(key_topic(key), EPOCH, 0)
-                await subscribing
+                await subscribe_at(broker, subscriber, key, 0)
             for seq in (1, 2):
                 await broker.event(seq)
                 await broker.send(key_topic(other), EPOCH, seq, make_order(*other).to_wire())
             await async_wait_until(lambda: sink.seqs(other) == [1, 2], what="the other key's events")
             assert subscriber.position(KEY) == Position(EPOCH, 2)
-        finally:
-            await subscriber.close()
-            ctx.destroy(linger=0)
 
     asyncio.run(main())
     assert "sink on_events failed" in caplog.text
