@@ -1,7 +1,7 @@
 """The wire: everything two tradestream processes need to agree on.
 
-events.py   what travels (frozen dataclasses, validation, the kind registry)
-codec.py    how it is encoded (msgpack, the only importer) · topics.py where it goes
-broker.py   tradestream-broker: sequences per key, keeps history, answers replay
-publisher.py / subscriber.py   the clients: PUSH in, SUB out with gap recovery
+events.py · codec.py (msgpack, its only importer) · topics.py · endpoints.py   what travels, how, where
+broker.py + sequencer.py   tradestream-broker: seq per key, history, replay, head markers
+publisher.py (PUSH in) · subscriber.py (SUB out, gaps, watchdog) · replay.py (history client)
+frames.py (cheap multipart I/O) · process.py (settings, logging, signals of every main) · errors.py
 """

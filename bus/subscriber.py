@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -42,48 +42,13 @@ import zmq.asyncio
 from bus import codec, events
 from bus.errors import BusUnavailable, DecodeError
 from bus.frames import recv_frames
+from bus.replay import BusEvent, Position, Replay, ReplayClient
 from bus.topics import CONTROL_TOPIC, StreamKey, key_topic
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 10_000
 DRAIN_BATCH = 1024
-
-
-class Position(NamedTuple):
-    """Where a key's stream stands: `<epoch>-<seq>`, the SSE event id."""
-
-    epoch: int
-    seq: int
-
-    def __str__(self) -> str:
-        return f"{self.epoch}-{self.seq}"
-
-
-@dataclass(frozen=True, slots=True)
-class BusEvent:
-    """One sequenced event of a key, its payload decoded."""
-
-    key: StreamKey
-    epoch: int
-    seq: int
-    published_ns: int
-    sequenced_ns: int
-    payload: dict[str, Any]
-
-    @property
-    def position(self) -> Position:
-        return Position(self.epoch, self.seq)
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """The broker's answer to a replay request."""
-
-    ok: bool
-    epoch: int
-    head: int
-    events: list[BusEvent] = field(default_factory=list)
 
 
 class SubscriberSink(Protocol):
@@ -146,7 +111,6 @@ class Subscriber:
         self.replay_endpoint = replay
         self.sink = sink
         self.heartbeat_timeout = heartbeat_timeout
-        self.replay_timeout = replay_timeout
         self.hwm = hwm
         self.stats = SubscriberStats()
         self.broker_up = False
@@ -156,8 +120,7 @@ class Subscriber:
         self._topics: dict[bytes, StreamKey] = {}
         self._sub: zmq.Socket[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._dealer: zmq.asyncio.Socket | None = None
-        self._replay_lock = asyncio.Lock()
+        self._replayer = ReplayClient(replay, self._ctx, replay_timeout)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_heard = time.monotonic()
         self._control_ready: asyncio.Future[None] | None = None
@@ -179,8 +142,7 @@ class Subscriber:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_sub()
-        if self._dealer is not None:
-            self._dealer.close(linger=0)
+        self._replayer.close()
 
     async def subscribe(self, key: StreamKey, timeout: float = 5.0) -> Position:
         """Count one more reader of `key`; return the gap-free position once the subscription is live.
@@ -235,25 +197,12 @@ class Subscriber:
 
     async def head(self, key: StreamKey) -> Position:
         """The broker's current head of `key` (for snapshots: read it before the database)."""
-        reply = await self.replay(key, 0, -1)
-        return Position(reply.epoch, reply.head)
+        return await self._replayer.head(key)
 
     async def replay(self, key: StreamKey, epoch: int, after_seq: int) -> Replay:
-        """Ask the broker for the events of `key` after `after_seq`; BusUnavailable on timeout."""
-        topic = key_topic(key)
-        request = [b"replay", topic, codec.pack((epoch, after_seq))]
-        async with self._replay_lock:
-            self.stats.replay_requests += 1
-            dealer = self._dealer or self._open_dealer()
-            await dealer.send_multipart(request)
-            try:
-                frames = await asyncio.wait_for(dealer.recv_multipart(), self.replay_timeout)
-            except asyncio.TimeoutError:
-                # A late answer must not be taken for the next request's: start afresh.
-                dealer.close(linger=0)
-                self._dealer = None
-                raise BusUnavailable(f"no replay answer from {self.replay_endpoint}") from None
-        return _parse_replay(key, frames)
+        """The events of `key` after `after_seq` from the broker's history; BusUnavailable on timeout."""
+        self.stats.replay_requests += 1
+        return await self._replayer.replay(key, epoch, after_seq)
 
     # -- reading ---------------------------------------------------------------
 
@@ -288,13 +237,6 @@ class Subscriber:
         """Drain soon. ZMQ_FD is edge-triggered: any socket call may consume the edge."""
         if self._loop is not None:
             self._loop.call_soon(self._on_readable)
-
-    def _open_dealer(self) -> zmq.asyncio.Socket:
-        dealer = self._ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.connect(self.replay_endpoint)
-        self._dealer = dealer
-        return dealer
 
     def _on_readable(self) -> None:
         """Read what waits on the SUB socket, at most DRAIN_BATCH messages per turn of the loop."""
@@ -481,17 +423,3 @@ class Subscriber:
         self._close_sub()
         self._open_sub()
         self._last_heard = time.monotonic()
-
-
-def _parse_replay(key: StreamKey, frames: list[bytes]) -> Replay:
-    if len(frames) < 2 or frames[0] not in (b"ok", b"gone") or len(frames) % 2:
-        raise BusUnavailable(f"unexpected replay answer {frames[:1]!r}")
-    epoch, head = codec.unpack_int_pair(frames[1])
-    if frames[0] == b"gone":
-        return Replay(False, epoch, head)
-    replayed = []
-    for header_frame, payload_frame in zip(frames[2::2], frames[3::2]):
-        header = codec.unpack_header(header_frame)
-        payload = codec.unpack_map(payload_frame)
-        replayed.append(BusEvent(key, header.epoch, header.seq, header.published_ns, header.sequenced_ns, payload))
-    return Replay(True, epoch, head, replayed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bus.subscriber import Position
+from bus.replay import Position
 from bus.topics import StreamKey
 from streamer.client import Client
 

@@ -27,7 +27,8 @@ import zmq.asyncio
 
 from bus import events
 from bus.errors import BusError, BusUnavailable
-from bus.subscriber import BusEvent, Position, Subscriber
+from bus.replay import BusEvent, Position
+from bus.subscriber import Subscriber
 from bus.topics import StreamKey
 from streamer import sse
 from streamer.channel import Channel

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bus.subscriber import Position, Replay
+from bus.replay import Position, Replay
 from bus.topics import MAX_ID
 
 EPOCH_CHANGED = "epoch_changed"

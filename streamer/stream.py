@@ -13,7 +13,7 @@ import logging
 import socket
 
 from bus.errors import BusUnavailable
-from bus.subscriber import Position
+from bus.replay import Position
 from bus.topics import StreamKey
 from streamer import queries, sse
 from streamer.handlers import NOT_YOURS, ApiError, BaseHandler

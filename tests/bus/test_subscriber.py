@@ -16,7 +16,8 @@ from bus import codec
 from bus.errors import BusUnavailable
 from bus.events import ControlMessage, DisconnectMessage
 from bus.publisher import Publisher
-from bus.subscriber import BusEvent, Position, Subscriber
+from bus.replay import BusEvent, Position
+from bus.subscriber import Subscriber
 from bus.topics import CONTROL_TOPIC, StreamKey, key_topic
 from tests.bus.conftest import BrokerProcess, broker_stats, make_order
 from tests.waiting import async_wait_until, wait_until

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bus.subscriber import Position, Replay
+from bus.replay import Position, Replay
 from streamer.resume import LIVE, ResumePlan, parse_event_id, plan_resume, refusal_reason
 
 HEAD = Position(500, 40)

@@ -1,0 +1,113 @@
+"""Positions, sequenced events and the client of the broker's replay ROUTER.
+
+A request is `[b"replay", topic, msgpack([epoch, after_seq])]`; the answer is
+`[b"ok", msgpack([epoch, head]), *(header, payload)...]` or `[b"gone", ...]`
+(CONTRACT section 2). Requests go one at a time over one DEALER: answers carry
+no request id, so a timed-out request closes the socket rather than risk
+matching its late answer to the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import zmq
+import zmq.asyncio
+
+from bus import codec
+from bus.errors import BusUnavailable
+from bus.topics import StreamKey, key_topic
+
+
+class Position(NamedTuple):
+    """Where a key's stream stands: `<epoch>-<seq>`, the SSE event id."""
+
+    epoch: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}-{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class BusEvent:
+    """One sequenced event of a key, its payload decoded."""
+
+    key: StreamKey
+    epoch: int
+    seq: int
+    published_ns: int
+    sequenced_ns: int
+    payload: dict[str, Any]
+
+    @property
+    def position(self) -> Position:
+        return Position(self.epoch, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The broker's answer to a replay request."""
+
+    ok: bool
+    epoch: int
+    head: int
+    events: list[BusEvent] = field(default_factory=list)
+
+
+class ReplayClient:
+    """Asks the broker for a key's history or head, one request at a time."""
+
+    def __init__(self, endpoint: str, context: zmq.asyncio.Context, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._ctx = context
+        self._dealer: zmq.asyncio.Socket | None = None
+        self._lock = asyncio.Lock()
+
+    async def head(self, key: StreamKey) -> Position:
+        """The broker's current head of `key`."""
+        reply = await self.replay(key, 0, -1)
+        return Position(reply.epoch, reply.head)
+
+    async def replay(self, key: StreamKey, epoch: int, after_seq: int) -> Replay:
+        """The events of `key` after `after_seq`; BusUnavailable when the broker does not answer in time."""
+        request = [b"replay", key_topic(key), codec.pack((epoch, after_seq))]
+        async with self._lock:
+            dealer = self._dealer or self._open()
+            await dealer.send_multipart(request)
+            try:
+                frames = await asyncio.wait_for(dealer.recv_multipart(), self.timeout)
+            except asyncio.TimeoutError:
+                self.close()  # a late answer must not be taken for the next request's
+                raise BusUnavailable(f"no replay answer from {self.endpoint}") from None
+        return _parse_replay(key, frames)
+
+    def close(self) -> None:
+        """Close the socket; the next request opens a new one."""
+        if self._dealer is not None:
+            self._dealer.close(linger=0)
+            self._dealer = None
+
+    def _open(self) -> zmq.asyncio.Socket:
+        dealer = self._ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self.endpoint)
+        self._dealer = dealer
+        return dealer
+
+
+def _parse_replay(key: StreamKey, frames: list[bytes]) -> Replay:
+    if len(frames) < 2 or frames[0] not in (b"ok", b"gone") or len(frames) % 2:
+        raise BusUnavailable(f"unexpected replay answer {frames[:1]!r}")
+    epoch, head = codec.unpack_int_pair(frames[1])
+    if frames[0] == b"gone":
+        return Replay(False, epoch, head)
+    replayed = []
+    for header_frame, payload_frame in zip(frames[2::2], frames[3::2]):
+        header = codec.unpack_header(header_frame)
+        payload = codec.unpack_map(payload_frame)
+        replayed.append(BusEvent(key, header.epoch, header.seq, header.published_ns, header.sequenced_ns, payload))
+    return Replay(True, epoch, head, replayed)
