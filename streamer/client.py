@@ -94,8 +94,10 @@ class Client:
             self.abort("connection_lost")
             return
         if sent < len(data):
-            self.backlog = deque(((memoryview(data)[sent:], frames),))
-            self.backlog_frames = frames
+            # Count only what is still unsent: most of a multi-frame blob may be out already.
+            pending = _frames_left(frames, len(data) - sent, len(data))
+            self.backlog = deque(((memoryview(data)[sent:], pending),))
+            self.backlog_frames = pending
             self._loop.add_writer(self.fd, self._on_writable)
 
     def finish(self, data: bytes, reason: str) -> None:
@@ -148,7 +150,9 @@ class Client:
                 self.abort("connection_lost")
                 return
             if sent < len(view):
-                backlog[0] = (view[sent:], frames)
+                pending = _frames_left(frames, len(view) - sent, len(view))
+                backlog[0] = (view[sent:], pending)
+                self.backlog_frames -= frames - pending
                 return
             backlog.popleft()
             self.backlog_frames -= frames
@@ -156,6 +160,11 @@ class Client:
         self._loop.remove_writer(self.fd)
         if self.finishing:
             self.abort(self.close_reason)
+
+
+def _frames_left(frames: int, unsent: int, total: int) -> int:
+    """The frames of a blob still unsent, by its bytes (a partly sent frame counts whole)."""
+    return -(-frames * unsent // total)
 
 
 def _peer(sock: socket.socket) -> str:

@@ -27,7 +27,7 @@ import zmq.asyncio
 
 from bus import events
 from bus.errors import BusError, BusUnavailable
-from bus.replay import BusEvent, Position
+from bus.replay import BusEvent, Position, Replay
 from bus.subscriber import Subscriber
 from bus.topics import StreamKey
 from streamer import sse
@@ -279,9 +279,8 @@ class Hub:
         assert held is not None
         if client.floor == REPLAY_PENDING:
             if len(held) + len(frames) > client.limit:
-                client.abort("slow_consumer")
-            else:
-                held.extend(zip(seqs, frames))
+                held.clear()  # the resume sees the hole and asks the broker again
+            held.extend(zip(seqs[-client.limit:], frames[-client.limit:]))
             return
         newer = [frame for seq, frame in zip(seqs, frames) if seq > client.floor]
         if newer:
@@ -290,23 +289,44 @@ class Hub:
             client.held = None
 
     async def _resume(self, client: Client, after: Position) -> None:
-        """Replay the key after `after`, then send replayed and held frames in seq order."""
-        try:
-            reply = await self.subscriber.replay(client.key, after.epoch, after.seq)
-        except BusError as exc:
-            log.warning("replay of %s after %s failed: %s", client.key, after, exc)
-            reply = None
-        held = client.held
-        if client.closed or held is None:
-            return
-        frames: list[bytes]
-        if client.resync_reason is not None or reply is None or not reply.ok:
-            self._send_resync(client, client.resync_reason or refusal_reason(reply, after))
-            frames, last = [frame for _, frame in held], None
-        else:
+        """Replay the key after `after`, then send replayed and held frames in seq order.
+
+        Live frames that arrive meanwhile are held (at most --client-buffer of them);
+        when more arrive, the oldest are dropped and the broker is asked again from
+        where its last answer ended, until the held frames continue it.
+        """
+        first = True
+        while True:
+            reply = await self._replay(client, after)
+            held = client.held
+            if client.closed or held is None:
+                return
+            if client.resync_reason is not None or reply is None or not reply.ok:
+                self._send_resync(client, client.resync_reason or refusal_reason(reply, after))
+                self._release(client, [frame for _, frame in held], None)
+                return
             seqs, frames = self._format([e for e in reply.events if e.seq > after.seq])
             last = seqs[-1] if seqs else after.seq
-            frames += [frame for seq, frame in held if seq > last]
+            if frames:
+                # The first catch-up is bounded by the broker's history, not by --client-buffer,
+                # which bounds what piles up after it: a reader resuming far back is not slow.
+                client.send(b"".join(frames), 0 if first else len(frames))
+                self.stats.events_delivered += len(frames)
+            if held and held[0][0] > last + 1:
+                after, first = Position(reply.epoch, last), False
+                continue  # frames between the replay and the held ones were dropped: ask again
+            self._release(client, [frame for seq, frame in held if seq > last], last)
+            return
+
+    async def _replay(self, client: Client, after: Position) -> Replay | None:
+        try:
+            return await self.subscriber.replay(client.key, after.epoch, after.seq)
+        except BusError as exc:
+            log.warning("replay of %s after %s failed: %s", client.key, after, exc)
+            return None
+
+    def _release(self, client: Client, frames: list[bytes], last: int | None) -> None:
+        """Send the held frames newer than the replay; go live, or wait for the live stream to pass `last`."""
         if frames:
             client.send(b"".join(frames), len(frames))
             self.stats.events_delivered += len(frames)

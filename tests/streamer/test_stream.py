@@ -150,10 +150,8 @@ async def test_last_event_id_query_parameter_resumes_and_the_header_wins_over_it
         await stream.close()
 
 
-@pytest.mark.gen_test(timeout=20)
-async def test_resume_while_events_keep_coming_has_no_gap_and_no_duplicate(
-    port: int, world: World, broker: BrokerThread
-) -> None:
+async def _resume_under_live_traffic(port: int, world: World, broker: BrokerThread, services: Services) -> None:
+    """Three streams resume while 400 events keep coming: each gets exactly the rest, in order."""
     user = world.users["u10"]
     total = 400
     watcher = await open_stream(port, user, 10)
@@ -179,6 +177,24 @@ async def test_resume_while_events_keep_coming_has_no_gap_and_no_duplicate(
     finally:
         thread.join()
     await watcher.close()
+    assert services.stats.slow_consumer_disconnects == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_resume_while_events_keep_coming_has_no_gap_and_no_duplicate(
+    port: int, world: World, broker: BrokerThread, services: Services
+) -> None:
+    await _resume_under_live_traffic(port, world, broker, services)
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.streamer_config(client_buffer=5)
+async def test_a_resume_whose_held_frames_overflow_asks_again_instead_of_dropping_the_reader(
+    port: int, world: World, broker: BrokerThread, services: Services
+) -> None:
+    # Live frames beyond --client-buffer arrive during the replay round trip: the hub drops
+    # what it holds and asks the broker again; the reader is not a slow consumer.
+    await _resume_under_live_traffic(port, world, broker, services)
 
 
 @pytest.mark.gen_test
