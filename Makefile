@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test lint install clean
 
 install: $(STAMP)
 
@@ -14,11 +14,16 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Types and lint first: a new mypy --strict or ruff error fails the suite (and CI) before any test runs.
+lint: $(STAMP)
+	$(PY) -m mypy
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest
 
 run: $(STAMP)
 	bash scripts/run.sh
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) var .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info

@@ -22,7 +22,7 @@ def sub_reader_process(conn: Connection, publish: str, cores: set[int] | None) -
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if cores:
         os.sched_setaffinity(0, cores)
-    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 1_000_000)
     sock.setsockopt(zmq.SUBSCRIBE, b"k/")
     sock.connect(publish)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import resource
+import signal
 import time
 from array import array
 from dataclasses import dataclass
@@ -174,7 +174,7 @@ async def open_streams(host: str, port: int, specs: list[StreamSpec], latencies:
                 await loop.create_connection(lambda: client, host, port)
                 await asyncio.wait_for(client.connected, 30)
                 clients.append(client)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 errors.append(f"strategy {spec.strategy_id}: {exc!r}")
                 if client.transport is not None:
                     client.transport.close()

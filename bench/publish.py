@@ -35,7 +35,7 @@ def order_wire(key: StreamKey, published_ns: int, timestamp: str) -> dict[str, A
 
 def push_socket(ingress: str, hwm: int = 1_000_000) -> zmq.Socket[Any]:
     """A PUSH socket to the broker's ingress with a queue deep enough for a burst."""
-    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUSH)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, 5000)
     sock.connect(ingress)

@@ -13,7 +13,7 @@ RUN_KEYS = (
     "connections", "keys", "rate", "duration_s", "deliveries_per_s", "latency_ms", "lost", "duplicated",
     "slow_consumer_disconnects", "streamer_cpu_us_per_delivery", "streamer_rss_kib_per_connection", "connect_s",
 )
-LATENCY_KEYS = tuple(name for name, _ in PERCENTILES) + ("max",)
+LATENCY_KEYS = (*tuple(name for name, _ in PERCENTILES), "max")
 
 
 class SeqTracker:
@@ -23,7 +23,7 @@ class SeqTracker:
     expected one is a duplicate and a jump above it is a gap; O(1) per event.
     """
 
-    __slots__ = ("after", "next_seq", "gaps", "duplicated", "received")
+    __slots__ = ("after", "duplicated", "gaps", "next_seq", "received")
 
     def __init__(self, after: int) -> None:
         self.after = after
@@ -170,7 +170,7 @@ def plot(path: str, latencies_us: Sequence[int], per_second: Mapping[int, int], 
     hist_ax.hist(ordered, bins=100, color="#4477aa")
     hist_ax.set(xlabel="publish → receive (ms)", ylabel="deliveries", yscale="log", title="latency histogram")
     step = max(1, len(ordered) // 2000)
-    xs = ordered[::step] + [ordered[-1]]
+    xs = [*ordered[::step], ordered[-1]]
     ys = [i * step / len(ordered) for i in range(len(xs) - 1)] + [1.0]
     cdf_ax.plot(xs, ys, color="#228833")
     cdf_ax.set(xlabel="ms (log)", ylabel="fraction", xscale="log", title="latency CDF")

@@ -128,7 +128,12 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
     closed = sum(r["streams_closed"] for r in results)
     slow = (stats_after.get("slow_consumer_disconnects", 0) - stats_before.get("slow_consumer_disconnects", 0)
             if stats_after else closed)
-    per_conn = lambda rss: round((rss - rss_before) / max(1, connected), 2) if rss is not None and rss_before is not None else None  # noqa: E731
+
+    def per_conn(rss: int | None) -> float | None:
+        if rss is None or rss_before is None:
+            return None
+        return round(float(rss - rss_before) / max(1, int(connected)), 2)
+
     run = report.RunResult(
         connections=cfg.connections, keys=len(stack.keys), rate=rate, duration_s=cfg.duration,
         deliveries_per_s=received / cfg.duration, latency_ms=report.latency_summary(latencies),

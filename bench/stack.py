@@ -89,7 +89,8 @@ def _wait_for_log(path: Path, proc: subprocess.Popen[bytes], pattern: re.Pattern
         if proc.poll() is not None:
             break
         time.sleep(0.02)  # polling pace while the process starts
-    raise StackError(f"{proc.args[0]} not ready; log tail:\n{path.read_text(errors='replace')[-2000:]}")
+    program = proc.args[0] if isinstance(proc.args, list) else proc.args
+    raise StackError(f"{program!r} not ready; log tail:\n{path.read_text(errors='replace')[-2000:]}")
 
 
 def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
@@ -168,7 +169,7 @@ def streamer_stats(stack: Stack) -> dict[str, Any]:
 
 def broker_stats(replay_endpoint: str) -> dict[str, Any]:
     """The broker's counters, asked on its ROUTER with a `stats` request."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, 5000)
     sock.connect(replay_endpoint)

@@ -26,8 +26,8 @@ from typing import Any
 import zmq
 
 from bus import codec, endpoints, events
-from bus.frames import recv_frames, send3
 from bus.errors import DecodeError
+from bus.frames import recv_frames, send3
 from bus.process import SettingsParser, configure_logging, positive_float, positive_int, stop_on_signals
 from bus.sequencer import Sequencer, new_epoch
 from bus.topics import CONTROL_TOPIC, StreamKey, key_topic, parse_key_topic

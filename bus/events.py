@@ -13,7 +13,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, dataclass_transform
 
 from bus.errors import InvalidEvent
@@ -38,12 +38,12 @@ _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
 def format_timestamp(moment: datetime) -> str:
     """ISO 8601 UTC with microseconds and `Z`, the one time format of the contract."""
     # isoformat pads the year to four digits; strftime("%Y") does not on glibc.
-    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now() -> str:
     """The current time as a contract timestamp."""
-    return format_timestamp(datetime.now(timezone.utc))
+    return format_timestamp(datetime.now(UTC))
 
 
 # Checks take the field name (for the message) and the wire value; they raise InvalidEvent.
@@ -181,9 +181,9 @@ class WireMessage:
         for name, _ in cls._checks:
             value = wire.get(name)
             if name in cls._nested:
-                value = cls._nested[name].from_fields(value)
+                value = cls._nested[name].from_fields(value or {})
             elif name in cls._nested_lists:
-                value = tuple(cls._nested_lists[name].from_fields(v) for v in value)
+                value = tuple(cls._nested_lists[name].from_fields(v) for v in value or ())
             values[name] = value
         return cls(**values)
 

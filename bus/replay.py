@@ -80,7 +80,7 @@ class ReplayClient:
             await dealer.send_multipart(request)
             try:
                 frames = await asyncio.wait_for(dealer.recv_multipart(), self.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.close()  # a late answer must not be taken for the next request's
                 raise BusUnavailable(f"no replay answer from {self.endpoint}") from None
         return _parse_replay(key, frames)

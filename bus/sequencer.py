@@ -10,9 +10,9 @@ recently active key loses its history first (its replays then answer `gone`).
 from __future__ import annotations
 
 import time
-from itertools import islice
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 from bus import codec
 

@@ -160,7 +160,7 @@ class Subscriber:
         state.refs += 1
         try:
             await asyncio.wait_for(asyncio.shield(state.ready), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.unsubscribe(key)
             raise BusUnavailable(f"the broker did not answer the subscription to {key} within {timeout}s") from None
         except asyncio.CancelledError:
@@ -223,14 +223,14 @@ class Subscriber:
             sub.subscribe(topic)
         self._sub = sub
         assert self._loop is not None
-        self._loop.add_reader(sub.getsockopt(zmq.FD), self._on_readable)
+        self._loop.add_reader(sub.fileno(), self._on_readable)
         self._kick()
 
     def _close_sub(self) -> None:
         sub, self._sub = self._sub, None
         if sub is not None:
             assert self._loop is not None
-            self._loop.remove_reader(sub.getsockopt(zmq.FD))
+            self._loop.remove_reader(sub.fileno())
             sub.close(linger=0)
 
     def _kick(self) -> None:

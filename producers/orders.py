@@ -32,13 +32,15 @@ from bus.topics import StreamKey
 from producers import commands
 from producers.commands import Command, FillCommand, SignalCommand, TickCommand
 from producers.emission import BatchTally, emit_order_events_smart
+from producers.errors import InvalidCommand
 from producers.exchange import RESTING, OrderChange, PaperExchange, PaperOrder
 from producers.prices import last_fill_price
 from producers.pull_loop import LINGER_MS, CommandLoop
 from producers.signals import CANCEL_ALL, OrderSpec
 from store import access, rows
 from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
-from store.models import Account, Order, Strategy, utc_now as utc_moment
+from store.models import Account, Order, Strategy
+from store.models import utc_now as utc_moment
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ class OrderHandler:
             elif isinstance(command, TickCommand):
                 self.on_tick(command)
             else:
-                raise commands.InvalidCommand("a fill sent to the order handler")
+                raise InvalidCommand("a fill sent to the order handler")
         except Exception:
             self.restore()  # the exchange may hold changes the rolled-back transaction lost
             raise

@@ -25,7 +25,8 @@ from bus import endpoints
 from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, stop_on_signals
 from bus.publisher import Publisher
-from producers.commands import Command, FillCommand, InvalidCommand
+from producers.commands import Command, FillCommand
+from producers.errors import InvalidCommand
 from producers.exchange import QUANTUM
 from producers.pull_loop import LINGER_MS, CommandLoop
 from store import rows

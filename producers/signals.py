@@ -169,9 +169,7 @@ def _number(name: str, value: Any, *, required: bool) -> float | None:
 def parse_positive(name: str, value: Any) -> float:
     """A finite number > 0, given as a JSON number or a numeric string."""
     number = math.nan
-    if type(value) in (int, float):
-        number = _to_float(value)
-    elif type(value) is str and len(value) <= _MAX_NUMERIC_TEXT and _NUMERIC.match(value):
+    if type(value) in (int, float) or (type(value) is str and len(value) <= _MAX_NUMERIC_TEXT and _NUMERIC.match(value)):
         number = _to_float(value)
     if not (math.isfinite(number) and number > 0):
         raise InvalidSignal(name, f"expected a finite number greater than 0, got {_show(value)}")

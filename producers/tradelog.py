@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bus.errors import DecodeError
@@ -116,7 +116,7 @@ def parse_ts(number: int, value: Any) -> float:
 def _iso_seconds(text: str) -> float:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # a log without an offset is in UTC
+        moment = moment.replace(tzinfo=UTC)  # a log without an offset is in UTC
     return moment.timestamp()
 
 
@@ -141,7 +141,7 @@ def _signal(document: Mapping[str, Any]) -> SignalCommand:
         isinstance(orders, list) and 0 < len(orders) <= MAX_BATCH and all(isinstance(o, dict) for o in orders)
     ):
         raise InvalidSignal("orders", f"expected a list of 1 to {MAX_BATCH} objects")
-    items = tuple(orders) if is_batch else (document,)
+    items = tuple(orders or ()) if is_batch else (document,)
     specs = parse_orders(Envelope(group_name, "", None, items, is_batch))
     return SignalCommand(group_name, specs, is_batch)
 

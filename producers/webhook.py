@@ -21,9 +21,9 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
-from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
@@ -160,7 +160,7 @@ class JSONErrorsHandler(RequestHandler):
     """Writes every error, Tornado's own included, as `{"error", "message"}`."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        reason = httputil.responses.get(status_code, "Error")
+        reason = HTTPStatus(status_code).phrase if status_code in HTTPStatus._value2member_map_ else "Error"
         self.finish({"error": reason.lower().replace(" ", "_"), "message": reason})
 
     def reply(self, status: int, body: dict[str, Any]) -> None:
@@ -287,7 +287,7 @@ async def serve(config: WebhookConfig) -> None:
         log.warning("%d requests still in flight after %.0f s", service.in_flight, SHUTDOWN_GRACE_S)
     try:
         await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("connections still open after %.0f s; closing anyway", SHUTDOWN_GRACE_S)
     executor.shutdown(wait=True)
     commands.close()

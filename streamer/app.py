@@ -29,12 +29,15 @@ QUIET_PATHS = frozenset({"/healthz", "/metrics"})
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access log, minus the noise of health checks and scrapes."""
+    """Tornado's access log, minus the noise of health checks, scrapes and client errors."""
     status = handler.get_status()
     if status < 400:
         level = logging.DEBUG if handler.request.path in QUIET_PATHS else logging.INFO
+    elif status < 500:
+        # An outsider decides how many 4xx there are: logged per request only at DEBUG, never a flood.
+        level = logging.DEBUG
     else:
-        level = logging.WARNING if status < 500 else logging.ERROR
+        level = logging.WARNING if status == 503 else logging.ERROR
     if access_log.isEnabledFor(level):
         elapsed_ms = 1000.0 * handler.request.request_time()
         access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed_ms)

@@ -12,7 +12,7 @@ from streamer.client import Client
 class Channel:
     """The clients of one stream key, its head and its counters."""
 
-    __slots__ = ("key", "members", "head", "events", "slow_consumer_disconnects", "last_latency_ms")
+    __slots__ = ("events", "head", "key", "last_latency_ms", "members", "slow_consumer_disconnects")
 
     def __init__(self, key: StreamKey, head: Position) -> None:
         self.key = key

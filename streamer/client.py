@@ -38,8 +38,23 @@ class Client:
     """A stream's socket, its frame-bounded backlog and its place in the hub."""
 
     __slots__ = (
-        "sock", "fd", "key", "user_id", "peer", "limit", "backlog", "backlog_frames",
-        "held", "floor", "resync_reason", "closed", "finishing", "close_reason", "opened", "_loop", "_on_close",
+        "_loop",
+        "_on_close",
+        "backlog",
+        "backlog_frames",
+        "close_reason",
+        "closed",
+        "fd",
+        "finishing",
+        "floor",
+        "held",
+        "key",
+        "limit",
+        "opened",
+        "peer",
+        "resync_reason",
+        "sock",
+        "user_id",
     )
 
     def __init__(

@@ -102,7 +102,7 @@ class Hub:
         """Subscribe one more reader of `key`; the gap-free position once live, BusUnavailable if not."""
         try:
             return await self.subscriber.subscribe(key, timeout=self.config.bus_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise BusUnavailable(f"no answer from the broker for {key}") from None
 
     def unsubscribe(self, key: StreamKey) -> None:
@@ -234,7 +234,7 @@ class Hub:
         if self.client_count:
             try:
                 await asyncio.wait_for(self._empty.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("%d streams did not close in %.1fs: aborted", self.client_count, timeout)
         await self.close()
 

@@ -54,7 +54,7 @@ async def serve(config: StreamerConfig, sockets: list[socket.socket]) -> int:
     await services.shutdown(SHUTDOWN_STREAMS_S)
     try:
         await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_REQUESTS_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("requests still running at shutdown were cut off")
     log.info("streamer stopped")
     return 0

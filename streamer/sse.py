@@ -56,7 +56,7 @@ def _event_line(kind: str) -> bytes:
     if line is None:
         if len(_event_lines) > 64:  # kinds are a handful; never let odd ones pile up
             _event_lines.clear()
-        line = _event_lines[kind] = f"event: {clean_field(kind)}\n".encode("utf-8")
+        line = _event_lines[kind] = f"event: {clean_field(kind)}\n".encode()
     return line
 
 

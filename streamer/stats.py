@@ -26,7 +26,7 @@ LATENCY_SAMPLES = 4096
 class LatencyReservoir:
     """The last LATENCY_SAMPLES latencies in milliseconds; p50, p99 and max of them on demand."""
 
-    __slots__ = ("_ring", "_next", "_count")
+    __slots__ = ("_count", "_next", "_ring")
 
     def __init__(self, size: int = LATENCY_SAMPLES) -> None:
         self._ring = array("d", bytes(8 * size))

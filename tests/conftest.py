@@ -1,4 +1,4 @@
-"""Database fixtures for every test folder: a fresh, empty database per test.
+"""Fixtures for every test folder: a fresh, empty database per test, and tests that run clean.
 
 `database_url` is a new SQLite file, and also, when TRADESTREAM_TEST_DATABASE_URL
 names a PostgreSQL database, a fresh schema of it (dropped afterwards), so that
@@ -7,6 +7,7 @@ parallel runs never see each other's rows. Those runs carry the `postgres` mark.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -66,3 +67,30 @@ def session(engine: Engine) -> Iterator[Session]:
     """A session on the test database, closed afterwards."""
     with make_session_factory(engine)() as session:
         yield session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "expect_log(*patterns): WARNING/ERROR records this test provokes on purpose (substrings of the message)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def runs_clean(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test that logs an unexpected WARNING or ERROR in this process (Tornado's rule).
+
+    A test that provokes such a record on purpose names it with `@pytest.mark.expect_log("text")`;
+    records of subprocesses are their logs, not this process's, and are not seen here.
+    """
+    yield
+    expected = [p for mark in request.node.iter_markers("expect_log") for p in mark.args]
+    unexpected = [
+        record
+        for when in ("setup", "call")
+        for record in caplog.get_records(when)
+        if record.levelno >= logging.WARNING and not any(p in record.getMessage() for p in expected)
+    ]
+    if unexpected:
+        lines = "\n".join(f"  {r.levelname} {r.name}: {r.getMessage()[:200]}" for r in unexpected[:10])
+        pytest.fail(f"{len(unexpected)} unexpected WARNING/ERROR log records:\n{lines}", pytrace=False)

@@ -19,11 +19,11 @@ import json
 import math
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-START = datetime(2025, 1, 6, 9, 30, tzinfo=timezone.utc)
+START = datetime(2025, 1, 6, 9, 30, tzinfo=UTC)
 # group name → (symbol, first price, volatility per second, tick volume range, price decimals)
 MARKETS = {
     "btc-trend": ("BTC/USDT", 90_000.0, 0.0006, (0.005, 0.09), 1),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC
 
 from hypothesis import strategies as st
 
@@ -14,7 +14,7 @@ keys = st.builds(StreamKey, ids, ids)
 texts = st.text(min_size=1, max_size=events.MAX_TEXT)
 numbers = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**63), 2**63 - 1))
 optional_numbers = st.one_of(st.none(), numbers)
-timestamps = st.datetimes(timezones=st.just(timezone.utc)).map(events.format_timestamp)
+timestamps = st.datetimes(timezones=st.just(UTC)).map(events.format_timestamp)
 accounts = st.builds(events.Account, ids, texts, texts)
 
 

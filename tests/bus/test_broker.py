@@ -67,7 +67,7 @@ def test_subscription_is_answered_with_the_keys_head(broker: BrokerProcess, zctx
     sub.setsockopt(zmq.RCVTIMEO, 5000)
     sub.connect(broker.endpoints["publish"])
     sub.subscribe(key_topic(StreamKey(5, 5)))
-    topic, header, payload = sub.recv_multipart()
+    _topic, header, payload = sub.recv_multipart()
     assert codec.unpack_map(payload) == {"kind": "_head"}
     assert codec.unpack_header(header).seq == 7
     sub.close()
@@ -120,9 +120,9 @@ def test_events_pushed_while_the_broker_is_down_are_delivered_after_it_starts(br
             pub.publish(make_order(*key, order_id=str(i)))
         broker.start()
         wait_until(lambda: broker_stats(zctx, broker.endpoints["replay"])["published"] == 50, what="queued events")
-    status, epoch, head, seqs = replay(zctx, broker, key, 0, -1)
+    status, epoch, head, _seqs = replay(zctx, broker, key, 0, -1)
     assert head == 50
-    status, head_frame, *pairs = request(zctx, broker.endpoints["replay"], b"replay", key_topic(key), codec.pack((epoch, 0)))
+    status, _head_frame, *pairs = request(zctx, broker.endpoints["replay"], b"replay", key_topic(key), codec.pack((epoch, 0)))
     assert status == b"ok"
     assert [codec.unpack_map(p)["order_id"] for p in pairs[1::2]] == [str(i) for i in range(50)]
 

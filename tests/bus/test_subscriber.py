@@ -235,6 +235,7 @@ def test_a_forced_gap_behind_a_stalled_reader_is_recovered_in_order(tmp_path: Pa
         broker.kill()
 
 
+@pytest.mark.expect_log('no broker heartbeat', 'broker restarted')
 def test_broker_restart_is_survived_and_reported_as_resync(tmp_path: Path) -> None:
     broker = BrokerProcess(tmp_path).start()
 
@@ -283,6 +284,7 @@ class FailingSink(RecordingSink):
         super().on_events(key, events)
 
 
+@pytest.mark.expect_log('sink on_events failed')
 def test_a_failing_sink_call_for_one_key_does_not_lose_another_keys_events(caplog: pytest.LogCaptureFixture) -> None:
     other = StreamKey(70, 3)
 

@@ -102,7 +102,7 @@ def test_run_script_starts_replays_stops_on_ctrl_c_and_runs_again(project: tuple
             # The replayed sample reaches the dashboard: alice has orders and positions.
             token, btc_trend = api_token(run.output, "alice"), strategy_id(run.output, "btc-trend")
             for what in ("orders", "positions"):
-                wait_until(lambda: rows_of(stack, what, token, btc_trend), timeout=30, what=f"replayed {what}", poll=0.2)
+                wait_until(lambda: rows_of(stack, what, token, btc_trend), timeout=30, what=f"replayed {what}", poll=0.2)  # noqa: B023 (called before the loop moves on)
 
             if attempt == 1:
                 # A second run next to a live one says so instead of fighting over ports.

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import zmq
-from tornado.ioloop import IOLoop
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from tornado.ioloop import IOLoop
 
 from producers.commands import Command, decode
 from store import actions

@@ -79,6 +79,7 @@ def test_signal_places_one_order_per_linked_account_on_its_owners_key(handler: O
     assert out.fills == []
 
 
+@pytest.mark.expect_log('ignored')
 def test_group_name_alone_is_resolved_and_unknown_or_inactive_groups_are_ignored(handler: OrderHandler, out: Recorder, world: World) -> None:
     handler.handle(SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
     assert [e.user_id for e in out.take()] == [world.user_ids["bob"]]  # type: ignore[attr-defined]
@@ -131,6 +132,7 @@ def test_ticks_fill_resting_orders_partially_then_fully_and_push_fills(handler: 
         assert (row.status, row.filled_quantity, row.average_price) == ("FILLED", 5.0, 100.0)
 
 
+@pytest.mark.expect_log('rejected: no price known')
 def test_market_without_any_price_is_rejected_and_reported_cancelled(handler: OrderHandler, out: Recorder) -> None:
     handler.handle(SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
     (event,) = out.take()
@@ -171,6 +173,7 @@ def test_fills_open_add_reduce_and_close_a_position_with_events(world: World, ou
         assert row.realized_pnl == pytest.approx(150.0 - 300.0)
 
 
+@pytest.mark.expect_log('command skipped')
 def test_command_loop_logs_and_skips_a_poison_message(zctx: zmq.Context[Any], caplog: pytest.LogCaptureFixture) -> None:
     handled: list[Any] = []
     loop = CommandLoop("tcp://127.0.0.1:*", handled.append, context=zctx)

@@ -185,7 +185,7 @@ def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_
     events = stack.events(8)
     by_key = keys_of(events)
     assert len(by_key) == 2
-    for topic, received in by_key.items():
+    for _topic, received in by_key.items():
         # Order and position events come from two processes: each kind keeps its own order.
         assert [name for _, name in received if name.startswith("order_")] == ["order_filled", "order_filled"]
         assert [name for _, name in received if name.startswith("position_")] == ["position_created", "position_updated"]

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 import producers
-
 from bus.events import OrderEvent
 from producers.commands import SignalCommand, TickCommand
 from producers.errors import TradeLogError
@@ -116,6 +115,7 @@ def test_pacer_keeps_the_recorded_gaps_divided_by_speed() -> None:
     assert clock.waits == [0.0, 0.5, 0.0, 2.0, 0.0]
 
 
+@pytest.mark.expect_log('line 2 skipped', 'trades.jsonl:2')
 def test_replay_stops_at_a_bad_line_or_skips_it() -> None:
     records = list(read_jsonl([JSONL[2], "{", JSONL[3]]))
     sent: list[LogRecord] = []
@@ -150,6 +150,7 @@ def test_shipped_sample_is_what_its_script_makes_and_replays_without_a_bad_line(
     assert {s.group_name for s in signals} == {group for _, _, group, _ in actions.DEMO_STRATEGIES}
 
 
+@pytest.mark.expect_log('trades.jsonl:2')
 def test_bad_line_stops_the_replay_with_file_and_line_number(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = tmp_path / "trades.jsonl"
     log.write_text('# header\n{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": "cheap"}\n')

@@ -6,7 +6,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +18,8 @@ from tornado.web import Application
 from bus.publisher import Publisher
 from producers.commands import SignalCommand
 from producers.intake import IDEMPOTENCY_WINDOW, Intake
-from producers.signals import MAX_BATCH
 from producers.ratelimit import RateLimiter
+from producers.signals import MAX_BATCH
 from producers.webhook import MAX_BODY, WebhookService, make_app
 from store import actions
 from store.models import Order, Signal
@@ -32,7 +32,7 @@ class Clock:
     """A settable clock for the idempotency window."""
 
     def __init__(self) -> None:
-        self.now = datetime(2025, 1, 6, 9, 30, tzinfo=timezone.utc)
+        self.now = datetime(2025, 1, 6, 9, 30, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -331,6 +331,7 @@ class TestBusDown:
         yield publisher
         publisher.close()
 
+    @pytest.mark.expect_log('not sent', '503 POST')
     @pytest.mark.gen_test
     async def test_full_queue_is_503_at_once_and_forgets_the_signal(
         self, http_client: AsyncHTTPClient, base_url: str, world: World

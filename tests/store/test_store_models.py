@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -35,11 +35,11 @@ def test_timestamps_round_trip_as_aware_utc(session: Session) -> None:
 
 
 def test_timestamps_default_to_now_in_utc(session: Session) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     order = add_order(session, *_strategy_and_account(session), "X-1")
     session.commit()
     session.expire_all()
-    assert before <= order.created_at <= datetime.now(timezone.utc)
+    assert before <= order.created_at <= datetime.now(UTC)
     assert order.updated_at.tzinfo is not None
 
 

@@ -146,7 +146,7 @@ async def test_a_client_that_is_behind_gets_what_it_was_owed_then_force_disconne
         publisher.send_map(b"k/10/1/", {**order(10, 1, f"o{sent}").to_wire(), "note": "x" * 2000})
         sent += 1
         if sent % 50 == 0:
-            await async_wait_until(lambda: services.stats.events_received == sent, what="the batch to arrive")
+            await async_wait_until(lambda: services.stats.events_received == sent, what="the batch to arrive")  # noqa: B023 (called before the loop moves on)
     response = await admin_call(http_client, base_url + "/api/admin/strategies/1/deactivate", "POST", world)
     assert response.code == 200
     await async_wait_until(lambda: services.stats.forced_disconnects == 1, what="the control message")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import socket
@@ -60,6 +59,7 @@ async def test_an_http_1_0_client_gets_the_same_close_delimited_stream(port: int
     await stream.close()
 
 
+@pytest.mark.expect_log('503 GET')
 @pytest.mark.gen_test
 @pytest.mark.streamer_config(publish="tcp://127.0.0.1:9", replay="tcp://127.0.0.1:9", bus_timeout=0.3)
 async def test_without_a_broker_streams_and_snapshots_are_503_and_health_says_down(
@@ -315,6 +315,7 @@ async def test_a_closed_client_is_removed_and_its_key_unsubscribed(port: int, wo
     assert services.hub.channels == {} and services.hub.subscriber.keys == 0 and services.hub.streams_per_user == {}
 
 
+@pytest.mark.expect_log('broker restarted')
 @pytest.mark.gen_test(timeout=20)
 async def test_every_client_of_a_key_gets_resync_when_the_broker_restarts(
     port: int, world: World, broker: BrokerThread
@@ -358,6 +359,7 @@ async def test_stats_count_connections_deliveries_and_latency(
         await stream.close()
 
 
+@pytest.mark.expect_log('broker restarted')
 @pytest.mark.gen_test(timeout=20)
 async def test_a_client_that_leaves_while_its_stream_is_being_opened_leaves_nothing_behind(
     port: int, world: World, broker: BrokerThread, services: Services
