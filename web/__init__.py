@@ -1,0 +1,5 @@
+"""HTTP plumbing shared by the two Tornado apps (the streamer and the webhook); knows no business rule.
+
+errors.py   the one JSON error type and writer: `{"error": code, "message": text}` with its status
+server.py   an HTTPServer that survives hostile clients: header/body timeouts, accept back-off on EMFILE
+"""
