@@ -13,21 +13,16 @@ from bench.brokeronly import run_broker_only
 from bench.procstat import pin
 from bench.run import BenchConfig, Progress, run_once
 from bench.stack import Stack, StackError, attach_stack, broker_only_stack, start_stack
-from bus import endpoints
-from bus.process import SettingsParser, configure_logging, positive_float, positive_int
+from bus.process import SettingsParser, configure_logging
 
 log = logging.getLogger(__name__)
 MAX_PROBE_RATE = 1_000_000.0
 
 
-def optional_pid(text: str) -> int | None:
-    """argparse type: a pid, or empty for none."""
-    return positive_int(text) if text else None
-
-
 def parse_config(argv: list[str] | None) -> tuple[BenchConfig, str]:
     """Flags and TRADESTREAM_* variables into a BenchConfig and a log level."""
     parser = SettingsParser(
+        BenchConfig,
         prog="tradestream-bench",
         description="Fan-out latency benchmark: N SSE streams over K keys, events published at R/s through "
         "the real broker and streamer; reports deliveries/s, publish→receive latency, loss, duplicates, "
@@ -35,36 +30,10 @@ def parse_config(argv: list[str] | None) -> tuple[BenchConfig, str]:
         epilog="Examples: tradestream-bench --connections 1000 --keys 100 --rate 2000 --duration 10 --pin; "
         "tradestream-bench --find-max --json max.json --plot max.png; tradestream-bench --broker-only --pin",
     )
-    add = parser.add_setting
-    add("--connections", default=1000, type=positive_int, help="SSE streams to open (N)")
-    add("--keys", default=100, type=positive_int, help="stream keys they are spread over (K; N/K streams per key)")
-    add("--rate", default=1000.0, type=positive_float, help="events published per second (over all keys); --find-max starts here")
-    add("--duration", default=10.0, type=positive_float, help="seconds of publishing per run")
-    add("--clients-procs", default=1, type=positive_int, help="load-generator processes reading the streams")
-    add("--json", default="", help="write the result object (CONTRACT section 7) to this file, '-' for stdout")
-    add("--plot", default="", help="write a PNG: latency histogram and CDF, deliveries/s over time")
-    parser.add_switch("--find-max", help="ramp and bisect to the highest rate with >= 99.9%% delivered, no stream lost, p99 <= 50 ms")
-    parser.add_switch("--pin", help="streamer on core 0, load generator, publisher and broker on core 1")
-    parser.add_switch("--broker-only", help="measure the broker alone: events/s it sequences per CPU second")
-    parser.add_switch("--attach", help="use a running broker and streamer instead of starting them")
-    add("--ingress", default=endpoints.INGRESS, help="broker ingress, with --attach")
-    add("--publish", default=endpoints.PUBLISH, help="broker XPUB, with --attach")
-    add("--replay", default=endpoints.REPLAY, help="broker ROUTER, with --attach")
-    add("--host", default="127.0.0.1", help="streamer host, with --attach")
-    add("--port", default=8080, type=positive_int, help="streamer port, with --attach")
-    add("--database-url", default="sqlite:///var/tradestream.db", help="the running stack's database, with --attach (bench users are added)")
-    add("--streamer-pid", default="", type=optional_pid, help="streamer pid for CPU/RSS figures, with --attach")
-    add("--max-streams-per-user", default=20, type=positive_int, help="the attached streamer's per-user stream limit")
-    add("--drain-quiet", default=1.0, type=positive_float, help="after publishing, stop waiting once nothing arrived for this many seconds")
-    parser.add_logging()
-    args = parser.parse_args(argv)
-    if args.connections < args.keys:
-        parser.error(f"--connections {args.connections} must be at least --keys {args.keys}")
-    names = BenchConfig.__dataclass_fields__
-    values = {name: getattr(args, name) for name in names}
-    values["json"] = args.json or None
-    values["plot"] = args.plot or None
-    return BenchConfig(**values), args.log_level
+    config, log_level = parser.parse(argv)
+    if config.connections < config.keys:
+        parser.error(f"--connections {config.connections} must be at least --keys {config.keys}")
+    return config, log_level
 
 
 def find_max(stack: Stack, cfg: BenchConfig, progress: Progress) -> tuple[float, dict[int, report.RunResult]]:

@@ -25,10 +25,10 @@ from typing import Any
 
 import zmq
 
-from bus import codec, endpoints, events
+from bus import codec, endpoints, events, kinds
 from bus.errors import DecodeError
 from bus.frames import recv_frames, send3
-from bus.process import SettingsParser, configure_logging, positive_float, positive_int, stop_on_signals
+from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.sequencer import Sequencer, new_epoch
 from bus.topics import CONTROL_TOPIC, StreamKey, key_topic, parse_key_topic
 
@@ -43,13 +43,13 @@ DRAIN_BATCH = 1024
 class BrokerConfig:
     """Settings of one broker process."""
 
-    ingress: str = endpoints.INGRESS
-    publish: str = endpoints.PUBLISH
-    replay: str = endpoints.REPLAY
-    history: int = 100
-    max_keys: int = 100_000
-    bus_heartbeat: float = 1.0
-    hwm: int = 100_000
+    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="PULL endpoint producers push to (bound)")
+    publish: str = setting(endpoints.PUBLISH, kind=kinds.zmq_endpoint, help="XPUB endpoint streamers subscribe to (bound)")
+    replay: str = setting(endpoints.REPLAY, kind=kinds.zmq_endpoint, help="ROUTER endpoint answering replay requests (bound)")
+    history: int = setting(100, kind=kinds.positive_int, help="events kept per key for replay")
+    max_keys: int = setting(100_000, kind=kinds.positive_int, help="keys whose history is kept; the least recently active loses it first")
+    bus_heartbeat: float = setting(1.0, kind=kinds.positive_float, help="seconds between broker heartbeats on the control topic")
+    hwm: int = setting(100_000, kind=kinds.positive_int, help="high-water mark of the ingress and of each subscriber's queue, in messages")
 
 
 @dataclass(slots=True)
@@ -240,30 +240,12 @@ class Broker:
 def parse_config(argv: list[str] | None) -> tuple[BrokerConfig, str]:
     """Read flags and TRADESTREAM_* variables into a BrokerConfig and a log level."""
     parser = SettingsParser(
+        BrokerConfig,
         prog="tradestream-broker",
         description="Sequencing PUB/SUB proxy: numbers events per (user, strategy) key, "
         "keeps a short history per key and replays it on request.",
     )
-    defaults = BrokerConfig()
-    parser.add_setting("--ingress", default=defaults.ingress, help="PULL endpoint producers push to (bound)")
-    parser.add_setting("--publish", default=defaults.publish, help="XPUB endpoint streamers subscribe to (bound)")
-    parser.add_setting("--replay", default=defaults.replay, help="ROUTER endpoint answering replay requests (bound)")
-    parser.add_setting("--history", default=defaults.history, type=positive_int, help="events kept per key for replay")
-    parser.add_setting("--max-keys", default=defaults.max_keys, type=positive_int, help="keys whose history is kept; the least recently active loses it first")
-    parser.add_setting("--bus-heartbeat", default=defaults.bus_heartbeat, type=positive_float, help="seconds between broker heartbeats on the control topic")
-    parser.add_setting("--hwm", default=defaults.hwm, type=positive_int, help="high-water mark of the ingress and of each subscriber's queue, in messages")
-    parser.add_logging()
-    args = parser.parse_args(argv)
-    config = BrokerConfig(
-        ingress=args.ingress,
-        publish=args.publish,
-        replay=args.replay,
-        history=args.history,
-        max_keys=args.max_keys,
-        bus_heartbeat=args.bus_heartbeat,
-        hwm=args.hwm,
-    )
-    return config, args.log_level
+    return parser.parse(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

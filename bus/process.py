@@ -1,25 +1,47 @@
 """What every tradestream `main` does first: settings, logging, signals.
 
-Settings come from flags, then `TRADESTREAM_<FLAG>` environment variables, then
-defaults (a flag wins). `SettingsParser` reads the environment only here, in
-`main`; everything below receives a frozen config dataclass.
+A process's settings are declared once, as the fields of its frozen config
+dataclass, each made with `setting()` (help, value kind, shown default):
+
+    port: int = setting(8080, kind=kinds.tcp_port, help="HTTP port (0: any free port)")
+
+`SettingsParser(Config, ...)` derives the rest from those fields: the flag
+`--port`, the variable `TRADESTREAM_PORT` (CONTRACT section 1), the `--help`
+line naming both, and the conversion. A bool field is an on/off switch. A
+value comes from its flag, else its variable, else the field's default;
+a bad one exits 2 with one line, `--port: expected an integer 0..65535, got
+'abc'` (or `TRADESTREAM_PORT: ...`). Every parser also has `--version` and
+`--log-level`. The kinds of values are in bus/kinds.py. The environment is
+read only here, in `main`; everything below receives the frozen config.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+
+from bus import kinds
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+C = TypeVar("C", bound="DataclassInstance")
 
 ENV_PREFIX = "TRADESTREAM_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+PACKAGE = "tradestream"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SETTING = "tradestream.setting"  # the key of a field's metadata that makes it a setting
+_UNSET: Any = object()  # an argparse default that says "the flag was not given"
 
 
 def env_name(flag: str) -> str:
@@ -27,60 +49,153 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
-class SettingsParser(argparse.ArgumentParser):
-    """An ArgumentParser whose settings also read `TRADESTREAM_*` environment variables."""
+def flag_name(field_name: str) -> str:
+    """`client_buffer` → `--client-buffer`."""
+    return "--" + field_name.replace("_", "-")
 
-    def __init__(self, *args: Any, environ: Mapping[str, str] | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
-        super().__init__(*args, **kwargs)
+
+@dataclass(frozen=True)
+class Setting:
+    """The metadata that makes a config field a setting."""
+
+    help: str
+    kind: Callable[[str], Any]
+    shown: str | None  # the default as --help shows it; None: the field's default
+
+
+def setting(default: T, *, help: str, kind: Callable[[str], T] | None = None, shown: str | None = None) -> T:
+    """A config field that is a setting: a flag, a TRADESTREAM_* variable and a --help line.
+
+    `kind` may be left out for text (a str default) and switches (a bool default).
+    """
+    convert: Callable[[str], Any]
+    if kind is not None:
+        convert = kind
+    elif isinstance(default, bool):
+        convert = kinds.switch_word
+    elif isinstance(default, str):
+        convert = kinds.text
+    else:
+        raise TypeError(f"a setting with default {default!r} needs a kind")
+    field: T = dataclasses.field(default=default, metadata={_SETTING: Setting(help, convert, shown)})
+    return field
+
+
+def required_setting(*, help: str, kind: Callable[[str], T], shown: str) -> T:
+    """A setting without a default: parse_config supplies one when neither flag nor variable is set.
+
+    mypy takes the field for one with a default; the dataclass itself requires it.
+    """
+    field: T = dataclasses.field(metadata={_SETTING: Setting(help, kind, shown)})
+    return field
+
+
+_LOG_LEVEL = Setting("least severe log level written to stderr", kinds.log_level, None)
+
+
+@dataclass(frozen=True)
+class _Declared:
+    name: str
+    default: Any
+    setting: Setting
+
+    @property
+    def switch(self) -> bool:
+        return isinstance(self.default, bool)
+
+
+def declared_settings(config_type: type[DataclassInstance]) -> list[_Declared]:
+    """The settings of a config dataclass, in field order, then --log-level."""
+    found = [
+        _Declared(f.name, f.default, f.metadata[_SETTING])
+        for f in dataclasses.fields(config_type)
+        if _SETTING in f.metadata
+    ]
+    return [*found, _Declared("log_level", "INFO", _LOG_LEVEL)]
+
+
+def package_version() -> str:
+    """The installed package's version (setup.cfg)."""
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, `prog: error: --flag: reason` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message.removeprefix('argument ')}\n")
+
+
+class SettingsParser(OneLineParser, Generic[C]):
+    """The parser of one config dataclass's settings (see the module docstring)."""
+
+    def __init__(
+        self, config_type: type[C], *, prog: str, description: str, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(prog=prog, description=description, **kwargs)
+        self.config_type = config_type
         self.environ = os.environ if environ is None else environ
+        self.settings = declared_settings(config_type)
+        self.add_argument("--version", action="version", version=f"{prog} {package_version()}")
+        for declared in self.settings:
+            self._add(declared)
 
-    def add_setting(self, flag: str, *, default: Any, help: str, **kwargs: Any) -> None:
-        """A `--flag VALUE` option whose default may come from the environment."""
-        name = env_name(flag)
-        raw = self.environ.get(name)
-        if raw is not None:
-            # argparse converts string defaults with `type`, so a bad value exits 2 like a bad flag;
-            # it never checks a default against `choices`, so that is done here.
-            default = raw
-            choices = kwargs.get("choices")
-            if choices is not None and kwargs.get("type", str)(raw) not in choices:
-                self.error(f"{name}={raw!r}: expected one of {', '.join(map(str, choices))}")
-        self.add_argument(flag, default=default, help=f"{help} (env {name})", **kwargs)
+    def _add(self, declared: _Declared) -> None:
+        flag, setting = flag_name(declared.name), declared.setting
+        shown = setting.shown or _shown_default(declared.default)
+        help = f"{setting.help} (env {env_name(flag)}; default {shown})".replace("%", "%%")
+        if declared.switch:
+            self.add_argument(flag, action="store_true", default=_UNSET, help=help)
+        else:
+            metavar = getattr(setting.kind, "metavar", None)
+            self.add_argument(flag, default=_UNSET, type=setting.kind, metavar=metavar, help=help)
 
-    def add_switch(self, flag: str, *, help: str) -> None:
-        """An on/off `--flag`, also set by `TRADESTREAM_<FLAG>=1|true|yes|on`."""
-        name = env_name(flag)
-        raw = self.environ.get(name, "").strip().lower()
-        if raw not in _TRUE | _FALSE:
-            self.error(f"{name}={raw!r}: expected one of 1, true, yes, on, 0, false, no, off")
-        self.add_argument(flag, action="store_true", default=raw in _TRUE, help=f"{help} (env {name})")
+    def values(self, args: argparse.Namespace) -> dict[str, Any]:
+        """Each setting's value from its flag, else its variable, else its default.
 
-    def add_logging(self) -> None:
-        """The `--log-level` setting every process has."""
-        self.add_setting(
-            "--log-level",
-            default="INFO",
-            type=str.upper,
-            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-            help="least severe log level written to stderr",
-        )
+        A setting without a default is left out when neither is given; `log_level`
+        is included only when the config declares it.
+        """
+        names = {f.name for f in dataclasses.fields(self.config_type)}
+        values: dict[str, Any] = {}
+        for declared in self.settings:
+            value = self._value(declared, getattr(args, declared.name))
+            if value is not _UNSET and declared.name in names:
+                values[declared.name] = value
+        return values
+
+    def _value(self, declared: _Declared, given: Any) -> Any:
+        if given is not _UNSET:
+            return given
+        variable = env_name(declared.name)
+        raw = self.environ.get(variable)
+        if raw is None:
+            return _UNSET if declared.default is dataclasses.MISSING else declared.default
+        try:
+            return declared.setting.kind(raw)
+        except argparse.ArgumentTypeError as exc:
+            self.error(f"{variable}: {exc}")
+
+    def parse(self, argv: Sequence[str] | None) -> tuple[C, str]:
+        """The config and the log level of `argv` and the environment."""
+        args = self.parse_args(argv)
+        return self.config_type(**self.values(args)), self.log_level(args)
+
+    def log_level(self, args: argparse.Namespace) -> str:
+        """The --log-level flag, else TRADESTREAM_LOG_LEVEL, else INFO."""
+        level: str = self._value(self.settings[-1], args.log_level)
+        return level
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise ValueError(text)
-    return value
+def _shown_default(default: Any) -> str:
+    if default is None or default == "":
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
 
 
 def configure_logging(process_name: str, level: str = "INFO") -> None:

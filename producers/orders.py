@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import endpoints
+from bus import endpoints, kinds
 from bus.events import WireMessage, utc_now
-from bus.process import SettingsParser, configure_logging, stop_on_signals
+from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.topics import StreamKey
 from producers import commands
@@ -38,7 +38,8 @@ from producers.prices import last_fill_price
 from producers.pull_loop import LINGER_MS, CommandLoop
 from producers.signals import CANCEL_ALL, OrderSpec
 from store import access, rows
-from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
+from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
+from store.errors import DatabaseUnavailable
 from store.models import Account, Order, Strategy
 from store.models import utc_now as utc_moment
 
@@ -53,10 +54,10 @@ _PAPER_FIELDS = ("order_id", "strategy_id", "account_id", "symbol", "side", "ord
 class OrdersConfig:
     """Settings of the order handler."""
 
-    database_url: str = DEFAULT_DATABASE_URL
-    ingress: str = endpoints.INGRESS
-    orders: str = endpoints.ORDERS
-    fills: str = endpoints.FILLS
+    database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL")
+    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker PULL endpoint events are pushed to")
+    orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="PULL endpoint for signal and tick commands (bound)")
+    fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="position handler endpoint fills are pushed to")
 
 
 @dataclass(slots=True)
@@ -240,35 +241,31 @@ def _rows_by_order_id(session: Session, order_ids: Iterable[str]) -> dict[str, O
 def parse_config(argv: list[str] | None) -> tuple[OrdersConfig, str]:
     """Read flags and TRADESTREAM_* variables."""
     parser = SettingsParser(
+        OrdersConfig,
         prog="tradestream-orders",
         description="Order handler: applies webhook signals and price ticks to a paper exchange, "
         "stores the orders and publishes their events.",
     )
-    defaults = OrdersConfig()
-    parser.add_setting("--database-url", default=defaults.database_url, help="SQLAlchemy database URL")
-    parser.add_setting("--ingress", default=defaults.ingress, help="broker PULL endpoint events are pushed to")
-    parser.add_setting("--orders", default=defaults.orders, help="PULL endpoint for signal and tick commands (bound)")
-    parser.add_setting("--fills", default=defaults.fills, help="position handler endpoint fills are pushed to")
-    parser.add_logging()
-    args = parser.parse_args(argv)
-    config = OrdersConfig(args.database_url, args.ingress, args.orders, args.fills)
-    return config, args.log_level
+    return parser.parse(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-orders`."""
     config, log_level = parse_config(argv)
     configure_logging("orders", log_level)
+    try:
+        engine = open_database(config.database_url)
+    except DatabaseUnavailable as exc:
+        log.error("%s", exc)
+        return 1
     events = Publisher(config.ingress, linger_ms=LINGER_MS)
     fills = Publisher(config.fills, linger_ms=LINGER_MS)
-    engine = make_engine(config.database_url)
     handler = OrderHandler(
         make_session_factory(engine),
         events.publish,
         lambda fill: fills.send_map(commands.FILL, fill.to_wire()),
     )
     try:
-        init_db(engine)  # a stack started before any `tradestream-admin` still comes up
         resting = handler.restore()
         loop = CommandLoop(config.orders, handler.handle)
     except Exception as exc:  # a missing table or a taken port: say so in one line

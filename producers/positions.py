@@ -21,16 +21,17 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import endpoints
+from bus import endpoints, kinds
 from bus.events import WireMessage
-from bus.process import SettingsParser, configure_logging, stop_on_signals
+from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
 from producers.commands import Command, FillCommand
 from producers.errors import InvalidCommand
 from producers.exchange import QUANTUM
 from producers.pull_loop import LINGER_MS, CommandLoop
 from store import rows
-from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
+from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
+from store.errors import DatabaseUnavailable
 from store.models import Account, Position, utc_now
 
 log = logging.getLogger(__name__)
@@ -129,35 +130,33 @@ class PositionHandler:
 class PositionsConfig:
     """Settings of the position handler."""
 
-    database_url: str = DEFAULT_DATABASE_URL
-    ingress: str = endpoints.INGRESS
-    fills: str = endpoints.FILLS
+    database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL")
+    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint events are pushed to")
+    fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="PULL endpoint for fills (bound)")
 
 
 def parse_config(argv: list[str] | None) -> tuple[PositionsConfig, str]:
     """Read flags and TRADESTREAM_* variables."""
     parser = SettingsParser(
+        PositionsConfig,
         prog="tradestream-positions",
         description="Position handler: folds fills into positions and publishes their events.",
     )
-    defaults = PositionsConfig()
-    parser.add_setting("--database-url", default=defaults.database_url, help="SQLAlchemy database URL")
-    parser.add_setting("--ingress", default=defaults.ingress, help="broker endpoint events are pushed to")
-    parser.add_setting("--fills", default=defaults.fills, help="PULL endpoint for fills (bound)")
-    parser.add_logging()
-    args = parser.parse_args(argv)
-    return PositionsConfig(args.database_url, args.ingress, args.fills), args.log_level
+    return parser.parse(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-positions`."""
     config, log_level = parse_config(argv)
     configure_logging("positions", log_level)
+    try:
+        engine = open_database(config.database_url)
+    except DatabaseUnavailable as exc:
+        log.error("%s", exc)
+        return 1
     events = Publisher(config.ingress, linger_ms=LINGER_MS)
-    engine = make_engine(config.database_url)
     handler = PositionHandler(make_session_factory(engine), events.publish)
     try:
-        init_db(engine)  # a stack started before any `tradestream-admin` still comes up
         loop = CommandLoop(config.fills, handler.handle)
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)

@@ -26,10 +26,10 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from bus import endpoints
+from bus import endpoints, kinds
 from bus.errors import BusUnavailable
 from bus.events import WireMessage
-from bus.process import SettingsParser, configure_logging, stop_on_signals
+from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
 from producers.commands import SignalCommand, TickCommand, topic_of
 from producers.errors import TradeLogError
@@ -45,13 +45,13 @@ LINGER_MS = 3000
 class ReplayConfig:
     """Settings of one replay run."""
 
-    file: Path
-    speed: float = 1.0
-    raw: bool = False
-    orders: str = endpoints.ORDERS
-    ingress: str = endpoints.INGRESS
-    on_error: str = "stop"
-    format: str = "auto"
+    file: Path  # the positional argument, not a setting
+    speed: float = setting(1.0, kind=kinds.non_negative_float, help="times the recorded pace; 0 = at once")
+    raw: bool = setting(False, help="publish the log's event lines straight to the broker")
+    orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint for signals and ticks")
+    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint for events (--raw)")
+    on_error: str = setting("stop", kind=kinds.one_of("stop", "skip"), help="what a bad line does")
+    format: str = setting("auto", kind=kinds.one_of("auto", "jsonl", "csv"), help="auto: by file name")
 
 
 @dataclass(slots=True)
@@ -133,29 +133,14 @@ def read_records(config: ReplayConfig, lines: Iterable[str]) -> Iterator[LogReco
 def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
     """Read flags and TRADESTREAM_* variables."""
     parser = SettingsParser(
+        ReplayConfig,
         prog="tradestream-replay",
         description="Replays a trade log (JSONL or CSV; see docs/trade-log.md) into the order handler, "
         "or with --raw its events straight into the broker.",
     )
     parser.add_argument("file", type=Path, help="the trade log (.jsonl or .csv)")
-    parser.add_setting("--speed", default=1.0, type=non_negative_float, help="times the recorded pace; 0 = at once")
-    parser.add_switch("--raw", help="publish the log's event lines straight to the broker")
-    parser.add_setting("--orders", default=endpoints.ORDERS, help="order handler endpoint for signals and ticks")
-    parser.add_setting("--ingress", default=endpoints.INGRESS, help="broker endpoint for events (--raw)")
-    parser.add_setting("--on-error", default="stop", choices=["stop", "skip"], help="what a bad line does")
-    parser.add_setting("--format", default="auto", choices=["auto", "jsonl", "csv"], help="auto: by file name")
-    parser.add_logging()
     args = parser.parse_args(argv)
-    config = ReplayConfig(args.file, args.speed, args.raw, args.orders, args.ingress, args.on_error, args.format)
-    return config, args.log_level
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise ValueError(text)
-    return value
+    return ReplayConfig(args.file, **parser.values(args)), parser.log_level(args)
 
 
 def _count_lines(path: Path) -> int:

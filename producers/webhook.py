@@ -18,25 +18,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from sqlalchemy import Engine
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
-from bus import endpoints
+from bus import endpoints, kinds
 from bus.errors import BusUnavailable
-from bus.process import SettingsParser, configure_logging, positive_float, positive_int, stop_on_signals
+from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
 from producers.commands import SIGNAL, SignalCommand
 from producers.errors import InvalidSignal, SignalRefused
 from producers.intake import Accepted, Intake, payload_text
 from producers.ratelimit import RateLimiter
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
-from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
+from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
+from store.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +55,12 @@ LINGER_MS = 1500
 class WebhookConfig:
     """Settings of the webhook receiver."""
 
-    database_url: str = DEFAULT_DATABASE_URL
-    host: str = "127.0.0.1"
-    port: int = 8081
-    orders: str = endpoints.ORDERS
-    rate_limit: float = 20.0
-    db_threads: int = 4
+    database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL")
+    host: str = setting("127.0.0.1", help="HTTP listen address")
+    port: int = setting(8081, kind=kinds.tcp_port, help="HTTP listen port (0: any free port, logged)")
+    orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint commands are pushed to")
+    rate_limit: float = setting(20.0, kind=kinds.positive_float, help="requests per second per token (bursts of 5x)")
+    db_threads: int = setting(4, kind=kinds.positive_int, help="threads for database work")
 
 
 class Reply(Exception):
@@ -249,37 +253,25 @@ def make_app(service: WebhookService) -> Application:
 def parse_config(argv: list[str] | None) -> tuple[WebhookConfig, str]:
     """Read flags and TRADESTREAM_* variables."""
     parser = SettingsParser(
+        WebhookConfig,
         prog="tradestream-webhook",
         description="Webhook receiver: validates trading signals and queues them for the order handler.",
     )
-    defaults = WebhookConfig()
-    parser.add_setting("--database-url", default=defaults.database_url, help="SQLAlchemy database URL")
-    parser.add_setting("--host", default=defaults.host, help="HTTP listen address")
-    parser.add_setting("--port", default=defaults.port, type=positive_int, help="HTTP listen port")
-    parser.add_setting("--orders", default=defaults.orders, help="order handler endpoint commands are pushed to")
-    parser.add_setting(
-        "--rate-limit", default=defaults.rate_limit, type=positive_float, help="requests per second per token (bursts of 5x)"
-    )
-    parser.add_setting("--db-threads", default=defaults.db_threads, type=positive_int, help="threads for database work")
-    parser.add_logging()
-    args = parser.parse_args(argv)
-    config = WebhookConfig(args.database_url, args.host, args.port, args.orders, args.rate_limit, args.db_threads)
-    return config, args.log_level
+    return parser.parse(argv)
 
 
-async def serve(config: WebhookConfig) -> None:
-    """Serve until SIGTERM or SIGINT, then close connections and the command queue."""
+async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.socket]) -> None:
+    """Serve on bound sockets until SIGTERM or SIGINT, then close connections and the command queue."""
     executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="webhook-db")
     commands = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
-    engine = make_engine(config.database_url)
-    init_db(engine)  # a stack started before any `tradestream-admin` still comes up
     intake = Intake(make_session_factory(engine))
     service = WebhookService(intake, commands, executor, RateLimiter(config.rate_limit))
     server = HTTPServer(make_app(service), max_body_size=MAX_BODY, xheaders=False)
-    server.listen(config.port, config.host)
+    server.add_sockets(sockets)
     stopped = asyncio.Event()
     stop_on_signals(stopped.set, asyncio.get_running_loop())
-    log.info("webhook listening on http://%s:%d, pushing to %s", config.host, config.port, config.orders)
+    host, port = sockets[0].getsockname()[:2]
+    log.info("webhook listening on http://%s:%d, pushing to %s", host, port, config.orders)
     await stopped.wait()
     server.stop()
     # A request whose Signal row is stored must also get its command queued, or a retry with its id is lost.
@@ -299,10 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     config, log_level = parse_config(argv)
     configure_logging("webhook", log_level)
     try:
-        asyncio.run(serve(config))
+        engine = open_database(config.database_url)
+    except DatabaseUnavailable as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        sockets = bind_sockets(config.port, config.host)  # port 0: the kernel picks one, logged by serve
     except OSError as exc:  # the port is taken or the address is not ours
         log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return 1
+    asyncio.run(serve(config, engine, sockets))
     return 0
 
 

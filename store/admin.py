@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,32 +17,32 @@ from typing import Any, NamedTuple
 
 import zmq
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bus import endpoints
+from bus import endpoints, kinds
 from bus.errors import BusError, BusUnavailable
 from bus.events import ControlMessage
-from bus.process import SettingsParser, configure_logging
+from bus.process import OneLineParser, SettingsParser, configure_logging, setting
 from bus.publisher import Publisher
 from store import actions, rows
-from store.db import DEFAULT_DATABASE_URL, init_db, make_engine, make_session_factory
+from store.db import DEFAULT_DATABASE_URL, first_line, make_session_factory, open_database, sqlalchemy_url
 from store.errors import StoreError
 
 PROG = "tradestream-admin"
-DEFAULT_INGRESS = endpoints.INGRESS
 # A down broker must not hang the command: queued control messages get this long.
 CLOSE_LINGER_MS = 1500
-_ENDPOINT = re.compile(r"(tcp|ipc)://\S+\Z")
 
 
 @dataclass(frozen=True)
 class AdminConfig:
-    """The global settings of one run."""
+    """The global settings of one run (flags before the subcommand, or TRADESTREAM_* variables)."""
 
-    database_url: str
-    ingress: str
-    log_level: str
+    database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy URL")
+    ingress: str = setting(
+        endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker ingress (PULL) where control messages are pushed"
+    )
+    log_level: str = "INFO"  # the --log-level every process has
 
 
 class Outcome(NamedTuple):
@@ -83,22 +81,6 @@ class ControlPublisher:
             self._publisher.close()
         if self._context is not None:
             self._context.destroy(linger=0)  # only a socket that failed to connect is left
-
-
-def database_url(value: str) -> str:
-    """An argparse type: a URL SQLAlchemy can parse."""
-    try:
-        make_url(value)
-    except (ArgumentError, ValueError):
-        raise argparse.ArgumentTypeError(f"not a database URL: {value!r}") from None
-    return value
-
-
-def endpoint(value: str) -> str:
-    """An argparse type: a ZeroMQ endpoint to connect to."""
-    if _ENDPOINT.match(value) is None:
-        raise argparse.ArgumentTypeError(f"not a ZeroMQ endpoint (tcp://host:port): {value!r}")
-    return value
 
 
 def _create_user(session: Session, publish: Publish, args: argparse.Namespace) -> Outcome:
@@ -194,20 +176,19 @@ def _command(
     commands: Any, name: str, handler: Handler | None, summary: str
 ) -> argparse.ArgumentParser:
     # A subcommand's options have no defaults worth showing.
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=summary, description=summary, formatter_class=argparse.HelpFormatter
-    )
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=summary)
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead")
     parser.set_defaults(handler=handler)
     return parser
 
 
 def _strategy_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strategy", type=int, required=True, metavar="ID", help="strategy id")
+    parser.add_argument("--strategy", type=kinds.integer, required=True, metavar="ID", help="strategy id")
 
 
-def _add_commands(parser: SettingsParser) -> None:
-    commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    # Subcommands take arguments, not settings: plain parsers with the same one-line errors.
+    commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND", parser_class=OneLineParser)
     _command(commands, "init-db", None, "create the missing tables (every subcommand does)")
     _command(commands, "demo", _demo, "create demo users, accounts, strategies; print logins")
     user = _command(commands, "create-user", _create_user, "create a user; print its API token")
@@ -218,7 +199,7 @@ def _add_commands(parser: SettingsParser) -> None:
     account.add_argument("--user", required=True, metavar="NAME", help="owner's login name")
     account.add_argument("--name", required=True, help="account name, unique per user")
     account.add_argument("--exchange", required=True, help="exchange name, e.g. paper")
-    account.add_argument("--capital", type=float, required=True, help="capital (> 0)")
+    account.add_argument("--capital", type=kinds.number, required=True, help="capital (> 0)")
     strategy = _command(
         commands, "create-strategy", _create_strategy, "create a strategy; print its webhook token"
     )
@@ -231,7 +212,7 @@ def _add_commands(parser: SettingsParser) -> None:
     ):
         linking = _command(commands, name, handler, summary)
         _strategy_option(linking)
-        linking.add_argument("--account", type=int, required=True, metavar="ID", help="account id")
+        linking.add_argument("--account", type=kinds.integer, required=True, metavar="ID", help="account id")
     for name, handler, summary in (
         ("deactivate", _deactivate, "refuse the strategy's webhooks and close its streams"),
         ("activate", _activate, "accept the strategy's webhooks and streams again"),
@@ -240,24 +221,15 @@ def _add_commands(parser: SettingsParser) -> None:
         _strategy_option(_command(commands, name, handler, summary))
 
 
-def build_parser(environ: Mapping[str, str] | None = None) -> SettingsParser:
+def build_parser(environ: Mapping[str, str] | None = None) -> SettingsParser[AdminConfig]:
     """The parser of every flag and subcommand; settings also read TRADESTREAM_* variables."""
     parser = SettingsParser(
+        AdminConfig,
         prog=PROG,
         description="Set up the tradestream database and administer users, accounts"
         " and strategies. Run `%(prog)s SUBCOMMAND --help` for a subcommand's options.",
         environ=environ,
     )
-    parser.add_setting(
-        "--database-url", type=database_url, default=DEFAULT_DATABASE_URL, help="SQLAlchemy URL"
-    )
-    parser.add_setting(
-        "--ingress",
-        type=endpoint,
-        default=DEFAULT_INGRESS,
-        help="broker ingress (PULL) where control messages are pushed",
-    )
-    parser.add_logging()
     _add_commands(parser)
     return parser
 
@@ -269,10 +241,9 @@ def _init_db_outcome(url: str) -> Outcome:
 
 def run(config: AdminConfig, handler: Handler | None, args: argparse.Namespace) -> Outcome:
     """Create missing tables, then run the subcommand in one session."""
-    engine = make_engine(config.database_url)
+    engine = open_database(config.database_url)
     publish = ControlPublisher(config.ingress)
     try:
-        init_db(engine)
         if handler is None:
             return _init_db_outcome(config.database_url)
         with make_session_factory(engine)() as session:
@@ -282,29 +253,19 @@ def run(config: AdminConfig, handler: Handler | None, args: argparse.Namespace) 
         engine.dispose()
 
 
-def one_line(exc: BaseException) -> str:
-    """An error's first line; for database errors, the driver's words without the SQL."""
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines() or [type(cause).__name__]
-    return lines[0]
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand: 0 on success, 1 on an error, 2 on bad flags."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.log_level not in logging.getLevelNamesMapping():
-        # argparse checks `choices` on flags only, not on defaults taken from the environment.
-        parser.error(f"argument --log-level: invalid choice: {args.log_level!r}")
-    config = AdminConfig(args.database_url, args.ingress, args.log_level)
+    config = AdminConfig(**parser.values(args))
     configure_logging(PROG, config.log_level)
     try:
         outcome = run(config, args.handler, args)
     except BusError as exc:
-        print(f"{PROG}: error: {one_line(exc)} (the change is saved)", file=sys.stderr)
+        print(f"{PROG}: error: {first_line(exc)} (the change is saved)", file=sys.stderr)
         return 1
     except (StoreError, SQLAlchemyError, OSError) as exc:
-        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {first_line(exc)}", file=sys.stderr)
         return 1
     print(json.dumps(outcome.data, indent=2) if args.json else outcome.text)
     return 0

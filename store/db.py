@@ -3,39 +3,97 @@
 SQLite gets the pragmas that make it a fair multi-process store: foreign keys
 enforced (so ON DELETE CASCADE works), write-ahead logging (readers never wait
 for the writer) and a busy timeout (writers queue instead of failing at once).
+
+A SQLite file's folder must exist, except the default's (`var/`, created): a
+typo in a path is an error, not a new empty database. `open_database` is what
+a process calls at start: it connects once, so an unreachable database or a
+file that cannot be opened is one `DatabaseUnavailable` line, not a traceback.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bus.kinds import Kind
+from store.errors import DatabaseUnavailable
 from store.models import Base
 
 DEFAULT_DATABASE_URL = "sqlite:///var/tradestream.db"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
+def _parse_database_url(text: str) -> str:
+    try:
+        make_url(text).get_dialect()  # loads the dialect, not its driver: "foo://" fails here
+    except (ArgumentError, ValueError):  # NoSuchModuleError is an ArgumentError
+        raise ValueError(text) from None
+    return text
+
+
+def _masked(text: str) -> str:
+    return repr(re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text))
+
+
+sqlalchemy_url = Kind(
+    "a database URL of a known dialect (sqlite:///FILE, postgresql+psycopg://USER@HOST/DB)", _parse_database_url, shown=_masked
+)
+
+
 def make_engine(url: str | URL, **options: Any) -> Engine:
-    """An engine for `url`; for a SQLite file, its folder is created and the pragmas set."""
+    """An engine for `url`; for a SQLite file, the pragmas are set (see the module docstring for its folder)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True, **options)
-    _create_sqlite_folder(parsed)
+    _check_sqlite_folder(parsed)
     engine = create_engine(parsed, **options)
     event.listen(engine, "connect", _set_sqlite_pragmas)
     return engine
 
 
-def _create_sqlite_folder(url: URL) -> None:
+def _check_sqlite_folder(url: URL) -> None:
     database = url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).parent
+    if database == make_url(DEFAULT_DATABASE_URL).database:
+        folder.mkdir(parents=True, exist_ok=True)
+    elif not folder.is_dir():
+        raise DatabaseUnavailable(f"cannot open database {url}: folder {folder} does not exist")
+
+
+def open_database(url: str, *, create_tables: bool = True) -> Engine:
+    """An engine that has connected once (and created missing tables); else one DatabaseUnavailable line."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        engine = make_engine(url)
+    except ImportError as exc:
+        raise DatabaseUnavailable(f"cannot use database {shown}: its driver is not installed ({exc})") from None
+    except (SQLAlchemyError, TypeError, ValueError) as exc:
+        raise DatabaseUnavailable(f"cannot use database {shown}: {first_line(exc)}") from None
+    try:
+        if create_tables:
+            init_db(engine)  # a stack started before any `tradestream-admin` still comes up
+        else:
+            engine.connect().close()
+    # TypeError: a query parameter the driver does not take (sqlite:///x.db?bogus=1).
+    except (SQLAlchemyError, OSError, TypeError) as exc:
+        engine.dispose()
+        raise DatabaseUnavailable(f"cannot open database {shown}: {first_line(exc)}") from None
+    return engine
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line; for a database error, the driver's words without the SQL."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    return lines[0]
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,9 +1,10 @@
-"""Errors of the store package, raised by the admin actions.
+"""Errors of the store package, raised by the admin actions and by opening the database.
 
     StoreError
      ├── NotFound        no user, account, strategy or link by that name or id
      ├── Conflict        a unique name is taken, or the link already exists
-     └── InvalidInput    an empty name, a capital that is not a finite number > 0, ...
+     ├── InvalidInput    an empty name, a capital that is not a finite number > 0, ...
+     └── DatabaseUnavailable  the database cannot be reached or opened (raised at start)
 """
 
 
@@ -21,3 +22,7 @@ class Conflict(StoreError):
 
 class InvalidInput(StoreError):
     """A value is out of its allowed range or shape."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached, opened or set up; the text is one line naming it."""

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bus import endpoints
-from bus.process import SettingsParser, env_name, positive_float, positive_int
-from store.admin import database_url, endpoint
-from store.db import DEFAULT_DATABASE_URL
+from bus import endpoints, kinds
+from bus.process import SettingsParser, required_setting, setting
+from store.db import DEFAULT_DATABASE_URL, sqlalchemy_url
 
 SECRET_FILE = Path("var/secret")
 STATIC_PATH = str(Path(__file__).with_name("static"))
@@ -27,31 +26,23 @@ STATIC_PATH = str(Path(__file__).with_name("static"))
 class StreamerConfig:
     """Settings of one streamer process."""
 
-    secret: str
-    database_url: str = DEFAULT_DATABASE_URL
-    ingress: str = endpoints.INGRESS
-    publish: str = endpoints.PUBLISH
-    replay: str = endpoints.REPLAY
-    host: str = "127.0.0.1"
-    port: int = 8080
-    heartbeat: float = 10.0
-    client_buffer: int = 50
-    max_streams_per_user: int = 20
-    recheck: float = 60.0
-    reuse_port: bool = False
-    log_level: str = "INFO"
+    secret: str = required_setting(help="cookie-signing secret", kind=kinds.text, shown=f"kept in {SECRET_FILE}")
+    database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL")
+    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker ingress to PUSH control messages to")
+    publish: str = setting(endpoints.PUBLISH, kind=kinds.zmq_endpoint, help="broker XPUB endpoint to subscribe to")
+    replay: str = setting(endpoints.REPLAY, kind=kinds.zmq_endpoint, help="broker ROUTER endpoint for replay requests")
+    host: str = setting("127.0.0.1", help="HTTP address to listen on")
+    port: int = setting(8080, kind=kinds.tcp_port, help="HTTP port (0: any free port, logged)")
+    heartbeat: float = setting(10.0, kind=kinds.positive_float, help="seconds between heartbeat events")
+    client_buffer: int = setting(50, kind=kinds.positive_int, help="frames a client may fall behind before it is dropped")
+    max_streams_per_user: int = setting(20, kind=kinds.positive_int, help="open streams per user (429 beyond)")
+    recheck: float = setting(60.0, kind=kinds.positive_float, help="seconds between access re-checks of open streams")
+    reuse_port: bool = setting(False, help="SO_REUSEPORT, so several streamer processes share the port")
+    log_level: str = "INFO"  # the --log-level every process has
     static_path: str = STATIC_PATH
     # Not flags: how long a new stream waits for its subscription, and the database threads.
     bus_timeout: float = 5.0
     database_threads: int = 4
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0 meaning "any free one"."""
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(text)
-    return value
 
 
 def load_secret(path: Path = SECRET_FILE) -> str:
@@ -73,53 +64,20 @@ def load_secret(path: Path = SECRET_FILE) -> str:
     return path.read_text().strip()
 
 
-def _parser(environ: Mapping[str, str] | None) -> SettingsParser:
+def parse_config(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> StreamerConfig:
+    """Read flags and TRADESTREAM_* variables; bad values exit 2 with the reason."""
     parser = SettingsParser(
+        StreamerConfig,
         prog="tradestream-streamer",
         description="Serves the SSE event stream, REST snapshots, login, the admin API and the dashboard.",
         environ=environ,
     )
-    d = StreamerConfig(secret="")
-    parser.add_setting("--database-url", default=d.database_url, type=database_url, help="SQLAlchemy database URL")
-    # Not add_setting: its default (the variable's value) would be printed by --help.
-    parser.add_argument("--secret", default=None, help=f"cookie-signing secret (env {env_name('--secret')}; default: kept in {SECRET_FILE})")
-    parser.add_setting("--ingress", default=d.ingress, type=endpoint, help="broker ingress to PUSH control messages to")
-    parser.add_setting("--publish", default=d.publish, type=endpoint, help="broker XPUB endpoint to subscribe to")
-    parser.add_setting("--replay", default=d.replay, type=endpoint, help="broker ROUTER endpoint for replay requests")
-    parser.add_setting("--host", default=d.host, help="HTTP address to listen on")
-    parser.add_setting("--port", default=d.port, type=port_number, help="HTTP port (0: any free port)")
-    parser.add_setting("--heartbeat", default=d.heartbeat, type=positive_float, help="seconds between heartbeat events")
-    parser.add_setting("--client-buffer", default=d.client_buffer, type=positive_int, help="frames a client may fall behind before it is dropped")
-    parser.add_setting("--max-streams-per-user", default=d.max_streams_per_user, type=positive_int, help="open streams per user (429 beyond)")
-    parser.add_setting("--recheck", default=d.recheck, type=positive_float, help="seconds between access re-checks of open streams")
-    parser.add_switch("--reuse-port", help="SO_REUSEPORT, so several streamer processes share the port")
-    parser.add_logging()
-    return parser
-
-
-def parse_config(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> StreamerConfig:
-    """Read flags and TRADESTREAM_* variables; bad values exit 2 with the reason."""
-    parser = _parser(environ)
-    args = parser.parse_args(argv)
-    try:
-        secret = args.secret or parser.environ.get(env_name("--secret")) or load_secret()
-    except OSError as exc:
-        parser.error(f"cannot read or create {SECRET_FILE}: {exc}")
-    if not secret:
+    values = parser.values(parser.parse_args(argv))
+    if not values.get("secret"):  # neither flag nor variable (or an empty one): the kept secret
+        try:
+            values["secret"] = load_secret()
+        except OSError as exc:
+            parser.error(f"cannot read or create {SECRET_FILE}: {exc}")
+    if not values["secret"]:
         parser.error(f"{SECRET_FILE} is empty: remove it or pass --secret")
-    return StreamerConfig(
-        secret=secret,
-        database_url=args.database_url,
-        ingress=args.ingress,
-        publish=args.publish,
-        replay=args.replay,
-        host=args.host,
-        port=args.port,
-        heartbeat=args.heartbeat,
-        client_buffer=args.client_buffer,
-        max_streams_per_user=args.max_streams_per_user,
-        recheck=args.recheck,
-        reuse_port=args.reuse_port,
-        log_level=args.log_level,
-    )
-
+    return StreamerConfig(**values)

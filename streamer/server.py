@@ -16,6 +16,8 @@ import tornado.httpserver
 import tornado.netutil
 
 from bus.process import configure_logging, stop_on_signals
+from store.db import open_database
+from store.errors import DatabaseUnavailable
 from streamer.app import make_app
 from streamer.config import StreamerConfig, parse_config
 from streamer.services import Services
@@ -64,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-streamer`."""
     config = parse_config(argv)
     configure_logging("streamer", config.log_level)
+    try:
+        open_database(config.database_url, create_tables=False).dispose()
+    except DatabaseUnavailable as exc:
+        log.error("%s", exc)
+        return 1
     try:
         sockets = tornado.netutil.bind_sockets(config.port, config.host, reuse_port=config.reuse_port, backlog=LISTEN_BACKLOG)
     except OSError as exc:

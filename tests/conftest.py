@@ -48,6 +48,7 @@ def _postgres_schema_url(base_url: str) -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database: SQLite, and PostgreSQL when configured."""
     if request.param == "sqlite":
+        (tmp_path / "var").mkdir(exist_ok=True)  # only the default URL's folder is created for us
         yield f"sqlite:///{tmp_path / 'var' / 'tradestream.db'}"
     else:
         yield from _postgres_schema_url(POSTGRES_URL)

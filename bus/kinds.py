@@ -1,0 +1,91 @@
+"""Kinds of setting values: what a flag's or variable's text must be, and the value it becomes.
+
+A kind is a callable (an argparse `type`) that raises ArgumentTypeError with the
+line users see, `expected an integer 0..65535, got 'abc'`; bus/process.py puts
+the flag or variable name in front. Kinds about another package live there
+(`store.db.sqlalchemy_url`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """What a setting's text must be (`expected`, for error lines) and how it becomes a value."""
+
+    expected: str
+    convert: Callable[[str], T]
+    metavar: str | None = None
+    shown: Callable[[str], str] = repr  # how an error line quotes a bad value (a URL's password is masked)
+
+    def __call__(self, text: str) -> T:
+        try:
+            return self.convert(text)
+        except (ValueError, ArithmeticError):
+            raise argparse.ArgumentTypeError(f"expected {self.expected}, got {self.shown(text)}") from None
+
+
+def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            raise ValueError(text)
+        return value
+
+    return convert
+
+
+def _bounded_float(low: float, *, inclusive: bool) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        value = float(text)
+        if not (low <= value if inclusive else low < value) or value == float("inf"):
+            raise ValueError(text)
+        return value
+
+    return convert
+
+
+def _switch_word(text: str) -> bool:
+    word = text.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(text)
+
+
+def _endpoint(text: str) -> str:
+    if re.fullmatch(r"(tcp|ipc)://\S+", text) is None:
+        raise ValueError(text)
+    return text
+
+
+def one_of(*choices: str, normalize: Callable[[str], str] = str) -> Kind[str]:
+    """A kind that accepts only `choices` (after `normalize`, e.g. str.upper)."""
+
+    def convert(text: str) -> str:
+        if normalize(text) not in choices:
+            raise ValueError(text)
+        return normalize(text)
+
+    return Kind(f"one of {', '.join(choices)}", convert, metavar="{" + ",".join(choices) + "}")
+
+
+text = Kind("text", str)
+integer = Kind("an integer", int)
+number = Kind("a number", float)
+positive_int = Kind("an integer >= 1", _bounded_int(1))
+tcp_port = Kind("an integer 0..65535", _bounded_int(0, 65535))
+positive_float = Kind("a finite number > 0", _bounded_float(0.0, inclusive=False))
+non_negative_float = Kind("a finite number >= 0", _bounded_float(0.0, inclusive=True))
+switch_word = Kind("one of 1, true, yes, on, 0, false, no, off", _switch_word)
+zmq_endpoint = Kind("a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)", _endpoint)
+log_level = one_of("DEBUG", "INFO", "WARNING", "ERROR", normalize=str.upper)
