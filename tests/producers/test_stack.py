@@ -255,4 +255,4 @@ def test_help_works_and_bad_settings_exit_2_with_a_reason(module: str, capsys: p
         monkeypatch.setitem(os.environ, "TRADESTREAM_RATE_LIMIT", "-1")
         with pytest.raises(SystemExit) as bad_env:
             main([])
-        assert bad_env.value.code == 2 and "rate-limit" in capsys.readouterr().err
+        assert bad_env.value.code == 2 and "TRADESTREAM_RATE_LIMIT" in capsys.readouterr().err

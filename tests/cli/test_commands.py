@@ -1,0 +1,157 @@
+"""Every console script as users start it: --version, --help, bad values, an unusable database, --port 0.
+
+Real subprocesses, with none of the caller's TRADESTREAM_* variables. Each table
+row is one case: adding a case is one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.run import BenchConfig
+from bus.broker import BrokerConfig
+from bus.process import declared_settings, env_name
+from producers.orders import OrdersConfig
+from producers.positions import PositionsConfig
+from producers.replay import ReplayConfig
+from producers.webhook import WebhookConfig
+from store.admin import AdminConfig
+from streamer.config import StreamerConfig
+from tests.store.test_store_db import UNAVAILABLE
+from tests.waiting import wait_until
+
+BIN = Path(sys.executable).parent
+RUN_DEADLINE_S = 30  # a process that should have exited at once but serves instead fails, not hangs
+
+CONFIGS: dict[str, type[Any]] = {
+    "broker": BrokerConfig, "streamer": StreamerConfig, "webhook": WebhookConfig, "orders": OrdersConfig,
+    "positions": PositionsConfig, "replay": ReplayConfig, "admin": AdminConfig, "bench": BenchConfig,
+}
+
+
+def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTREAM_")}
+    return {**env, **(extra or {})}
+
+
+def run(command: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / f"tradestream-{command}"), *args], cwd=cwd, env=environment(env),
+        capture_output=True, text=True, timeout=RUN_DEADLINE_S, check=False,
+    )
+
+
+@pytest.mark.parametrize("command", CONFIGS)
+def test_version_prints_the_package_version(command: str, tmp_path: Path) -> None:
+    done = run(command, "--version", cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"tradestream-{command} {metadata.version('tradestream')}\n", "")
+
+
+@pytest.mark.parametrize("command", CONFIGS)
+def test_help_names_every_setting_with_its_variable(command: str, tmp_path: Path) -> None:
+    done = run(command, "--help", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith(f"usage: tradestream-{command}")
+    text = " ".join(done.stdout.split())  # argparse wraps lines
+    for declared in declared_settings(CONFIGS[command]):
+        assert f"--{declared.name.replace('_', '-')}" in text
+        assert f"env {env_name(declared.name)};" in text
+    assert not list(tmp_path.iterdir()), "--help wrote files"
+
+
+ENDPOINT = "a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)"
+DATABASE_URL = "a database URL of a known dialect (sqlite:///FILE, postgresql+psycopg://USER@HOST/DB)"
+# (command, argv, environment, the one line on stderr after "tradestream-<command>: error: ")
+BAD_VALUES: list[tuple[str, list[str], dict[str, str], str]] = [
+    ("broker", ["--history", "0"], {}, "--history: expected an integer >= 1, got '0'"),
+    ("broker", [], {"TRADESTREAM_INGRESS": "localhost:5557"}, f"TRADESTREAM_INGRESS: expected {ENDPOINT}, got 'localhost:5557'"),
+    ("streamer", ["--port", "abc"], {}, "--port: expected an integer 0..65535, got 'abc'"),
+    ("streamer", [], {"TRADESTREAM_PORT": "abc"}, "TRADESTREAM_PORT: expected an integer 0..65535, got 'abc'"),
+    ("streamer", [], {"TRADESTREAM_HEARTBEAT": "0"}, "TRADESTREAM_HEARTBEAT: expected a finite number > 0, got '0'"),
+    ("streamer", ["--reuse-port=yes"], {}, "--reuse-port: ignored explicit argument 'yes'"),
+    ("streamer", [], {"TRADESTREAM_REUSE_PORT": "perhaps"}, "TRADESTREAM_REUSE_PORT: expected one of 1, true, yes, on, 0, false, no, off, got 'perhaps'"),
+    ("webhook", ["--port", "70000"], {}, "--port: expected an integer 0..65535, got '70000'"),
+    ("webhook", [], {"TRADESTREAM_RATE_LIMIT": "-1"}, "TRADESTREAM_RATE_LIMIT: expected a finite number > 0, got '-1'"),
+    ("orders", ["--fills", "nonsense"], {}, f"--fills: expected {ENDPOINT}, got 'nonsense'"),
+    ("orders", [], {"TRADESTREAM_DATABASE_URL": "not a url"}, f"TRADESTREAM_DATABASE_URL: expected {DATABASE_URL}, got 'not a url'"),
+    ("positions", [], {"TRADESTREAM_LOG_LEVEL": "LOUD"}, "TRADESTREAM_LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+    ("positions", ["--database-url", "foo://me:hunter2@db/x"], {}, f"--database-url: expected {DATABASE_URL}, got 'foo://me:***@db/x'"),
+    ("replay", ["log.jsonl", "--speed", "fast"], {}, "--speed: expected a finite number >= 0, got 'fast'"),
+    ("replay", ["log.jsonl"], {"TRADESTREAM_ON_ERROR": "ignore"}, "TRADESTREAM_ON_ERROR: expected one of stop, skip, got 'ignore'"),
+    ("replay", [], {}, "the following arguments are required: file"),
+    ("admin", ["--database-url", "mysql+nodriver://x/y", "init-db"], {}, f"--database-url: expected {DATABASE_URL}, got 'mysql+nodriver://x/y'"),
+    ("admin", ["init-db"], {"TRADESTREAM_INGRESS": "127.0.0.1:5557"}, f"TRADESTREAM_INGRESS: expected {ENDPOINT}, got '127.0.0.1:5557'"),
+    ("bench", ["--connections", "0"], {}, "--connections: expected an integer >= 1, got '0'"),
+    ("bench", [], {"TRADESTREAM_STREAMER_PID": "me"}, "TRADESTREAM_STREAMER_PID: expected an integer >= 1, got 'me'"),
+]
+
+
+@pytest.mark.parametrize(("command", "argv", "env", "line"), BAD_VALUES)
+def test_a_bad_value_exits_2_with_one_line_naming_the_flag_or_variable(
+    command: str, argv: list[str], env: dict[str, str], line: str, tmp_path: Path
+) -> None:
+    done = run(command, *argv, cwd=tmp_path, env=env)
+    assert (done.returncode, done.stderr) == (2, f"tradestream-{command}: error: {line}\n")
+
+
+def test_an_admin_subcommand_value_is_one_line_too(tmp_path: Path) -> None:
+    done = run("admin", "link", "--strategy", "abc", "--account", "1", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, "tradestream-admin link: error: --strategy: expected an integer, got 'abc'\n")
+
+
+# How each process that uses the database is started, on ports that cannot collide if it wrongly starts.
+DATABASE_USERS: dict[str, list[str]] = {
+    "streamer": ["--port", "0"],
+    "webhook": ["--port", "0"],
+    "orders": ["--orders", "tcp://127.0.0.1:*"],
+    "positions": ["--fills", "tcp://127.0.0.1:*"],
+    "admin": ["init-db"],
+}
+
+
+@pytest.mark.parametrize(("make_url", "words"), UNAVAILABLE)
+@pytest.mark.parametrize("command", DATABASE_USERS)
+def test_an_unusable_database_stops_the_process_at_start_with_one_line(
+    command: str, make_url: Callable[[Path], str], words: str, tmp_path: Path
+) -> None:
+    url = make_url(tmp_path)
+    args = ["--database-url", url, *DATABASE_USERS[command]] if command == "admin" else [*DATABASE_USERS[command], "--database-url", url]
+    done = run(command, *args, cwd=tmp_path)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1, done.stderr
+    assert len(lines) == 1 and words in lines[0] and "cannot " in lines[0], done.stderr
+    assert "hunter2" not in done.stderr and not (tmp_path / "missing").exists()
+
+
+_LISTENING = re.compile(r"(streamer|webhook) listening on http://127\.0\.0\.1:(\d+)")
+
+
+@pytest.mark.parametrize("command", ["streamer", "webhook"])
+def test_port_0_listens_on_a_free_port_and_logs_it(command: str, tmp_path: Path) -> None:
+    log_path = tmp_path / f"{command}.log"
+    args = ["--port", "0", "--host", "127.0.0.1", "--database-url", f"sqlite:///{tmp_path / 'db.sqlite'}"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(BIN / f"tradestream-{command}"), *args], cwd=tmp_path, env=environment(), stderr=log)
+    try:
+        match = wait_until(lambda: _LISTENING.search(log_path.read_text()), what=f"{command} to log its port")
+        port = int(match[2])
+        assert port != 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in log_path.read_text()
