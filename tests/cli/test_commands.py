@@ -155,3 +155,15 @@ def test_port_0_listens_on_a_free_port_and_logs_it(command: str, tmp_path: Path)
             proc.kill()
             proc.wait()
     assert "Traceback" not in log_path.read_text()
+
+
+def test_the_readme_settings_table_names_every_flag_of_every_command() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = {
+        f"{command}: --{declared.name.replace('_', '-')}"
+        for command, config_type in CONFIGS.items()
+        for declared in declared_settings(config_type)
+        if f"`--{declared.name.replace('_', '-')}`" not in table
+    }
+    assert not missing, f"README's Configuration table lacks {sorted(missing)}"
