@@ -3,5 +3,5 @@
 events.py · codec.py (msgpack, its only importer) · topics.py · endpoints.py   what travels, how, where
 broker.py + sequencer.py   tradestream-broker: seq per key, history, replay, head markers
 publisher.py (PUSH in) · subscriber.py (SUB out, gaps, watchdog) · replay.py (history client)
-frames.py (cheap multipart I/O) · process.py (settings, logging, signals of every main) · errors.py
+frames.py (cheap multipart I/O) · process.py (settings, logging, signals of every main) · kinds.py (setting values) · errors.py
 """
