@@ -20,7 +20,7 @@ from typing import Any
 
 import zmq
 
-from bus import codec
+from bus import codec, protocol
 from bus.topics import StreamKey
 from store import actions
 from store.db import init_db, make_engine, make_session_factory
@@ -174,9 +174,9 @@ def broker_stats(replay_endpoint: str) -> dict[str, Any]:
     sock.setsockopt(zmq.RCVTIMEO, 5000)
     sock.connect(replay_endpoint)
     try:
-        sock.send_multipart([b"stats"])
+        sock.send_multipart([protocol.STATS])
         frames = sock.recv_multipart()
-        return codec.unpack_map(frames[1]) if frames[0] == b"stats" else {}
+        return codec.unpack_map(frames[1]) if frames[0] == protocol.STATS else {}
     except zmq.Again:
         return {}
     finally:

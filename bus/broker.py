@@ -25,17 +25,15 @@ from typing import Any
 
 import zmq
 
-from bus import codec, endpoints, events, kinds
+from bus import codec, endpoints, events, kinds, protocol
 from bus.errors import DecodeError
 from bus.frames import recv_frames, send3
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.sequencer import Sequencer, new_epoch
-from bus.topics import CONTROL_TOPIC, StreamKey, key_topic, parse_key_topic
+from bus.topics import CONTROL_TOPIC, key_topic, parse_key_topic
 
 log = logging.getLogger(__name__)
 
-HEAD_PAYLOAD = codec.pack({"kind": "_head"})
-HEARTBEAT_PAYLOAD = codec.pack({"kind": "_heartbeat"})
 DRAIN_BATCH = 1024
 
 
@@ -168,22 +166,27 @@ class Broker:
         topic, payload = frames
         now = time.time_ns()
         try:
+            message = events.decode(payload)
+            # The schema skips unknown keys unread; decoding the whole map as well guarantees that
+            # every subscriber can decode what is sequenced (a bad string there would poison the
+            # key's replays), and gives the transport's `published_ns`.
             wire = codec.unpack_map(payload)
-            kind = events.validate_wire(wire).kind
         except DecodeError as exc:
             return self._drop(str(exc))
         published_ns = wire.get("published_ns")
         if type(published_ns) is not int or published_ns < 0:
             published_ns = now
-        if topic == CONTROL_TOPIC and kind in events.CONTROL_KINDS:
-            send3(self.egress, topic, codec.pack_header(self.sequencer.epoch, 0, published_ns, now), payload)
+        if isinstance(message, events.ControlMessage):
+            if topic != CONTROL_TOPIC:
+                return self._drop(f"topic {topic[:40]!r} does not match a {message.kind} payload")
+            send3(self.egress, topic, protocol.pack_header(self.sequencer.epoch, 0, published_ns, now), payload)
             self.stats.control += 1
-        elif kind in events.KEY_EVENT_KINDS and topic == key_topic(StreamKey(wire["user_id"], wire["strategy_id"])):
+        elif topic == key_topic(message.key):
             header = self.sequencer.sequence(topic, payload, published_ns, now)
             send3(self.egress, topic, header, payload)
             self.stats.published += 1
         else:
-            return self._drop(f"topic {topic[:40]!r} does not match a {kind} payload")
+            return self._drop(f"topic {topic[:40]!r} does not match a {message.kind} payload")
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped_malformed += 1
@@ -202,12 +205,12 @@ class Broker:
                 return  # a wildcard or foreign subscription gets events, not markers
         now = time.time_ns()
         head = self.sequencer.head(topic)
-        send3(self.egress, topic, codec.pack_header(self.sequencer.epoch, head, now, now), HEAD_PAYLOAD)
+        send3(self.egress, topic, protocol.pack_header(self.sequencer.epoch, head, now, now), protocol.HEAD_PAYLOAD)
 
     def _heartbeat(self) -> None:
         now = time.time_ns()
-        header = codec.pack_header(self.sequencer.epoch, 0, now, now)
-        send3(self.egress, CONTROL_TOPIC, header, HEARTBEAT_PAYLOAD)
+        header = protocol.pack_header(self.sequencer.epoch, 0, now, now)
+        send3(self.egress, CONTROL_TOPIC, header, protocol.HEARTBEAT_PAYLOAD)
 
     def _handle_request(self, frames: list[bytes]) -> None:
         identity, request = frames[0], frames[1:]
@@ -215,26 +218,26 @@ class Broker:
             reply = self._answer(request)
         except DecodeError as exc:
             self.stats.bad_requests += 1
-            reply = [b"error", str(exc).encode()]
+            reply = [protocol.ERROR, str(exc).encode()]
         self.router.send_multipart([identity, *reply])
 
     def _answer(self, request: list[bytes]) -> list[bytes]:
-        if request[:1] == [b"stats"]:
+        if request[:1] == [protocol.STATS]:
             self.stats.keys = len(self.sequencer.heads)
             self.stats.keys_with_history = self.sequencer.keys_with_history
-            return [b"stats", codec.pack(asdict(self.stats))]
-        if len(request) != 3 or request[0] != b"replay":
+            return [protocol.STATS, codec.pack(asdict(self.stats))]
+        if len(request) != 3 or request[0] != protocol.REPLAY:
             raise DecodeError("expected [replay, topic, [epoch, after_seq]] or [stats]")
         topic = request[1]
         parse_key_topic(topic)
-        epoch, after_seq = codec.unpack_int_pair(request[2])
+        epoch, after_seq = protocol.unpack_int_pair(request[2])
         self.stats.replay_requests += 1
         result = self.sequencer.replay(topic, epoch, after_seq)
-        status = codec.pack((result.epoch, result.head))
+        status = protocol.pack_int_pair(result.epoch, result.head)
         if not result.ok:
             self.stats.replay_gone += 1
-            return [b"gone", status]
-        return [b"ok", status, *(frame for pair in result.events for frame in pair)]
+            return [protocol.GONE, status]
+        return [protocol.OK, status, *(frame for pair in result.events for frame in pair)]
 
 
 def parse_config(argv: list[str] | None) -> tuple[BrokerConfig, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from bus import codec
+from bus import codec, events
 from bus.errors import BusUnavailable
 from bus.events import KeyEvent, WireMessage
 from bus.topics import CONTROL_TOPIC, key_topic
@@ -51,10 +51,12 @@ class Publisher:
         self.sent = 0
 
     def publish(self, message: WireMessage) -> None:
-        """Send an event or control message, stamped with its publish time."""
+        """Send an event or control message, stamped with its publish time; InvalidEvent when it breaks its schema."""
         wire = message.to_wire()
         wire["published_ns"] = time.time_ns()
-        self.send(topic_of(message), codec.pack(wire))
+        payload = codec.pack(wire)
+        events.decode(payload)  # the broker would drop it silently: fail here, in the code that built it
+        self.send(topic_of(message), payload)
 
     def send_map(self, topic: bytes, payload: dict[str, Any]) -> None:
         """Send a map that is not a bus event (for example a command between producers)."""

@@ -1,10 +1,9 @@
 """Positions, sequenced events and the client of the broker's replay ROUTER.
 
-A request is `[b"replay", topic, msgpack([epoch, after_seq])]`; the answer is
-`[b"ok", msgpack([epoch, head]), *(header, payload)...]` or `[b"gone", ...]`
-(CONTRACT section 2). Requests go one at a time over one DEALER: answers carry
-no request id, so a timed-out request closes the socket rather than risk
-matching its late answer to the next request.
+A request and its answer are drawn in bus/protocol.py (CONTRACT section 2).
+Requests go one at a time over one DEALER: answers carry no request id, so a
+timed-out request closes the socket rather than risk matching its late answer
+to the next request.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any, NamedTuple
 import zmq
 import zmq.asyncio
 
-from bus import codec
+from bus import codec, protocol
 from bus.errors import BusUnavailable
 from bus.topics import StreamKey, key_topic
 
@@ -69,12 +68,12 @@ class ReplayClient:
 
     async def head(self, key: StreamKey) -> Position:
         """The broker's current head of `key`."""
-        reply = await self.replay(key, 0, -1)
+        reply = await self.replay(key, 0, protocol.HEAD_ONLY)
         return Position(reply.epoch, reply.head)
 
     async def replay(self, key: StreamKey, epoch: int, after_seq: int) -> Replay:
         """The events of `key` after `after_seq`; BusUnavailable when the broker does not answer in time."""
-        request = [b"replay", key_topic(key), codec.pack((epoch, after_seq))]
+        request = protocol.replay_request(key_topic(key), epoch, after_seq)
         async with self._lock:
             dealer = self._dealer or self._open()
             await dealer.send_multipart(request)
@@ -100,14 +99,14 @@ class ReplayClient:
 
 
 def _parse_replay(key: StreamKey, frames: list[bytes]) -> Replay:
-    if len(frames) < 2 or frames[0] not in (b"ok", b"gone") or len(frames) % 2:
+    if len(frames) < 2 or frames[0] not in (protocol.OK, protocol.GONE) or len(frames) % 2:
         raise BusUnavailable(f"unexpected replay answer {frames[:1]!r}")
-    epoch, head = codec.unpack_int_pair(frames[1])
-    if frames[0] == b"gone":
+    epoch, head = protocol.unpack_int_pair(frames[1])
+    if frames[0] == protocol.GONE:
         return Replay(False, epoch, head)
     replayed = []
     for header_frame, payload_frame in zip(frames[2::2], frames[3::2]):
-        header = codec.unpack_header(header_frame)
+        header = protocol.unpack_header(header_frame)
         payload = codec.unpack_map(payload_frame)
         replayed.append(BusEvent(key, header.epoch, header.seq, header.published_ns, header.sequenced_ns, payload))
     return Replay(True, epoch, head, replayed)

@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import islice
 
-from bus import codec
+from bus import protocol
 
 Frames = tuple[bytes, bytes]  # (header, payload) as published
 
@@ -51,7 +51,7 @@ class Sequencer:
         """Assign the next seq of `topic`'s key, remember the event, return its header."""
         seq = self.heads.get(topic, 0) + 1
         self.heads[topic] = seq
-        header = codec.pack_header(self.epoch, seq, published_ns, now_ns)
+        header = protocol.pack_header(self.epoch, seq, published_ns, now_ns)
         ring = self._rings.get(topic)
         if ring is None:
             ring = self._rings[topic] = deque(maxlen=self.history)
@@ -70,7 +70,7 @@ class Sequencer:
     def replay(self, topic: bytes, epoch: int, after_seq: int) -> ReplayResult:
         """Events of `topic` after `after_seq` of `epoch`, or gone when that cannot be honoured."""
         head = self.heads.get(topic, 0)
-        if after_seq == -1:
+        if after_seq == protocol.HEAD_ONLY:
             return ReplayResult(True, self.epoch, head)
         if epoch != self.epoch or not 0 <= after_seq <= head:
             return ReplayResult(False, self.epoch, head)

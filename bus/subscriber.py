@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import zmq
 import zmq.asyncio
 
-from bus import codec, events
+from bus import codec, events, protocol
 from bus.errors import BusUnavailable, DecodeError
 from bus.frames import recv_frames
 from bus.replay import BusEvent, Position, Replay, ReplayClient
@@ -274,7 +274,7 @@ class Subscriber:
         if len(frames) != 3:
             raise DecodeError(f"{len(frames)} frames, expected [topic, header, payload]")
         topic, header_frame, payload_frame = frames
-        header = codec.unpack_header(header_frame)
+        header = protocol.unpack_header(header_frame)
         payload = codec.unpack_map(payload_frame)
         kind = payload.get("kind")
         if topic == CONTROL_TOPIC:
@@ -283,9 +283,9 @@ class Subscriber:
         state = self._keys.get(key) if key is not None else None
         if key is None or state is None:
             return  # a key unsubscribed a moment ago
-        if kind == "_head":
+        if kind == protocol.HEAD:
             return self._handle_marker(key, state, header.epoch, header.seq, deliveries)
-        if not isinstance(kind, str) or kind.startswith("_"):
+        if protocol.is_private(kind):
             return  # broker protocol we do not know: ignore
         self.stats.events_received += 1
         if state.awaiting_marker:
@@ -321,7 +321,7 @@ class Subscriber:
         if not state.ready.done():
             state.ready.set_result(None)
 
-    def _handle_control(self, header: codec.Header, kind: Any, payload: dict[str, Any]) -> None:
+    def _handle_control(self, header: protocol.Header, kind: Any, payload: dict[str, Any]) -> None:
         if self.broker_epoch != header.epoch:
             if self.broker_epoch is not None:
                 self.stats.broker_restarts += 1
@@ -330,7 +330,7 @@ class Subscriber:
         if not self.broker_up:
             self.broker_up = True
             self._tell("on_broker_status", True)
-        if kind == "_head":
+        if kind == protocol.HEAD:
             if self._control_ready is not None and not self._control_ready.done():
                 self._control_ready.set_result(None)
         elif kind in events.CONTROL_KINDS:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import zmq
 
-from bus import codec
+from bus import codec, protocol
 from bus.events import Account, OrderEvent, utc_now
 from tests.waiting import wait_until
 
@@ -75,8 +75,9 @@ def zctx() -> Iterator[zmq.Context[Any]]:
 def make_order(user_id: int, strategy_id: int, order_id: str = "o-1") -> OrderEvent:
     """A valid order event of the given key."""
     return OrderEvent(
-        "order_created", order_id, "BTC/USDT", strategy_id, user_id, "BUY", 1.0, 100.0, "NEW",
-        utc_now(), "LIMIT", None, Account(1, "main", "paper"),
+        event_type="order_created", order_id=order_id, symbol="BTC/USDT", strategy_id=strategy_id, user_id=user_id,
+        side="BUY", quantity=1.0, price=100.0, status="NEW", timestamp=utc_now(), order_type="LIMIT", stop_price=None,
+        account=Account(1, "main", "paper"), suppress_toast=False,
     )
 
 
@@ -95,6 +96,6 @@ def request(ctx: zmq.Context[Any], endpoint: str, *frames: bytes) -> list[bytes]
 
 def broker_stats(ctx: zmq.Context[Any], endpoint: str) -> dict[str, int]:
     """The broker's counters."""
-    status, payload = request(ctx, endpoint, b"stats")
-    assert status == b"stats"
+    status, payload = request(ctx, endpoint, protocol.STATS)
+    assert status == protocol.STATS
     return codec.unpack_map(payload)  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import zmq
 
-from bus import codec
+from bus import codec, protocol
 from bus.publisher import Publisher
 from bus.topics import CONTROL_TOPIC, StreamKey, key_topic
 from tests.bus.conftest import BrokerProcess, broker_stats, make_order, request
@@ -28,17 +28,17 @@ def live_sub(ctx: zmq.Context[Any], broker: BrokerProcess, topics: list[bytes]) 
     answered: set[bytes] = set()
     while answered != set(topics):
         topic, _header, payload = sub.recv_multipart()
-        if codec.unpack_map(payload)["kind"] == "_head":
+        if codec.unpack_map(payload)["kind"] == protocol.HEAD:
             answered.add(topic)
     return sub
 
 
-def read_events(sub: zmq.Socket[Any], count: int) -> list[tuple[bytes, codec.Header, dict[str, Any]]]:
+def read_events(sub: zmq.Socket[Any], count: int) -> list[tuple[bytes, protocol.Header, dict[str, Any]]]:
     received = []
     while len(received) < count:
         topic, header, payload = sub.recv_multipart()
         if topic != CONTROL_TOPIC:
-            received.append((topic, codec.unpack_header(header), codec.unpack_map(payload)))
+            received.append((topic, protocol.unpack_header(header), codec.unpack_map(payload)))
     return received
 
 
@@ -68,15 +68,15 @@ def test_subscription_is_answered_with_the_keys_head(broker: BrokerProcess, zctx
     sub.connect(broker.endpoints["publish"])
     sub.subscribe(key_topic(StreamKey(5, 5)))
     _topic, header, payload = sub.recv_multipart()
-    assert codec.unpack_map(payload) == {"kind": "_head"}
-    assert codec.unpack_header(header).seq == 7
+    assert codec.unpack_map(payload) == {"kind": protocol.HEAD}
+    assert protocol.unpack_header(header).seq == 7
     sub.close()
 
 
 def replay(ctx: zmq.Context[Any], broker: BrokerProcess, key: StreamKey, epoch: int, after: int) -> tuple[bytes, int, int, list[int]]:
-    status, head_frame, *pairs = request(ctx, broker.endpoints["replay"], b"replay", key_topic(key), codec.pack((epoch, after)))
-    got_epoch, head = codec.unpack_int_pair(head_frame)
-    seqs = [codec.unpack_header(h).seq for h in pairs[0::2]]
+    status, head_frame, *pairs = request(ctx, broker.endpoints["replay"], *protocol.replay_request(key_topic(key), epoch, after))
+    got_epoch, head = protocol.unpack_int_pair(head_frame)
+    seqs = [protocol.unpack_header(h).seq for h in pairs[0::2]]
     return status, got_epoch, head, seqs
 
 
@@ -89,16 +89,16 @@ def test_replay_answers_ok_with_later_events_and_gone_when_evicted_or_foreign(tm
                 pub.publish(make_order(*key, order_id=str(i)))
             wait_until(lambda: broker_stats(zctx, broker.endpoints["replay"])["published"] == 8, what="8 events")
         status, epoch, head, seqs = replay(zctx, broker, key, 0, -1)
-        assert (status, head, seqs) == (b"ok", 8, [])
-        assert replay(zctx, broker, key, epoch, 5) == (b"ok", epoch, 8, [6, 7, 8])
-        assert replay(zctx, broker, key, epoch, 3) == (b"ok", epoch, 8, [4, 5, 6, 7, 8])
-        assert replay(zctx, broker, key, epoch, 8) == (b"ok", epoch, 8, [])
-        assert replay(zctx, broker, key, epoch, 2) == (b"gone", epoch, 8, [])
-        assert replay(zctx, broker, key, epoch, 9) == (b"gone", epoch, 8, [])
-        assert replay(zctx, broker, key, epoch + 1, 7) == (b"gone", epoch, 8, [])
-        assert replay(zctx, broker, StreamKey(9, 9), epoch, 0) == (b"ok", epoch, 0, [])
-        bad = request(zctx, broker.endpoints["replay"], b"replay", b"k/1/", codec.pack((epoch, 0)))
-        assert bad[0] == b"error"
+        assert (status, head, seqs) == (protocol.OK, 8, [])
+        assert replay(zctx, broker, key, epoch, 5) == (protocol.OK, epoch, 8, [6, 7, 8])
+        assert replay(zctx, broker, key, epoch, 3) == (protocol.OK, epoch, 8, [4, 5, 6, 7, 8])
+        assert replay(zctx, broker, key, epoch, 8) == (protocol.OK, epoch, 8, [])
+        assert replay(zctx, broker, key, epoch, 2) == (protocol.GONE, epoch, 8, [])
+        assert replay(zctx, broker, key, epoch, 9) == (protocol.GONE, epoch, 8, [])
+        assert replay(zctx, broker, key, epoch + 1, 7) == (protocol.GONE, epoch, 8, [])
+        assert replay(zctx, broker, StreamKey(9, 9), epoch, 0) == (protocol.OK, epoch, 0, [])
+        bad = request(zctx, broker.endpoints["replay"], *protocol.replay_request(b"k/1/", epoch, 0))
+        assert bad[0] == protocol.ERROR
     finally:
         broker.kill()
 
@@ -122,8 +122,8 @@ def test_events_pushed_while_the_broker_is_down_are_delivered_after_it_starts(br
         wait_until(lambda: broker_stats(zctx, broker.endpoints["replay"])["published"] == 50, what="queued events")
     status, epoch, head, _seqs = replay(zctx, broker, key, 0, -1)
     assert head == 50
-    status, _head_frame, *pairs = request(zctx, broker.endpoints["replay"], b"replay", key_topic(key), codec.pack((epoch, 0)))
-    assert status == b"ok"
+    status, _head_frame, *pairs = request(zctx, broker.endpoints["replay"], *protocol.replay_request(key_topic(key), epoch, 0))
+    assert status == protocol.OK
     assert [codec.unpack_map(p)["order_id"] for p in pairs[1::2]] == [str(i) for i in range(50)]
 
 
@@ -137,12 +137,15 @@ GARBAGE: list[tuple[str, list[bytes]]] = [
     ("bad msgpack", [b"k/1/1/", b"\xc1\xc1\xc1"]),
     ("not a map", [b"k/1/1/", codec.pack([1, 2, 3])]),
     ("unknown kind", [b"k/1/1/", codec.pack({"kind": "order_exploded", "user_id": 1, "strategy_id": 1})]),
-    ("broker-only kind", [b"k/1/1/", codec.pack({"kind": "_head"})]),
+    ("broker-only kind", [b"k/1/1/", protocol.HEAD_PAYLOAD]),
     ("wrong type", [b"k/1/1/", codec.pack({**make_order(1, 1).to_wire(), "quantity": "lots"})]),
     ("topic/payload mismatch", [b"k/1/10/", codec.pack(make_order(1, 1).to_wire())]),
     ("bad topic", [b"k/01/1/", codec.pack(make_order(1, 1).to_wire())]),
     ("key event on control", [CONTROL_TOPIC, codec.pack(make_order(1, 1).to_wire())]),
     ("10 MB frame", [b"k/1/1/", b"\x00" * (10 * 1024 * 1024)]),
+    # The schema skips unknown fields unread; a subscriber could not decode these.
+    ("bad UTF-8 in an unknown field", [b"k/1/1/", codec.pack({**make_order(1, 1).to_wire(), "note": "~"}).replace(b"\xa1~", b"\xa2\xff\xfe")]),
+    ("extension in an unknown field", [b"k/1/1/", codec.pack({**make_order(1, 1).to_wire(), "note": "~"}).replace(b"\xa1~", b"\xd4\x01\x00")]),
 ]
 
 
@@ -164,9 +167,9 @@ def test_garbage_frames_are_dropped_counted_and_the_broker_keeps_serving(broker:
     push.close()
 
 
-@pytest.mark.parametrize("frames", [[b"nonsense"], [b"replay", b"k/1/1/"], [b"replay", b"k/1/1/", b"\xc1"]])
+@pytest.mark.parametrize("frames", [[b"nonsense"], [protocol.REPLAY, b"k/1/1/"], [protocol.REPLAY, b"k/1/1/", b"\xc1"]])
 def test_bad_replay_requests_get_an_error_answer(broker: BrokerProcess, zctx: zmq.Context[Any], frames: list[bytes]) -> None:
-    assert request(zctx, broker.endpoints["replay"], *frames)[0] == b"error"
+    assert request(zctx, broker.endpoints["replay"], *frames)[0] == protocol.ERROR
     assert broker_stats(zctx, broker.endpoints["replay"])["bad_requests"] == 1
 
 

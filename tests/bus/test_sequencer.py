@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bus import codec
+from bus import protocol
 from bus.sequencer import Sequencer
 
 
 def test_seq_counts_from_one_per_key_and_headers_carry_epoch_and_times() -> None:
     seq = Sequencer(epoch=42)
     headers = [seq.sequence(t, b"p", 10, 20) for t in (b"k/1/1/", b"k/1/10/", b"k/1/1/")]
-    assert [codec.unpack_header(h) for h in headers] == [(42, 1, 10, 20), (42, 1, 10, 20), (42, 2, 10, 20)]
+    assert [protocol.unpack_header(h) for h in headers] == [(42, 1, 10, 20), (42, 1, 10, 20), (42, 2, 10, 20)]
 
 
 def test_history_ring_keeps_the_last_n_events_of_a_key() -> None:

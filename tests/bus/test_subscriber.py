@@ -12,7 +12,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from bus import codec
+from bus import codec, protocol
 from bus.errors import BusUnavailable
 from bus.events import ControlMessage, DisconnectMessage
 from bus.publisher import Publisher
@@ -69,23 +69,23 @@ class ScriptedBroker:
             pass
 
     async def send(self, topic: bytes, epoch: int, seq: int, payload: dict[str, Any]) -> None:
-        await self.xpub.send_multipart([topic, codec.pack_header(epoch, seq, 1, 2), codec.pack(payload)])
+        await self.xpub.send_multipart([topic, protocol.pack_header(epoch, seq, 1, 2), codec.pack(payload)])
 
     async def marker(self, topic: bytes, epoch: int, head: int) -> None:
-        await self.send(topic, epoch, head, {"kind": "_head"})
+        await self.send(topic, epoch, head, {"kind": protocol.HEAD})
 
     async def event(self, seq: int, epoch: int = EPOCH) -> None:
         await self.send(TOPIC, epoch, seq, event_payload(seq))
 
     async def next_replay(self) -> tuple[bytes, int, int]:
         identity, verb, topic, args = await asyncio.wait_for(self.router.recv_multipart(), 5)
-        assert (verb, topic) == (b"replay", TOPIC)
-        epoch, after = codec.unpack_int_pair(args)
+        assert (verb, topic) == (protocol.REPLAY, TOPIC)
+        epoch, after = protocol.unpack_int_pair(args)
         return identity, epoch, after
 
     async def answer(self, identity: bytes, status: bytes, epoch: int, head: int, seqs: Sequence[int] = ()) -> None:
-        pairs = [f for s in seqs for f in (codec.pack_header(epoch, s, 1, 2), codec.pack(event_payload(s)))]
-        await self.router.send_multipart([identity, status, codec.pack((epoch, head)), *pairs])
+        pairs = [f for s in seqs for f in (protocol.pack_header(epoch, s, 1, 2), codec.pack(event_payload(s)))]
+        await self.router.send_multipart([identity, status, protocol.pack_int_pair(epoch, head), *pairs])
 
 
 def event_payload(seq: int) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def test_gap_is_replayed_and_delivered_in_order_without_duplicates() -> None:
             await broker.event(seq)
         identity, epoch, after = await broker.next_replay()
         assert (epoch, after) == (EPOCH, 2)
-        await broker.answer(identity, b"ok", EPOCH, 5, [3, 4, 5])
+        await broker.answer(identity, protocol.OK, EPOCH, 5, [3, 4, 5])
         for seq in (4, 7):
             await broker.event(seq)
         await async_wait_until(lambda: 7 in sink.seqs(), what="seq 7")
@@ -159,7 +159,7 @@ def test_history_gone_is_reported_as_resync_and_the_key_goes_on_live() -> None:
         await broker.event(9)
         identity, _, after = await broker.next_replay()
         assert after == 1
-        await broker.answer(identity, b"gone", EPOCH, 9)
+        await broker.answer(identity, protocol.GONE, EPOCH, 9)
         await broker.event(10)
         await async_wait_until(lambda: 10 in sink.seqs(), what="seq 10")
         assert sink.resyncs == [(KEY, "history_gone", Position(EPOCH, 9))]
@@ -185,7 +185,7 @@ def test_a_marker_ahead_of_us_starts_a_replay() -> None:
         await broker.marker(TOPIC, EPOCH, 3)  # another streamer subscribed; we missed 2 and 3
         identity, _, after = await broker.next_replay()
         assert after == 1
-        await broker.answer(identity, b"ok", EPOCH, 3, [2, 3])
+        await broker.answer(identity, protocol.OK, EPOCH, 3, [2, 3])
         await async_wait_until(lambda: sink.seqs() == [2, 3], what="seqs 2 and 3")
 
     run_scripted(scenario)

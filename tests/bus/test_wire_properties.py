@@ -67,3 +67,20 @@ def test_a_field_replaced_by_anything_else_is_caught(message: events.WireMessage
     except DecodeError:
         return
     assert decoded.to_wire() == {k: v for k, v in wire.items() if k in decoded.to_wire()}
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_decoded_by_the_schema_raise_only_decode_error(data: bytes) -> None:
+    try:
+        events.decode(data)
+    except DecodeError:
+        pass
+
+
+@given(wire_values)
+def test_any_msgpack_value_decoded_by_the_schema_is_a_valid_message_or_raises_decode_error(value: object) -> None:
+    try:
+        decoded = events.decode(codec.pack(value))
+    except DecodeError:
+        return
+    assert decoded == events.from_wire(value)

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import zmq
 
-from bus import codec
+from bus import codec, protocol
 from bus.topics import StreamKey, key_topic
 from tests.producers.conftest import World, world_at
 from tests.waiting import wait_until
@@ -96,7 +96,7 @@ class Stack:
         self.sub.subscribe(topic)
         while True:
             frames = self.receive_frames()
-            if frames[0] == topic and codec.unpack_map(frames[2]).get("kind") == "_head":
+            if frames[0] == topic and codec.unpack_map(frames[2]).get("kind") == protocol.HEAD:
                 return
 
     def receive_frames(self, timeout_ms: int = 5000) -> list[bytes]:
@@ -110,8 +110,8 @@ class Stack:
         while len(received) < count:
             topic, header, payload = self.receive_frames()
             wire = codec.unpack_map(payload)
-            if topic.startswith(b"k/") and not wire["kind"].startswith("_"):
-                received.append((topic, codec.unpack_header(header).seq, wire))
+            if topic.startswith(b"k/") and not protocol.is_private(wire["kind"]):
+                received.append((topic, protocol.unpack_header(header).seq, wire))
         return received
 
     def post(self, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:

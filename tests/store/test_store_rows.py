@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from bus import codec
 from bus.events import Account as AccountRef
-from bus.events import OrderEvent, PositionEvent, from_wire, validate_wire
+from bus.events import OrderEvent, PositionEvent, from_wire
 from store import rows
 from store.models import Account, Order, Position
 from tests.store.factories import add_account, add_order, add_position, add_strategy, add_user
@@ -42,8 +42,9 @@ def position(session: Session, account: Account) -> Position:
 
 def _through_the_bus(event: OrderEvent | PositionEvent) -> object:
     wire = codec.unpack_map(codec.pack(event.to_wire()))
-    assert validate_wire(wire) is type(event)
-    return from_wire(wire)
+    decoded = from_wire(wire)
+    assert type(decoded) is type(event)
+    return decoded
 
 
 def test_order_event_carries_the_order_and_survives_the_wire(
