@@ -1,7 +1,7 @@
 """The wire: everything two tradestream processes need to agree on.
 
-events.py (msgspec schema) · codec.py (msgpack via msgspec) · protocol.py · topics.py · endpoints.py
+events.py (schema) · codec.py (msgpack) · protocol.py (broker frames) · topics.py · endpoints.py   what, how, where
 broker.py + sequencer.py   tradestream-broker: seq per key, history, replay, head markers
-publisher.py (PUSH in) · subscriber.py (SUB out, gaps, watchdog) · replay.py (history client)
-frames.py (cheap multipart I/O) · process.py (settings, logging, signals of every main) · kinds.py (setting values) · errors.py
+publisher.py (PUSH in) · subscriber.py (SUB out) = keysync.py (per-key state) + subreader.py + recovery.py + watchdog.py
+replay.py (history client) · frames.py (cheap multipart I/O) · process.py (settings, logging, signals) · kinds.py (setting values) · errors.py
 """

@@ -1,0 +1,105 @@
+"""The subscriber's SUB socket, read from an event-loop reader callback on its edge-triggered ZMQ_FD.
+
+A plain socket read from a reader callback: no future, no timer per wake-up
+(zmq.asyncio's poll cost ~200 µs per lone event; this is the streamer's hot
+path, 30.8 → 18.5 µs per delivery at 1,000 ev/s, docs/benchmarks.md). ZMQ_FD is
+edge-triggered: any call on the socket may consume the edge, so after every
+such call, and after a batch that may have left messages behind, `kick()`
+schedules one more read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import zmq
+
+from bus.frames import recv_frames
+
+log = logging.getLogger(__name__)
+
+DRAIN_BATCH = 1024
+Batch = list[list[bytes]]
+
+
+class SubReader:
+    """One SUB socket at a time (it can be recreated), handing what it reads to `on_batch`."""
+
+    def __init__(self, context: zmq.Context[Any], endpoint: str, hwm: int, on_batch: Callable[[Batch], None]) -> None:
+        self.endpoint = endpoint
+        self.hwm = hwm
+        self.last_heard = time.monotonic()
+        self._ctx = context
+        self._on_batch = on_batch
+        self._sub: zmq.Socket[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self, loop: asyncio.AbstractEventLoop, topics: Iterable[bytes]) -> None:
+        """Connect a new SUB socket subscribed to `topics` and start reading it."""
+        sub: zmq.Socket[Any] = zmq.Socket(self._ctx, zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, self.hwm)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.connect(self.endpoint)
+        for topic in topics:
+            sub.subscribe(topic)
+        self._sub, self._loop = sub, loop
+        loop.add_reader(sub.fileno(), self.read)
+        self.kick()
+
+    def close(self) -> None:
+        """Stop reading and close the socket (open() makes a new one)."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            assert self._loop is not None
+            self._loop.remove_reader(sub.fileno())
+            sub.close(linger=0)
+
+    def reopen(self, topics: Iterable[bytes]) -> None:
+        """A new socket with the same subscriptions (the watchdog's remedy for a silent broker)."""
+        assert self._loop is not None, "open() first"
+        self.close()
+        self.open(self._loop, topics)
+        self.last_heard = time.monotonic()
+
+    @property
+    def is_open(self) -> bool:
+        return self._sub is not None
+
+    def subscribe(self, topic: bytes) -> None:
+        assert self._sub is not None, "open() first"
+        self._sub.subscribe(topic)
+        self.kick()
+
+    def unsubscribe(self, topic: bytes) -> None:
+        if self._sub is not None:
+            self._sub.unsubscribe(topic)
+            self.kick()
+
+    def kick(self) -> None:
+        """Read soon: the socket call just made may have consumed the FD's edge."""
+        if self._loop is not None:
+            self._loop.call_soon(self.read)
+
+    def read(self) -> None:
+        """Read what waits on the socket, at most DRAIN_BATCH messages per turn of the loop."""
+        sub = self._sub
+        if sub is None:
+            return
+        batch: Batch = []
+        try:
+            for _ in range(DRAIN_BATCH):
+                batch.append(recv_frames(sub))
+            self.kick()  # more may wait, and the edge-triggered FD will not say so again
+        except zmq.Again:
+            pass
+        if not batch:
+            return
+        self.last_heard = time.monotonic()
+        try:
+            self._on_batch(batch)
+        except Exception:
+            log.exception("batch of %d bus messages skipped", len(batch))
