@@ -169,7 +169,8 @@ class Broker:
             message = events.decode(payload)
             # The schema skips unknown keys unread; decoding the whole map as well guarantees that
             # every subscriber can decode what is sequenced (a bad string there would poison the
-            # key's replays), and gives the transport's `published_ns`.
+            # key's replays), and gives the transport's `published_ns`. Both passes: ~2.1 µs per
+            # event against ~5 µs for the old msgpack unpack + Python checks (docs/benchmarks.md).
             wire = codec.unpack_map(payload)
         except DecodeError as exc:
             return self._drop(str(exc))

@@ -88,7 +88,7 @@ def test_replay_answers_ok_with_later_events_and_gone_when_evicted_or_foreign(tm
             for i in range(8):
                 pub.publish(make_order(*key, order_id=str(i)))
             wait_until(lambda: broker_stats(zctx, broker.endpoints["replay"])["published"] == 8, what="8 events")
-        status, epoch, head, seqs = replay(zctx, broker, key, 0, -1)
+        status, epoch, head, seqs = replay(zctx, broker, key, 0, protocol.HEAD_ONLY)
         assert (status, head, seqs) == (protocol.OK, 8, [])
         assert replay(zctx, broker, key, epoch, 5) == (protocol.OK, epoch, 8, [6, 7, 8])
         assert replay(zctx, broker, key, epoch, 3) == (protocol.OK, epoch, 8, [4, 5, 6, 7, 8])
@@ -120,7 +120,7 @@ def test_events_pushed_while_the_broker_is_down_are_delivered_after_it_starts(br
             pub.publish(make_order(*key, order_id=str(i)))
         broker.start()
         wait_until(lambda: broker_stats(zctx, broker.endpoints["replay"])["published"] == 50, what="queued events")
-    status, epoch, head, _seqs = replay(zctx, broker, key, 0, -1)
+    status, epoch, head, _seqs = replay(zctx, broker, key, 0, protocol.HEAD_ONLY)
     assert head == 50
     status, _head_frame, *pairs = request(zctx, broker.endpoints["replay"], *protocol.replay_request(key_topic(key), epoch, 0))
     assert status == protocol.OK
