@@ -26,7 +26,6 @@ from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy import Engine
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
@@ -41,6 +40,7 @@ from producers.ratelimit import RateLimiter
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
+from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, HardenedHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class WebhookConfig:
     orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint commands are pushed to")
     rate_limit: float = setting(20.0, kind=kinds.positive_float, help="requests per second per token (bursts of 5x)")
     db_threads: int = setting(4, kind=kinds.positive_int, help="threads for database work")
+    header_timeout: float = setting(HEADER_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's headers may take (also: a keep-alive connection's idle time)")
+    body_timeout: float = setting(BODY_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's body may take")
 
 
 class Reply(Exception):
@@ -250,6 +252,14 @@ def make_app(service: WebhookService) -> Application:
     )
 
 
+def make_server(service: WebhookService, config: WebhookConfig) -> HardenedHTTPServer:
+    """The HTTP server of the webhook's app: slow clients timed out, accepts paused while descriptors run out."""
+    return HardenedHTTPServer(
+        make_app(service), max_body_size=MAX_BODY, xheaders=False,
+        header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+    )
+
+
 def parse_config(argv: list[str] | None) -> tuple[WebhookConfig, str]:
     """Read flags and TRADESTREAM_* variables."""
     parser = SettingsParser(
@@ -266,7 +276,7 @@ async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.sock
     commands = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
     intake = Intake(make_session_factory(engine))
     service = WebhookService(intake, commands, executor, RateLimiter(config.rate_limit))
-    server = HTTPServer(make_app(service), max_body_size=MAX_BODY, xheaders=False)
+    server = make_server(service, config)
     server.add_sockets(sockets)
     stopped = asyncio.Event()
     stop_on_signals(stopped.set, asyncio.get_running_loop())

@@ -17,6 +17,7 @@ from pathlib import Path
 from bus import endpoints, kinds
 from bus.process import SettingsParser, required_setting, setting
 from store.db import DEFAULT_DATABASE_URL, sqlalchemy_url
+from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
 
 SECRET_FILE = Path("var/secret")
 STATIC_PATH = str(Path(__file__).with_name("static"))
@@ -38,6 +39,8 @@ class StreamerConfig:
     max_streams_per_user: int = setting(20, kind=kinds.positive_int, help="open streams per user (429 beyond)")
     recheck: float = setting(60.0, kind=kinds.positive_float, help="seconds between access re-checks of open streams")
     reuse_port: bool = setting(False, help="SO_REUSEPORT, so several streamer processes share the port")
+    header_timeout: float = setting(HEADER_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's headers may take (also: a keep-alive connection's idle time)")
+    body_timeout: float = setting(BODY_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's body may take")
     log_level: str = "INFO"  # the --log-level every process has
     static_path: str = STATIC_PATH
     # Not flags: how long a new stream waits for its subscription, and the database threads.

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import socket
 
-import tornado.httpserver
 import tornado.netutil
 
 from bus.process import configure_logging, stop_on_signals
@@ -21,27 +20,37 @@ from store.errors import DatabaseUnavailable
 from streamer.app import make_app
 from streamer.config import StreamerConfig, parse_config
 from streamer.services import Services
+from streamer.stream import LAST_EVENT_ID
+from web.server import HardenedHTTPServer
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 # Thousands of browsers reconnect at once after a restart: do not make them retry their SYNs.
 LISTEN_BACKLOG = 2048
-IDLE_CONNECTION_TIMEOUT_S = 60.0
 # Of the 5 s a stop may take: streams get this long to take their last frame.
 SHUTDOWN_STREAMS_S = 2.0
 SHUTDOWN_REQUESTS_S = 1.0
+
+
+def make_server(services: Services) -> HardenedHTTPServer:
+    """The HTTP server of the streamer's app: slow clients timed out, accepts paused while descriptors run out."""
+    config = services.config
+    return HardenedHTTPServer(
+        make_app(services),
+        max_body_size=MAX_BODY_BYTES,
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        # An unusable Last-Event-ID gets resync (CONTRACT section 3), even one with a NUL byte.
+        tolerant_headers=(LAST_EVENT_ID,),
+    )
 
 
 async def serve(config: StreamerConfig, sockets: list[socket.socket]) -> int:
     """Run the streamer on already bound sockets until a stop signal."""
     services = Services(config)
     await services.start()
-    server = tornado.httpserver.HTTPServer(
-        make_app(services),
-        max_body_size=MAX_BODY_BYTES,
-        idle_connection_timeout=IDLE_CONNECTION_TIMEOUT_S,
-    )
+    server = make_server(services)
     server.add_sockets(sockets)
     stopping = asyncio.Event()
     stop_on_signals(stopping.set, asyncio.get_running_loop())

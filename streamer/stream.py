@@ -20,6 +20,8 @@ from streamer.handlers import NOT_YOURS, ApiError, BaseHandler
 
 log = logging.getLogger(__name__)
 
+LAST_EVENT_ID = "Last-Event-ID"
+
 RESPONSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: text/event-stream\r\n"
@@ -100,7 +102,7 @@ class StreamHandler(BaseHandler):
 
     def _last_event_id(self) -> str | None:
         """The `Last-Event-ID` header (set by EventSource on reconnect), else the query parameter."""
-        header = self.request.headers.get("Last-Event-ID")
+        header = self.request.headers.get(LAST_EVENT_ID)
         if header:
             return header
         values = self.request.query_arguments.get("last_event_id")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from streamer.config import parse_config
+from tests.limits import fd_limited
 from tests.streamer.conftest import BrokerThread, World, url_of
 from tests.streamer.test_stream import open_stream
 from tests.waiting import wait_until
@@ -33,13 +34,15 @@ def streamer_command() -> list[str]:
 class StreamerProcess:
     """One streamer subprocess on the test's broker and database, logging to a file."""
 
-    def __init__(self, workdir: Path, name: str, world: World, broker: BrokerThread, *extra: str) -> None:
+    def __init__(self, workdir: Path, name: str, world: World, broker: BrokerThread, *extra: str, fd_limit: int | None = None) -> None:
         self.log_path = workdir / f"{name}.log"
         args = [
             *streamer_command(), "--database-url", url_of(world),
             "--ingress", broker.endpoints["ingress"], "--publish", broker.endpoints["publish"],
             "--replay", broker.endpoints["replay"], "--host", "127.0.0.1", *extra,
         ]
+        if fd_limit is not None:
+            args = fd_limited(args, fd_limit)
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, stderr=log, cwd=workdir, env=env)

@@ -1,0 +1,98 @@
+"""The webhook process out of file descriptors: accepting pauses, open connections are served, it recovers alone."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.hostile import flood
+from producers.commands import SignalCommand
+from tests.limits import fd_limited
+from tests.producers.conftest import CommandSink, World
+from tests.waiting import wait_until
+
+FD_LIMIT = 256
+_LISTENING = re.compile(r"webhook listening on http://[^:]+:(\d+)")
+_SCRIPT = Path(sys.executable).with_name("tradestream-webhook")
+
+
+class WebhookProcess:
+    """tradestream-webhook allowed FD_LIMIT descriptors, logging to a file; headers may take a minute."""
+
+    def __init__(self, workdir: Path, world: World, orders: str) -> None:
+        self.log_path = workdir / "webhook.log"
+        port = _free_port()
+        args = [str(_SCRIPT), "--database-url", world.url, "--orders", orders, "--port", str(port), "--header-timeout", "60"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(fd_limited(args, FD_LIMIT), stderr=log, cwd=workdir)
+        wait_until(lambda: _LISTENING.search(self.log()), what="the webhook to listen")
+        self.port = port
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def webhook(tmp_path: Path, world: World, command_sink: CommandSink) -> Iterator[WebhookProcess]:
+    process = WebhookProcess(tmp_path, world, command_sink.endpoint)
+    yield process
+    if process.proc.poll() is None:
+        process.proc.kill()
+        process.proc.wait()
+
+
+def _get(connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None) -> int:
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return 0
+
+
+def _healthz(port: int) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        return _get(connection, "GET", "/healthz")
+    finally:
+        connection.close()
+
+
+def test_out_of_descriptors_the_webhook_pauses_accepting_serves_open_connections_and_recovers_alone(
+    webhook: WebhookProcess, world: World, command_sink: CommandSink
+) -> None:
+    pid = webhook.proc.pid
+    kept = http.client.HTTPConnection("127.0.0.1", webhook.port, timeout=5)
+    assert _get(kept, "GET", "/healthz") == 200
+    signal = {"group_name": "btc-trend", "token": world.tokens["btc-trend"], "symbol": "BTC/USDT", "side": "buy",
+              "order_type": "LIMIT", "price": "90000", "qty_per": 5}
+    with flood(webhook.port, FD_LIMIT + 64, pid):
+        wait_until(lambda: len(os.listdir(f"/proc/{pid}/fd")) == FD_LIMIT, what="the webhook to run out of descriptors")
+        wait_until(lambda: "Too many open files" in webhook.log(), what="accept() to fail")
+        assert _get(kept, "POST", "/api/webhook", json.dumps(signal).encode()) == 200
+        assert isinstance(command_sink.receive(), SignalCommand)
+        # Tornado's own handler logged a traceback per loop turn here (16 MB of log in 3 s).
+        assert webhook.log().count("Too many open files") == 1
+        assert "Traceback" not in webhook.log()
+    wait_until(lambda: _healthz(webhook.port) == 200, what="the webhook to accept again")
+    wait_until(lambda: "accepting again after" in webhook.log(), what="the recovery line")
+    kept.close()
+    webhook.proc.terminate()
+    assert webhook.proc.wait(timeout=5) == 0
+    assert "Traceback" not in webhook.log()

@@ -1,0 +1,119 @@
+"""The streamer against hostile clients: descriptor exhaustion (a real process), unusable Last-Event-IDs."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tornado.ioloop
+
+from bench.hostile import flood
+from bus.publisher import Publisher
+from streamer.server import make_server
+from streamer.services import Services
+from tests.streamer.conftest import BrokerThread, World, order
+from tests.streamer.sse_client import SseStream
+from tests.streamer.test_processes import StreamerProcess
+from tests.streamer.test_stream import open_stream
+from tests.waiting import async_wait_until, wait_until
+
+FD_LIMIT = 256
+
+
+def healthz(port: int) -> int:
+    """The status of GET /healthz on a new connection; 0 when it does not answer within 2 s."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.fixture
+def limited_streamer(tmp_path: Path, world: World, broker: BrokerThread) -> Iterator[StreamerProcess]:
+    """A streamer process allowed FD_LIMIT descriptors; headers may take a minute (the flood stays)."""
+    process = StreamerProcess(tmp_path, "streamer", world, broker, "--port", "0", "--header-timeout", "60", fd_limit=FD_LIMIT)
+    yield process
+    process.kill()
+
+
+def test_out_of_descriptors_the_streamer_pauses_accepting_keeps_streaming_and_recovers_alone(
+    limited_streamer: StreamerProcess, world: World, publisher: Publisher
+) -> None:
+    process, pid = limited_streamer, limited_streamer.proc.pid
+
+    async def scenario() -> None:
+        stream = await open_stream(process.port, world.users["u10"], 1)
+        with flood(process.port, FD_LIMIT + 64, pid):
+            await async_wait_until(lambda: open_fds(pid) == FD_LIMIT, what="the streamer to run out of descriptors")
+            await async_wait_until(lambda: "Too many open files" in process.log(), what="accept() to fail")
+            publisher.publish(order(10, 1, "during-exhaustion"))
+            frame = await stream.next_event()
+            assert frame is not None and frame.json()["order_id"] == "during-exhaustion"
+            # Tornado's own handler logged a traceback per loop turn here (250,000 lines in 3 s).
+            assert process.log().count("Too many open files") == 1
+            assert "Traceback" not in process.log()
+        await async_wait_until(lambda: healthz(process.port) == 200, what="the streamer to accept again")
+        publisher.publish(order(10, 1, "after"))
+        frame = await stream.next_event()
+        assert frame is not None and frame.json()["order_id"] == "after"
+        await stream.close()
+
+    asyncio.run(scenario())
+    wait_until(lambda: "accepting again after" in process.log(), what="the recovery line")
+    assert "Traceback" not in process.log()
+    assert process.terminate() == 0
+
+
+@pytest.fixture
+def hardened_port(services: Services, io_loop: tornado.ioloop.IOLoop) -> Iterator[int]:
+    """The streamer's app behind the server its process uses (streamer.server.make_server)."""
+    server = make_server(services)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    server.add_sockets([sock])
+    yield sock.getsockname()[1]
+    server.stop()
+
+
+# (name, how the id is sent: header or query string) — each gets resync, then the live stream.
+UNUSABLE_IDS = [
+    ("NUL byte in the header", {"Last-Event-ID": "1-\x005"}, ""),
+    ("the header only a NUL", {"Last-Event-ID": "\x00"}, ""),
+    ("bare CR in the header", {"Last-Event-ID": "1\r5"}, ""),
+    ("control bytes in the header", {"Last-Event-ID": "\x01\x7f"}, ""),
+    ("a byte beyond ASCII in the header", {"Last-Event-ID": "\xff"}, ""),
+    ("NUL in the query parameter", {}, "&last_event_id=1-%005"),
+    ("invalid UTF-8 in the query parameter", {}, "&last_event_id=%ff%fe"),
+]
+
+
+@pytest.mark.parametrize(("headers", "query"), [pytest.param(*case[1:], id=case[0]) for case in UNUSABLE_IDS])
+@pytest.mark.gen_test
+async def test_an_unusable_last_event_id_gets_resync_then_the_live_stream(
+    hardened_port: int, world: World, publisher: Publisher, headers: dict[str, str], query: str
+) -> None:
+    path = f"/api/events/stream?strategy_id=1{query}"
+    stream = await SseStream.open(hardened_port, path, {**world.users["u10"].bearer, **headers})
+    assert stream.status == 200, stream.body
+    frames = [await stream.next_event(), await stream.next_event()]
+    assert [frame.event if frame else None for frame in frames] == ["connection", "resync"]
+    assert frames[1] is not None and frames[1].json() == {"reason": "history_gone"}
+    publisher.publish(order(10, 1, "live"))
+    live = await stream.next_event()
+    assert live is not None and live.json()["order_id"] == "live"
+    await stream.close()

@@ -1,0 +1,157 @@
+"""web/server.py over real sockets: slow clients are dropped, tolerant headers reach the handler.
+
+Descriptor exhaustion needs a process with a lowered RLIMIT_NOFILE: it is tested
+on the real streamer and webhook processes (tests/streamer, tests/producers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import tornado.web
+
+from web.server import ConnectionLineThrottle, HardenedHTTPServer
+
+TIMEOUT_S = 0.3
+# The contract's deadline: dropped after the timeout; the slack is for a loaded machine, not a measurement.
+DROP_DEADLINE_S = TIMEOUT_S + 5.0
+
+
+class EchoHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.finish({"last_event_id": self.request.headers.get("Last-Event-ID")})
+
+    def post(self) -> None:
+        self.finish({"length": len(self.request.body)})
+
+
+@asynccontextmanager
+async def serving(**limits: float) -> AsyncIterator[int]:
+    """A HardenedHTTPServer of EchoHandler on a free port, tolerant of Last-Event-ID."""
+    server = HardenedHTTPServer(
+        tornado.web.Application([(r"/", EchoHandler)]), tolerant_headers=("Last-Event-ID",), **limits
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    server.add_sockets([sock])
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
+async def request(port: int, raw: bytes) -> bytes:
+    """Send `raw` and read the whole answer (Connection: close)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    answer = await asyncio.wait_for(reader.read(), DROP_DEADLINE_S)
+    writer.close()
+    return answer
+
+
+async def dropped_within(port: int, first: bytes, trickle: bytes, deadline: float) -> bool:
+    """Send `first`, then `trickle` a byte every 20 ms; True once the server closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(first)
+    give_up = time.monotonic() + deadline
+    try:
+        while time.monotonic() < give_up:
+            if trickle:
+                writer.write(trickle[:1])
+                trickle = trickle[1:]
+            try:
+                if await asyncio.wait_for(reader.read(65536), 0.02) == b"":
+                    return True
+            except TimeoutError:
+                continue  # still open: the pace of the trickle
+        return False
+    except ConnectionError:
+        return True
+    finally:
+        writer.close()
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n"
+POST_1000 = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+# (name, bytes sent at once, bytes trickled after them one every 20 ms)
+SLOW_CLIENTS = [
+    ("connects and sends nothing", b"", b""),
+    ("headers never finish", GET, b""),
+    ("headers trickle a byte at a time", b"", GET + b"X-Slow: " + b"a" * 10_000),
+    ("idle keep-alive after one request", GET + b"\r\n", b""),
+    ("announces 1000 bytes, sends 7", POST_1000 + b"1234567", b""),
+    ("body trickles a byte at a time", POST_1000, b"b" * 1000),
+    ("chunked body stops after a chunk", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", b""),
+]
+
+
+@pytest.mark.parametrize(("first", "trickle"), [pytest.param(*case[1:], id=case[0]) for case in SLOW_CLIENTS])
+def test_a_slow_client_is_dropped_after_its_timeout_while_others_are_served(first: bytes, trickle: bytes) -> None:
+    async def scenario() -> None:
+        async with serving(header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S) as port:
+            slow = asyncio.ensure_future(dropped_within(port, first, trickle, DROP_DEADLINE_S))
+            answer = await request(port, POST_1000[:-2] + b"Connection: close\r\n\r\n" + b"x" * 1000)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"length": 1000}')
+            assert await slow, f"still open after {DROP_DEADLINE_S} s"
+
+    asyncio.run(scenario())
+
+
+def test_a_client_within_its_timeouts_is_served() -> None:
+    async def scenario() -> bool:
+        async with serving(header_timeout=30.0, body_timeout=30.0) as port:
+            return await dropped_within(port, POST_1000, b"", deadline=2 * TIMEOUT_S)
+
+    assert not asyncio.run(scenario()), "dropped before its timeout"
+
+
+# (name, header line, status, the value the handler sees)
+TOLERANT_HEADERS = [
+    ("NUL inside an id", b"Last-Event-ID: 1-\x005", 200, "1-?5"),
+    ("only a NUL", b"Last-Event-ID: \x00", 200, "?"),
+    ("bare CR inside", b"Last-Event-ID: 1\r5", 200, "1?5"),
+    ("DEL and other control bytes", b"Last-Event-ID: \x01\x7f\x1f", 200, "???"),
+    ("the name in lower case", b"last-event-id: \x00", 200, "?"),
+    ("a byte beyond ASCII passes as Latin-1", b"Last-Event-ID: \xff", 200, "\xff"),
+    ("a clean id is untouched", b"Last-Event-ID: 1-5", 200, "1-5"),
+    ("another header keeps Tornado's 400", b"X-Other: \x00", 400, None),
+    ("a longer name is another header", b"Last-Event-IDs: \x00", 400, None),
+]
+
+
+@pytest.mark.parametrize(("line", "status", "seen"), [pytest.param(*case[1:], id=case[0]) for case in TOLERANT_HEADERS])
+def test_control_bytes_in_a_tolerant_header_become_question_marks(line: bytes, status: int, seen: str | None) -> None:
+    async def scenario() -> bytes:
+        async with serving() as port:
+            return await request(port, GET + line + b"\r\nConnection: close\r\n\r\n")
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+    if seen is not None:
+        assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"last_event_id": seen}
+
+
+def _record(template: str, created: float) -> logging.LogRecord:
+    record = logging.LogRecord("tornado.general", logging.INFO, __file__, 1, template, ("127.0.0.1",), None)
+    record.created = created
+    return record
+
+
+def test_tornados_per_connection_lines_are_throttled_with_a_count() -> None:
+    throttle = ConnectionLineThrottle()
+    body = [_record("Timeout reading body from %s", t / 10) for t in range(101)]
+    passed = [record for record in body if throttle.filter(record)]
+    assert [record.created for record in passed] == [0.0, 10.0]
+    assert passed[1].getMessage() == "Timeout reading body from 127.0.0.1 (and 99 more since the last report)"
+    other = _record("something else from %s", 0.5)
+    assert throttle.filter(other) and other.getMessage() == "something else from 127.0.0.1"
