@@ -2,7 +2,9 @@
 
 The webhook checks in the contract's order (body size, JSON, shape, group,
 token, strategy active, fields); this module does the three that need no
-database: `parse_json`, `parse_envelope` (shape) and `parse_orders` (fields).
+database: `parse_json` (web/jsonbody.py's strict reading: no duplicate key, bounded
+depth and numbers, storable strings), `parse_envelope` (shape) and `parse_orders`
+(fields, each number within its BOUNDS).
 Each failure is an InvalidSignal naming the field, e.g. `orders[3].price`.
 The replay tool runs the same checks on every logged signal.
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from bus.events import ORDER_TYPES as PLACED_TYPES
 from producers.errors import InvalidSignal
+from web.jsonbody import parse_json_body
 
 CANCEL_ALL = "CANCEL_ALL_ORDER"
 ORDER_TYPES = PLACED_TYPES | {CANCEL_ALL}
@@ -31,6 +34,10 @@ _SYMBOL = re.compile(r"[A-Za-z0-9]{1,15}/[A-Za-z0-9]{1,15}\Z")
 # What float() accepts minus its surprises: no inf/nan words, no underscores, no spaces.
 _NUMERIC = re.compile(r"\+?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _MAX_NUMERIC_TEXT = 64
+# CONTRACT section 5: the range of each number of an order (a finite 1e300 is a 400 naming the field).
+# qty_per is a percent of each account's capital (over 100 would be leverage, which no account has);
+# prices span a meme coin quoted in BTC (1e-10) to BTC quoted in a weak currency (1e9), with room.
+BOUNDS = {"price": (1e-12, 1e12), "stop_price": (1e-12, 1e12), "qty_per": (1e-6, 100.0)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +79,9 @@ class Envelope:
     is_batch: bool
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def parse_json(body: bytes) -> Any:
-    """Decode a UTF-8 JSON body; ValueError (with the reason) when it is not valid JSON."""
-    return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    """Decode a UTF-8 JSON body; ValueError (web.jsonbody.InvalidJson, with the reason) when it is not acceptable JSON."""
+    return parse_json_body(body)
 
 
 def _required_text(body: Mapping[str, Any], name: str, limit: int) -> str:
@@ -134,11 +137,9 @@ def parse_order(item: Mapping[str, Any], prefix: str = "") -> OrderSpec:
     if order_type == CANCEL_ALL:
         return OrderSpec(order_type, symbol)
     side = _side(prefix + "side", item.get("side"))
-    price = _number(prefix + "price", item.get("price"), required=order_type in ("LIMIT", "STOP_LIMIT"))
-    stop_price = _number(
-        prefix + "stop_price", item.get("stop_price"), required=order_type.startswith("STOP")
-    )
-    qty_per = _number(prefix + "qty_per", item.get("qty_per"), required=True)
+    price = _number(prefix, "price", item, required=order_type in ("LIMIT", "STOP_LIMIT"))
+    stop_price = _number(prefix, "stop_price", item, required=order_type.startswith("STOP"))
+    qty_per = _number(prefix, "qty_per", item, required=True)
     if order_type == "LIMIT" or order_type == "MARKET":
         stop_price = None  # meaningless there; ignored like any unknown field
     return OrderSpec(order_type, symbol, side, price, stop_price, qty_per)
@@ -158,12 +159,17 @@ def _side(name: str, value: Any) -> str:
     return side
 
 
-def _number(name: str, value: Any, *, required: bool) -> float | None:
+def _number(prefix: str, name: str, item: Mapping[str, Any], *, required: bool) -> float | None:
+    value = item.get(name)
     if value is None:
         if required:
-            raise InvalidSignal(name, "required")
+            raise InvalidSignal(prefix + name, "required")
         return None
-    return parse_positive(name, value)
+    number = parse_positive(prefix + name, value)
+    low, high = BOUNDS[name]
+    if not low <= number <= high:
+        raise InvalidSignal(prefix + name, f"expected a number from {low:g} to {high:g}, got {_show(value)}")
+    return number
 
 
 def parse_positive(name: str, value: Any) -> float:

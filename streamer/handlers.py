@@ -22,6 +22,7 @@ from streamer import queries
 from streamer.auth import SESSION_COOKIE, SESSION_DAYS, bearer_token, cookie_user_id
 from streamer.queries import Viewer
 from streamer.services import Services
+from web.jsonbody import InvalidJson, parse_json_body
 
 _ID = re.compile(rb"[1-9][0-9]*")
 _DEFAULT_CODES = {
@@ -82,11 +83,11 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
         self.finish(orjson.dumps(value))
 
     def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object; 400 otherwise."""
+        """The request body as a JSON object (web/jsonbody.py's strict reading); 400 otherwise."""
         try:
-            body = orjson.loads(self.request.body)
-        except orjson.JSONDecodeError:
-            raise ApiError(400, "invalid_request", "The body is not valid JSON.") from None
+            body = parse_json_body(self.request.body)
+        except InvalidJson as exc:
+            raise ApiError(400, "invalid_request", f"The body is not acceptable JSON: {exc}.") from None
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "The body must be a JSON object.")
         return body

@@ -88,6 +88,15 @@ def _without(name: str) -> Any:
     return lambda world: {k: v for k, v in signal(world).items() if k != name}
 
 
+def _raw(template: str) -> Any:
+    """A body written by hand (duplicate keys, deep nesting, escapes json.dumps would not write); $TOKEN is btc-trend's."""
+    return lambda world: template.replace("$TOKEN", world.tokens["btc-trend"]).encode()
+
+
+_ORDER = '"symbol": "BTC/USDT", "side": "buy", "order_type": "LIMIT", "price": "90000", "qty_per": 5'
+_SIGNAL = '"group_name": "btc-trend", "token": "$TOKEN", ' + _ORDER
+
+
 def _batch(*orders: dict[str, Any]) -> Any:
     base = {k: v for k, v in EXAMPLE.items() if k != "group_name"}
     return lambda world: {"group_name": "btc-trend", "token": world.tokens["btc-trend"], "orders": [{**base, **o} for o in orders]}
@@ -147,6 +156,36 @@ BAD_WEBHOOKS = [
     ("MARKET without any known price", _bad(order_type="MARKET", price=None), "application/json", 400, "invalid_request", "price"),
     ("batch names the bad order", _batch({}, {}, {"price": "-1"}), "application/json", 400, "invalid_request", "orders[2].price"),
     ("batch MARKET without price", _batch({}, {"order_type": "MARKET", "price": None}), "application/json", 400, "invalid_request", "orders[1].price"),
+    # Ambiguous JSON: a proxy in front may read the first of two keys, a parser the last.
+    ("token twice, wrong then right", _raw('{"group_name": "btc-trend", "token": "wrong", "token": "$TOKEN", ' + _ORDER + '}'), "application/json", 400, "invalid_json", "body"),
+    ("side twice", _raw('{' + _SIGNAL + ', "side": "sell"}'), "application/json", 400, "invalid_json", "body"),
+    ("duplicate key in a batch order", _raw('{"group_name": "btc-trend", "token": "$TOKEN", "orders": [{' + _ORDER + ', "qty_per": 50}]}'), "application/json", 400, "invalid_json", "body"),
+    ("duplicate key deep in an unknown field", _raw('{' + _SIGNAL + ', "meta": {"a": [{"b": 1, "b": 2}]}}'), "application/json", 400, "invalid_json", "body"),
+    # Every number within its range (CONTRACT section 5).
+    ("qty_per 1e300", _bad(qty_per=1e300), "application/json", 400, "invalid_request", "qty_per"),
+    ("qty_per over 100 percent", _bad(qty_per="100.5"), "application/json", 400, "invalid_request", "qty_per"),
+    ("qty_per 1e-300", _bad(qty_per=1e-300), "application/json", 400, "invalid_request", "qty_per"),
+    ("price 1e300", _bad(price=1e300), "application/json", 400, "invalid_request", "price"),
+    ("price string 1e13", _bad(price="1e13"), "application/json", 400, "invalid_request", "price"),
+    ("price 1e-300", _bad(price="1e-300"), "application/json", 400, "invalid_request", "price"),
+    ("stop_price 1e300", _bad(order_type="STOP_LIMIT", stop_price=1e300), "application/json", 400, "invalid_request", "stop_price"),
+    ("batch qty_per 1e300", _batch({}, {"qty_per": 1e300}), "application/json", 400, "invalid_request", "orders[1].qty_per"),
+    ("1e999 in an unknown field", _raw('{' + _SIGNAL + ', "extra": 1e999}'), "application/json", 400, "invalid_json", "body"),
+    ("integer beyond 64 bits in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "9" * 30 + '}'), "application/json", 400, "invalid_json", "body"),
+    # Any depth is a 400, in a known field or not.
+    ("nested 1,000 deep in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "[" * 1000 + "]" * 1000 + '}'), "application/json", 400, "invalid_json", "body"),
+    ("nested 20,000 deep in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "[" * 20000 + "]" * 20000 + '}'), "application/json", 400, "invalid_json", "body"),
+    ("nested 1,000 deep in price", _raw('{"group_name": "btc-trend", "token": "$TOKEN", "price": ' + '{"a": ' * 1000 + "1" + "}" * 1000 + '}'), "application/json", 400, "invalid_json", "body"),
+    ("nested 20,000 deep as the body", _raw("[" * 20000 + "]" * 20000), "application/json", 400, "invalid_json", "body"),
+    ("nested 33 deep in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "[" * 32 + "]" * 32 + '}'), "application/json", 400, "invalid_json", "body"),
+    # Any string is a 400, never a 500 (a lone surrogate cannot be hashed or stored, nor U+0000 in PostgreSQL).
+    ("lone surrogate in group_name", _raw('{"group_name": "\\ud800", "token": "$TOKEN", ' + _ORDER + '}'), "application/json", 400, "invalid_json", "body"),
+    ("lone surrogate in token", _raw('{"group_name": "btc-trend", "token": "$TOKEN\\ud800", ' + _ORDER + '}'), "application/json", 400, "invalid_json", "body"),
+    ("lone surrogate in id", _raw('{' + _SIGNAL + ', "id": "\\udc00"}'), "application/json", 400, "invalid_json", "body"),
+    ("lone surrogate in an unknown field", _raw('{' + _SIGNAL + ', "note": "a\\ud800b"}'), "application/json", 400, "invalid_json", "body"),
+    ("lone surrogate in a key", _raw('{' + _SIGNAL + ', "\\udfff": 1}'), "application/json", 400, "invalid_json", "body"),
+    ("NUL in group_name", _raw('{"group_name": "btc-trend\\u0000", "token": "$TOKEN", ' + _ORDER + '}'), "application/json", 400, "invalid_json", "body"),
+    ("NUL in id", _raw('{' + _SIGNAL + ', "id": "a\\u0000b"}'), "application/json", 400, "invalid_json", "body"),
 ]
 
 
@@ -188,6 +227,31 @@ async def test_contract_example_is_accepted_and_pushed_as_a_command(
         stored = session.get(Signal, command.signal_id)
         assert stored is not None and stored.strategy_id == world.strategy_ids["btc-trend"]
         assert "token" not in json.loads(stored.payload)
+
+
+# (name, body, the order's (price, stop_price, qty_per) in the command): the edges of what is accepted.
+GOOD_EDGES = [
+    ("qty_per 100 percent", _bad(qty_per=100), (90000.0, None, 100.0)),
+    ("qty_per 1e-6 percent", _bad(qty_per="0.000001"), (90000.0, None, 1e-6)),
+    ("price 1e12 and stop_price 1e-12", _bad(order_type="STOP_LIMIT", price="1e12", stop_price=1e-12), (1e12, 1e-12, 5.0)),
+    ("an emoji as an escaped surrogate pair", _raw('{' + _SIGNAL + ', "note": "\\ud83d\\ude00"}'), (90000.0, None, 5.0)),
+    ("nested 32 deep in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "[" * 31 + "]" * 31 + '}'), (90000.0, None, 5.0)),
+    ("integer 2^63 - 1 in an unknown field", _raw('{' + _SIGNAL + f', "extra": {2**63 - 1}}}'), (90000.0, None, 5.0)),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), [pytest.param(*case[1:], id=case[0]) for case in GOOD_EDGES])
+@pytest.mark.gen_test
+async def test_numbers_at_their_bounds_and_any_unicode_text_are_accepted(
+    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink,
+    body: Any, expected: tuple[float | None, float | None, float],
+) -> None:
+    code, reply = await post(http_client, base_url, body(world))
+    assert (code, reply) == (200, {"status": "accepted", "signals": 1})
+    command = command_sink.receive()
+    assert isinstance(command, SignalCommand)
+    (order,) = command.orders
+    assert (order.price, order.stop_price, order.qty_per) == expected
 
 
 @pytest.mark.gen_test

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import tornado.ioloop
+from tornado.httpclient import AsyncHTTPClient
 
 from bench.hostile import flood
 from bus.publisher import Publisher
@@ -117,3 +119,34 @@ async def test_an_unusable_last_event_id_gets_resync_then_the_live_stream(
     live = await stream.next_event()
     assert live is not None and live.json()["order_id"] == "live"
     await stream.close()
+
+
+_LOGIN = '"username": "u10", "password": "u10-pw"'
+_ACCOUNT = '"username": "u10", "name": "acct-2", "exchange": "paper"'
+# (name, path, who asks: None or an admin's name, raw body) — every one a 400 invalid_request, nothing done.
+HOSTILE_BODIES = [
+    ("login: username twice, the second real", "/api/login", None, '{"username": "nobody", ' + _LOGIN + '}'),
+    ("login: password twice, the second right", "/api/login", None, '{"username": "u10", "password": "wrong", "password": "u10-pw"}'),
+    ("login: duplicate deep in an unknown field", "/api/login", None, '{' + _LOGIN + ', "x": [{"a": 1, "a": 2}]}'),
+    ("login: nested 1,000 deep", "/api/login", None, '{' + _LOGIN + ', "x": ' + "[" * 1000 + "]" * 1000 + '}'),
+    ("login: nested 20,000 deep", "/api/login", None, '{' + _LOGIN + ', "x": ' + "[" * 20000 + "]" * 20000 + '}'),
+    ("login: lone surrogate in username", "/api/login", None, '{"username": "\\ud800", "password": "x"}'),
+    ("login: lone surrogate in password", "/api/login", None, '{"username": "u10", "password": "\\udfff"}'),
+    ("login: NUL in username", "/api/login", None, '{"username": "u10\\u0000", "password": "u10-pw"}'),
+    ("admin: username twice", "/api/admin/users", "root", '{"username": "a1", "username": "a2", "password": "pw"}'),
+    ("admin: NUL in username", "/api/admin/users", "root", '{"username": "a\\u0000b", "password": "pw"}'),
+    ("admin: capital beyond 64 bits", "/api/admin/accounts", "root", '{' + _ACCOUNT + ', "capital": ' + "9" * 30 + '}'),
+    ("admin: capital 1e999", "/api/admin/accounts", "root", '{' + _ACCOUNT + ', "capital": 1e999}'),
+]
+
+
+@pytest.mark.parametrize(("path", "who", "raw"), [pytest.param(*case[1:], id=case[0]) for case in HOSTILE_BODIES])
+@pytest.mark.gen_test
+async def test_ambiguous_deep_or_unstorable_json_bodies_are_400(
+    http_client: AsyncHTTPClient, base_url: str, world: World, path: str, who: str | None, raw: str
+) -> None:
+    headers = {"Content-Type": "application/json", **(world.users[who].bearer if who else {})}
+    response = await http_client.fetch(base_url + path, method="POST", body=raw.encode(), headers=headers, raise_error=False)
+    assert response.code == 400, response.body
+    assert json.loads(response.body)["error"] == "invalid_request"
+    assert "Set-Cookie" not in response.headers
