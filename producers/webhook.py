@@ -36,10 +36,10 @@ from bus.publisher import Publisher
 from producers.commands import SIGNAL, SignalCommand
 from producers.errors import InvalidSignal, SignalRefused
 from producers.intake import Accepted, Intake, payload_text
-from producers.ratelimit import RateLimiter
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
+from web.ratelimit import RateLimiter
 from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, HardenedHTTPServer
 
 log = logging.getLogger(__name__)

@@ -39,10 +39,6 @@ class Authenticator:
         viewer, _ = await self._viewers.get(f"u{user_id}", lambda: self.database.run(queries.viewer_by_id, user_id))
         return viewer
 
-    async def login(self, username: str, password: str) -> Viewer | None:
-        """Check credentials (never cached)."""
-        return await self.database.run(queries.login, username, password)
-
 
 def bearer_token(header: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, else None."""

@@ -41,6 +41,10 @@ class StreamerConfig:
     reuse_port: bool = setting(False, help="SO_REUSEPORT, so several streamer processes share the port")
     header_timeout: float = setting(HEADER_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's headers may take (also: a keep-alive connection's idle time)")
     body_timeout: float = setting(BODY_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's body may take")
+    # Login attempts per client address and per username, refilled over login_window (CONTRACT section 3).
+    login_per_address: int = setting(60, kind=kinds.positive_int, help="login attempts per client address per --login-window (429 beyond)")
+    login_per_user: int = setting(10, kind=kinds.positive_int, help="login attempts per username per --login-window (429 beyond)")
+    login_window: float = setting(300.0, kind=kinds.positive_float, help="seconds over which the login limits refill")
     log_level: str = "INFO"  # the --log-level every process has
     static_path: str = STATIC_PATH
     # Not flags: how long a new stream waits for its subscription, and the database threads.

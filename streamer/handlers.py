@@ -4,7 +4,8 @@ Every error is `{"error": <code>, "message": <text>}` with its status:
 
     400 invalid_request   401 unauthorized      403 forbidden (also: no such strategy)
     404 not_found         405 method_not_allowed 409 strategy_inactive / conflict
-    429 too_many_streams  503 bus_unavailable / shutting_down   500 internal_error
+    429 too_many_streams / rate_limited (login, with Retry-After)
+    503 bus_unavailable / shutting_down   500 internal_error
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bus.errors import BusError
 from bus.topics import MAX_ID, StreamKey
 from streamer import queries
 from streamer.auth import SESSION_COOKIE, SESSION_DAYS, bearer_token, cookie_user_id
+from streamer.login import TooManyAttempts
 from streamer.queries import Viewer
 from streamer.services import Services
 from web.jsonbody import InvalidJson, parse_json_body
@@ -138,7 +140,12 @@ class LoginHandler(BaseHandler):
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ApiError(400, "invalid_request", "username and password must be strings.")
-        viewer = await self.services.auth.login(username, password)
+        try:
+            viewer = await self.services.logins.attempt(self.request.remote_ip or "", username, password)
+        except TooManyAttempts as refused:
+            self.set_header("Retry-After", str(refused.retry_after))
+            self.send_json({"error": "rate_limited", "message": refused.message}, 429)
+            return
         if viewer is None:
             raise ApiError(401, "unauthorized", "Wrong username or password.")
         self.set_signed_cookie(

@@ -23,6 +23,7 @@ from streamer.auth import Authenticator
 from streamer.cache import TtlCache
 from streamer.config import StreamerConfig
 from streamer.hub import Hub
+from streamer.login import LoginGate
 from streamer.queries import Database
 from streamer.stats import StatsCollector, StreamerStats
 
@@ -46,6 +47,7 @@ class Services:
         self.hub = Hub(config, self.stats, context)
         self.database = Database(config.database_url, config.database_threads)
         self.auth = Authenticator(self.database)
+        self.logins = LoginGate(self.database, config.login_per_address, config.login_per_user, config.login_window)
         # Only "allowed" is kept. Safe with a control message after the read: the hub
         # compares its arrival with when the answer was read (see Hub.open).
         self.stream_access: TtlCache[StreamKey, str | None] = TtlCache(ACCESS_CACHE_TTL_S)
@@ -121,4 +123,5 @@ class Services:
 
     def _release(self) -> None:
         self.publisher.close()
+        self.logins.close()
         self.database.close()

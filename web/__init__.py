@@ -3,5 +3,6 @@
 errors.py   the one JSON error type and writer: `{"error": code, "message": text}` with its status
 server.py   an HTTPServer that survives hostile clients: header/body timeouts, accept back-off on EMFILE
 backoff.py  the pure state behind it: when accepting pauses, one log line per interval with a count
+ratelimit.py token buckets per key, bounded in memory (webhook tokens; login addresses and usernames)
 jsonbody.py the strict JSON reading of request bodies: no duplicate key, bounded depth and numbers, storable strings
 """

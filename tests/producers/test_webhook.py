@@ -18,12 +18,12 @@ from tornado.web import Application
 from bus.publisher import Publisher
 from producers.commands import SignalCommand
 from producers.intake import IDEMPOTENCY_WINDOW, Intake
-from producers.ratelimit import RateLimiter
 from producers.signals import MAX_BATCH
 from producers.webhook import MAX_BODY, WebhookService, make_app
 from store import actions
 from store.models import Order, Signal
 from tests.producers.conftest import CommandSink, World
+from web.ratelimit import RateLimiter
 
 EXAMPLE = {"group_name": "btc-trend", "symbol": "BTC/USDT", "side": "buy", "order_type": "LIMIT", "price": "90000", "qty_per": 5}
 

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from bench.hostile import flood
 from bus.publisher import Publisher
+from streamer.login import address_key
 from streamer.server import make_server
 from streamer.services import Services
 from tests.streamer.conftest import BrokerThread, World, order
@@ -150,3 +152,47 @@ async def test_ambiguous_deep_or_unstorable_json_bodies_are_400(
     assert response.code == 400, response.body
     assert json.loads(response.body)["error"] == "invalid_request"
     assert "Set-Cookie" not in response.headers
+
+
+# (name, attempts as (username, password), statuses) with 5 per address and 3 per username (no refill meanwhile).
+LOGIN_LIMITS = [
+    ("a user's 4th try is 429, the right password too", [("u10", "wrong")] * 3 + [("u10", "u10-pw")], [401, 401, 401, 429]),
+    ("another user keeps their tries", [("u10", "wrong")] * 3 + [("u10", "x"), ("u11", "u11-pw")], [401, 401, 401, 429, 200]),
+    ("an address's 6th try is 429, whatever the name", [(f"nobody{n}", "x") for n in range(5)] + [("u11", "u11-pw")], [401] * 5 + [429]),
+    ("unknown names count like known ones", [("ghost", "x")] * 4, [401, 401, 401, 429]),
+]
+
+
+@pytest.mark.streamer_config(login_per_address=5, login_per_user=3, login_window=300.0)
+@pytest.mark.parametrize(("attempts", "statuses"), [pytest.param(*case[1:], id=case[0]) for case in LOGIN_LIMITS])
+@pytest.mark.gen_test
+async def test_login_attempts_beyond_the_limits_are_429_with_retry_after(
+    http_client: AsyncHTTPClient, base_url: str, attempts: list[tuple[str, str]], statuses: list[int]
+) -> None:
+    answers = []
+    for username, password in attempts:
+        body = json.dumps({"username": username, "password": password}).encode()
+        answers.append(await http_client.fetch(base_url + "/api/login", method="POST", body=body, raise_error=False))
+    assert [answer.code for answer in answers] == statuses
+    for answer in answers:
+        if answer.code == 429:
+            assert json.loads(answer.body)["error"] == "rate_limited"
+            # One attempt more every 300 / 3 = 100 s (per user) or 300 / 5 = 60 s (per address).
+            assert answer.headers["Retry-After"] in ("100", "60")
+            assert "Set-Cookie" not in answer.headers
+
+
+@pytest.mark.gen_test
+async def test_the_password_check_runs_in_the_login_threads(http_client: AsyncHTTPClient, base_url: str) -> None:
+    body = json.dumps({"username": "u10", "password": "u10-pw"}).encode()
+    assert (await http_client.fetch(base_url + "/api/login", method="POST", body=body)).code == 200
+    assert any(thread.name.startswith("login_") for thread in threading.enumerate())
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [("10.1.2.3", "10.1.2.3"), ("2001:db8::1", "2001:db8::/64"), ("2001:db8:0:0:ffff::9", "2001:db8::/64"),
+     ("::ffff:10.1.2.3", "10.1.2.3"), ("", "")],
+)
+def test_ipv6_addresses_share_a_login_bucket_per_64(address: str, key: str) -> None:
+    assert address_key(address) == key
