@@ -1,4 +1,4 @@
-"""The webhook process out of file descriptors: accepting pauses, open connections are served, it recovers alone."""
+"""The webhook against hostile clients: slow ones are dropped; out of descriptors (a real process) it pauses accepting."""
 
 from __future__ import annotations
 
@@ -10,15 +10,25 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zmq
+from tornado.httpclient import AsyncHTTPClient
+from tornado.ioloop import IOLoop
 
 from bench.hostile import flood
+from bus.publisher import Publisher
 from producers.commands import SignalCommand
+from producers.intake import Intake
+from producers.webhook import WebhookConfig, WebhookService, make_server
 from tests.limits import fd_limited
 from tests.producers.conftest import CommandSink, World
 from tests.waiting import wait_until
+from tests.web.test_server import DROP_DEADLINE_S, SLOW_CLIENTS, TIMEOUT_S, dropped_within
+from web.ratelimit import RateLimiter
 
 FD_LIMIT = 256
 _LISTENING = re.compile(r"webhook listening on http://[^:]+:(\d+)")
@@ -72,6 +82,35 @@ def _healthz(port: int) -> int:
         return _get(connection, "GET", "/healthz")
     finally:
         connection.close()
+
+
+@pytest.fixture
+def webhook_port(world: World, command_sink: CommandSink, zctx: zmq.Context[Any], io_loop: IOLoop) -> Iterator[int]:
+    """The webhook's app behind the server its process uses (make_server), with short timeouts."""
+    executor = ThreadPoolExecutor(2)
+    publisher = Publisher(command_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
+    service = WebhookService(Intake(world.sessions), publisher, executor, RateLimiter(1000.0))
+    server = make_server(service, WebhookConfig(header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    server.add_sockets([sock])
+    yield sock.getsockname()[1]
+    server.stop()
+    publisher.close()
+    executor.shutdown(wait=True)
+
+
+@pytest.mark.parametrize(("first", "trickle"), [pytest.param(*case[1:], id=case[0]) for case in SLOW_CLIENTS])
+@pytest.mark.gen_test
+async def test_the_webhook_drops_a_slow_client_after_its_timeout(
+    webhook_port: int, first: bytes, trickle: bytes
+) -> None:
+    # The webhook streams its body (stream_request_body): the body timeout holds there too.
+    slow_post = first.replace(b"POST / ", b"POST /api/webhook ")
+    assert await dropped_within(webhook_port, slow_post, trickle, DROP_DEADLINE_S), f"still open after {DROP_DEADLINE_S} s"
+    assert (await AsyncHTTPClient().fetch(f"http://127.0.0.1:{webhook_port}/healthz")).code == 200
 
 
 def test_out_of_descriptors_the_webhook_pauses_accepting_serves_open_connections_and_recovers_alone(

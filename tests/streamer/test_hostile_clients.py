@@ -25,6 +25,7 @@ from tests.streamer.sse_client import SseStream
 from tests.streamer.test_processes import StreamerProcess
 from tests.streamer.test_stream import open_stream
 from tests.waiting import async_wait_until, wait_until
+from tests.web.test_server import DROP_DEADLINE_S, SLOW_CLIENTS, TIMEOUT_S, dropped_within
 
 FD_LIMIT = 256
 
@@ -92,6 +93,16 @@ def hardened_port(services: Services, io_loop: tornado.ioloop.IOLoop) -> Iterato
     server.add_sockets([sock])
     yield sock.getsockname()[1]
     server.stop()
+
+
+@pytest.mark.streamer_config(header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S)
+@pytest.mark.parametrize(("first", "trickle"), [pytest.param(*case[1:], id=case[0]) for case in SLOW_CLIENTS])
+@pytest.mark.gen_test
+async def test_the_streamer_drops_a_slow_client_after_its_timeout(
+    http_client: AsyncHTTPClient, hardened_port: int, first: bytes, trickle: bytes
+) -> None:
+    assert await dropped_within(hardened_port, first, trickle, DROP_DEADLINE_S), f"still open after {DROP_DEADLINE_S} s"
+    assert (await http_client.fetch(f"http://127.0.0.1:{hardened_port}/healthz")).code == 200
 
 
 # (name, how the id is sent: header or query string) — each gets resync, then the live stream.
