@@ -4,5 +4,6 @@ models.py   the tables (SQLAlchemy 2.0) · db.py engines, sessions, init_db · e
 auth.py     password and token hashing, login and API-token lookups
 access.py   THE access rule: may user U stream strategy S (owner or linked account)
 rows.py     rows → bus events, snapshot rows and the admin JSON shapes
-actions.py  admin actions (commit, then publish control messages) · admin.py the CLI
+actions.py  admin actions (commit, then publish control messages) · demo.py the demo world
+admin.py    tradestream-admin (settings, run, main) · subcommands.py its subcommands and their output
 """

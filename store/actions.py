@@ -18,9 +18,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bus import reasons
 from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage
 from bus.topics import MAX_ID
-from store import auth, rows
+from store import auth
 from store.access import can_stream
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import NAME_LENGTH, Account, Base, Strategy, StrategyAccount, User
@@ -97,7 +98,7 @@ def _refuse_duplicate(session: Session, query: Select[Any], conflict: str) -> st
     return conflict
 
 
-def _commit(session: Session, conflict: str) -> None:
+def commit_or_conflict(session: Session, conflict: str) -> None:
     """Commit; a unique constraint hit by a concurrent writer becomes Conflict."""
     try:
         session.commit()
@@ -127,7 +128,7 @@ def create_user(
         api_token_hash=auth.token_hash(api_token),
     )
     session.add(user)
-    _commit(session, taken)
+    commit_or_conflict(session, taken)
     return NewUser(user, api_token)
 
 
@@ -148,7 +149,7 @@ def create_account(
     taken = _refuse_duplicate(session, query, f"{username!r} already has an account named {name!r}")
     account = Account(user_id=user.id, name=name, exchange=exchange, capital=capital)
     session.add(account)
-    _commit(session, taken)
+    commit_or_conflict(session, taken)
     return account
 
 
@@ -170,7 +171,7 @@ def create_strategy(
         is_active=True,
     )
     session.add(strategy)
-    _commit(session, taken)
+    commit_or_conflict(session, taken)
     return NewStrategy(strategy, webhook_token)
 
 
@@ -185,7 +186,7 @@ def link(
         raise Conflict(taken)
     strategy_account = StrategyAccount(strategy_id=strategy_id, account_id=account_id)
     session.add(strategy_account)
-    _commit(session, taken)
+    commit_or_conflict(session, taken)
     return strategy_account
 
 
@@ -198,12 +199,12 @@ def unlink(
     strategy_account = session.get(StrategyAccount, (strategy_id, account_id))
     if strategy_account is None:
         raise NotFound(f"account {account_id} is not linked to strategy {strategy_id}")
-    owner_id, text = account.user_id, f'Your access to strategy "{strategy.name}" was revoked.'
+    owner_id, text = account.user_id, reasons.message(reasons.PERMISSION_REVOKED, strategy.name)
     session.delete(strategy_account)
     session.commit()
     if can_stream(session, owner_id, strategy_id):
         return None
-    message = DisconnectMessage(owner_id, strategy_id, "permission_revoked", text)
+    message = DisconnectMessage(owner_id, strategy_id, reasons.PERMISSION_REVOKED, text)
     _announce(publish, message)
     return message
 
@@ -213,8 +214,8 @@ def deactivate(session: Session, publish: Publish | None, strategy_id: int) -> S
     strategy = _get(session, Strategy, strategy_id, "strategy")
     strategy.is_active = False
     session.commit()
-    message = f'Strategy "{strategy.name}" was deactivated.'
-    _announce(publish, CleanupStrategyMessage(strategy_id, "strategy_inactive", message))
+    message = reasons.message(reasons.STRATEGY_INACTIVE, strategy.name)
+    _announce(publish, CleanupStrategyMessage(strategy_id, reasons.STRATEGY_INACTIVE, message))
     return strategy
 
 
@@ -229,88 +230,7 @@ def activate(session: Session, publish: Publish | None, strategy_id: int) -> Str
 def delete_strategy(session: Session, publish: Publish | None, strategy_id: int) -> None:
     """Delete the strategy with its links, signals, orders and positions; close its streams."""
     strategy = _get(session, Strategy, strategy_id, "strategy")
-    message = f'Strategy "{strategy.name}" was deleted.'
+    message = reasons.message(reasons.STRATEGY_DELETED, strategy.name)
     session.delete(strategy)
     session.commit()
-    _announce(publish, CleanupStrategyMessage(strategy_id, "strategy_deleted", message))
-
-
-# The demo world: alice (admin) owns btc-trend and eth-swing, bob owns sol-scalp;
-# btc-trend trades on the accounts of two users, carol streams only through her account.
-DEMO_USERS = (("alice", True), ("bob", False), ("carol", False))
-DEMO_ACCOUNTS = {"alice": 100_000.0, "bob": 50_000.0, "carol": 25_000.0}
-DEMO_STRATEGIES = (
-    ("alice", "BTC Trend", "btc-trend", ("alice", "bob")),
-    ("alice", "ETH Swing", "eth-swing", ("alice", "carol")),
-    ("bob", "SOL Scalp", "sol-scalp", ("bob",)),
-)
-DEMO_EXCHANGE = "paper"
-
-
-def demo_password(username: str) -> str:
-    """The password `demo` gives a demo user."""
-    return f"{username}-demo"
-
-
-def _demo_user(session: Session, username: str, is_admin: bool) -> tuple[User, str]:
-    user = session.scalars(select(User).where(User.username == username)).one_or_none()
-    if user is None:
-        user = User(username=username)
-        session.add(user)
-    api_token = auth.new_token()
-    user.password_hash = auth.hash_password(demo_password(username))
-    user.api_token_hash = auth.token_hash(api_token)
-    user.is_admin = is_admin
-    return user, api_token
-
-
-def _demo_account(session: Session, user: User) -> Account:
-    name = f"{user.username} paper"
-    query = select(Account).where(Account.user_id == user.id, Account.name == name)
-    account = session.scalars(query).one_or_none()
-    if account is None:
-        capital = DEMO_ACCOUNTS[user.username]
-        account = Account(user_id=user.id, name=name, exchange=DEMO_EXCHANGE, capital=capital)
-        session.add(account)
-    return account
-
-
-def _demo_strategy(
-    session: Session, owner: User, name: str, group_name: str
-) -> tuple[Strategy, str]:
-    query = select(Strategy).where(Strategy.group_name == group_name)
-    strategy = session.scalars(query).one_or_none()
-    if strategy is None:
-        strategy = Strategy(owner_id=owner.id, name=name, group_name=group_name, is_active=True)
-        session.add(strategy)
-    webhook_token = auth.new_token()
-    strategy.webhook_token_hash = auth.token_hash(webhook_token)
-    return strategy, webhook_token
-
-
-def _demo_link(session: Session, strategy: Strategy, account: Account) -> None:
-    if session.get(StrategyAccount, (strategy.id, account.id)) is None:
-        session.add(StrategyAccount(strategy_id=strategy.id, account_id=account.id))
-
-
-def demo(session: Session, publish: Publish | None) -> dict[str, Any]:
-    """Create (or reuse) the demo users, accounts and strategies; new passwords and tokens."""
-    users = {name: _demo_user(session, name, is_admin) for name, is_admin in DEMO_USERS}
-    session.flush()
-    accounts = {name: _demo_account(session, user) for name, (user, _) in users.items()}
-    strategies = []
-    for owner, name, group_name, linked in DEMO_STRATEGIES:
-        strategy, webhook_token = _demo_strategy(session, users[owner][0], name, group_name)
-        session.flush()
-        for username in linked:
-            _demo_link(session, strategy, accounts[username])
-        strategies.append(rows.new_strategy_json(strategy, webhook_token))
-    _commit(session, "the demo data was changed concurrently; run demo again")
-    return {
-        "users": [
-            rows.demo_user_json(user, demo_password(user.username), api_token)
-            for user, api_token in users.values()
-        ],
-        "strategies": strategies,
-        "accounts": [rows.account_json(account) for account in accounts.values()],
-    }
+    _announce(publish, CleanupStrategyMessage(strategy_id, reasons.STRATEGY_DELETED, message))

@@ -1,6 +1,6 @@
 """Fixtures for producer tests: the demo world in a real SQLite file, real ZeroMQ sockets.
 
-`world` is what `tradestream-admin demo` creates (store.actions.demo): alice owns
+`world` is what `tradestream-admin demo` creates (store.demo.demo): alice owns
 btc-trend (linked to alice's 100,000 and bob's 50,000 accounts) and eth-swing
 (alice, carol), bob owns sol-scalp (bob). Commands are captured by binding a
 real PULL socket where the order handler would be.
@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tornado.ioloop import IOLoop
 
 from producers.commands import Command, decode
-from store import actions
 from store.db import init_db, make_engine, make_session_factory
+from store.demo import demo as demo_world
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def make_demo(path: Path) -> dict[str, Any]:
     engine = make_engine(f"sqlite:///{path}")
     init_db(engine)
     with make_session_factory(engine)() as session:
-        demo = actions.demo(session, None)
+        demo = demo_world(session, None)
     engine.dispose()  # the last connection checkpoints the WAL into the file: it can be copied
     return demo
 

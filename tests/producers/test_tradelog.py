@@ -16,7 +16,7 @@ from producers.commands import SignalCommand, TickCommand
 from producers.errors import TradeLogError
 from producers.replay import Pacer, ReplayConfig, replay, run
 from producers.tradelog import LogRecord, read_csv, read_jsonl
-from store import actions
+from store import demo
 
 EVENT = (
     '{"kind": "order_update", "event_type": "order_created", "order_id": "x-1", "symbol": "BTC/USDT", '
@@ -147,7 +147,7 @@ def test_shipped_sample_is_what_its_script_makes_and_replays_without_a_bad_line(
     types = {o.order_type for s in signals for o in s.orders}
     assert types == {"MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT", "CANCEL_ALL_ORDER"}
     assert any(s.is_batch for s in signals)
-    assert {s.group_name for s in signals} == {group for _, _, group, _ in actions.DEMO_STRATEGIES}
+    assert {s.group_name for s in signals} == {group for _, _, group, _ in demo.DEMO_STRATEGIES}
 
 
 @pytest.mark.expect_log('trades.jsonl:2')

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bus.topics import MAX_ID
-from store import actions, auth
+from store import actions, auth, demo
 from store.access import can_stream
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Account, Order, Strategy, StrategyAccount, User
@@ -202,7 +202,7 @@ DEMO_KEYS = {
 
 
 def test_demo_builds_a_world_with_a_strategy_shared_by_two_users(session: Session) -> None:
-    world = actions.demo(session, None)
+    world = demo.demo(session, None)
     assert set(world) == set(DEMO_KEYS)
     for section, keys in DEMO_KEYS.items():
         assert world[section] and all(set(item) == keys for item in world[section]), section
@@ -225,8 +225,8 @@ def _ids(world: dict[str, Any], section: str) -> list[int]:
 
 
 def test_demo_twice_reuses_rows_and_only_the_new_logins_work(session: Session) -> None:
-    first = actions.demo(session, None)
-    second = actions.demo(session, None)
+    first = demo.demo(session, None)
+    second = demo.demo(session, None)
     for section in DEMO_KEYS:
         assert _ids(first, section) == _ids(second, section), section
     assert session.scalar(select(func.count()).select_from(StrategyAccount)) == sum(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage
 from bus.publisher import Publisher
 from bus.topics import MAX_ID
-from store import actions
+from store import actions, demo
 from store.access import can_stream
 from store.db import make_session_factory
 from store.models import Account, Strategy
@@ -110,7 +110,7 @@ def test_activate_link_and_creations_publish_nothing(
     new = actions.create_strategy(session, publisher.publish, "alice", "BTC", "btc-trend")
     actions.link(session, publisher.publish, new.strategy.id, account.id)
     actions.activate(session, publisher.publish, new.strategy.id)
-    actions.demo(session, publisher.publish)
+    demo.demo(session, publisher.publish)
     assert_nothing_published(publisher, control_inbox)
 
 
