@@ -1,10 +1,19 @@
 """Errors of the producers package.
 
     ProducerError
-     ├── InvalidSignal     a webhook or logged signal breaks CONTRACT §5 (names the field)
-     ├── SignalRefused     a well-formed webhook the strategy refuses (404, 401, 409)
-     ├── InvalidCommand    a frame between producers is not a command we know
-     └── TradeLogError     a trade-log line cannot be replayed (carries its line number)
+     ├── NotJSON             a webhook body not declared as JSON
+     ├── InvalidJSON         a webhook body that is not valid JSON (field "body")
+     ├── InvalidSignal       a webhook or logged signal breaks CONTRACT §5 (names the field)
+     ├── RateLimited         too many webhooks with one token
+     ├── SignalRefused       a well-formed webhook the strategy refuses
+     │    ├── UnknownGroup       no strategy has that group_name
+     │    ├── WrongToken         the token is not the group's
+     │    └── StrategyInactive   the strategy is deactivated
+     ├── OrdersUnreachable   the order handler's queue is full: the signal was not taken
+     ├── InvalidCommand      a frame between producers is not a command we know
+     └── TradeLogError       a trade-log line cannot be replayed (carries its line number)
+
+None of them knows HTTP: the webhook maps them to statuses in one table (producers/webhook.py).
 """
 
 from __future__ import annotations
@@ -23,14 +32,38 @@ class InvalidSignal(ProducerError, ValueError):
         self.message = message
 
 
+class NotJSON(ProducerError):
+    """The request's Content-Type is not JSON."""
+
+
+class InvalidJSON(ProducerError, ValueError):
+    """The body does not decode as JSON; `field` is "body"."""
+
+    field = "body"
+
+
+class RateLimited(ProducerError):
+    """The token sent more webhooks than its rate allows."""
+
+
 class SignalRefused(ProducerError):
     """The webhook names an unknown group, a wrong token or an inactive strategy."""
 
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
+
+class UnknownGroup(SignalRefused):
+    """No strategy has the webhook's group_name."""
+
+
+class WrongToken(SignalRefused):
+    """The webhook's token is not its group's."""
+
+
+class StrategyInactive(SignalRefused):
+    """The webhook's strategy is deactivated."""
+
+
+class OrdersUnreachable(ProducerError):
+    """The order handler's command queue is full: the signal was not handed on."""
 
 
 class InvalidCommand(ProducerError, ValueError):

@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from producers.errors import InvalidSignal, SignalRefused
+from producers.errors import InvalidSignal, StrategyInactive, UnknownGroup, WrongToken
 from producers.prices import last_fill_price
 from producers.signals import Envelope, OrderSpec
 from store.auth import check_webhook_token
@@ -80,11 +80,11 @@ class Intake:
         query = select(Strategy).where(Strategy.group_name == envelope.group_name)
         strategy = session.scalars(query).one_or_none()
         if strategy is None:
-            raise SignalRefused(404, "unknown_group", f"group_name: no strategy {envelope.group_name!r}")
+            raise UnknownGroup(f"group_name: no strategy {envelope.group_name!r}")
         if not check_webhook_token(strategy, envelope.token):
-            raise SignalRefused(401, "bad_token", "token: wrong webhook token for this group")
+            raise WrongToken("token: wrong webhook token for this group")
         if not strategy.is_active:
-            raise SignalRefused(409, "strategy_inactive", f"strategy {envelope.group_name!r} is inactive")
+            raise StrategyInactive(f"strategy {envelope.group_name!r} is inactive")
         return strategy
 
     def _store_new(self, session: Session, strategy_id: int, client_id: str | None, payload: str) -> Accepted:

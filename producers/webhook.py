@@ -11,7 +11,8 @@ in-flight requests finish (their Signal row and command go together), then
 queued commands get LINGER_MS to reach the order handler: a webhook stopped
 while the order handler is down too loses what was still queued. The
 per-token rate limit runs after the shape check (the token must be read
-first) and before any database work. Errors are `{"error", "message", "field"}`.
+first) and before any database work. Errors are web.errors' `{"error", "message", "field"}`: the
+service raises domain errors (producers.errors), WEBHOOK_ERRORS gives their statuses.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy import Engine
@@ -34,12 +34,24 @@ from bus.errors import BusUnavailable
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
 from producers.commands import SIGNAL, SignalCommand
-from producers.errors import InvalidSignal, SignalRefused
+from producers.errors import (
+    InvalidJSON,
+    InvalidSignal,
+    NotJSON,
+    OrdersUnreachable,
+    ProducerError,
+    RateLimited,
+    StrategyInactive,
+    UnknownGroup,
+    WrongToken,
+)
 from producers.intake import Accepted, Intake, payload_text
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
+from web.errors import ApiError, ErrorTable, JsonErrors, send_error_json
 from web.ratelimit import RateLimiter
+from web.replies import send_json
 from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, HardenedHTTPServer
 
 log = logging.getLogger(__name__)
@@ -65,19 +77,18 @@ class WebhookConfig:
     body_timeout: float = setting(BODY_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's body may take")
 
 
-class Reply(Exception):
-    """An HTTP answer other than 200, raised from deep in a request and written once."""
-
-    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message, self.field = status, error, message, field
-
-    def body(self) -> dict[str, Any]:
-        body = {"error": self.error, "message": self.message}
-        return body if self.field is None else {**body, "field": self.field}
-
-
-TOO_LARGE = Reply(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
+# The HTTP face of the service's domain errors (CONTRACT §5).
+WEBHOOK_ERRORS: ErrorTable = {
+    NotJSON: (415, "unsupported_media_type"),
+    InvalidJSON: (400, "invalid_json"),
+    InvalidSignal: (400, "invalid_request"),
+    RateLimited: (429, "rate_limited"),
+    UnknownGroup: (404, "unknown_group"),
+    WrongToken: (401, "bad_token"),
+    StrategyInactive: (409, "strategy_inactive"),
+    OrdersUnreachable: (503, "bus_unavailable"),
+}
+TOO_LARGE = ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
 
 
 class WebhookService:
@@ -90,7 +101,7 @@ class WebhookService:
         self.in_flight = 0
 
     async def receive(self, content_type: str, body: bytes) -> dict[str, Any]:
-        """Run every check and hand the signal on; raises Reply for anything but success."""
+        """Run every check and hand the signal on; raises a ProducerError of WEBHOOK_ERRORS otherwise."""
         self.in_flight += 1
         try:
             return await self._receive(content_type, body)
@@ -106,12 +117,9 @@ class WebhookService:
 
     async def _receive(self, content_type: str, body: bytes) -> dict[str, Any]:
         document = _json_document(content_type, body)
-        try:
-            envelope = parse_envelope(document)
-        except InvalidSignal as exc:
-            raise Reply(400, "invalid_request", str(exc), exc.field) from None
+        envelope = parse_envelope(document)
         if not self.limiter.allow(envelope.token):
-            raise Reply(429, "rate_limited", f"more than {self.limiter.rate:g} requests per second with this token")
+            raise RateLimited(f"more than {self.limiter.rate:g} requests per second with this token")
         try:
             orders, field_error = parse_orders(envelope), None
         except InvalidSignal as exc:
@@ -129,14 +137,9 @@ class WebhookService:
         self, envelope: Envelope, orders: tuple[OrderSpec, ...], field_error: InvalidSignal | None, payload: str
     ) -> Accepted:
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(
-                self.executor, self.intake.accept, envelope, orders, field_error, payload
-            )
-        except SignalRefused as exc:
-            raise Reply(exc.status, exc.error, exc.message) from None
-        except InvalidSignal as exc:
-            raise Reply(400, "invalid_request", str(exc), exc.field) from None
+        return await loop.run_in_executor(
+            self.executor, self.intake.accept, envelope, orders, field_error, payload
+        )
 
     async def _send(self, command: SignalCommand, signal_id: int) -> None:
         try:
@@ -144,17 +147,17 @@ class WebhookService:
         except BusUnavailable as exc:
             log.warning("signal %d not sent: %s", signal_id, exc)
             await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.forget, signal_id)
-            raise Reply(503, "bus_unavailable", "the order handler is not reachable (queue full); retry later") from None
+            raise OrdersUnreachable("the order handler is not reachable (queue full); retry later") from None
 
 
 def _json_document(content_type: str, body: bytes) -> Any:
-    """The decoded body: 415 unless the content type is JSON, 400 unless the body is."""
+    """The decoded body: NotJSON unless the content type is JSON, InvalidJSON unless the body is."""
     if not _is_json(content_type):
-        raise Reply(415, "unsupported_media_type", "Content-Type must be application/json")
+        raise NotJSON("Content-Type must be application/json")
     try:
         return parse_json(body)
     except ValueError as exc:
-        raise Reply(400, "invalid_json", f"body is not valid JSON: {exc}", "body") from None
+        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
 
 
 def _is_json(content_type: str) -> bool:
@@ -162,20 +165,8 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-class JSONErrorsHandler(RequestHandler):
-    """Writes every error, Tornado's own included, as `{"error", "message"}`."""
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        reason = HTTPStatus(status_code).phrase if status_code in HTTPStatus._value2member_map_ else "Error"
-        self.finish({"error": reason.lower().replace(" ", "_"), "message": reason})
-
-    def reply(self, status: int, body: dict[str, Any]) -> None:
-        self.set_status(status)
-        self.finish(body)
-
-
 @stream_request_body
-class WebhookHandler(JSONErrorsHandler):
+class WebhookHandler(JsonErrors, RequestHandler):
     """`POST /api/webhook`, its body streamed so that an oversized one is never buffered.
 
     A body over MAX_BODY but under DISCARD_CAP is read and thrown away before the
@@ -194,7 +185,7 @@ class WebhookHandler(JSONErrorsHandler):
         size = int(declared) if declared is not None and declared.isdigit() else None
         if size is not None and size > DISCARD_CAP:
             self._too_large = True
-            self.reply(413, TOO_LARGE.body())
+            send_error_json(self, TOO_LARGE)
         elif (size is None or size > MAX_BODY) and self.request.connection is not None:
             # Past the server's max_body_size Tornado answers a bare 400: let it read this one.
             self.request.connection.set_max_body_size(DISCARD_CAP)  # type: ignore[attr-defined]
@@ -210,29 +201,32 @@ class WebhookHandler(JSONErrorsHandler):
     async def post(self) -> None:
         if self._too_large:
             if not self._finished:
-                self.reply(413, TOO_LARGE.body())
+                send_error_json(self, TOO_LARGE)
             return
         try:
             content_type = self.request.headers.get("Content-Type", "")
             body = await self.service.receive(content_type, b"".join(self._chunks))
-        except Reply as reply:
-            self.reply(reply.status, reply.body())
+        except ProducerError as exc:
+            error = ApiError.of(exc, WEBHOOK_ERRORS)
+            if error is None:
+                raise
+            send_error_json(self, error)
             return
-        self.reply(200, body)
+        send_json(self, body)
 
 
-class NotFoundHandler(JSONErrorsHandler):
+class NotFoundHandler(JsonErrors, RequestHandler):
     """Any other path."""
 
     def prepare(self) -> None:
         raise HTTPError(404)
 
 
-class HealthHandler(JSONErrorsHandler):
+class HealthHandler(JsonErrors, RequestHandler):
     """`GET /healthz`: the process is up."""
 
     def get(self) -> None:
-        self.finish({"status": "ok"})
+        send_json(self, {"status": "ok"})
 
 
 def log_request(handler: RequestHandler) -> None:

@@ -24,12 +24,17 @@ from sqlalchemy.orm import Session
 
 from store import actions, rows
 from store.errors import Conflict, InvalidInput, NotFound, StoreError
-from streamer.handlers import ApiError, BaseHandler, parse_id
+from streamer.handlers import BaseHandler, parse_id
 from streamer.services import Services
+from web.errors import ApiError, ErrorTable
 
 # (session, publish, body, id from the path) -> (status, JSON)
 Action = Callable[[Session, actions.Publish, dict[str, Any], int | None], tuple[int, dict[str, Any]]]
-_STATUS = {NotFound: (404, "not_found"), Conflict: (409, "conflict"), InvalidInput: (400, "invalid_request")}
+# The HTTP face of store.errors.
+STORE_ERRORS: ErrorTable = {
+    NotFound: (404, "not_found"), Conflict: (409, "conflict"), InvalidInput: (400, "invalid_request"),
+    StoreError: (400, "invalid_request"),
+}
 
 
 def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
@@ -104,8 +109,7 @@ def _in_session(session: Session, action: Action, publish: actions.Publish, body
     try:
         return action(session, publish, body, path_id)
     except StoreError as exc:
-        status, code = _STATUS.get(type(exc), (400, "invalid_request"))
-        raise ApiError(status, code, str(exc)) from None
+        raise ApiError.of(exc, STORE_ERRORS) or exc from None
 
 
 class AdminHandler(BaseHandler):

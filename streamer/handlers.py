@@ -1,6 +1,6 @@
-"""HTTP handlers: JSON errors, authentication, login, REST snapshots, stats, metrics, health, the page.
+"""HTTP handlers: authentication, login, REST snapshots, stats, metrics, health, the page.
 
-Every error is `{"error": <code>, "message": <text>}` with its status:
+Every error is web.errors' `{"error": <code>, "message": <text>}` with its status:
 
     400 invalid_request   401 unauthorized      403 forbidden (also: no such strategy)
     404 not_found         405 method_not_allowed 409 strategy_inactive / conflict
@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,24 +23,12 @@ from streamer.auth import SESSION_COOKIE, SESSION_DAYS, bearer_token, cookie_use
 from streamer.login import TooManyAttempts
 from streamer.queries import Viewer
 from streamer.services import Services
+from web.errors import ApiError, JsonErrors
 from web.jsonbody import InvalidJson, parse_json_body
+from web.replies import send_json
 
 _ID = re.compile(rb"[1-9][0-9]*")
-_DEFAULT_CODES = {
-    400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "too_large", 429: "too_many_requests",
-    503: "unavailable",
-}
 NOT_YOURS = "No such strategy, or you may not see it."
-
-
-class ApiError(tornado.web.HTTPError):
-    """An HTTP error with the contract's JSON body."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status)
-        self.code = code
-        self.message = message
 
 
 def parse_id(raw: bytes | str) -> int | None:
@@ -51,19 +38,6 @@ def parse_id(raw: bytes | str) -> int | None:
         return None
     value = int(data)
     return value if value <= MAX_ID else None
-
-
-class JsonErrors:
-    """Mixin: errors of any handler are written as the contract's JSON."""
-
-    def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            code, message = exc.code, exc.message
-        else:
-            code, message = _DEFAULT_CODES.get(status_code, "internal_error"), self._reason
-        self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps({"error": code, "message": message}))
 
 
 class BaseHandler(JsonErrors, tornado.web.RequestHandler):
@@ -80,9 +54,7 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
 
     def send_json(self, value: Any, status: int = 200) -> None:
         """Finish with `value` as JSON."""
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps(value))
+        send_json(self, value, status)
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object (web/jsonbody.py's strict reading); 400 otherwise."""

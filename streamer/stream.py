@@ -16,7 +16,8 @@ from bus.errors import BusUnavailable
 from bus.replay import Position
 from bus.topics import StreamKey
 from streamer import queries, sse
-from streamer.handlers import NOT_YOURS, ApiError, BaseHandler
+from streamer.handlers import NOT_YOURS, BaseHandler
+from web.errors import ApiError
 
 log = logging.getLogger(__name__)
 

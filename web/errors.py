@@ -1,0 +1,69 @@
+"""The one JSON error of both Tornado apps (the streamer and the webhook), and its one writer.
+
+Every answer but a success is `{"error": <code>, "message": <text>}`, plus
+`"field"` where the webhook names the offending field (CONTRACT §3, §5), with
+its HTTP status. A handler raises ApiError (or maps a domain error to one with
+`ApiError.of` and a table of its app); Tornado's own errors (404, 405, a bad
+request, the 500 of an uncaught exception) pass through the same writer with
+the code of their status:
+
+    tornado.web.HTTPError
+     └── ApiError    status, code, message, field
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import tornado.web
+
+from web.replies import send_json
+
+# The code of an error raised without one (Tornado's own, or ApiError.of's fallback).
+DEFAULT_CODES = {
+    400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+    429: "too_many_requests", 500: "internal_error", 503: "unavailable",
+}
+# A domain error's class → (status, code), one table per app at its HTTP layer.
+ErrorTable = Mapping[type[BaseException], tuple[int, str]]
+
+
+class ApiError(tornado.web.HTTPError):
+    """An HTTP error with the contract's JSON body."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(status)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @classmethod
+    def of(cls, exc: BaseException, table: ErrorTable) -> ApiError | None:
+        """The ApiError a domain error stands for (its text, its `field` if any); None if `table` has no entry."""
+        for kind in type(exc).__mro__:
+            entry = table.get(kind)
+            if entry is not None:
+                return cls(entry[0], entry[1], str(exc), getattr(exc, "field", None))
+        return None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of this error."""
+        body = {"error": self.code, "message": self.message}
+        return body if self.field is None else {**body, "field": self.field}
+
+
+def send_error_json(handler: tornado.web.RequestHandler, error: ApiError) -> None:
+    """Finish the request with `error` (the one writer of every JSON error)."""
+    send_json(handler, error.body(), error.status_code)
+
+
+class JsonErrors:
+    """RequestHandler mixin: every error, Tornado's own included, is written as the contract's JSON."""
+
+    def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if not isinstance(exc, ApiError):
+            exc = ApiError(status_code, DEFAULT_CODES.get(status_code, "internal_error"), self._reason)
+        send_error_json(self, exc)
