@@ -1,4 +1,4 @@
-"""The clients of one stream key, its head and its counters."""
+"""The clients of one stream key: those live, those still catching up, its head and its counters."""
 
 from __future__ import annotations
 
@@ -6,21 +6,48 @@ from typing import Any
 
 from bus.replay import Position
 from bus.topics import StreamKey
+from streamer.catchup import CatchUp
 from streamer.client import Client
 
 
 class Channel:
-    """The clients of one stream key, its head and its counters."""
+    """The clients of one stream key, its head and its counters.
 
-    __slots__ = ("events", "head", "key", "last_latency_ms", "members", "slow_consumer_disconnects")
+    `live` is a tuple, rebuilt when a client joins, leaves or goes live, so
+    fan-out iterates it without copying and a client closing mid-loop changes
+    nothing under the loop; `catching_up` maps each resuming client to its core.
+    """
+
+    __slots__ = ("catching_up", "events", "head", "key", "last_latency_ms", "live", "members", "slow_consumer_disconnects")
 
     def __init__(self, key: StreamKey, head: Position) -> None:
         self.key = key
-        self.members: tuple[Client, ...] = ()
+        self.members: tuple[Client, ...] = ()  # every client, in arrival order
+        self.live: tuple[Client, ...] = ()
+        self.catching_up: dict[Client, CatchUp] = {}
         self.head = head
         self.events = 0
         self.slow_consumer_disconnects = 0
         self.last_latency_ms: float | None = None
+
+    def join(self, client: Client, catch_up: CatchUp | None = None) -> None:
+        """Add a client: live, or catching up with `catch_up`."""
+        self.members += (client,)
+        if catch_up is None:
+            self.live += (client,)
+        else:
+            self.catching_up[client] = catch_up
+
+    def go_live(self, client: Client) -> None:
+        """A client that caught up receives the live stream from now on."""
+        if self.catching_up.pop(client, None) is not None:
+            self.live += (client,)
+
+    def leave(self, client: Client) -> None:
+        """Remove a client (it closed)."""
+        self.members = tuple(c for c in self.members if c is not client)
+        self.live = tuple(c for c in self.live if c is not client)
+        self.catching_up.pop(client, None)
 
     def describe(self) -> dict[str, Any]:
         """Per-key figures for the stats endpoint: clients, head, lag and drops."""

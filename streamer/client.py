@@ -46,13 +46,10 @@ class Client:
         "closed",
         "fd",
         "finishing",
-        "floor",
-        "held",
         "key",
         "limit",
         "opened",
         "peer",
-        "resync_reason",
         "sock",
         "user_id",
     )
@@ -73,10 +70,6 @@ class Client:
         self.limit = limit
         self.backlog: deque[tuple[memoryview, int]] | None = None
         self.backlog_frames = 0
-        # Not live yet (the hub resumes it): live frames wait here as (seq, frame); None once live.
-        self.held: list[tuple[int, bytes]] | None = None
-        self.floor = 0
-        self.resync_reason: str | None = None
         self.closed = False
         self.finishing = False
         self.close_reason = ""

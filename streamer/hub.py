@@ -1,17 +1,14 @@
 """The Subscriber's sink: stream keys → channels → clients; format once, write many.
 
-A Channel holds the clients of one key as a tuple, rebuilt when one joins or
-leaves, so fan-out iterates it without copying and a client closing mid-loop
-changes nothing under the loop. Per batch of a key the frames are formatted
-once, joined once, and that one bytes object is written to every live client.
+Per batch of a key the frames are formatted once, joined once, and that one
+bytes object is written to every live client of the key (`Channel.live`).
 
 Resume (DESIGN hard parts 1 and 2). `open()` runs right after the key's
 subscription is live, with no await in between, so the client sees every live
-event after `head`. A client resuming from an older id is "held": live frames
-wait in its `held` list while the broker replays the range; then it gets the
-replayed frames, then the held ones with a greater seq. If the replay reached
-further than the live stream has, the client stays held with a `floor` until
-live events pass it. Nothing is sent twice or out of order.
+event after `head`. A client resuming from an older id joins its channel with
+a CatchUp (streamer/catchup.py, the state core): the hub feeds it the key's
+live frames, its resyncs and the broker's replay answers, and writes what it
+decides; once it is live the client takes the live stream like the others.
 """
 
 from __future__ import annotations
@@ -20,30 +17,30 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import zmq.asyncio
 
-from bus import events
+from bus import events, reasons
 from bus.errors import BusError, BusUnavailable
 from bus.replay import BusEvent, Position, Replay
 from bus.subscriber import Subscriber
 from bus.topics import StreamKey
-from streamer import sse
+from streamer import fanout, sse
+from streamer.admission import Admission
+from streamer.catchup import CatchUp, Phase, Step
 from streamer.channel import Channel
 from streamer.client import Client
 from streamer.config import StreamerConfig
-from streamer.resume import plan_resume, refusal_reason
-from streamer.stats import StreamerStats, stats_snapshot
+from streamer.resume import plan_resume
+from streamer.revocations import Ending, Revocations, Target
+from streamer.stats import StreamerStats
 
 log = logging.getLogger(__name__)
 
-REPLAY_PENDING = -1
-# Control messages are remembered this long, for streams whose access check ran before one arrived.
-REVOCATION_MEMORY_S = 120.0
-Revocation = tuple[float, str, str]
-SHUTDOWN_MESSAGE = "The server is shutting down; reconnect to resume."
+SHUTDOWN = Ending(reasons.SERVER_SHUTDOWN, reasons.message(reasons.SERVER_SHUTDOWN))
 
 
 class Hub:
@@ -54,12 +51,12 @@ class Hub:
         self.stats = stats
         self.subscriber = Subscriber(config.publish, config.replay, self, context=context)
         self.channels: dict[StreamKey, Channel] = {}
-        self.streams_per_user: dict[int, int] = {}
+        self.admission = Admission(config.max_streams_per_user)
+        self.revocations = Revocations()
         self.client_count = 0
         self.closing = False
-        self._revoked: dict[StreamKey | int, Revocation] = {}
         # Told about every revocation (a key, or a strategy id), e.g. to drop cached access answers.
-        self.on_revoke: Callable[[StreamKey | int], None] | None = None
+        self.on_revoke: Callable[[Target], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,29 +71,11 @@ class Hub:
         self.closing = True
         for channel in list(self.channels.values()):
             for client in channel.members:
-                client.abort("server_shutdown")
+                client.abort(reasons.SERVER_SHUTDOWN)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.subscriber.close()
-
-    # -- admission --------------------------------------------------------------
-
-    def reserve(self, user_id: int) -> bool:
-        """Count one more stream of the user; False when at the limit."""
-        count = self.streams_per_user.get(user_id, 0)
-        if count >= self.config.max_streams_per_user:
-            return False
-        self.streams_per_user[user_id] = count + 1
-        return True
-
-    def release(self, user_id: int) -> None:
-        """Give back a reservation (a refused connect, or a closed stream)."""
-        count = self.streams_per_user.get(user_id, 0) - 1
-        if count > 0:
-            self.streams_per_user[user_id] = count
-        else:
-            self.streams_per_user.pop(user_id, None)
 
     async def subscribe(self, key: StreamKey) -> Position:
         """Subscribe one more reader of `key`; the gap-free position once live, BusUnavailable if not."""
@@ -119,28 +98,21 @@ class Hub:
         """
         assert self._loop is not None
         client = Client(sock, key, self.config.client_buffer, self._client_closed, self._loop)
-        channel = self.channels.get(key)
-        if channel is None:
-            channel = self.channels[key] = Channel(key, head)
-        channel.members += (client,)
-        self.client_count += 1
-        self._empty.clear()
-        self.stats.connects += 1
         log.info("stream opened key=%s peer=%s head=%s resume=%.40r", key, client.peer, head, last_event_id)
+        plan = plan_resume(last_event_id, head)
+        catch_up = None if plan.replay_after is None else CatchUp(plan.replay_after, self.config.client_buffer)
+        self._join(client, head, catch_up)
         client.send(preamble, 0)
         if client.closed:
             return client
-        ending = ("server_shutdown", SHUTDOWN_MESSAGE) if self.closing else self._revocation_since(key, checked_at)
+        ending = SHUTDOWN if self.closing else self.revocations.since(key, checked_at, time.monotonic())
         if ending is not None:
-            log.info("stream of %s ended on arrival: %s", key, ending[0])
-            client.finish(sse.json_frame("force_disconnect", {"reason": ending[0], "message": ending[1]}), ending[0])
-            return client
-        plan = plan_resume(last_event_id, head)
-        if plan.resync is not None:
-            self._send_resync(client, plan.resync)
-        elif plan.replay_after is not None:
-            client.held, client.floor = [], REPLAY_PENDING
-            self._spawn(self._resume(client, plan.replay_after))
+            log.info("stream of %s ended on arrival: %s", key, ending.reason)
+            client.finish(sse.force_disconnect_frame(ending.reason, ending.message), ending.reason)
+        elif plan.resync is not None:
+            fanout.send_resync(client, plan.resync, self.stats)
+        elif catch_up is not None:
+            self._spawn(self._catch_up(client, catch_up))
         return client
 
     # -- the SubscriberSink -----------------------------------------------------
@@ -154,21 +126,16 @@ class Hub:
         channel.events += len(batch)
         last = batch[-1]
         channel.head = Position(last.epoch, last.seq)
-        seqs, frames = self._format(batch)
+        seqs, frames = fanout.format_batch(batch, self.stats)
         if not frames:
             return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        count = len(frames)
-        live = 0
-        for client in channel.members:
-            if client.held is None:
-                client.send(data, count)
-                live += 1
-            else:
-                self._hold(client, seqs, frames)
+        live = channel.live  # taken first: a client that catches up below must not get the batch twice
         if live:
-            self.stats.events_delivered += count * live
-            self._record_latency(channel, batch)
+            channel.last_latency_ms = fanout.write_live(live, frames, batch, self.stats)
+        if channel.catching_up:
+            pairs = list(zip(seqs, frames))
+            for client, catch_up in list(channel.catching_up.items()):
+                self._act(client, catch_up, catch_up.on_live(pairs))
 
     def on_resync(self, key: StreamKey, reason: str, position: Position) -> None:
         """The key's history is lost: tell each client to reload its snapshot; it goes on live."""
@@ -176,12 +143,10 @@ class Hub:
         if channel is None:
             return
         channel.head = position
-        for client in channel.members:
-            if client.held is not None and client.floor == REPLAY_PENDING:
-                client.held, client.resync_reason = [], reason
-            else:
-                client.held = None
-                self._send_resync(client, reason)
+        for client in channel.live:
+            fanout.send_resync(client, reason, self.stats)
+        for client, catch_up in list(channel.catching_up.items()):
+            self._act(client, catch_up, catch_up.on_resync(reason))
 
     def on_control(self, message: events.ControlMessage) -> None:
         """End the streams a disconnect or cleanup_strategy message names."""
@@ -194,12 +159,12 @@ class Hub:
         """Only logged: streams stay open and resync per key when the broker is back."""
         log.info("broker %s", "up" if up else "down")
 
-    # -- disconnects and heartbeats ---------------------------------------------
+    # -- disconnects --------------------------------------------------------------
 
-    def revoke(self, target: StreamKey | int, reason: str, message: str) -> int:
-        """End the streams of a key (or of a strategy, given its id), and for REVOCATION_MEMORY_S
+    def revoke(self, target: Target, reason: str, message: str) -> int:
+        """End the streams of a key (or of a strategy, given its id), and for revocations.MEMORY_S
         also those opening now whose access was read before this moment. How many ended."""
-        self._revoked[target] = (time.monotonic(), reason, message)
+        self.revocations.remember(target, Ending(reason, message), time.monotonic())
         if self.on_revoke is not None:
             self.on_revoke(target)
         if isinstance(target, StreamKey):
@@ -211,7 +176,7 @@ class Hub:
         channel = self.channels.get(key)
         if channel is None:
             return 0
-        frame = sse.json_frame("force_disconnect", {"reason": reason, "message": message})
+        frame = sse.force_disconnect_frame(reason, message)
         members = channel.members  # finishing clients leave the channel as they close
         for client in members:
             client.finish(frame, reason)
@@ -230,7 +195,7 @@ class Hub:
     async def shutdown(self, timeout: float) -> None:
         """force_disconnect `server_shutdown` to everyone; wait up to `timeout` s, then abort the rest."""
         self.closing = True
-        self.disconnect_all("server_shutdown", SHUTDOWN_MESSAGE)
+        self.disconnect_all(*SHUTDOWN)
         if self.client_count:
             try:
                 await asyncio.wait_for(self._empty.wait(), timeout)
@@ -238,126 +203,55 @@ class Hub:
                 log.warning("%d streams did not close in %.1fs: aborted", self.client_count, timeout)
         await self.close()
 
-    def heartbeat(self) -> None:
-        """One timer for all: each key's heartbeat frame formatted once, written to its live clients."""
-        stamp = events.utc_now()
-        for channel in list(self.channels.values()):
-            frame = sse.json_frame("heartbeat", {"timestamp": stamp, "last_event_id": str(channel.head)})
-            for client in channel.members:
-                if client.held is None:
-                    client.send(frame, 1)
-        self.stats.heartbeats += 1
-        horizon = time.monotonic() - REVOCATION_MEMORY_S
-        for name, (at, _, _) in list(self._revoked.items()):
-            if at < horizon:
-                del self._revoked[name]
+    # -- catch-up -------------------------------------------------------------------
+
+    async def _catch_up(self, client: Client, catch_up: CatchUp) -> None:
+        """Replay the key after the client's position, and again while the core asks, until it is done."""
+        after = catch_up.after
+        while True:
+            reply = await self._replay(client.key, after)
+            channel = self.channels.get(client.key)
+            if client.closed or channel is None or catch_up.phase is not Phase.REPLAYING:
+                return
+            seqs, frames = fanout.format_batch(reply.events, self.stats) if reply is not None and reply.ok else ([], [])
+            step = catch_up.on_replay(reply, list(zip(seqs, frames)), channel.head.seq)
+            self._act(client, catch_up, step)
+            if step.ask_after is None:
+                return
+            after = step.ask_after
+
+    async def _replay(self, key: StreamKey, after: Position) -> Replay | None:
+        try:
+            return await self.subscriber.replay(key, after.epoch, after.seq)
+        except BusError as exc:
+            log.warning("replay of %s after %s failed: %s", key, after, exc)
+            return None
+
+    def _act(self, client: Client, catch_up: CatchUp, step: Step) -> None:
+        """Write what the catch-up core decided; move the client to the live ones when it is done."""
+        fanout.write_step(client, step, self.stats)
+        channel = self.channels.get(client.key)
+        if catch_up.phase is Phase.LIVE and channel is not None and not client.closed:
+            channel.go_live(client)
+            self.stats.held_frames_dropped += catch_up.dropped
 
     # -- internals --------------------------------------------------------------
 
-    def _revocation_since(self, key: StreamKey, since: float) -> tuple[str, str] | None:
-        for item in (self._revoked.get(key), self._revoked.get(key.strategy_id)):
-            if item is not None and item[0] >= since:
-                return item[1], item[2]
-        return None
-
-    def _format(self, batch: Sequence[BusEvent]) -> tuple[list[int], list[bytes]]:
-        seqs: list[int] = []
-        frames: list[bytes] = []
-        for event in batch:
-            try:
-                frames.append(sse.bus_event_frame(event.epoch, event.seq, event.payload["kind"], event.payload))
-            except (TypeError, KeyError) as exc:  # orjson.JSONEncodeError is a TypeError
-                self.stats.malformed_events += 1
-                log.warning("event %s of %s not sent: %s", event.position, event.key, exc)
-                continue
-            seqs.append(event.seq)
-        return seqs, frames
-
-    def _hold(self, client: Client, seqs: list[int], frames: list[bytes]) -> None:
-        """A client not live yet: keep frames while its replay runs, or pass those beyond its floor."""
-        held = client.held
-        assert held is not None
-        if client.floor == REPLAY_PENDING:
-            if len(held) + len(frames) > client.limit:
-                held.clear()  # the resume sees the hole and asks the broker again
-            held.extend(zip(seqs[-client.limit:], frames[-client.limit:]))
-            return
-        newer = [frame for seq, frame in zip(seqs, frames) if seq > client.floor]
-        if newer:
-            client.send(b"".join(newer), len(newer))
-        if seqs[-1] >= client.floor:
-            client.held = None
-
-    async def _resume(self, client: Client, after: Position) -> None:
-        """Replay the key after `after`, then send replayed and held frames in seq order.
-
-        Live frames that arrive meanwhile are held (at most --client-buffer of them);
-        when more arrive, the oldest are dropped and the broker is asked again from
-        where its last answer ended, until the held frames continue it.
-        """
-        first = True
-        while True:
-            reply = await self._replay(client, after)
-            held = client.held
-            if client.closed or held is None:
-                return
-            if client.resync_reason is not None or reply is None or not reply.ok:
-                self._send_resync(client, client.resync_reason or refusal_reason(reply, after))
-                self._release(client, [frame for _, frame in held], None)
-                return
-            seqs, frames = self._format([e for e in reply.events if e.seq > after.seq])
-            last = seqs[-1] if seqs else after.seq
-            if frames:
-                # The first catch-up is bounded by the broker's history, not by --client-buffer,
-                # which bounds what piles up after it: a reader resuming far back is not slow.
-                client.send(b"".join(frames), 0 if first else len(frames))
-                self.stats.events_delivered += len(frames)
-            if held and held[0][0] > last + 1:
-                after, first = Position(reply.epoch, last), False
-                continue  # frames between the replay and the held ones were dropped: ask again
-            self._release(client, [frame for seq, frame in held if seq > last], last)
-            return
-
-    async def _replay(self, client: Client, after: Position) -> Replay | None:
-        try:
-            return await self.subscriber.replay(client.key, after.epoch, after.seq)
-        except BusError as exc:
-            log.warning("replay of %s after %s failed: %s", client.key, after, exc)
-            return None
-
-    def _release(self, client: Client, frames: list[bytes], last: int | None) -> None:
-        """Send the held frames newer than the replay; go live, or wait for the live stream to pass `last`."""
-        if frames:
-            client.send(b"".join(frames), len(frames))
-            self.stats.events_delivered += len(frames)
+    def _join(self, client: Client, head: Position, catch_up: CatchUp | None) -> None:
         channel = self.channels.get(client.key)
-        if last is not None and channel is not None and last > channel.head.seq:
-            client.held, client.floor = [], last  # the replay is ahead of the live stream
-        else:
-            client.held = None
-
-    def _send_resync(self, client: Client, reason: str) -> None:
-        client.send(sse.json_frame("resync", {"reason": reason}), 1)
-        self.stats.resyncs += 1
-
-    def _record_latency(self, channel: Channel, batch: Sequence[BusEvent]) -> None:
-        now = time.time_ns()
-        record = self.stats.latency.record
-        for event in batch:
-            record((now - event.published_ns) / 1e6)
-        channel.last_latency_ms = (now - batch[-1].published_ns) / 1e6
+        if channel is None:
+            channel = self.channels[client.key] = Channel(client.key, head)
+        channel.join(client, catch_up)
+        self.client_count += 1
+        self._empty.clear()
+        self.stats.connects += 1
 
     def _client_closed(self, client: Client) -> None:
         channel = self.channels.get(client.key)
         if channel is not None:
-            channel.members = tuple(c for c in channel.members if c is not client)
-            if client.close_reason == "slow_consumer":
-                channel.slow_consumer_disconnects += 1
-                self.stats.slow_consumer_disconnects += 1
-            if not channel.members:
-                del self.channels[client.key]
+            self._leave(channel, client)
         self.subscriber.unsubscribe(client.key)
-        self.release(client.user_id)
+        self.admission.release(client.user_id)
         self.client_count -= 1
         self.stats.disconnects += 1
         if self.client_count == 0:
@@ -367,11 +261,41 @@ class Hub:
             client.key, client.peer, client.close_reason, time.monotonic() - client.opened,
         )
 
+    def _leave(self, channel: Channel, client: Client) -> None:
+        catch_up = channel.catching_up.get(client)
+        if catch_up is not None:
+            self.stats.held_frames_dropped += catch_up.dropped
+        channel.leave(client)
+        if client.close_reason == "slow_consumer":
+            channel.slow_consumer_disconnects += 1
+            self.stats.slow_consumer_disconnects += 1
+        if not channel.members:
+            del self.channels[client.key]
+
     def snapshot(self, per_key: bool = True) -> dict[str, Any]:
         """The `/api/events/stats` map; `per_key=False` leaves out the per-key details (for /metrics)."""
-        return stats_snapshot(self, per_key)
+        stats, bus = self.stats, self.subscriber.stats
+        snapshot: dict[str, Any] = {
+            "total_connections": self.client_count,
+            "key_count": len(self.channels),
+            "events_received": stats.events_received,
+            "events_delivered": stats.events_delivered,
+            "slow_consumer_disconnects": stats.slow_consumer_disconnects,
+            "gaps_detected": bus.gaps_detected,
+            "gaps_recovered": bus.gaps_recovered,
+            "resyncs": stats.resyncs,
+            "latency_ms": stats.latency.summary(),
+            **stats.other_counters(),
+            "broker": "up" if self.subscriber.broker_up else "down",
+            "bus": asdict(bus),
+        }
+        if per_key:
+            snapshot["connections_by_key"] = {str(key): len(ch.members) for key, ch in self.channels.items()}
+            snapshot["keys"] = {str(key): ch.describe() for key, ch in self.channels.items()}
+        return snapshot
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bus import reasons
 from bus.topics import StreamKey
 from store import auth, rows
 from store.access import can_stream, streamable_strategies
@@ -103,9 +104,9 @@ def revoked_keys(session: Session, keys: Iterable[StreamKey]) -> dict[StreamKey,
         for strategy_id in strategy_ids:
             if strategy_id not in allowed:
                 exists = session.get(Strategy, strategy_id) is not None
-                verdicts[StreamKey(user_id, strategy_id)] = "permission_revoked" if exists else "strategy_deleted"
+                verdicts[StreamKey(user_id, strategy_id)] = reasons.PERMISSION_REVOKED if exists else reasons.STRATEGY_DELETED
             elif not allowed[strategy_id]:
-                verdicts[StreamKey(user_id, strategy_id)] = "strategy_inactive"
+                verdicts[StreamKey(user_id, strategy_id)] = reasons.STRATEGY_INACTIVE
     return verdicts
 
 

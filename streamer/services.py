@@ -14,6 +14,7 @@ import zmq.asyncio
 from prometheus_client import CollectorRegistry, ProcessCollector
 from tornado.ioloop import PeriodicCallback
 
+from bus import reasons
 from bus.errors import BusError
 from bus.events import ControlMessage
 from bus.publisher import Publisher
@@ -22,6 +23,7 @@ from streamer import queries
 from streamer.auth import Authenticator
 from streamer.cache import TtlCache
 from streamer.config import StreamerConfig
+from streamer.heartbeat import Heartbeat
 from streamer.hub import Hub
 from streamer.login import LoginGate
 from streamer.queries import Database
@@ -30,12 +32,6 @@ from streamer.stats import StatsCollector, StreamerStats
 log = logging.getLogger(__name__)
 
 ACCESS_CACHE_TTL_S = 5.0
-
-RECHECK_MESSAGES = {
-    "permission_revoked": "Your access to strategy {} was revoked.",
-    "strategy_inactive": "Strategy {} was deactivated.",
-    "strategy_deleted": "Strategy {} was deleted.",
-}
 
 
 class Services:
@@ -56,18 +52,16 @@ class Services:
         self.publisher = Publisher(config.ingress, send_timeout_ms=500, linger_ms=1000)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(StatsCollector(lambda: self.hub.snapshot(per_key=False)))
+        self.registry.register(self.stats.latency.histogram)
         ProcessCollector(registry=self.registry)
-        self._timers: list[PeriodicCallback] = []
+        self.heartbeat = Heartbeat(self.hub.channels, self.stats, config.heartbeat)
+        self._recheck = PeriodicCallback(self.recheck, config.recheck * 1000)
 
     async def start(self) -> None:
         """Start the Subscriber and the timers (on the running loop)."""
         await self.hub.start()
-        self._timers = [
-            PeriodicCallback(self.hub.heartbeat, self.config.heartbeat * 1000),
-            PeriodicCallback(self.recheck, self.config.recheck * 1000),
-        ]
-        for timer in self._timers:
-            timer.start()
+        self.heartbeat.start()
+        self._recheck.start()
 
     async def stream_refusal(self, key: StreamKey) -> tuple[str | None, float]:
         """Why the key may not be streamed now (None: it may), and when that was read."""
@@ -88,7 +82,7 @@ class Services:
             return 0
         ended = 0
         for key, reason in verdicts.items():
-            ended += self.hub.revoke(key, reason, RECHECK_MESSAGES[reason].format(key.strategy_id))
+            ended += self.hub.revoke(key, reason, reasons.message(reason, key.strategy_id))
         if ended:
             log.info("access re-check ended %d streams of %d keys", ended, len(verdicts))
         return ended
@@ -109,17 +103,19 @@ class Services:
 
     async def shutdown(self, timeout: float) -> None:
         """force_disconnect every stream (server_shutdown), then release everything."""
-        for timer in self._timers:
-            timer.stop()
+        self._stop_timers()
         await self.hub.shutdown(timeout)
         self._release()
 
     async def close(self) -> None:
         """Abort streams and release everything, without the shutdown courtesy."""
-        for timer in self._timers:
-            timer.stop()
+        self._stop_timers()
         await self.hub.close()
         self._release()
+
+    def _stop_timers(self) -> None:
+        self.heartbeat.stop()
+        self._recheck.stop()
 
     def _release(self) -> None:
         self.publisher.close()

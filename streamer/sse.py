@@ -5,6 +5,9 @@ blank line. Line breaks (CRLF, CR or LF) inside `data` become separate `data:`
 lines; CR and LF are stripped from `id` and `event`, so no value can end a
 frame early or forge a field. No Tornado here: the hub calls these once per
 event and writes the same bytes to every client of the key.
+
+The system events of a stream (CONTRACT §3, no `id:` line) are built here too:
+`connection` first, `heartbeat`, `resync` and `force_disconnect`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import orjson
 
 RETRY_MS = 3000
 RETRY_FRAME = b"retry: %d\n\n" % RETRY_MS
+CONNECTION, HEARTBEAT, RESYNC, FORCE_DISCONNECT = "connection", "heartbeat", "resync", "force_disconnect"
 # Fields the bus adds for its own use; the browser never sees them.
 INTERNAL_FIELDS = frozenset({"kind", "published_ns"})
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -44,6 +48,27 @@ def encode_frame(event: str | None, data: str, event_id: str | None = None) -> b
 def json_frame(event: str, value: Mapping[str, Any]) -> bytes:
     """A system event (no id) whose data is `value` as one line of JSON."""
     return encode_frame(event, orjson.dumps(value).decode("utf-8"))
+
+
+def connection_frame(user_id: int, strategy_id: int, last_event_id: str) -> bytes:
+    """The `connection` event that starts a stream at `last_event_id`."""
+    data = {"status": "connected", "user_id": user_id, "strategy_id": strategy_id, "last_event_id": last_event_id}
+    return json_frame(CONNECTION, data)
+
+
+def heartbeat_frame(timestamp: str, last_event_id: str) -> bytes:
+    """A `heartbeat`: the time, and the id of the key's head."""
+    return json_frame(HEARTBEAT, {"timestamp": timestamp, "last_event_id": last_event_id})
+
+
+def resync_frame(reason: str) -> bytes:
+    """A `resync`: the client reloads its snapshot (the stream goes on)."""
+    return json_frame(RESYNC, {"reason": reason})
+
+
+def force_disconnect_frame(reason: str, message: str) -> bytes:
+    """A `force_disconnect`, the last frame of a stream the server ends."""
+    return json_frame(FORCE_DISCONNECT, {"reason": reason, "message": message})
 
 
 def event_data(payload: Mapping[str, Any]) -> bytes:

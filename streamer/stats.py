@@ -1,56 +1,21 @@
-"""The streamer's counters, its delivery latency and their Prometheus exposition.
+"""The streamer's counters and their Prometheus exposition.
 
 Counters are plain integers bumped on the event loop (once per batch, not per
-client where it can be helped). Latency (published → written) lives in a ring
-of the most recent samples: recording is one store, and percentiles are sorted
-out only when someone asks. `/metrics` reads the same numbers through a custom
-Collector, so nothing is counted twice.
+client where it can be helped). `/metrics` reads the hub's stats snapshot (the
+`/api/events/stats` map, built by the hub) through a custom Collector, so
+nothing is counted twice; the latency Histogram is registered beside it.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from streamer.hub import Hub
-
-LATENCY_SAMPLES = 4096
-
-
-class LatencyReservoir:
-    """The last LATENCY_SAMPLES latencies in milliseconds; p50, p99 and max of them on demand."""
-
-    __slots__ = ("_count", "_next", "_ring")
-
-    def __init__(self, size: int = LATENCY_SAMPLES) -> None:
-        self._ring = array("d", bytes(8 * size))
-        self._next = 0
-        self._count = 0
-
-    def record(self, milliseconds: float) -> None:
-        """Keep one sample, overwriting the oldest."""
-        ring = self._ring
-        ring[self._next] = milliseconds
-        self._next = (self._next + 1) % len(ring)
-        self._count += 1
-
-    def summary(self) -> dict[str, float | None]:
-        """p50, p99 and max of the kept samples (None before the first)."""
-        kept = sorted(self._ring[: min(self._count, len(self._ring))])
-        if not kept:
-            return {"p50": None, "p99": None, "max": None}
-        last = len(kept) - 1
-        return {
-            "p50": round(kept[int(last * 0.50)], 3),
-            "p99": round(kept[int(last * 0.99)], 3),
-            "max": round(kept[last], 3),
-        }
+from streamer.latency import Latency
 
 
 @dataclass(slots=True)
@@ -69,37 +34,18 @@ class StreamerStats:
     malformed_events: int = 0
     rechecks: int = 0
     control_publish_failures: int = 0
-    latency: LatencyReservoir = field(default_factory=LatencyReservoir)
+    held_frames_dropped: int = 0
+    latency: Latency = field(default_factory=Latency)
+
+    def other_counters(self) -> dict[str, int]:
+        """The counters the stats snapshot shows under their own names, after those of the contract."""
+        return {name: getattr(self, name) for name in _OTHER_COUNTERS}
 
 
-def stats_snapshot(hub: Hub, per_key: bool = True) -> dict[str, Any]:
-    """The `/api/events/stats` map of a hub; with `per_key`, also connections and lag per key."""
-    stats, bus = hub.stats, hub.subscriber.stats
-    snapshot: dict[str, Any] = {
-        "total_connections": hub.client_count,
-        "key_count": len(hub.channels),
-        "events_received": stats.events_received,
-        "events_delivered": stats.events_delivered,
-        "slow_consumer_disconnects": stats.slow_consumer_disconnects,
-        "gaps_detected": bus.gaps_detected,
-        "gaps_recovered": bus.gaps_recovered,
-        "resyncs": stats.resyncs,
-        "latency_ms": stats.latency.summary(),
-        "connects": stats.connects,
-        "disconnects": stats.disconnects,
-        "forced_disconnects": stats.forced_disconnects,
-        "rejected_streams": stats.rejected_streams,
-        "heartbeats": stats.heartbeats,
-        "malformed_events": stats.malformed_events,
-        "rechecks": stats.rechecks,
-        "control_publish_failures": stats.control_publish_failures,
-        "broker": "up" if hub.subscriber.broker_up else "down",
-        "bus": asdict(bus),
-    }
-    if per_key:
-        snapshot["connections_by_key"] = {str(key): len(ch.members) for key, ch in hub.channels.items()}
-        snapshot["keys"] = {str(key): ch.describe() for key, ch in hub.channels.items()}
-    return snapshot
+_OTHER_COUNTERS = (
+    "connects", "disconnects", "forced_disconnects", "rejected_streams", "heartbeats",
+    "malformed_events", "rechecks", "control_publish_failures", "held_frames_dropped",
+)
 
 
 # name, help, key in the stats snapshot
@@ -113,6 +59,7 @@ _COUNTERS = (
     ("stream_connects", "Streams opened", "connects"),
     ("stream_disconnects", "Streams closed", "disconnects"),
     ("forced_disconnects", "Streams ended with force_disconnect", "forced_disconnects"),
+    ("held_frames_dropped", "Live frames a resuming stream could not hold during its replay (replayed again)", "held_frames_dropped"),
 )
 
 

@@ -35,13 +35,7 @@ RESPONSE_HEAD = (
 
 def preamble(key: StreamKey, head: Position) -> bytes:
     """The response head, `retry:` and the `connection` event of a new stream."""
-    connected = {
-        "status": "connected",
-        "user_id": key.user_id,
-        "strategy_id": key.strategy_id,
-        "last_event_id": str(head),
-    }
-    return RESPONSE_HEAD + sse.RETRY_FRAME + sse.json_frame("connection", connected)
+    return RESPONSE_HEAD + sse.RETRY_FRAME + sse.connection_frame(key.user_id, key.strategy_id, str(head))
 
 
 class StreamHandler(BaseHandler):
@@ -53,7 +47,7 @@ class StreamHandler(BaseHandler):
         hub = self.services.hub
         if hub.closing:
             raise ApiError(503, "shutting_down", "The server is shutting down; reconnect to another.")
-        if not hub.reserve(viewer.id):
+        if not hub.admission.reserve(viewer.id):
             self.services.stats.rejected_streams += 1
             limit = self.services.config.max_streams_per_user
             raise ApiError(429, "too_many_streams", f"At most {limit} open streams per user.")
@@ -62,13 +56,13 @@ class StreamHandler(BaseHandler):
             checked_at = await self._check_access(key)
             head = await self._subscribe(key)
         except BaseException:
-            hub.release(viewer.id)
+            hub.admission.release(viewer.id)
             raise
         # From here to hub.open, no await: the subscription is live at `head`.
         sock = self._take_socket()
         if sock is None:
             hub.unsubscribe(key)
-            hub.release(viewer.id)
+            hub.admission.release(viewer.id)
             return
         hub.open(sock, key, head, preamble(key, head), self._last_event_id(), checked_at)
 

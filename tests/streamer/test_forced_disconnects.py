@@ -102,7 +102,7 @@ async def test_a_control_message_arriving_while_a_stream_opens_still_ends_it(
 ) -> None:
     opening = asyncio.ensure_future(SseStream.open(port, "/api/events/stream?strategy_id=10", world.users["u11"].bearer))
     # The reservation is taken in the same step as the access check starts.
-    await async_wait_until(lambda: services.hub.streams_per_user.get(11) == 1, what="the connect to begin")
+    await async_wait_until(lambda: services.hub.admission.streams_per_user.get(11) == 1, what="the connect to begin")
     services.publish(DisconnectMessage(11, 10, "permission_revoked", "revoked while connecting"))
     stream = await opening
     assert stream.status == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ from bus.publisher import Publisher
 from store.db import make_engine, make_session_factory
 from store.models import Account, Strategy
 from streamer.handlers import parse_id
+from streamer.latency import BUCKETS_S
 from streamer.services import Services
 from tests.store.factories import add_order, add_position
 from tests.streamer.conftest import World, order, url_of
+from tests.streamer.test_stream import open_stream
 from tests.waiting import async_wait_until
 
 NOT_YOURS = {"error": "forbidden", "message": "No such strategy, or you may not see it."}
@@ -187,6 +190,26 @@ async def test_metrics_health_page_and_unknown_paths(http_client: AsyncHTTPClien
         assert missing.code == 404 and body(missing)["error"] == "not_found"
     wrong_method = await call(http_client, base_url + "/api/strategies", "DELETE")
     assert wrong_method.code == 405 and body(wrong_method)["error"] == "method_not_allowed"
+
+
+@pytest.mark.gen_test
+async def test_metrics_expose_delivery_latency_as_a_histogram_of_every_delivered_event(
+    port: int, http_client: AsyncHTTPClient, base_url: str, world: World, publisher: Publisher
+) -> None:
+    streams = [await open_stream(port, world.users["u10"], 1) for _ in range(2)]
+    for n in range(3):
+        publisher.publish(order(10, 1, f"o{n}"))
+    for stream in streams:
+        await stream.events(3)
+    text = (await http_client.fetch(base_url + "/metrics")).body.decode()
+    name = "tradestream_streamer_delivery_latency_seconds"
+    buckets = re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.MULTILINE)
+    assert [le for le, _ in buckets] == [*(str(b) for b in BUCKETS_S), "+Inf"]
+    assert f"{name}_count 3.0" in text  # once per event of the key, not per client
+    counts = [float(count) for _, count in buckets]
+    assert counts == sorted(counts) and counts[-1] == 3.0
+    for stream in streams:
+        await stream.close()
 
 
 @pytest.mark.gen_test

@@ -42,6 +42,20 @@ def test_json_frame_is_one_data_line() -> None:
     assert frame == b'event: resync\ndata: {"reason":"history_gone"}\n\n'
 
 
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (sse.connection_frame(10, 1, "7-3"), b'event: connection\ndata: {"status":"connected","user_id":10,"strategy_id":1,"last_event_id":"7-3"}\n\n'),
+        (sse.heartbeat_frame("2025-01-06T10:00:00.000000Z", "7-0"), b'event: heartbeat\ndata: {"timestamp":"2025-01-06T10:00:00.000000Z","last_event_id":"7-0"}\n\n'),
+        (sse.resync_frame("epoch_changed"), b'event: resync\ndata: {"reason":"epoch_changed"}\n\n'),
+        (sse.force_disconnect_frame("strategy_inactive", 'Strategy "A\nB" was deactivated.'),
+         b'event: force_disconnect\ndata: {"reason":"strategy_inactive","message":"Strategy \\"A\\nB\\" was deactivated."}\n\n'),
+    ],
+)
+def test_system_events_are_exactly_these_bytes(frame: bytes, expected: bytes) -> None:
+    assert frame == expected
+
+
 def _parse(frame: bytes) -> tuple[dict[str, str], list[str]]:
     """The fields of one frame, as a browser would read them."""
     assert frame.endswith(b"\n\n") and b"\n\n" not in frame[:-2]

@@ -300,7 +300,7 @@ async def test_a_user_gets_429_beyond_the_stream_limit_until_one_closes(port: in
     assert refused.status == 429 and json.loads(refused.body)["error"] == "too_many_streams"
     other = await open_stream(port, world.users["u11"], 11)  # the limit is per user
     await streams[0].close()
-    await async_wait_until(lambda: services.hub.streams_per_user.get(10) == 1, what="the closed stream to be noticed")
+    await async_wait_until(lambda: services.hub.admission.streams_per_user.get(10) == 1, what="the closed stream to be noticed")
     streams[0] = await open_stream(port, user, 11)
     for stream in (*streams, refused, other):
         await stream.close()
@@ -312,7 +312,7 @@ async def test_a_closed_client_is_removed_and_its_key_unsubscribed(port: int, wo
     assert services.hub.subscriber.keys == 1 and services.hub.client_count == 1
     await stream.close()
     await async_wait_until(lambda: services.hub.client_count == 0, what="the client to be removed")
-    assert services.hub.channels == {} and services.hub.subscriber.keys == 0 and services.hub.streams_per_user == {}
+    assert services.hub.channels == {} and services.hub.subscriber.keys == 0 and services.hub.admission.streams_per_user == {}
 
 
 @pytest.mark.expect_log('broker restarted')
@@ -371,7 +371,7 @@ async def test_a_client_that_leaves_while_its_stream_is_being_opened_leaves_noth
     await async_wait_until(lambda: services.hub.subscriber.keys == 1, what="the connect to wait on its subscription")
     leaving.close()
     broker.start()
-    await async_wait_until(lambda: services.hub.streams_per_user == {} and services.hub.subscriber.keys == 0, what="the reservation and subscription to be released")
+    await async_wait_until(lambda: services.hub.admission.streams_per_user == {} and services.hub.subscriber.keys == 0, what="the reservation and subscription to be released")
     assert services.hub.client_count == 0 and services.hub.channels == {}
     stream = await open_stream(port, world.users["u10"], 1)  # and the key works afterwards
     await stream.close()
