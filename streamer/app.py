@@ -17,6 +17,7 @@ from streamer.handlers import (
     OrdersHandler,
     PageHandler,
     PositionsHandler,
+    ReasonsHandler,
     StatsHandler,
     StrategiesHandler,
 )
@@ -59,6 +60,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/metrics", MetricsHandler, s),
         *admin_routes(services),
         (r"/api/.*", NotFoundHandler, s),
+        (r"/reasons\.json", ReasonsHandler, s),
         (r"/(.*)", PageHandler, static),
     ]
     return tornado.web.Application(

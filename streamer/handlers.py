@@ -16,6 +16,7 @@ from typing import Any
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bus import reasons
 from bus.errors import BusError
 from bus.topics import MAX_ID, StreamKey
 from streamer import queries
@@ -196,6 +197,13 @@ class HealthHandler(BaseHandler):
     def get(self) -> None:
         broker = "up" if self.services.hub.subscriber.broker_up else "down"
         self.send_json({"status": "ok", "broker": broker})
+
+
+class ReasonsHandler(BaseHandler):
+    """`GET /reasons.json`: the texts of the disconnect reasons, for the dashboard (bus/reasons.py)."""
+
+    def get(self) -> None:
+        self.send_json(reasons.TEXTS)
 
 
 class NotFoundHandler(BaseHandler):

@@ -37,6 +37,7 @@
     generation: 0, // bumped on every strategy switch; late answers of the old one are ignored
     orders: new Map(), // order_id -> <tr>
     positions: new Map(), // position_id -> <tr>
+    names: new Map(), // strategy id -> name, from the last strategy list
   };
 
   // ---- HTTP -----------------------------------------------------------------
@@ -73,6 +74,25 @@
     const a = parseId(id);
     const b = parseId(than);
     return Boolean(a && b && a.epoch === b.epoch && a.seq <= b.seq);
+  }
+
+  // ---- why a stream ends ---------------------------------------------------------
+
+  // A force_disconnect brings the server's message. When the page finds out by itself
+  // (a reconnect finds the strategy gone or inactive), it shows the same text, from the
+  // server's one table of reasons (bus/reasons.py), served as /reasons.json.
+  const CLOSED = "The server closed this stream.";
+  let reasonTexts = {};
+
+  async function loadReasons() {
+    reasonTexts = await api("/reasons.json").catch(() => ({}));
+  }
+
+  function reasonText(reason) {
+    const template = reasonTexts[reason];
+    if (!template) return CLOSED;
+    const name = state.names.get(state.strategyId);
+    return template.replace("{strategy}", name === undefined ? String(state.strategyId) : `"${name}"`);
   }
 
   // ---- login and strategies ---------------------------------------------------
@@ -119,6 +139,7 @@
       return showBanner("Cannot load strategies", error.message, true);
     }
     $("username").textContent = localStorage.getItem("tradestream.username") || "";
+    state.names = new Map(body.strategies.map((s) => [s.id, s.name]));
     const select = $("strategy");
     select.replaceChildren(
       ...body.strategies.map((s) => {
@@ -266,12 +287,6 @@
     if (state.source === source) setConnection("connected", "connected");
   }
 
-  const FORCE_REASONS = {
-    permission_revoked: "You no longer have access to this strategy.",
-    strategy_deleted: "This strategy was deleted.",
-    strategy_inactive: "This strategy was deactivated.",
-  };
-
   function onForceDisconnect(event) {
     const data = JSON.parse(event.data);
     closeStream();
@@ -280,8 +295,7 @@
       // others still serve. Reconnect, jittered so clients do not stampede them.
       return scheduleReconnect("server restarting");
     }
-    // The server's message names the strategy; our sentence is the fallback.
-    stop("Stream stopped.", data.message || FORCE_REASONS[data.reason] || "The server closed this stream.");
+    stop("Stream stopped.", data.message || CLOSED);
   }
 
   function stop(title, text) {
@@ -317,8 +331,8 @@
     }
     if (generation !== state.generation) return;
     const strategy = body.strategies.find((s) => s.id === state.strategyId);
-    if (!strategy) return stop("Stream stopped.", FORCE_REASONS.permission_revoked);
-    if (!strategy.is_active) return stop("Stream stopped.", FORCE_REASONS.strategy_inactive);
+    if (!strategy) return stop("Stream stopped.", reasonText("permission_revoked"));
+    if (!strategy.is_active) return stop("Stream stopped.", reasonText("strategy_inactive"));
     if (!state.lastEventId) {
       // No snapshot yet (it failed before the first stream): without one there is no resume point.
       try {
@@ -539,5 +553,6 @@
     showLogin();
   });
   setInterval(tick, 1000);
+  loadReasons();
   loadStrategies();
 })();

@@ -133,6 +133,22 @@ def test_dashboard_shows_a_banner_and_stops_when_the_strategy_is_deactivated(sta
         stack.run_bin("tradestream-admin", "activate", "--strategy", strategy_id)
 
 
+def test_dashboard_that_finds_its_strategy_deactivated_on_reconnect_shows_the_servers_text(stack: Stack, page: Any) -> None:
+    strategy_id = str(stack.strategy("eth-swing")["id"])
+    log_in(page, stack, "carol", "eth-swing")
+    try:
+        # No streamer hears the control message: the page finds out when it reconnects.
+        stack.ctl("stop", "streamer:*")
+        page.wait_for_selector("#connection[data-state=reconnecting]")
+        stack.run_bin("tradestream-admin", "deactivate", "--strategy", strategy_id)
+        stack.ctl("start", "streamer:*")
+        page.wait_for_selector("#banner:not([hidden])")
+        assert 'Strategy "ETH Swing" was deactivated.' in page.inner_text("#banner")  # bus/reasons.py's text
+        assert page.get_attribute("#connection", "data-state") == "stopped"
+    finally:
+        stack.run_bin("tradestream-admin", "activate", "--strategy", strategy_id)
+        stack.ctl("start", "streamer:*")
+
 def test_strategy_picker_switches_tables_and_stream_to_the_chosen_strategy(stack: Stack, page: Any) -> None:
     log_in(page, stack, "alice", "btc-trend")
     stack.post_signal("btc-trend", price="65201")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from bus import reasons
 from bus.events import OrderEvent, PositionEvent
 from bus.publisher import Publisher
 from store.db import make_engine, make_session_factory
@@ -211,6 +212,11 @@ async def test_metrics_expose_delivery_latency_as_a_histogram_of_every_delivered
     for stream in streams:
         await stream.close()
 
+
+@pytest.mark.gen_test
+async def test_the_page_gets_the_disconnect_texts_from_the_one_table(http_client: AsyncHTTPClient, base_url: str) -> None:
+    texts = body(await call(http_client, base_url + "/reasons.json"))
+    assert texts == reasons.TEXTS and set(texts) == {"permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown"}
 
 @pytest.mark.gen_test
 @pytest.mark.streamer_config(static_path="/nonexistent-static-dir")

@@ -1,0 +1,25 @@
+"""The one table of disconnect reasons: the contract's four, each with a text naming its strategy."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus import events, reasons
+
+
+@pytest.mark.parametrize(
+    ("reason", "strategy", "text"),
+    [
+        ("permission_revoked", "BTC Trend", 'Your access to strategy "BTC Trend" was revoked.'),
+        ("strategy_inactive", "BTC Trend", 'Strategy "BTC Trend" was deactivated.'),
+        ("strategy_deleted", 4, "Strategy 4 was deleted."),
+        ("server_shutdown", "", "The server is shutting down; reconnect to resume."),
+    ],
+)
+def test_each_reason_has_its_text_naming_the_strategy_by_name_or_id(reason: str, strategy: str | int, text: str) -> None:
+    assert reasons.message(reason, strategy) == text
+
+
+def test_the_reasons_are_the_contracts_and_control_messages_accept_exactly_them() -> None:
+    assert reasons.DISCONNECT_REASONS == {"permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown"}
+    assert events.DISCONNECT_REASONS == reasons.DISCONNECT_REASONS
