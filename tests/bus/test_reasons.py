@@ -21,5 +21,5 @@ def test_each_reason_has_its_text_naming_the_strategy_by_name_or_id(reason: str,
 
 
 def test_the_reasons_are_the_contracts_and_control_messages_accept_exactly_them() -> None:
-    assert reasons.DISCONNECT_REASONS == {"permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown"}
+    assert {"permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown"} == reasons.DISCONNECT_REASONS
     assert events.DISCONNECT_REASONS == reasons.DISCONNECT_REASONS
