@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+import orjson
 
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 RUN_KEYS = (
@@ -150,7 +151,7 @@ def table(run: RunResult, title: str = "run") -> str:
 
 def write_json(path: str, obj: Mapping[str, Any], out: TextIO | None = None) -> None:
     """Write the result object to `path` ('-' for `out`)."""
-    text = json.dumps(obj, indent=2) + "\n"
+    text = orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n"
     if path == "-" and out is not None:
         out.write(text)
         return

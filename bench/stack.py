@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import zmq
 
 from bus import codec, protocol
@@ -154,7 +154,7 @@ def http_get(stack: Stack, path: str, token: str | None = None) -> tuple[int, di
         connection.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
         response = connection.getresponse()
         body = response.read()
-        return response.status, json.loads(body) if body.startswith(b"{") else {}
+        return response.status, orjson.loads(body) if body.startswith(b"{") else {}
     except (OSError, ValueError):
         return 0, {}
     finally:

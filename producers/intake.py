@@ -127,4 +127,5 @@ def payload_text(body: object) -> str:
     """The JSON text stored in a Signal row (the token left out: only its hash is ever kept)."""
     if isinstance(body, dict):
         body = {key: value for key, value in body.items() if key != "token"}
+    # stdlib json like signals.parse_json, which decoded it: orjson refuses the integers beyond 64 bits it accepts.
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)

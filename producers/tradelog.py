@@ -23,12 +23,13 @@ events need JSONL.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from bus.errors import DecodeError
 from bus.events import WireMessage, from_wire
@@ -56,7 +57,7 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
         if not text or text.startswith("#"):
             continue
         try:
-            document = json.loads(text)
+            document = orjson.loads(text)
             if not isinstance(document, dict):
                 raise TradeLogError(number, "expected a JSON object")
             yield record_of(number, document)
