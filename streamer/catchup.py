@@ -6,7 +6,7 @@ that stream's state until it is live; the hub feeds it what happens and
 writes what it decides (a `Step`), in order. Frames are `(seq, bytes)`,
 formatted once per key by the hub.
 
-    REPLAYING ─ live frames ─▶ held (at most `limit`; an overflow drops them all and keeps the newest)
+    REPLAYING ─ live frames ─▶ held (at most `limit`: an overflow drops what is held, keeps the newest)
       │ resync from the bus ─▶ held dropped, reason kept: answered when the replay returns
       │
       ├─ replay refused or failed, or a resync came ─▶ resync, the held frames ─────────────▶ LIVE
@@ -17,6 +17,8 @@ formatted once per key by the hub.
     AWAITING_LIVE (floor = the replay's last seq)
       ├─ live frames ─▶ those with seq > floor; once one reaches floor ──────────────────────▶ LIVE
       └─ resync from the bus ─▶ resync ──────────────────────────────────────────────────────▶ LIVE
+    LIVE: live frames and resyncs pass through, a late replay answer is ignored (the hub then
+      drops the core: the client is one of its channel's live clients).
 
 Dropped, never sent: replayed frames with seq ≤ what the client has, held
 frames the replay already covered, live frames ≤ floor. So nothing is sent
