@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 
 from msgspec import Meta, Struct
 
-from bus import codec
+from bus import codec, reasons
 from bus.errors import InvalidEvent
 from bus.topics import MAX_ID, StreamKey
 
@@ -58,14 +58,14 @@ else:
     Side = Literal["BUY", "SELL"]
     OrderType = Literal["MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT"]
     OrderStatus = Literal["NEW", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "TRIGGERED"]
-    DisconnectReason = Literal["permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown"]
+    DisconnectReason = Literal[tuple(reasons.TEXTS)]  # the one table of reasons (bus/reasons.py)
 
 ORDER_EVENT_TYPES: frozenset[str] = frozenset(get_args(OrderEventType))
 POSITION_EVENT_TYPES: frozenset[str] = frozenset(get_args(PositionEventType))
 SIDES: frozenset[str] = frozenset(get_args(Side))
 ORDER_TYPES: frozenset[str] = frozenset(get_args(OrderType))
 ORDER_STATUSES: frozenset[str] = frozenset(get_args(OrderStatus))
-DISCONNECT_REASONS: frozenset[str] = frozenset(get_args(DisconnectReason))
+DISCONNECT_REASONS: frozenset[str] = reasons.DISCONNECT_REASONS
 
 
 def format_timestamp(moment: datetime) -> str:
