@@ -5,8 +5,9 @@ keeps one JSON library (and its number and string forms) for every answer.
 
 Where the standard library's json stays, on purpose:
 - request bodies from outside that must be checked for duplicate keys (issue 11:
-  the webhook's `producers/signals.py:parse_json`; login and admin bodies move
-  there too), and `producers/intake.py:payload_text`, which re-encodes what
+  the webhook's `producers/signals.py:parse_json`, which also quotes values in
+  its messages with it; login and admin bodies move there too), and
+  `producers/intake.py:payload_text`, which re-encodes what
   that parser accepted (orjson refuses integers beyond 64 bits: a 500 on hostile input);
 - `producers/samples/make_sample.py`: orjson has no `separators`, and the sample
   log's spacing is its format (a test regenerates it byte for byte);
