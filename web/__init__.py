@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the two Tornado apps (the streamer and the webhook); knows no business rule.
 
 errors.py   the one JSON error type and writer: `{"error": code, "message": text}` with its status
-replies.py  JSON answers, by orjson (the one JSON library; stdlib json only where a body is checked for duplicate keys)
+replies.py  JSON answers, by orjson (the one JSON library; stdlib json only to read bodies strictly, jsonbody.py)
 server.py   an HTTPServer that survives hostile clients: header/body timeouts, accept back-off on EMFILE
 backoff.py  the pure state behind it: when accepting pauses, one log line per interval with a count
 ratelimit.py token buckets per key, bounded in memory (webhook tokens; login addresses and usernames)

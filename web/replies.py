@@ -4,11 +4,9 @@ Tornado's `finish(dict)` would use the standard library's encoder; this writer
 keeps one JSON library (and its number and string forms) for every answer.
 
 Where the standard library's json stays, on purpose:
-- request bodies from outside that must be checked for duplicate keys (issue 11:
-  the webhook's `producers/signals.py:parse_json`, which also quotes values in
-  its messages with it; login and admin bodies move there too), and
-  `producers/intake.py:payload_text`, which re-encodes what
-  that parser accepted (orjson refuses integers beyond 64 bits: a 500 on hostile input);
+- `web/jsonbody.py`, the strict reading of request bodies from outside (webhook,
+  login, admin): it must see duplicate keys, which orjson drops without a word;
+  `producers/signals.py` quotes values in its messages with the same library;
 - `producers/samples/make_sample.py`: orjson has no `separators`, and the sample
   log's spacing is its format (a test regenerates it byte for byte);
 - the tests' HTTP clients, an independent decoder of what orjson writes.
