@@ -4,6 +4,7 @@ Every process that binds or connects one of these takes its default from here;
 each is overridable by its flag and its TRADESTREAM_* variable.
 """
 
+ACK_INGRESS = "tcp://127.0.0.1:5556"  # broker ROUTER; producers' outbox relays DEALER (ACK-PROTOCOL.md)
 INGRESS = "tcp://127.0.0.1:5557"  # broker PULL; producers, streamer and admin PUSH
 PUBLISH = "tcp://127.0.0.1:5558"  # broker XPUB; streamers SUB
 REPLAY = "tcp://127.0.0.1:5559"  # broker ROUTER; streamers DEALER
