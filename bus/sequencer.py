@@ -5,12 +5,15 @@ every broker start), and a ring of its last `history` events for replay.
 Heads are kept for every key ever seen (an int each) so a key's seq never
 restarts inside an epoch; histories are bounded in number too, and the least
 recently active key loses its history first (its replays then answer `gone`).
+With a journal (bus/journal.py) the same state comes back after a restart:
+`on_forget` tells it which key lost its history, `restore` loads it again.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -37,7 +40,13 @@ def new_epoch() -> int:
 class Sequencer:
     """Numbers events per key and remembers the last few of each."""
 
-    def __init__(self, epoch: int, history: int = 100, max_histories: int = 100_000) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        history: int = 100,
+        max_histories: int = 100_000,
+        on_forget: Callable[[bytes], None] | None = None,
+    ) -> None:
         if history < 1 or max_histories < 1:
             raise ValueError("history and max_histories must be at least 1")
         self.epoch = epoch
@@ -46,6 +55,8 @@ class Sequencer:
         self.heads: dict[bytes, int] = {}
         self._rings: OrderedDict[bytes, deque[Frames]] = OrderedDict()
         self.histories_evicted = 0
+        # Told the key whose history was just dropped, before the event that displaced it is kept.
+        self.on_forget = on_forget
 
     def sequence(self, topic: bytes, payload: bytes, published_ns: int, now_ns: int) -> bytes:
         """Assign the next seq of `topic`'s key, remember the event, return its header."""
@@ -56,8 +67,7 @@ class Sequencer:
         if ring is None:
             ring = self._rings[topic] = deque(maxlen=self.history)
             if len(self._rings) > self.max_histories:
-                self._rings.popitem(last=False)
-                self.histories_evicted += 1
+                self._forget_oldest()
         else:
             self._rings.move_to_end(topic)
         ring.append((header, payload))
@@ -87,3 +97,18 @@ class Sequencer:
     @property
     def keys_with_history(self) -> int:
         return len(self._rings)
+
+    def restore(self, heads: dict[bytes, int], rings: Iterable[tuple[bytes, list[Frames]]]) -> None:
+        """Load heads and histories (least recently active first, events oldest first), within the bounds."""
+        self.heads.update(heads)
+        for topic, frames in rings:
+            self._rings[topic] = deque(frames, maxlen=self.history)
+            self._rings.move_to_end(topic)
+            if len(self._rings) > self.max_histories:
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        topic, _ = self._rings.popitem(last=False)
+        self.histories_evicted += 1
+        if self.on_forget is not None:
+            self.on_forget(topic)

@@ -38,3 +38,28 @@ def test_keys_beyond_the_bound_lose_their_history_least_recently_active_first_bu
 def test_bounds_must_be_positive(history: int, max_histories: int) -> None:
     with pytest.raises(ValueError):
         Sequencer(epoch=1, history=history, max_histories=max_histories)
+
+
+def test_a_dropped_history_is_told_before_the_event_that_displaced_it_is_kept() -> None:
+    told: list[tuple[bytes, int]] = []
+    seq = Sequencer(epoch=1, history=10, max_histories=2)
+    seq.on_forget = lambda topic: told.append((topic, seq.keys_with_history))
+    for topic in (b"k/1/1/", b"k/2/2/", b"k/3/3/", b"k/1/1/"):
+        seq.sequence(topic, b"p", 0, 0)
+    assert told == [(b"k/1/1/", 2), (b"k/2/2/", 2)]
+
+
+def test_restore_brings_back_heads_and_histories_within_the_bounds() -> None:
+    first = Sequencer(epoch=7, history=3)
+    for i in range(5):
+        first.sequence(b"k/1/1/", str(i).encode(), 0, 0)
+    first.sequence(b"k/2/2/", b"x", 0, 0)
+    frames = first.replay(b"k/1/1/", 7, 2).events
+    told: list[bytes] = []
+    again = Sequencer(epoch=7, history=2, max_histories=1, on_forget=told.append)
+    again.restore({b"k/1/1/": 5, b"k/2/2/": 1, b"k/9/9/": 4}, [(b"k/2/2/", [(b"h", b"x")]), (b"k/1/1/", frames)])
+    assert told == [b"k/2/2/"]
+    assert (again.head(b"k/1/1/"), again.head(b"k/9/9/"), again.keys_with_history) == (5, 4, 1)
+    assert [p for _, p in again.replay(b"k/1/1/", 7, 3).events] == [b"3", b"4"]  # the smaller history kept the newest
+    assert not again.replay(b"k/1/1/", 7, 2).ok
+    assert again.sequence(b"k/9/9/", b"p", 0, 0) and again.head(b"k/9/9/") == 5
