@@ -3,7 +3,8 @@
     BusError
      ├── DecodeError          a frame or payload that is not a tradestream message
      │    └── InvalidEvent    well-formed msgpack, but a field has the wrong type or range
-     └── BusUnavailable       a send could not complete in time (peer down, queue full)
+     ├── BusUnavailable       a send could not complete in time (peer down, queue full)
+     └── JournalError         the broker's journal cannot be opened, read or written
 """
 
 
@@ -21,3 +22,7 @@ class InvalidEvent(DecodeError, ValueError):
 
 class BusUnavailable(BusError):
     """A message could not be handed to the bus within the send timeout."""
+
+
+class JournalError(BusError):
+    """The broker's journal is unreadable, corrupt, in use or cannot be written."""

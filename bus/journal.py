@@ -1,0 +1,238 @@
+"""The broker's journal: epoch, heads, histories and producer streams, kept across restarts.
+
+SQLite in WAL mode through the standard library: a crash-safe, much-tested
+store with nothing to install, instead of a file format of our own. The broker
+writes one transaction per drained batch and commits it before any event of
+the batch is published or acknowledged, so whatever a client or a relay was
+shown is on disk when the broker is SIGKILLed. Its size is bounded by what the
+history needs:
+
+    meta(name TEXT PRIMARY KEY, value INTEGER)      schema, epoch, history
+    heads(topic BLOB PRIMARY KEY, head, touched)    every key sequenced (as the broker keeps in memory)
+    events(topic BLOB, slot, seq, header BLOB, payload BLOB, UNIQUE (topic, slot))
+        slot = seq % history, so a key's ring overwrites itself: `history` rows per key at
+        most; a key that loses its history (beyond --max-keys) loses its rows
+    streams(stream TEXT PRIMARY KEY, last, touched) producer streams of the acknowledged ingress
+
+`touched` is the number of the batch that last wrote a row: the least recently
+active come back first, so the bounds evict in the same order after a restart.
+The file is locked while a broker has it open: a second broker on it exits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bus.errors import DecodeError, JournalError
+from bus.topics import parse_key_topic
+
+Frames = tuple[bytes, bytes]  # (header, payload) as published
+SCHEMA_VERSION = 1
+MAX_STREAM_NAME = 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heads (topic BLOB PRIMARY KEY, head INTEGER NOT NULL, touched INTEGER NOT NULL) WITHOUT ROWID;
+-- A rowid table: a replaced slot's new row goes to the end, so a batch dirties few pages.
+-- Clustered by (topic, slot) (WITHOUT ROWID) it dirtied one page per key: 59 vs 11.6 us per
+-- event at 1,000 keys, 16 vs 6.2 at 100 (batches of 1,024, synchronous=FULL, measured here).
+CREATE TABLE IF NOT EXISTS events (
+    topic BLOB NOT NULL, slot INTEGER NOT NULL, seq INTEGER NOT NULL, header BLOB NOT NULL, payload BLOB NOT NULL,
+    UNIQUE (topic, slot)
+);
+CREATE TABLE IF NOT EXISTS streams (stream TEXT PRIMARY KEY, last INTEGER NOT NULL, touched INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a journal gives back: the broker's state at its last commit."""
+
+    epoch: int
+    heads: dict[bytes, int]
+    rings: list[tuple[bytes, list[Frames]]]  # least recently active first, each oldest first
+    streams: list[tuple[str, int]]  # least recently used first
+
+
+@dataclass(slots=True)
+class JournalBatch:
+    """What one drained batch sequenced and forgot; written in one transaction."""
+
+    events: dict[bytes, list[tuple[int, bytes, bytes]]] = field(default_factory=dict)
+    heads: dict[bytes, int] = field(default_factory=dict)
+    forgotten_keys: set[bytes] = field(default_factory=set)
+    streams: dict[str, int] = field(default_factory=dict)
+    forgotten_streams: set[str] = field(default_factory=set)
+
+    def add(self, topic: bytes, seq: int, header: bytes, payload: bytes) -> None:
+        """A sequenced event."""
+        self.events.setdefault(topic, []).append((seq, header, payload))
+        self.heads[topic] = seq
+
+    def forget(self, topic: bytes) -> None:
+        """A key lost its history: its rows go, with this batch's events of it so far."""
+        self.events.pop(topic, None)
+        self.forgotten_keys.add(topic)
+
+    def __bool__(self) -> bool:
+        return bool(self.heads or self.forgotten_keys or self.streams or self.forgotten_streams)
+
+
+class Journal:
+    """One journal file, opened (and locked) for one broker."""
+
+    def __init__(self, path: str | Path, history: int, max_keys: int, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self.history = history
+        self.max_keys = max_keys
+        self._batch_no = 1
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # timeout=0: a journal locked by another broker fails at once instead of waiting.
+            self._db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from None
+        try:
+            self._prepare(synchronous)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise JournalError(f"journal {self.path} is unreadable: {exc}") from None
+        except JournalError:
+            self._db.close()
+            raise
+
+    def _prepare(self, synchronous: str) -> None:
+        db = self._db
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")  # before WAL: no shared-memory file, one owner
+        db.execute(f"PRAGMA synchronous = {synchronous}")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise JournalError(f"journal {self.path}: WAL mode unavailable (got {mode})")
+        db.execute("BEGIN EXCLUSIVE")  # takes and keeps the lock: a second broker fails here
+        db.execute("COMMIT")
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise JournalError(f"journal {self.path} is corrupt: {'; '.join(problems[:3])}")
+        db.executescript(_SCHEMA)
+        schema = self._meta("schema")
+        if schema is None:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif schema != SCHEMA_VERSION:
+            raise JournalError(f"journal {self.path} has schema {schema}, this broker reads {SCHEMA_VERSION}")
+
+    def _meta(self, name: str) -> int | None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def restore(self) -> Restored | None:
+        """The state at the last commit, None for a new journal; JournalError when it does not add up."""
+        try:
+            epoch = self._meta("epoch")
+            if epoch is None:
+                return None
+            restored = self._read(epoch, self._meta("history") or self.history)
+            self._compact(restored)
+            return restored
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path} is unreadable: {exc}") from None
+
+    def _read(self, epoch: int, stored_history: int) -> Restored:
+        db = self._db
+        heads: dict[bytes, int] = {}
+        touched: dict[bytes, int] = {}
+        for topic, head, at in db.execute("SELECT topic, head, touched FROM heads"):
+            self._check_head(topic, head)
+            heads[topic], touched[topic] = head, at
+        rings: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
+        for topic, seq, header, payload in db.execute("SELECT topic, seq, header, payload FROM events ORDER BY topic, seq"):
+            rings.setdefault(topic, []).append((seq, header, payload))
+        kept = sorted(rings, key=lambda t: touched.get(t, 0))[-self.max_keys:]
+        ordered = [(topic, self._ring(topic, heads.get(topic), rings[topic], stored_history)) for topic in kept]
+        streams = [(stream, last) for stream, last in db.execute("SELECT stream, last FROM streams ORDER BY touched")]
+        for stream, last in streams:
+            if not (isinstance(stream, str) and 0 < len(stream) <= MAX_STREAM_NAME and type(last) is int and last > 0):
+                raise JournalError(f"journal {self.path} is corrupt: bad stream row {stream!r:.80}")
+        newest = db.execute("SELECT max(touched) FROM streams").fetchone()[0] or 0
+        self._batch_no = 1 + max(newest, *touched.values(), 0)
+        return Restored(epoch, heads, ordered, streams)
+
+    def _check_head(self, topic: object, head: object) -> None:
+        try:
+            if not isinstance(topic, bytes) or type(head) is not int or head < 1:
+                raise DecodeError(f"bad head row {topic!r:.60}")
+            parse_key_topic(topic)
+        except DecodeError as exc:
+            raise JournalError(f"journal {self.path} is corrupt: {exc}") from None
+
+    def _ring(self, topic: bytes, head: int | None, rows: list[tuple[int, bytes, bytes]], stored_history: int) -> list[Frames]:
+        """A key's history, checked: the last seqs up to its head, without a hole (replay counts on it)."""
+        seqs = [seq for seq, _, _ in rows]
+        if head is None or seqs != list(range(head - len(rows) + 1, head + 1)) or len(rows) > stored_history or seqs[0] < 1:
+            raise JournalError(f"journal {self.path} is corrupt: the history of {topic[:40]!r} does not end at its head")
+        return [(header, payload) for _, header, payload in rows[-self.history:]]
+
+    def _compact(self, restored: Restored) -> None:
+        """Drop what smaller bounds than the journal's no longer keep; re-slot if --history changed."""
+        kept = {topic: frames for topic, frames in restored.rings}
+        count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+        if self._meta("history") == self.history and count == sum(map(len, kept.values())):
+            return
+        rows = [
+            (topic, seq % self.history, seq, header, payload)
+            for topic, frames in kept.items()
+            for seq, (header, payload) in enumerate(frames, restored.heads[topic] - len(frames) + 1)
+        ]
+        self._db.execute("BEGIN")
+        self._db.execute("DELETE FROM events")
+        self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('history', ?)", (self.history,))
+        self._db.execute("COMMIT")
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Record the epoch of a new journal."""
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [("epoch", epoch), ("history", self.history)])
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc}") from None
+
+    def write(self, batch: JournalBatch) -> None:
+        """Commit one batch; JournalError when it cannot be written (nothing of it then counts)."""
+        batch_no, self._batch_no = self._batch_no, self._batch_no + 1
+        history = self.history
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            if batch.forgotten_keys:
+                db.executemany("DELETE FROM events WHERE topic = ?", _rows(batch.forgotten_keys))
+            db.executemany(
+                "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)",
+                [(t, seq % history, seq, h, p) for t, events in batch.events.items() for seq, h, p in events[-history:]],
+            )
+            db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)", [(t, s, batch_no) for t, s in batch.heads.items()])
+            if batch.forgotten_streams:
+                db.executemany("DELETE FROM streams WHERE stream = ?", _rows(batch.forgotten_streams))
+            if batch.streams:
+                db.executemany("INSERT OR REPLACE INTO streams VALUES (?, ?, ?)", [(s, last, batch_no) for s, last in batch.streams.items()])
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise JournalError(f"cannot write journal {self.path}: {exc}") from None
+
+    def rows(self) -> dict[str, int]:
+        """How many rows each table holds (for the broker's stats and the bound's tests)."""
+        tables = ("heads", "events", "streams")
+        return {t: int(self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
+
+    def close(self) -> None:
+        """Close the file (and give up its lock)."""
+        self._db.close()
+
+
+def _rows(values: Iterable[bytes | str]) -> list[tuple[bytes | str]]:
+    return [(value,) for value in values]

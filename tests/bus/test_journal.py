@@ -1,0 +1,214 @@
+"""The broker's journal on real SQLite files: what comes back, its bounds, and what it refuses."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bus.errors import JournalError
+from bus.journal import Journal, JournalBatch
+from bus.sequencer import Sequencer
+
+A, B, C = b"k/1/1/", b"k/2/2/", b"k/3/3/"
+
+
+class Journaled:
+    """A Sequencer whose batches go to a journal, the way the broker drives them."""
+
+    def __init__(self, path: Path, history: int = 3, max_keys: int = 2) -> None:
+        self.journal = Journal(path, history, max_keys)
+        restored = self.journal.restore()
+        epoch = restored.epoch if restored else 77
+        self.batch = JournalBatch()
+        self.sequencer = Sequencer(epoch, history, max_keys, on_forget=lambda t: self.batch.forget(t))
+        if restored is None:
+            self.journal.begin_epoch(epoch)
+        else:
+            self.sequencer.restore(restored.heads, restored.rings)
+        self.restored = restored
+
+    def sequence(self, topic: bytes, payload: bytes) -> None:
+        header = self.sequencer.sequence(topic, payload, 1, 2)
+        self.batch.add(topic, self.sequencer.head(topic), header, payload)
+
+    def commit(self, streams: dict[str, int] | None = None, forgotten_streams: set[str] | None = None) -> None:
+        self.batch.streams, self.batch.forgotten_streams = streams or {}, forgotten_streams or set()
+        self.journal.write(self.batch)
+        self.batch = JournalBatch()
+
+    def answers(self, topics: list[bytes]) -> dict[tuple[bytes, int], tuple[bool, list[bytes]]]:
+        """Every replay answer of these keys, payloads only."""
+        seq = self.sequencer
+        return {
+            (t, after): (r.ok, [p for _, p in r.events])
+            for t in topics
+            for after in range(-1, seq.head(t) + 2)
+            for r in [seq.replay(t, seq.epoch, after)]
+        }
+
+
+def test_a_new_journal_restores_nothing_and_then_keeps_its_epoch(tmp_path: Path) -> None:
+    first = Journaled(tmp_path / "j.db")
+    assert first.restored is None
+    first.journal.close()
+    again = Journaled(tmp_path / "j.db")
+    assert again.restored is not None and again.restored.epoch == 77
+    assert again.restored.heads == {} and again.restored.rings == []
+
+
+def test_heads_histories_and_streams_come_back_as_they_were_committed(tmp_path: Path) -> None:
+    first = Journaled(tmp_path / "j.db", history=3, max_keys=2)
+    for i in range(5):
+        first.sequence(A, b"a%d" % i)
+    first.commit({"orders:x": 9})
+    first.sequence(B, b"b0")
+    first.commit({"orders:y": 3, "orders:x": 10})
+    first.sequence(A, b"uncommitted")  # never committed: a SIGKILL before the write
+    first.journal.close()
+    again = Journaled(tmp_path / "j.db", history=3, max_keys=2)
+    assert again.restored is not None
+    assert again.restored.streams == [("orders:x", 10), ("orders:y", 3)]
+    assert (again.sequencer.head(A), again.sequencer.head(B)) == (5, 1)
+    assert [p for _, p in again.sequencer.replay(A, 77, 2).events] == [b"a2", b"a3", b"a4"]
+    assert not again.sequencer.replay(A, 77, 1).ok
+    assert [p for _, p in again.sequencer.replay(B, 77, 0).events] == [b"b0"]
+
+
+def test_the_journal_keeps_history_rows_only_and_forgets_evicted_keys(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journaled = Journaled(path, history=3, max_keys=2)
+    for i in range(50):
+        journaled.sequence(A, b"%d" % i)
+        if i % 7 == 0:
+            journaled.commit()
+    journaled.commit()
+    assert journaled.journal.rows()["events"] == 3
+    journaled.sequence(B, b"b")
+    journaled.sequence(C, b"c")  # A, the least recently active, loses its history
+    journaled.commit()
+    assert journaled.journal.rows()["events"] == 2 and journaled.journal.rows()["heads"] == 3
+    journaled.journal.close()
+    again = Journaled(path, history=3, max_keys=2)
+    assert again.sequencer.head(A) == 50 and not again.sequencer.replay(A, 77, 49).ok
+    assert again.sequencer.keys_with_history == 2
+
+
+def test_a_key_forgotten_and_seen_again_in_one_batch_keeps_only_its_new_events(tmp_path: Path) -> None:
+    journaled = Journaled(tmp_path / "j.db", history=5, max_keys=1)
+    journaled.sequence(A, b"old")
+    journaled.sequence(B, b"b")  # A forgotten
+    journaled.sequence(A, b"new")  # B forgotten, A back with seq 2
+    journaled.commit()
+    journaled.journal.close()
+    again = Journaled(tmp_path / "j.db", history=5, max_keys=1)
+    assert again.restored is not None
+    assert again.restored.rings == [(A, [again.sequencer.replay(A, 77, 1).events[0]])]
+    assert [p for _, p in again.sequencer.replay(A, 77, 1).events] == [b"new"]
+
+
+def test_smaller_bounds_at_restart_trim_the_journal_to_them(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    first = Journaled(path, history=10, max_keys=3)
+    for topic in (A, B, C):
+        for i in range(10):
+            first.sequence(topic, b"%d" % i)
+        first.commit()
+    first.journal.close()
+    again = Journaled(path, history=4, max_keys=2)
+    assert again.sequencer.keys_with_history == 2 and not again.sequencer.replay(A, 77, 9).ok
+    assert [p for _, p in again.sequencer.replay(C, 77, 6).events] == [b"6", b"7", b"8", b"9"]
+    assert again.journal.rows()["events"] == 8
+    for i in range(10, 14):  # the re-slotted ring overwrites its own oldest rows
+        again.sequence(C, b"%d" % i)
+    again.commit()
+    assert again.journal.rows()["events"] == 8
+    again.journal.close()
+    third = Journaled(path, history=4, max_keys=2)
+    assert [p for _, p in third.sequencer.replay(C, 77, 10).events] == [b"10", b"11", b"12", b"13"]
+
+
+ops = st.lists(st.tuples(st.sampled_from([A, B, C, b"k/4/4/"]), st.booleans()), max_size=60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=ops, history=st.integers(1, 4), max_keys=st.integers(1, 3))
+def test_a_restored_broker_answers_every_replay_as_the_one_that_committed(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[bytes, bool]], history: int, max_keys: int) -> None:
+    path = tmp_path_factory.mktemp("j") / "j.db"
+    first = Journaled(path, history, max_keys)
+    for i, (topic, commit) in enumerate(ops):
+        first.sequence(topic, b"%d" % i)
+        if commit:
+            first.commit()
+    first.commit()
+    topics = [A, B, C, b"k/4/4/"]
+    expected = first.answers(topics)
+    first.journal.close()
+    again = Journaled(path, history, max_keys)
+    assert again.answers(topics) == expected
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(content)
+    with pytest.raises(JournalError, match=r"unreadable|corrupt"):
+        Journal(path, 3, 2)
+
+
+def test_a_damaged_page_is_found_before_anything_is_restored(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journaled = Journaled(path, history=100, max_keys=10)
+    for i in range(2000):
+        journaled.sequence(b"k/1/%d/" % (i % 10 + 1), b"x" * 200)
+    journaled.commit()
+    journaled.journal.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:  # fold the WAL into the file, so the damage below hits the data
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = len(data) // 2 // 4096 * 4096
+    data[page + 100 : page + 3000] = b"\x5a" * 2900
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match=r"corrupt|unreadable"):
+        Journaled(path, history=100, max_keys=10)
+
+
+def test_a_history_with_a_hole_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journaled = Journaled(path)
+    for i in range(3):
+        journaled.sequence(A, b"%d" % i)
+    journaled.commit()
+    journaled.journal.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DELETE FROM events WHERE seq = 2")
+    with pytest.raises(JournalError, match="does not end at its head"):
+        Journaled(path)
+
+
+def test_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journaled(path).journal.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("UPDATE meta SET value = 99 WHERE name = 'schema'")
+    with pytest.raises(JournalError, match="schema 99"):
+        Journal(path, 3, 2)
+
+
+def test_a_journal_in_use_by_another_broker_is_refused(tmp_path: Path) -> None:
+    owner = Journal(tmp_path / "j.db", 3, 2)
+    try:
+        with pytest.raises(JournalError, match="locked"):
+            Journal(tmp_path / "j.db", 3, 2)
+    finally:
+        owner.close()
+
+
+def test_a_journal_path_that_cannot_be_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(JournalError):
+        Journal(tmp_path / "dir.db", 3, 2)
