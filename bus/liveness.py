@@ -35,7 +35,7 @@ class Verdict(enum.Enum):
 
 
 class Liveness:
-    """Awake silence since the broker was last heard; `tick()` every `tick_s`, `heard()` on every read."""
+    """Awake silence since the broker was last heard; `tick()` every `tick_s` seconds."""
 
     def __init__(self, down_after: float, reconnect_after: float, tick_s: float, now: float) -> None:
         if not 0 < tick_s <= down_after <= reconnect_after:
@@ -48,13 +48,11 @@ class Liveness:
         self._quiet_since = now
         self._last_tick = now
 
-    def heard(self, now: float) -> None:
-        """Something arrived from the broker."""
-        self._quiet_since = now
-        self.silent = False
-
-    def tick(self, now: float) -> Verdict:
-        """Judge the silence so far; call after draining the socket."""
+    def tick(self, now: float, last_heard: float) -> Verdict:
+        """Judge the silence so far: call after draining the socket, with when it last gave anything."""
+        if last_heard > self._quiet_since:
+            self._quiet_since = last_heard
+            self.silent = False
         late = now - self._last_tick - self.tick_s
         self._last_tick = now
         if late > 0:

@@ -28,24 +28,25 @@ TABLE: list[tuple[str, list[tuple[str, float]], list[Verdict | None]]] = [
 def test_verdicts_count_only_awake_silence(steps: list[tuple[str, float]], expected: list[Verdict | None]) -> None:
     liveness = Liveness(down_after=3.0, reconnect_after=10.0, tick_s=1.0, now=0.0)
     got: list[Verdict | None] = []
+    last_heard = 0.0
     for action, now in steps:
         if action == "heard":
-            liveness.heard(now)
+            last_heard = now
             got.append(None)
         else:
-            got.append(liveness.tick(now))
+            got.append(liveness.tick(now, last_heard))
     assert got == expected
 
 
 def test_stalls_are_counted_and_silent_follows_the_verdicts() -> None:
     liveness = Liveness(down_after=3.0, reconnect_after=10.0, tick_s=1.0, now=0.0)
-    liveness.tick(1)
-    liveness.tick(6)
+    liveness.tick(1, 0)
+    liveness.tick(6, 0)
     assert liveness.stalls == 1 and not liveness.silent
     for now in (7, 8, 9):
-        liveness.tick(now)
+        liveness.tick(now, 0)
     assert liveness.silent
-    liveness.heard(9.5)
+    liveness.tick(10, 9.5)
     assert not liveness.silent
 
 
