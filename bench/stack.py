@@ -97,7 +97,7 @@ def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[byt
     """Start `tradestream-broker` on ephemeral ports; its process and the listening line."""
     log_path = stack_dir / "broker.log"
     args = [str(BIN / "tradestream-broker"), "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
-            "--replay", "tcp://127.0.0.1:*", "--history", str(history)]
+            "--replay", "tcp://127.0.0.1:*", "--ack-ingress", "tcp://127.0.0.1:*", "--history", str(history)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env())
     procs.append(proc)

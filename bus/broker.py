@@ -1,7 +1,14 @@
 """tradestream-broker: the sequencing PUB/SUB proxy (the ZeroMQ guide's Clone pattern).
 
-    PULL ingress ─▶ validate ─▶ Sequencer (seq per key, history) ─▶ XPUB egress
+    PULL ingress ─────┐                                        ┌▶ XPUB egress
+                      ├▶ check ─▶ Sequencer ─▶ journal commit ─┤
+    ROUTER ack-ingress┘   (seq per key, history) (--journal)   └▶ acks to the relays
     ROUTER ◀─▶ replay / stats requests          XPUB subscriptions ─▶ head markers
+
+The write path is bus/ingest.py (one journal commit per drained batch, before
+anything of it is published or acknowledged), the acknowledged ingress
+bus/ack_ingress.py. With `--journal` the broker comes back from a crash with
+the same epoch, heads, histories and producer streams.
 
 Egress frames are `[topic, header, payload]`, header = `[epoch, seq, published_ns,
 sequenced_ns]`; the payload bytes are forwarded untouched. Frames of the broker's
@@ -25,12 +32,14 @@ from typing import Any
 
 import zmq
 
-from bus import codec, endpoints, events, kinds, protocol
-from bus.errors import DecodeError
+from bus import codec, endpoints, kinds, protocol
+from bus.ack_ingress import AckIngress
+from bus.errors import DecodeError, JournalError
 from bus.frames import recv_frames, send3
+from bus.ingest import Ingest
+from bus.journal import Journal
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
-from bus.sequencer import Sequencer, new_epoch
-from bus.topics import CONTROL_TOPIC, key_topic, parse_key_topic
+from bus.topics import CONTROL_TOPIC, parse_key_topic
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,8 @@ class BrokerConfig:
     ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="PULL endpoint producers push to (bound)")
     publish: str = setting(endpoints.PUBLISH, kind=kinds.zmq_endpoint, help="XPUB endpoint streamers subscribe to (bound)")
     replay: str = setting(endpoints.REPLAY, kind=kinds.zmq_endpoint, help="ROUTER endpoint answering replay requests (bound)")
+    ack_ingress: str = setting(endpoints.ACK_INGRESS, kind=kinds.zmq_endpoint, help="ROUTER endpoint of the acknowledged ingress, for the producers' outbox relays (bound)")
+    journal: str = setting("", help="SQLite file keeping epoch, heads, histories and producer streams across restarts (empty: none, a new epoch at every start)")
     history: int = setting(100, kind=kinds.positive_int, help="events kept per key for replay")
     max_keys: int = setting(100_000, kind=kinds.positive_int, help="keys whose history is kept; the least recently active loses it first")
     bus_heartbeat: float = setting(1.0, kind=kinds.positive_float, help="seconds between broker heartbeats on the control topic")
@@ -65,6 +76,7 @@ class BrokerStats:
     subscriptions: int = 0
     keys: int = 0
     keys_with_history: int = 0
+    journal_commits: int = 0
 
 
 class DropLog:
@@ -86,11 +98,17 @@ class DropLog:
 
 
 class Broker:
-    """Owns the three sockets and the sequencer; `run()` until `stop()`."""
+    """Owns the four sockets, the sequencer and the journal; `run()` until `stop()`.
+
+    Raises JournalError when the journal cannot be opened or restored, zmq.ZMQError
+    when an endpoint cannot be bound.
+    """
 
     def __init__(self, config: BrokerConfig, context: zmq.Context[Any] | None = None) -> None:
         self.config = config
-        self.sequencer = Sequencer(new_epoch(), config.history, config.max_keys)
+        journal = Journal(config.journal, config.history, config.max_keys) if config.journal else None
+        self.ingest = Ingest.open(journal, config.history, config.max_keys)
+        self.sequencer = self.ingest.sequencer
         self.stats = BrokerStats(epoch=self.sequencer.epoch)
         self._drops = DropLog()
         self._stopping = False
@@ -102,50 +120,76 @@ class Broker:
         self.egress.setsockopt(zmq.XPUB_VERBOSE, 1)
         self.router = ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        for sock in (self.ingress, self.egress, self.router):
+        ack_router = ctx.socket(zmq.ROUTER)
+        ack_router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a relay that left gets no answer; it resends when back
+        ack_router.setsockopt(zmq.RCVHWM, config.hwm)
+        self.acks = AckIngress(ack_router, self.ingest, self._drop)
+        self._sockets = (self.ingress, self.egress, self.router, ack_router)
+        for sock in self._sockets:
             sock.setsockopt(zmq.LINGER, 1000)
         try:
             self.ingress.bind(config.ingress)
             self.egress.bind(config.publish)
             self.router.bind(config.replay)
+            ack_router.bind(config.ack_ingress)
         except zmq.ZMQError:
-            for sock in (self.ingress, self.egress, self.router):
-                sock.close(linger=0)
+            self._close(linger=0)
             raise
 
     @property
     def endpoints(self) -> dict[str, str]:
         """The bound endpoints, with real ports when `*` was asked for."""
-        return {
-            name: sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-            for name, sock in (("ingress", self.ingress), ("publish", self.egress), ("replay", self.router))
-        }
+        names = ("ingress", "publish", "replay", "ack_ingress")
+        return {name: sock.getsockopt(zmq.LAST_ENDPOINT).decode() for name, sock in zip(names, self._sockets)}
 
     def stop(self) -> None:
         """Ask `run()` to return after draining what is already received."""
         self._stopping = True
 
     def run(self) -> None:
-        """Serve until `stop()`; then drain the ingress once and close the sockets."""
+        """Serve until `stop()`; then drain the ingresses once and close the sockets.
+
+        A JournalError (the journal cannot be written) ends it at once: nothing of the
+        batch was published or acknowledged, and the journal holds the state before it.
+        """
         poller = zmq.Poller()
-        for sock in (self.ingress, self.egress, self.router):
+        for sock in self._sockets:
             poller.register(sock, zmq.POLLIN)
         next_heartbeat = time.monotonic()
-        while not self._stopping:
-            timeout_ms = max(0, min(100, int((next_heartbeat - time.monotonic()) * 1000)))
-            ready = dict(poller.poll(timeout_ms))
-            if self.egress in ready:
-                self._drain(self.egress, self._handle_subscription)
-            if self.ingress in ready:
-                self._drain(self.ingress, self._handle_ingress)
-            if self.router in ready:
-                self._drain(self.router, self._handle_request)
-            if time.monotonic() >= next_heartbeat:
-                self._heartbeat()
-                next_heartbeat = time.monotonic() + self.config.bus_heartbeat
-        self._drain(self.ingress, self._handle_ingress)
-        for sock in (self.ingress, self.egress, self.router):
-            sock.close()
+        try:
+            while not self._stopping:
+                timeout_ms = max(0, min(100, int((next_heartbeat - time.monotonic()) * 1000)))
+                ready = dict(poller.poll(timeout_ms))
+                if self.egress in ready:
+                    self._drain(self.egress, self._handle_subscription)
+                self._ingest(self.ingress in ready, self.acks.sock in ready)
+                if self.router in ready:
+                    self._drain(self.router, self._handle_request)
+                if time.monotonic() >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = time.monotonic() + self.config.bus_heartbeat
+            self._ingest(True, True)
+        except JournalError:
+            self._close(linger=0)
+            raise
+        self._close()
+
+    def _ingest(self, pull: bool, acks: bool) -> None:
+        """One batch from the ingresses: sequenced, journaled, published, then acknowledged."""
+        if pull:
+            self._drain(self.ingress, self._handle_ingress)
+        if acks:
+            self._drain(self.acks.sock, self.acks.handle)
+        published, control = self.ingest.flush(self.egress)
+        self.stats.published += published
+        self.stats.control += control
+        self.acks.answer()
+
+    def _close(self, linger: int | None = None) -> None:
+        for sock in self._sockets:
+            sock.close(linger)
+        if self.ingest.journal is not None:
+            self.ingest.journal.close()
 
     def _drain(self, sock: zmq.Socket[Any], handle: Any) -> None:
         """Handle what is waiting on `sock`, at most DRAIN_BATCH messages per turn."""
@@ -163,31 +207,11 @@ class Broker:
         self.stats.received += 1
         if len(frames) != 2:
             return self._drop(f"{len(frames)} frames, expected [topic, payload]")
-        topic, payload = frames
-        now = time.time_ns()
         try:
-            message = events.decode(payload)
-            # The schema skips unknown keys unread; decoding the whole map as well guarantees that
-            # every subscriber can decode what is sequenced (a bad string there would poison the
-            # key's replays), and gives the transport's `published_ns`. Both passes: ~2.1 µs per
-            # event against ~5 µs for the old msgpack unpack + Python checks (docs/benchmarks.md).
-            wire = codec.unpack_map(payload)
+            event = self.ingest.check(*frames)
         except DecodeError as exc:
             return self._drop(str(exc))
-        published_ns = wire.get("published_ns")
-        if type(published_ns) is not int or published_ns < 0:
-            published_ns = now
-        if isinstance(message, events.ControlMessage):
-            if topic != CONTROL_TOPIC:
-                return self._drop(f"topic {topic[:40]!r} does not match a {message.kind} payload")
-            send3(self.egress, topic, protocol.pack_header(self.sequencer.epoch, 0, published_ns, now), payload)
-            self.stats.control += 1
-        elif topic == key_topic(message.key):
-            header = self.sequencer.sequence(topic, payload, published_ns, now)
-            send3(self.egress, topic, header, payload)
-            self.stats.published += 1
-        else:
-            return self._drop(f"topic {topic[:40]!r} does not match a {message.kind} payload")
+        self.ingest.accept(event)
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped_malformed += 1
@@ -226,7 +250,8 @@ class Broker:
         if request[:1] == [protocol.STATS]:
             self.stats.keys = len(self.sequencer.heads)
             self.stats.keys_with_history = self.sequencer.keys_with_history
-            return [protocol.STATS, codec.pack(asdict(self.stats))]
+            self.stats.journal_commits = self.ingest.commits
+            return [protocol.STATS, codec.pack({**asdict(self.stats), **asdict(self.acks.stats)})]
         if len(request) != 3 or request[0] != protocol.REPLAY:
             raise DecodeError("expected [replay, topic, [epoch, after_seq]] or [stats]")
         topic = request[1]
@@ -258,16 +283,25 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("broker", log_level)
     try:
         broker = Broker(config)
+    except JournalError as exc:
+        log.error("%s", exc)  # not a new epoch in silence: the operator decides what to do with the file
+        return 1
     except zmq.ZMQError as exc:
         log.error("cannot bind: %s", exc)
         return 1
     stop_on_signals(broker.stop)
-    endpoints = broker.endpoints
+    ends = broker.endpoints
+    if config.journal:
+        log.info("journal %s %s", config.journal, broker.ingest.restored or "new")
     log.info(
-        "broker epoch=%d listening ingress=%s publish=%s replay=%s history=%d",
-        broker.sequencer.epoch, endpoints["ingress"], endpoints["publish"], endpoints["replay"], config.history,
+        "broker epoch=%d listening ingress=%s publish=%s replay=%s ack_ingress=%s history=%d",
+        broker.sequencer.epoch, ends["ingress"], ends["publish"], ends["replay"], ends["ack_ingress"], config.history,
     )
-    broker.run()
+    try:
+        broker.run()
+    except JournalError as exc:
+        log.error("stopping: %s", exc)
+        return 1
     log.info("broker stopped: %s", asdict(broker.stats))
     return 0
 

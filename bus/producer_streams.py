@@ -1,7 +1,7 @@
 """Producer streams of the acknowledged ingress, with no sockets: which events to sequence.
 
 A relay sends each outbox row as `(stream, event_id, prev_id)` plus its event
-(/work/team/ACK-PROTOCOL.md). Per stream the broker keeps one number, `last`:
+(CONTRACT section 2). Per stream the broker keeps one number, `last`:
 every event of the stream up to it is handled (sequenced, or rejected as
 malformed). A re-sent event is recognised by `event_id <= last` and never
 sequenced twice; an event whose `prev_id` is not `last` follows a loss in

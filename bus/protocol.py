@@ -4,6 +4,9 @@
     markers  payload kind `_head` (answers a subscription, head in seq), `_heartbeat` (control topic)
     ROUTER   [replay, topic, [epoch, after_seq]] -> [ok, [epoch, head], *(header, payload)] | [gone, [epoch, head]]
              [stats] -> [stats, {counters}]          anything else -> [error, text]
+    acknowledged ingress (ROUTER --ack-ingress, CONTRACT section 2)
+             [pub, [stream, event_id, prev_id], topic, payload]
+             -> [ack, [stream, last]] | [resend, [stream, last]] | [reject, [stream, event_id], reason]
 
 Kinds starting with `_` belong to this protocol and consume no seq; a
 subscriber ignores those it does not know.
@@ -16,6 +19,8 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 
 from bus import codec
+from bus.errors import DecodeError
+from bus.topics import MAX_ID
 
 REPLAY = b"replay"
 STATS = b"stats"
@@ -74,3 +79,77 @@ def unpack_int_pair(data: bytes) -> tuple[int, int]:
 def replay_request(topic: bytes, epoch: int, after_seq: int) -> list[bytes]:
     """The frames asking for a key's events after `after_seq` of `epoch`."""
     return [REPLAY, topic, pack_int_pair(epoch, after_seq)]
+
+
+# -- the acknowledged ingress -------------------------------------------------------
+
+PUB = b"pub"
+ACK = b"ack"
+RESEND = b"resend"
+REJECT = b"reject"
+MAX_STREAM_NAME = 64
+MAX_REASON = 200  # characters of a reject's reason
+
+StreamName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STREAM_NAME)]
+_EventId = Annotated[int, msgspec.Meta(gt=0, le=MAX_ID)]
+_PrevId = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+
+
+class Envelope(NamedTuple):
+    """What a relay says about one outbox row: its stream, its id, and the id it sent before it."""
+
+    stream: StreamName
+    event_id: _EventId
+    prev_id: _PrevId
+
+
+class Answer(NamedTuple):
+    """The broker's answer to a relay: `ack`/`resend` carry `last`, `reject` an event id and a reason."""
+
+    verb: bytes
+    stream: str
+    number: int
+    reason: str = ""
+
+
+_ENVELOPE = codec.Schema[Envelope](Envelope, shape="envelope [stream (1-64 characters), event_id > 0, prev_id >= 0]")
+_STREAM_NUMBER = codec.Schema[tuple[StreamName, _EventId]](tuple[StreamName, _EventId], shape="[stream, id > 0]")
+
+
+def pub_message(stream: str, event_id: int, prev_id: int, topic: bytes, payload: bytes) -> list[bytes]:
+    """The frames a relay sends for one outbox row (its DEALER adds nothing)."""
+    return [PUB, codec.pack((stream, event_id, prev_id)), topic, payload]
+
+
+def unpack_envelope(data: bytes) -> Envelope:
+    """Decode a `pub` message's envelope; DecodeError unless 0 <= prev_id < event_id."""
+    envelope = _ENVELOPE.decode(data)
+    if envelope.prev_id >= envelope.event_id:
+        raise DecodeError(f"prev_id {envelope.prev_id} is not below event_id {envelope.event_id}")
+    return envelope
+
+
+def ack_message(identity: bytes, stream: str, last: int) -> list[bytes]:
+    """Every event of `stream` up to `last` is sequenced (or rejected): to the relay at `identity`."""
+    return [identity, ACK, codec.pack((stream, last))]
+
+
+def resend_message(identity: bytes, stream: str, last: int) -> list[bytes]:
+    """An event came after a loss: resend everything of `stream` after `last`."""
+    return [identity, RESEND, codec.pack((stream, last))]
+
+
+def reject_message(identity: bytes, stream: str, event_id: int, reason: str) -> list[bytes]:
+    """This event breaks the schema and will never be sequenced; it counts as handled."""
+    return [identity, REJECT, codec.pack((stream, event_id)), reason[:MAX_REASON].encode()]
+
+
+def parse_answer(frames: list[bytes]) -> Answer:
+    """A relay's view of one answer; DecodeError for anything else."""
+    if len(frames) == 2 and frames[0] in (ACK, RESEND):
+        stream, number = _STREAM_NUMBER.decode(frames[1])
+        return Answer(frames[0], stream, number)
+    if len(frames) == 3 and frames[0] == REJECT:
+        stream, number = _STREAM_NUMBER.decode(frames[1])
+        return Answer(REJECT, stream, number, frames[2].decode(errors="replace"))
+    raise DecodeError(f"not an answer of the acknowledged ingress: {frames[:1]!r:.40}")

@@ -18,7 +18,8 @@ from bus import codec, protocol
 from bus.events import Account, OrderEvent, utc_now
 from tests.waiting import wait_until
 
-_LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)")
+_LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+) ack_ingress=(\S+)")
+ENDPOINTS = ("ingress", "publish", "replay", "ack_ingress")
 
 
 class BrokerProcess:
@@ -27,7 +28,7 @@ class BrokerProcess:
     def __init__(self, log_dir: Path, *extra: str) -> None:
         self.log_dir = log_dir
         self.extra = list(extra)
-        self.endpoints = {"ingress": "tcp://127.0.0.1:*", "publish": "tcp://127.0.0.1:*", "replay": "tcp://127.0.0.1:*"}
+        self.endpoints = dict.fromkeys(ENDPOINTS, "tcp://127.0.0.1:*")
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -36,11 +37,11 @@ class BrokerProcess:
         log_path = self.log_dir / f"broker-{self.starts}.log"
         args = [sys.executable, "-m", "bus.broker", "--bus-heartbeat", "0.1", *self.extra]
         for name, endpoint in self.endpoints.items():
-            args += [f"--{name}", endpoint]
+            args += [f"--{name.replace('_', '-')}", endpoint]
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(args, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         match = wait_until(lambda: _LISTENING.search(log_path.read_text()), what="the broker to listen")
-        self.endpoints = dict(zip(("ingress", "publish", "replay"), match.groups()))
+        self.endpoints = dict(zip(ENDPOINTS, match.groups()))
         return self
 
     def kill(self) -> None:

@@ -176,7 +176,7 @@ def test_bad_replay_requests_get_an_error_answer(broker: BrokerProcess, zctx: zm
 def test_a_taken_port_is_one_line_on_stderr_and_exit_1(broker: BrokerProcess) -> None:
     taken = broker.endpoints["ingress"]
     result = subprocess.run(
-        [sys.executable, "-m", "bus.broker", "--ingress", taken, "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*"],
+        [sys.executable, "-m", "bus.broker", "--ingress", taken, "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*", "--ack-ingress", "tcp://127.0.0.1:*"],
         capture_output=True, text=True, timeout=10,
     )
     assert result.returncode == 1

@@ -1,4 +1,4 @@
-"""The acknowledged ingress's per-stream decisions (ACK-PROTOCOL.md), without sockets."""
+"""The acknowledged ingress's per-stream decisions (CONTRACT section 2), without sockets."""
 
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bus import codec, protocol
+from bus.errors import DecodeError
 
 
 def test_the_protocol_words_are_the_contracts() -> None:
@@ -29,3 +32,23 @@ def test_the_header_is_four_msgpack_integers_in_contract_order() -> None:
 def test_private_kinds_are_those_starting_with_an_underscore() -> None:
     assert protocol.is_private("_head") and protocol.is_private("_anything") and protocol.is_private(None)
     assert not protocol.is_private("order_update")
+
+
+def test_the_acknowledged_ingress_speaks_the_contracts_frames() -> None:
+    assert (protocol.PUB, protocol.ACK, protocol.RESEND, protocol.REJECT) == (b"pub", b"ack", b"resend", b"reject")
+    verb, envelope, topic, payload = protocol.pub_message("orders:ab", 7, 6, b"k/1/2/", b"p")
+    assert (verb, envelope, topic, payload) == (b"pub", b"\x93\xa9orders:ab\x07\x06", b"k/1/2/", b"p")
+    assert protocol.unpack_envelope(envelope) == ("orders:ab", 7, 6)
+    assert protocol.ack_message(b"id", "s", 9) == [b"id", b"ack", b"\x92\xa1s\x09"]
+    assert protocol.resend_message(b"id", "s", 9) == [b"id", b"resend", b"\x92\xa1s\x09"]
+    assert protocol.reject_message(b"id", "s", 9, "why") == [b"id", b"reject", b"\x92\xa1s\x09", b"why"]
+
+
+def test_a_relay_reads_each_answer_and_nothing_else() -> None:
+    for message in (protocol.ack_message(b"i", "s", 3), protocol.resend_message(b"i", "s", 3), protocol.reject_message(b"i", "s", 3, "bad")):
+        answer = protocol.parse_answer(message[1:])
+        assert (answer.verb, answer.stream, answer.number) == (message[1], "s", 3)
+    assert protocol.parse_answer(protocol.reject_message(b"i", "s", 3, "bad")[1:]).reason == "bad"
+    for frames in ([b"ack"], [b"ok", codec.pack(("s", 1))], [b"ack", codec.pack(("s", 0))], [b"reject", codec.pack(("s", 1))]):
+        with pytest.raises(DecodeError):
+            protocol.parse_answer(frames)

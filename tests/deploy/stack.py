@@ -46,13 +46,14 @@ def free_ports(count: int) -> list[int]:
 def stack_environment(root: Path) -> dict[str, str]:
     """The caller's environment without its TRADESTREAM_* settings, plus this stack's."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("TRADESTREAM_")}
-    ingress, publish, replay, orders, fills, http_port, webhook_port = free_ports(7)
+    ingress, publish, replay, acks, orders, fills, http_port, webhook_port = free_ports(8)
     env.update(
         PYTHONUNBUFFERED="1",
         TRADESTREAM_DATABASE_URL=f"sqlite:///{root / 'var' / 'tradestream.db'}",
         TRADESTREAM_INGRESS=f"tcp://127.0.0.1:{ingress}",
         TRADESTREAM_PUBLISH=f"tcp://127.0.0.1:{publish}",
         TRADESTREAM_REPLAY=f"tcp://127.0.0.1:{replay}",
+        TRADESTREAM_ACK_INGRESS=f"tcp://127.0.0.1:{acks}",
         TRADESTREAM_ORDERS=f"tcp://127.0.0.1:{orders}",
         TRADESTREAM_FILLS=f"tcp://127.0.0.1:{fills}",
         TRADESTREAM_HOST="127.0.0.1",

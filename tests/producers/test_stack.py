@@ -72,7 +72,7 @@ class Stack:
 
     def __init__(self, world: World, log_dir: Path, ctx: zmq.Context[Any]) -> None:
         self.world, self.ctx = world, ctx
-        broker = Process("broker", log_dir, "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*")
+        broker = Process("broker", log_dir, "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*", "--ack-ingress", "tcp://127.0.0.1:*")
         self.ingress, self.publish, _ = broker.start(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)").groups()
         self.orders_endpoint = f"tcp://127.0.0.1:{free_port()}"
         fills = f"tcp://127.0.0.1:{free_port()}"

@@ -134,7 +134,10 @@ class BrokerThread:
     def start(self) -> BrokerThread:
         wait_until(self._ports_free, what="the previous broker's ports to be released")
         endpoints = self.endpoints
-        config = BrokerConfig(ingress=endpoints["ingress"], publish=endpoints["publish"], replay=endpoints["replay"], bus_heartbeat=0.1)
+        config = BrokerConfig(
+            ingress=endpoints["ingress"], publish=endpoints["publish"], replay=endpoints["replay"],
+            ack_ingress=endpoints.get("ack_ingress", "tcp://127.0.0.1:*"), bus_heartbeat=0.1,
+        )
         self.broker = Broker(config, self.context)
         self.endpoints = self.broker.endpoints
         self.thread = threading.Thread(target=self.broker.run, name="broker", daemon=True)

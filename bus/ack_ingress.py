@@ -1,0 +1,105 @@
+"""The broker's acknowledged ingress: a ROUTER for the producers' outbox relays (CONTRACT section 2).
+
+    relay DEALER ─ [pub, [stream, event_id, prev_id], topic, payload] ─▶ ROUTER --ack-ingress
+                 ◀ [ack, [stream, last]] · [resend, [stream, last]] · [reject, [stream, event_id], reason]
+
+ProducerStreams (a pure core) decides what each event is; this module reads the
+envelope, hands the events to sequence to the broker, and collects the answers
+of a drained batch. The broker sends them with `answer()` only after the batch is
+journaled and published, so an ack never runs ahead of what a crash would keep.
+Per batch: one `reject` per rejected event, then one cumulative `ack` per stream
+and sender, then at most one `resend` per stream and sender.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from bus import protocol
+from bus.errors import DecodeError
+from bus.ingest import Admitted, Ingest
+from bus.producer_streams import Verdict
+
+
+@dataclass(slots=True)
+class AckStats:
+    """Counters of the acknowledged ingress (part of the broker's `stats` answer)."""
+
+    ack_received: int = 0
+    ack_sequenced: int = 0
+    ack_duplicates: int = 0
+    ack_resends: int = 0
+    ack_rejected: int = 0
+    ack_malformed: int = 0
+    ack_answers: int = 0
+    streams: int = 0
+    streams_evicted: int = 0
+
+
+class AckIngress:
+    """Reads `pub` messages off the ROUTER, decides with ProducerStreams, answers once per batch."""
+
+    def __init__(self, sock: zmq.Socket[Any], ingest: Ingest, drop: Callable[[str], None]) -> None:
+        self.sock = sock
+        self.ingest = ingest
+        self.stats = AckStats()
+        self._drop = drop
+        self._rejects: list[list[bytes]] = []
+        self._acks: dict[tuple[bytes, str], int] = {}
+        self._resends: dict[tuple[bytes, str], int] = {}
+
+    def handle(self, frames: list[bytes]) -> None:
+        """One message from a relay: `[identity, pub, envelope, topic, payload]`."""
+        self.stats.ack_received += 1
+        if len(frames) != 5 or frames[1] != protocol.PUB:
+            return self._malformed(f"{len(frames) - 1} frames, expected [pub, envelope, topic, payload]")
+        identity, _, envelope, topic, payload = frames
+        try:
+            stream, event_id, prev_id = protocol.unpack_envelope(envelope)
+        except DecodeError as exc:
+            return self._malformed(str(exc))  # names no stream we could answer for: the relay's timeout resends
+        event: Admitted | None = None
+        reason = ""
+        try:
+            event = self.ingest.check(topic, payload)
+        except DecodeError as exc:
+            reason = str(exc)
+        verdict, last = self.ingest.streams.decide(stream, event_id, prev_id, event is not None)
+        if verdict is Verdict.RESEND:
+            self.stats.ack_resends += 1
+            self._resends[identity, stream] = last
+            return
+        if verdict is Verdict.SEQUENCE:
+            assert event is not None  # SEQUENCE only for a valid event
+            self.stats.ack_sequenced += 1
+            self.ingest.accept(event)
+        elif verdict is Verdict.REJECT:
+            self.stats.ack_rejected += 1
+            self._rejects.append(protocol.reject_message(identity, stream, event_id, reason))
+        else:
+            self.stats.ack_duplicates += 1
+        self._acks[identity, stream] = last
+
+    def _malformed(self, reason: str) -> None:
+        self.stats.ack_malformed += 1
+        self._drop(f"acknowledged ingress: {reason}")
+
+    def answer(self) -> None:
+        """Send the batch's answers (after its journal commit and publication)."""
+        streams = self.ingest.streams
+        self.stats.streams, self.stats.streams_evicted = len(streams), streams.evicted
+        sock = self.sock
+        for message in self._rejects:
+            sock.send_multipart(message)
+        for (identity, stream), last in self._acks.items():
+            sock.send_multipart(protocol.ack_message(identity, stream, last))
+        for (identity, stream), last in self._resends.items():
+            sock.send_multipart(protocol.resend_message(identity, stream, last))
+        self.stats.ack_answers += len(self._rejects) + len(self._acks) + len(self._resends)
+        self._rejects.clear()
+        self._acks.clear()
+        self._resends.clear()
