@@ -71,6 +71,7 @@ class SubscriberStats:
     malformed: int = 0
     socket_recreations: int = 0
     broker_restarts: int = 0
+    own_stalls: int = 0  # watchdog ticks that came a tick late or more: this process did not run
 
 
 @dataclass(slots=True)
@@ -93,6 +94,7 @@ class Subscriber:
         *,
         context: zmq.asyncio.Context | None = None,
         heartbeat_timeout: float = 3.0,
+        reconnect_after: float = 15.0,
         replay_timeout: float = 2.0,
         hwm: int = 100_000,
     ) -> None:
@@ -100,6 +102,7 @@ class Subscriber:
         self.replay_endpoint = replay
         self.sink = sink
         self.heartbeat_timeout = heartbeat_timeout
+        self.reconnect_after = max(reconnect_after, heartbeat_timeout)
         self.stats = SubscriberStats()
         self.broker_up = False
         self.broker_epoch: int | None = None
@@ -117,7 +120,7 @@ class Subscriber:
         loop = asyncio.get_running_loop()
         self._control_ready = loop.create_future()
         self._reader.open(loop, self._all_topics())
-        self._spawn(watch(self, self.heartbeat_timeout))
+        self._spawn(watch(self, self.heartbeat_timeout, self.reconnect_after))
         if timeout is not None:
             await asyncio.wait_for(asyncio.shield(self._control_ready), timeout)
 
@@ -278,6 +281,9 @@ class Subscriber:
     def broker_lost(self) -> None:
         self.broker_up = False
         self._tell(self.sink.on_broker_status, False)
+
+    def stalled(self) -> None:
+        self.stats.own_stalls += 1
 
     def recreate_sub(self) -> None:
         self.stats.socket_recreations += 1
