@@ -16,6 +16,9 @@ HOST=${TRADESTREAM_HOST:-127.0.0.1}
 URL="http://${HOST}:${TRADESTREAM_PORT:-8080}"
 STARTUP_TIMEOUT_S=60
 REPLAY_SPEED=${TRADESTREAM_SPEED:-10}
+# The broker's journal: its epoch, heads and histories survive its restarts, so open
+# dashboards resume with no resync (supervisord.conf has the same default).
+export TRADESTREAM_JOURNAL=${TRADESTREAM_JOURNAL:-var/broker-journal.db}
 
 # A second stack would fight the first one for every port: say so instead.
 if "$BIN/supervisorctl" -c "$CONFIG" pid >/dev/null 2>&1; then
@@ -97,6 +100,7 @@ The sample trade log is being replayed at ${REPLAY_SPEED}x the recorded pace.
 $(echo "$logins" | sed -n '/^Logins:/,/^$/p')
 Webhook:  http://${HOST}:${TRADESTREAM_WEBHOOK_PORT:-8081}/api/webhook
 Status:   $BIN/supervisorctl -c $CONFIG status
+Journal:  $TRADESTREAM_JOURNAL (the broker keeps its epoch and history across restarts)
 Logs:     var/log/
 Ctrl-C stops everything.
 EOF

@@ -40,18 +40,30 @@ def test_two_streamers_share_the_http_port(stack: Stack) -> None:
     assert listening_sockets(int(stack.env["TRADESTREAM_PORT"])) == 2
 
 
-def test_sigkilled_broker_is_restarted_and_events_flow_again(stack: Stack) -> None:
+def test_sigkilled_broker_is_restarted_and_events_flow_again_without_resync(stack: Stack) -> None:
     stream = alice_stream(stack)
+    resyncs: list[dict[str, object]] = []
+
+    def after_restart(event: dict[str, object]) -> bool:
+        if event["event"] == "resync":
+            resyncs.append(event)
+        return order_with_price(70002)(event)
+
     try:
         stack.post_signal("btc-trend", price="70001")
         stream.wait_for(order_with_price(70001), "the order before the kill")
+        before = stream.last_event_id
+        assert before is not None
 
         stack.sigkill("broker")
         stack.wait_healthy()
 
-        # The same stream goes on (after a resync: the new broker has a new epoch).
+        # The same stream goes on, in the same epoch: the broker's journal (var/broker-journal.db).
         stack.post_signal("btc-trend", price="70002")
-        stream.wait_for(order_with_price(70002), "an order through the restarted broker")
+        stream.wait_for(after_restart, "an order through the restarted broker")
+        assert resyncs == []
+        assert stream.last_event_id is not None and stream.last_event_id.split("-")[0] == before.split("-")[0]
+        assert (stack.root / "var" / "broker-journal.db").exists()
     finally:
         stream.close()
 
