@@ -96,17 +96,24 @@ def measure(stack: Stack, cfg: BenchConfig, progress: Progress) -> int:
 
 
 def broker_only(cfg: BenchConfig, progress: Progress) -> int:
-    """--broker-only: a broker, a pusher and a SUB reader; the broker's events per CPU second."""
-    stack = broker_only_stack()
-    try:
-        progress.note(f"pushing flat out over {cfg.keys} keys for {cfg.duration:g} s")
-        result = run_broker_only(stack, cfg.keys, cfg.duration, cfg.pin)
-    finally:
-        stack.stop()
-    width = max(map(len, result))
-    print("\n".join(f"{name:<{width}}  {value}" for name, value in result.items()))
+    """--broker-only: a broker, a pusher and a SUB reader; the broker's events per CPU second.
+
+    With --journal: a broker without a journal, then a fresh one with it, back to back.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    for journal in (False, True) if cfg.journal else (False,):
+        label = "with journal" if journal else "without journal"
+        stack = broker_only_stack(journal)
+        try:
+            progress.note(f"pushing flat out over {cfg.keys} keys for {cfg.duration:g} s, {label}")
+            results[label] = run_broker_only(stack, cfg.keys, cfg.duration, cfg.pin)
+        finally:
+            stack.stop()
+    for label, result in results.items():
+        width = max(map(len, result))
+        print(f"-- {label}" if cfg.journal else "", *(f"{name:<{width}}  {value}" for name, value in result.items()), sep="\n")
     if cfg.json:
-        report.write_json(cfg.json, result, sys.stdout)
+        report.write_json(cfg.json, results if cfg.journal else results["without journal"], sys.stdout)
     return 0
 
 
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                                  cfg.streamer_pid, cfg.keys, per_key, cfg.max_streams_per_user)
         else:
             progress.note("starting broker and streamer")
-            stack = start_stack(cfg.keys, per_key, 100, [])
+            stack = start_stack(cfg.keys, per_key, 100, [], cfg.journal)
         return measure(stack, cfg, progress)
     except StackError as exc:
         log.error("%s", exc)

@@ -93,11 +93,13 @@ def _wait_for_log(path: Path, proc: subprocess.Popen[bytes], pattern: re.Pattern
     raise StackError(f"{program!r} not ready; log tail:\n{path.read_text(errors='replace')[-2000:]}")
 
 
-def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
-    """Start `tradestream-broker` on ephemeral ports; its process and the listening line."""
+def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[bytes]], journal: bool = False) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
+    """Start `tradestream-broker` on ephemeral ports (with a journal in `stack_dir`); its process and the listening line."""
     log_path = stack_dir / "broker.log"
     args = [str(BIN / "tradestream-broker"), "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
             "--replay", "tcp://127.0.0.1:*", "--ack-ingress", "tcp://127.0.0.1:*", "--history", str(history)]
+    if journal:
+        args += ["--journal", str(stack_dir / "broker-journal.db")]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env())
     procs.append(proc)
@@ -183,12 +185,12 @@ def broker_stats(replay_endpoint: str) -> dict[str, Any]:
         sock.close()
 
 
-def start_stack(keys: int, streams_per_key: int, history: int, streamer_args: list[str]) -> Stack:
+def start_stack(keys: int, streams_per_key: int, history: int, streamer_args: list[str], journal: bool = False) -> Stack:
     """A broker, a temp SQLite DB with the benchmark's users, and a streamer; stop() it afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="tradestream-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        broker, match = start_broker(workdir, history, procs)
+        broker, match = start_broker(workdir, history, procs, journal)
         stack = Stack(ingress=match[1], publish=match[2], replay=match[3], broker_pid=broker.pid,
                       database_url=f"sqlite:///{workdir / 'bench.db'}", workdir=workdir, procs=procs)
         limit = keys * streams_per_key + 10
@@ -209,9 +211,9 @@ def attach_stack(ingress: str, publish: str, replay: str, host: str, port: int, 
     return stack
 
 
-def broker_only_stack() -> Stack:
-    """Just a broker on ephemeral ports, for --broker-only."""
+def broker_only_stack(journal: bool = False) -> Stack:
+    """Just a broker on ephemeral ports (with a journal, or not), for --broker-only."""
     workdir = Path(tempfile.mkdtemp(prefix="tradestream-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
-    broker, match = start_broker(workdir, 100, procs)
+    broker, match = start_broker(workdir, 100, procs, journal)
     return Stack(ingress=match[1], publish=match[2], replay=match[3], broker_pid=broker.pid, workdir=workdir, procs=procs)
