@@ -4,6 +4,15 @@ Ids are 64-bit integers (the contract's 1 ≤ id < 2^63); on SQLite they are the
 rowid (`INTEGER PRIMARY KEY`). Times are timezone-aware UTC datetimes on both
 SQLite and PostgreSQL. Deleting a strategy or an account deletes its links,
 orders and positions in the database itself (ON DELETE CASCADE).
+
+The hand-offs between processes are tables too (DESIGN "accepted means durable"):
+`order_inbox` holds what the order handler must do (webhook signals, replayed
+signals and ticks) in arrival order, `executions` the fills the position handler
+folds into positions, `outbox` the events each producer's relay sends to the
+broker. Each row's progress (handled, applied, sent) is written in the same
+transaction as the work it records. Their ids are AUTOINCREMENT on SQLite: a
+plain rowid is reused once the newest rows are deleted, and a reused outbox id
+would look to the broker like an event it already sequenced.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -34,6 +45,11 @@ from bus.events import ORDER_STATUSES, ORDER_TYPES, SIDES
 Id = BigInteger().with_variant(Integer(), "sqlite")
 NAME_LENGTH = 64
 TOKEN_HASH_LENGTH = 64  # sha256 hex
+# Quantities and prices: binary floats until the exact-decimal work replaces this one type and alias.
+Money = float
+MONEY = Float
+ERROR_LENGTH = 1000  # what is kept of an error's text on a failed row
+NEVER_REUSED_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 def utc_now() -> datetime:
@@ -79,6 +95,12 @@ def _cascading_fk(target: str, *, index: bool = False) -> Mapped[Any]:
     return mapped_column(Id, ForeignKey(target, ondelete="CASCADE"), index=index)
 
 
+def _pending_index(table: str, condition: str, *columns: str) -> Index:
+    """A partial index of the rows still to do: it stays as small as the backlog."""
+    where = text(condition)
+    return Index(f"ix_{table}_pending", *columns, sqlite_where=where, postgresql_where=where)
+
+
 class Base(DeclarativeBase):
     """The declarative base of every tradestream table."""
 
@@ -106,7 +128,7 @@ class Account(Base):
     user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     exchange: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    capital: Mapped[float] = mapped_column(Float)
+    capital: Mapped[Money] = mapped_column(MONEY)
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -174,12 +196,12 @@ class Order(Base):
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(4))
     order_type: Mapped[str] = mapped_column(String(16))
-    quantity: Mapped[float] = mapped_column(Float)
-    price: Mapped[float | None] = mapped_column(Float)
-    stop_price: Mapped[float | None] = mapped_column(Float)
+    quantity: Mapped[Money] = mapped_column(MONEY)
+    price: Mapped[Money | None] = mapped_column(MONEY)
+    stop_price: Mapped[Money | None] = mapped_column(MONEY)
     status: Mapped[str] = mapped_column(String(16))
-    filled_quantity: Mapped[float] = mapped_column(Float, default=0.0)
-    average_price: Mapped[float | None] = mapped_column(Float)
+    filled_quantity: Mapped[Money] = mapped_column(MONEY, default=0.0)
+    average_price: Mapped[Money | None] = mapped_column(MONEY)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -198,8 +220,115 @@ class Position(Base):
     strategy_id: Mapped[int] = _cascading_fk("strategies.id", index=True)
     user_id: Mapped[int] = _cascading_fk("users.id")
     symbol: Mapped[str] = mapped_column(String(32))
-    quantity: Mapped[float] = mapped_column(Float, default=0.0)
-    entry_price: Mapped[float | None] = mapped_column(Float)
-    realized_pnl: Mapped[float] = mapped_column(Float, default=0.0)
+    quantity: Mapped[Money] = mapped_column(MONEY, default=0.0)
+    entry_price: Mapped[Money | None] = mapped_column(MONEY)
+    realized_pnl: Mapped[Money] = mapped_column(MONEY, default=0.0)
     created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+INBOX_SIGNAL, INBOX_TICK = "signal", "tick"
+INBOX_KINDS = frozenset({INBOX_SIGNAL, INBOX_TICK})
+# done: applied (its orders, possibly REJECTED ones); rejected: refused with a reason; failed: it raised.
+OUTCOME_DONE, OUTCOME_REJECTED, OUTCOME_FAILED = "done", "rejected", "failed"
+INBOX_OUTCOMES = frozenset({OUTCOME_DONE, OUTCOME_REJECTED, OUTCOME_FAILED})
+
+
+class InboxCommand(Base):
+    """A command for the order handler, handled once and in id (arrival) order.
+
+    `body` is the command's wire map as JSON; `signal_id` links a webhook signal
+    to its Signal row. Until handled, `handled_at` is null; then `outcome` (and
+    for rejected or failed ones `error`) says what became of it.
+    """
+
+    __tablename__ = "order_inbox"
+    __table_args__ = (
+        _one_of("order_inbox", "kind", INBOX_KINDS),
+        _one_of("order_inbox", "outcome", INBOX_OUTCOMES),
+        _pending_index("order_inbox", "handled_at IS NULL", "id"),
+        NEVER_REUSED_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(Text)
+    signal_id: Mapped[int | None] = mapped_column(Id, ForeignKey("signals.id", ondelete="CASCADE"), index=True)
+    received_at: Mapped[datetime] = _created_at()
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
+
+
+class Execution(Base):
+    """One fill of an order, written in the order change's transaction; applied to its position once.
+
+    The account, strategy, user, symbol and side are the order's, copied so the
+    ledger reads one row (deleting the order deletes its executions).
+    `applied_at` is set in the position change's transaction; `error` when
+    applying it raised (then it is skipped, not retried).
+    """
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        _one_of("executions", "side", SIDES),
+        _pending_index("executions", "applied_at IS NULL", "id"),
+        NEVER_REUSED_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_id: Mapped[int] = _cascading_fk("orders.id", index=True)
+    account_id: Mapped[int] = mapped_column(Id)
+    strategy_id: Mapped[int] = mapped_column(Id)
+    user_id: Mapped[int] = mapped_column(Id)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[Money] = mapped_column(MONEY)
+    price: Mapped[Money] = mapped_column(MONEY)
+    executed_at: Mapped[datetime] = _created_at()
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
+
+
+class OutboxEvent(Base):
+    """A bus event written with the change it describes; its relay sends it until the broker confirms.
+
+    `source` names the producer (one outbox stream each), `topic` and `payload`
+    are the frames as sent; `sent_at` is set once the broker confirmed it,
+    `failed` (with `sent_at`) when the broker rejected it for good.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_source_id", "source", "id"),
+        Index("ix_outbox_source_sent", "source", "sent_at"),
+        NEVER_REUSED_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    topic: Mapped[bytes] = mapped_column(LargeBinary(NAME_LENGTH))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
+
+
+class OutboxStream(Base):
+    """The stream name of one producer's outbox in this database, made once (CONTRACT §2)."""
+
+    __tablename__ = "outbox_streams"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class MarketPrice(Base):
+    """The last tick's price of a symbol, written with the tick, so a restarted order handler knows it."""
+
+    __tablename__ = "market_prices"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    price: Mapped[Money] = mapped_column(MONEY)
     updated_at: Mapped[datetime] = _updated_at()
