@@ -1,0 +1,188 @@
+"""The outbox relay of one producer: its rows to the broker's acknowledged ingress until confirmed.
+
+    handler commit ─▶ offer(rows) ─▶ RelayWindow ─▶ DEALER [pub, [stream, id, prev_id], topic, payload] ─▶ broker
+    broker ─▶ [ack | resend, [stream, last]] · [reject, [stream, id], reason] ─▶ window ─▶ outbox marks (one commit)
+
+The wire is /work/team/ACK-PROTOCOL.md's; the decisions are RelayWindow's (pure).
+This is wiring: a DEALER socket the producer's poll loop (pull_loop.py) watches,
+and the database reads and marks of outbox.py. Rows the window cannot hold
+stay in the database and are read back when it has room, so a burst or a long
+broker outage costs no memory. ZMQ_IMMEDIATE keeps sends from queueing on a
+connection that is not up: while the broker is down a send is refused at once,
+and the window's deadline retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import zmq
+from sqlalchemy.orm import Session, sessionmaker
+
+from bus import codec
+from bus.errors import DecodeError
+from producers import outbox
+from producers.relay_window import RelayWindow, Row, WindowLimits
+
+log = logging.getLogger(__name__)
+
+# The words of ACK-PROTOCOL.md (to move into bus/protocol.py, beside the broker's, once it exists).
+PUB = b"pub"
+ACK = b"ack"
+RESEND = b"resend"
+REJECT = b"reject"
+RECEIVE_BATCH = 1024
+PRUNE_S = 60.0
+WARN_EVERY_S = 30.0
+# Confirmations are written at most this often: a mark per ack was one more commit (an fsync on SQLite)
+# per event, +5 ms on the webhook → browser p50 (scripts/durability_probe.py). A mark not written yet
+# costs only a resend after a crash, which the broker drops.
+MARK_EVERY_S = 0.25
+
+
+def parse_reply(frames: list[bytes]) -> tuple[bytes, str, int, str]:
+    """(word, stream, id, reason) of a broker answer; DecodeError for anything else."""
+    if not frames or frames[0] not in (ACK, RESEND, REJECT) or len(frames) != (3 if frames[0] == REJECT else 2):
+        raise DecodeError(f"not an answer of the acknowledged ingress ({len(frames)} frames)")
+    value = codec.unpack(frames[1])
+    if not (isinstance(value, list) and len(value) == 2 and type(value[0]) is str and type(value[1]) is int):
+        raise DecodeError("expected [stream, id]")
+    reason = frames[2].decode("utf-8", "replace") if frames[0] == REJECT else ""
+    return frames[0], value[0], value[1], reason
+
+
+class Relay:
+    """Sends one source's outbox rows, pipelined, and marks what the broker confirmed."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        source: str,
+        endpoint: str,
+        *,
+        context: zmq.Context[Any] | None = None,
+        limits: WindowLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source, self.endpoint = source, endpoint
+        self._sessions, self._clock = sessions, clock
+        self.stream = outbox.stream_name(sessions, source)
+        with sessions() as session:
+            self.window = RelayWindow(outbox.last_sent(session, source), limits)
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        self.socket.setsockopt(zmq.LINGER, 0)  # unconfirmed rows are in the database: nothing to linger for
+        self.socket.setsockopt(zmq.SNDHWM, self.window.limits.window)
+        self.socket.connect(endpoint)
+        self.malformed = 0
+        self.pruned = 0
+        self._next_prune = clock() + PRUNE_S
+        self._next_warning = 0.0
+        self._mark: int | None = None  # confirmed, not written to the outbox yet
+        self._next_mark = 0.0
+
+    @property
+    def idle(self) -> bool:
+        """Every committed row is confirmed."""
+        return self.window.idle
+
+    def deadline(self) -> float | None:
+        """When the relay must act even if nothing arrives (a retry, a mark to write), on its clock."""
+        deadlines = [d for d in (self.window.deadline, self._next_mark if self._mark else None) if d is not None]
+        return min(deadlines, default=None)
+
+    def offer(self, rows: Iterable[Row]) -> None:
+        """Rows the producer just committed: send them now if the window allows."""
+        self.window.offer(rows)
+        self.pump()
+
+    def pump(self) -> None:
+        """Read the answers waiting, retry what timed out, load rows left in the database, send."""
+        self.receive()
+        now = self._clock()
+        self.window.expire(now)
+        wanted = self.window.load_after()
+        if wanted is not None:
+            after, limit = wanted
+            with self._sessions() as session:
+                self.window.loaded(outbox.rows_after(session, self.source, after, limit), limit)
+        self._send(now)
+
+    def sweep(self) -> None:
+        """The slow periodic duties: pump, and now and then delete what retention no longer keeps."""
+        self.pump()
+        if self._clock() >= self._next_prune:
+            self._next_prune = self._clock() + PRUNE_S
+            with self._sessions() as session:
+                self.pruned += outbox.prune(session, self.source)
+                session.commit()
+
+    def receive(self) -> None:
+        """Apply every answer already received; write the marks when MARK_EVERY_S has passed (a reject: now)."""
+        failed: list[tuple[int, str]] = []
+        for _ in range(RECEIVE_BATCH):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            marked = self._answer(frames, failed)
+            if marked is not None:
+                self._mark = max(self._mark or 0, marked)
+        if failed or (self._mark is not None and self._clock() >= self._next_mark):
+            self.write_marks(failed)
+
+    def write_marks(self, failed: Iterable[tuple[int, str]] = ()) -> None:
+        """Write what the broker confirmed (and rejected) to the outbox, in one transaction."""
+        with self._sessions() as session:
+            for event_id, reason in failed:
+                outbox.mark_failed(session, self.source, event_id, reason)
+            if self._mark is not None:
+                outbox.mark_sent(session, self.source, self._mark)
+            session.commit()
+        self._mark, self._next_mark = None, self._clock() + MARK_EVERY_S
+
+    def _answer(self, frames: list[bytes], failed: list[tuple[int, str]]) -> int | None:
+        try:
+            word, stream, event_id, reason = parse_reply(frames)
+        except DecodeError as exc:
+            self._malformed(str(exc))
+            return None
+        if stream != self.stream:
+            self._malformed(f"an answer for stream {stream[:70]!r}")
+            return None
+        now = self._clock()
+        if word == ACK:
+            return self.window.ack(event_id, now)
+        if word == RESEND:
+            return self.window.resend(event_id, now)
+        failed.append((event_id, reason))
+        log.error("event %d of %s rejected by the broker: %s", event_id, self.stream, reason[:200])
+        return self.window.reject(event_id, now)
+
+    def _send(self, now: float) -> None:
+        taken = self.window.take(now)
+        for index, (row, prev_id) in enumerate(taken):
+            head = codec.pack([self.stream, row.id, prev_id])
+            try:
+                self.socket.send_multipart((PUB, head, row.topic, row.payload), zmq.NOBLOCK)
+            except zmq.Again:  # no broker connected, or its queue is full: the deadline retries
+                self.window.unsent(len(taken) - index)
+                return
+
+    def _malformed(self, reason: str) -> None:
+        self.malformed += 1
+        now = self._clock()
+        if now >= self._next_warning:
+            self._next_warning = now + WARN_EVERY_S
+            log.warning("relay %s: ignored %s (%d so far)", self.source, reason, self.malformed)
+
+    def close(self) -> None:
+        """Write the last marks and close the socket (unconfirmed rows stay in the outbox for the next start)."""
+        try:
+            if self._mark is not None:
+                self.write_marks()
+        finally:
+            self.socket.close()

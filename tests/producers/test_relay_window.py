@@ -1,0 +1,166 @@
+"""The relay's state per stream (ACK-PROTOCOL.md relay rules), as tables of steps and what is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from producers.relay_window import RelayWindow, Row, WindowLimits
+
+LIMITS = WindowLimits(window=3, max_rows=6, max_bytes=1000, retry_s=1.0, max_retry_s=4.0)
+
+
+def row(event_id: int, size: int = 10) -> Row:
+    return Row(event_id, b"k/1/1/", b"x" * size)
+
+
+def started(acked: int = 0, *ids: int, limits: WindowLimits = LIMITS) -> RelayWindow:
+    """A window at start-up that loaded `ids` from the database (fewer than asked: nothing else is there)."""
+    window = RelayWindow(acked, limits)
+    window.loaded([row(i) for i in ids], limit=len(ids) + 1)
+    return window
+
+
+def sent(window: RelayWindow, now: float = 0.0) -> list[tuple[int, int]]:
+    return [(r.id, prev) for r, prev in window.take(now)]
+
+
+def test_first_rows_go_out_pipelined_each_naming_the_one_before_starting_at_the_last_confirmed() -> None:
+    window = started(5, 6, 7, 8, 9)
+    assert sent(window) == [(6, 5), (7, 6), (8, 7)]  # the window is 3
+    assert sent(window) == []
+    assert window.ack(7, 0.1) == 7
+    assert sent(window) == [(9, 8)]
+
+
+# (steps applied after sending 1, 2, 3 of rows 1..5 from acked 0) → what is sent next, acked, marked
+STEPS: list[tuple[str, list[tuple[str, int]], list[tuple[int, int]], int, list[int | None]]] = [
+    ("a cumulative ack frees the window", [("ack", 3)], [(4, 3), (5, 4)], 3, [3]),
+    ("a stale or repeated ack changes nothing", [("ack", 2), ("ack", 1), ("ack", 2)], [(4, 3), (5, 4)], 2, [2, None, None]),
+    ("resend rewinds to the broker's last", [("resend", 1)], [(2, 1), (3, 2), (4, 3)], 1, [1]),
+    ("one rewind per gap however many rows report it", [("resend", 1), ("take", 0), ("resend", 1)], [], 1, [1, None]),
+    ("a broker ahead of the database confirms rows never sent", [("ack", 5)], [], 5, [5]),
+    ("a reject counts as handled", [("reject", 1)], [(4, 3)], 1, [1]),
+]
+
+
+@pytest.mark.parametrize(("steps", "then_sent", "acked", "marks"), [pytest.param(*s[1:], id=s[0]) for s in STEPS])
+def test_answers_of_the_broker(steps: list[tuple[str, int]], then_sent: list[tuple[int, int]], acked: int, marks: list[Any]) -> None:
+    window = started(0, 1, 2, 3, 4, 5)
+    assert sent(window) == [(1, 0), (2, 1), (3, 2)]
+    got_marks = []
+    for word, value in steps:
+        if word == "take":
+            sent(window)
+        else:
+            got_marks.append(getattr(window, word)(value, 0.5))
+    assert sent(window) == then_sent
+    assert window.acked == acked
+    assert got_marks == marks
+
+
+def test_no_answer_in_time_resends_from_the_last_confirmed_and_backs_off() -> None:
+    window = started(0, 1, 2)
+    assert sent(window, now=0.0) == [(1, 0), (2, 1)]
+    assert window.deadline == 1.0
+    assert not window.expire(0.9)
+    assert window.expire(1.0) and window.stats.timeouts == 1
+    assert sent(window, now=1.0) == [(1, 0), (2, 1)]
+    assert window.deadline == 1.0 + 2.0  # backed off
+    window.ack(2, 1.5)
+    assert window.deadline is None and window.idle
+
+
+def test_a_refused_send_is_taken_again_and_the_deadline_wakes_the_loop() -> None:
+    window = started(0, 1, 2, 3)
+    assert sent(window, now=0.0) == [(1, 0), (2, 1), (3, 2)]
+    window.unsent(2)  # the socket took only the first
+    assert window.in_flight == 1
+    assert sent(window, now=0.1) == [(2, 1), (3, 2)]
+    window.unsent(3)
+    assert window.in_flight == 0 and window.deadline == 1.0
+    assert not window.expire(1.0)  # nothing in flight: nothing to rewind, only the next attempt is set
+    assert window.deadline == 3.0
+    assert sent(window, now=1.0) == [(1, 0), (2, 1), (3, 2)]
+
+
+def test_rows_beyond_the_bounds_stay_in_the_database_and_are_loaded_back_in_order() -> None:
+    window = started(0)
+    assert window.complete and window.load_after() is None
+    window.offer([row(i) for i in range(1, 9)])  # 8 rows, 6 fit
+    assert window.stats.spilled == 2 and not window.complete
+    assert window.load_after() is None  # no room: loading waits until half of it is free
+    assert sent(window) == [(1, 0), (2, 1), (3, 2)]
+    window.ack(3, 0.1)
+    assert window.load_after() == (6, 3)
+    window.loaded([row(7), row(8)], limit=3)
+    assert window.complete
+    assert sent(window) == [(4, 3), (5, 4), (6, 5)]
+    window.ack(6, 0.2)
+    assert sent(window) == [(7, 6), (8, 7)]
+    window.offer([row(9)])
+    assert sent(window) == [(9, 8)]
+
+
+def test_bytes_bound_the_rows_held() -> None:
+    window = started(0)
+    window.offer([row(1, 600), row(2, 600)])
+    assert window.tail == 1 and not window.complete and window.stats.spilled == 1
+
+
+def test_a_broker_behind_what_it_confirmed_gets_everything_after_its_last_again() -> None:
+    window = started(0, 1, 2, 3)
+    sent(window)
+    window.ack(3, 0.1)
+    assert window.resend(1, 0.2) is None
+    assert (window.acked, window.complete, window.load_after()) == (1, False, (1, 3))
+    window.loaded([row(2), row(3)], limit=3)
+    assert sent(window) == [(2, 1), (3, 2)]
+
+
+@given(st.lists(st.sampled_from(["ack", "resend", "timeout", "refuse", "offer"]), max_size=60))
+def test_whatever_the_answers_every_row_is_sent_in_order_with_the_right_prev_id(steps: list[str]) -> None:
+    """A broker that sequences by the rules sees rows 1..N in order, once each, whatever the relay went through."""
+    window = started(0, *range(1, 11), limits=WindowLimits(window=4, max_rows=100, retry_s=1.0))
+    broker_last, sequenced, now, next_id = 0, [], 0.0, 11
+    for word in [*steps, *["ack"] * 40]:
+        now += 1.0
+        if word == "offer":
+            window.offer([row(next_id)])
+            next_id += 1
+        elif word == "timeout":
+            window.expire(now + 100)
+        taken = window.take(now)
+        if word == "refuse" and taken:
+            window.unsent(len(taken))
+            continue
+        for r, prev in taken:
+            if r.id > broker_last and prev == broker_last:
+                broker_last = r.id
+                sequenced.append(r.id)
+        if word == "resend":
+            window.resend(broker_last, now)
+        else:
+            window.ack(broker_last, now)
+    assert sequenced == list(range(1, next_id))
+    assert window.idle
+
+
+def test_after_a_broker_ahead_confirmation_the_next_row_names_the_brokers_last() -> None:
+    window = started(0, 1, 2)
+    assert sent(window) == [(1, 0), (2, 1)]
+    window.ack(5, 0.1)  # the database was behind the broker (killed between its ack and the mark)
+    window.offer([row(6)])
+    assert sent(window) == [(6, 5)]
+
+
+def test_a_full_load_means_more_may_wait_in_the_database() -> None:
+    window = RelayWindow(0, LIMITS)
+    assert window.load_after() == (0, 3)
+    window.loaded([row(1), row(2), row(3)], limit=3)
+    assert not window.complete and window.load_after() == (3, 3)
+    window.loaded([row(4)], limit=3)
+    assert window.complete and window.load_after() is None
