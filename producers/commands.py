@@ -1,15 +1,17 @@
-"""Command frames between producers (not bus events: they never reach the broker).
+"""The order handler's commands (rows of its inbox) and the wake-ups between producers.
 
-    webhook, replay ──PUSH [b"signal" | b"tick", map]──▶ orders (PULL --orders)
-    orders          ──PUSH [b"fill", map]────────────▶ positions (PULL --fills)
+    webhook, replay ── order_inbox row (kind, JSON body) ─▶ orders    ─ + PUSH [b"wake"] --orders
+    orders          ── executions row ────────────────────▶ positions ─ + PUSH [b"fill", {"fill_id"}] --fills
 
-Payloads are bus.codec maps. `from_wire` checks every field's type, so a
-malformed frame becomes one InvalidCommand (logged and skipped by the receiver)
-instead of an error deep inside the exchange.
+The rows are the hand-off (DESIGN 7); a message is only a wake-up, which the
+receiver may miss without losing anything. `from_wire` checks every field's
+type, so a malformed body becomes one InvalidCommand (recorded as the row's
+failure) instead of an error deep inside the exchange.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -17,13 +19,12 @@ from typing import Any
 
 from bus import codec
 from bus.errors import DecodeError
-from bus.events import SIDES
 from bus.topics import MAX_ID
 from producers.errors import InvalidCommand, InvalidSignal
 from producers.signals import MAX_BATCH, MAX_NAME, OrderSpec, parse_order, parse_symbol
+from store.models import INBOX_SIGNAL, INBOX_TICK
 
-SIGNAL = b"signal"
-TICK = b"tick"
+WAKE = (b"wake", b"")  # [topic, payload] like every frame pair of bus.publisher; the payload is unused
 FILL = b"fill"
 
 
@@ -109,56 +110,51 @@ class TickCommand:
         return cls(symbol, float(price), None if volume is None else float(volume))
 
 
-@dataclass(frozen=True, slots=True)
-class FillCommand:
-    """An execution on one account: the position handler folds it into a Position row."""
-
-    order_id: str
-    account_id: int
-    strategy_id: int
-    user_id: int
-    symbol: str
-    side: str
-    quantity: float
-    price: float
-
-    def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_wire(cls, wire: Mapping[str, Any]) -> FillCommand:
-        return cls(
-            order_id=_get(wire, "order_id", _is_text),
-            account_id=_get(wire, "account_id", _is_id),
-            strategy_id=_get(wire, "strategy_id", _is_id),
-            user_id=_get(wire, "user_id", _is_id),
-            symbol=_get(wire, "symbol", _is_text),
-            side=_get(wire, "side", lambda v: v in SIDES),
-            quantity=float(_get(wire, "quantity", _is_positive)),
-            price=float(_get(wire, "price", _is_positive)),
-        )
-
-
-Command = SignalCommand | TickCommand | FillCommand
-_BY_TOPIC: dict[bytes, Callable[[Mapping[str, Any]], Command]] = {
-    SIGNAL: SignalCommand.from_wire,
-    TICK: TickCommand.from_wire,
-    FILL: FillCommand.from_wire,
+Command = SignalCommand | TickCommand
+_BY_KIND: dict[str, Callable[[Mapping[str, Any]], Command]] = {
+    INBOX_SIGNAL: SignalCommand.from_wire,
+    INBOX_TICK: TickCommand.from_wire,
 }
-_TOPIC_OF: dict[type[Any], bytes] = {SignalCommand: SIGNAL, TickCommand: TICK, FillCommand: FILL}
+_KIND_OF: dict[type[Any], str] = {SignalCommand: INBOX_SIGNAL, TickCommand: INBOX_TICK}
 
 
-def topic_of(command: Command) -> bytes:
-    """The first frame of a command."""
-    return _TOPIC_OF[type(command)]
+def kind_of(command: Command) -> str:
+    """The inbox kind of a command."""
+    return _KIND_OF[type(command)]
 
 
-def decode(frames: list[bytes]) -> Command:
-    """The command carried by `[topic, payload]`; InvalidCommand for anything else."""
-    if len(frames) != 2 or frames[0] not in _BY_TOPIC:
-        raise InvalidCommand(f"expected [signal|tick|fill, payload], got {len(frames)} frames")
+def encode_body(command: Command) -> str:
+    """The inbox body of a command: its wire map as JSON (floats round-trip exactly)."""
+    return json.dumps(command.to_wire(), separators=(",", ":"), allow_nan=False)
+
+
+def decode_body(kind: str, body: str) -> Command:
+    """The command of an inbox row; InvalidCommand when it is not one we know."""
+    parse = _BY_KIND.get(kind)
+    if parse is None:
+        raise InvalidCommand(f"inbox kind {kind[:20]!r} is not signal or tick")
+    try:
+        wire = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidCommand(f"inbox body is not JSON: {exc}") from None
+    if not isinstance(wire, dict):
+        raise InvalidCommand("inbox body is not a map")
+    return parse(wire)
+
+
+def fill_wake(fill_id: int) -> tuple[bytes, bytes]:
+    """The frames that tell the position handler an execution row was committed."""
+    return FILL, codec.pack({"fill_id": fill_id})
+
+
+def parse_fill_wake(frames: list[bytes]) -> int | None:
+    """The execution id a fill wake-up names; None for any other wake-up. InvalidCommand when malformed."""
+    if frames[:1] != [FILL]:
+        return None
+    if len(frames) != 2:
+        raise InvalidCommand(f"expected [fill, payload], got {len(frames)} frames")
     try:
         wire = codec.unpack_map(frames[1])
     except DecodeError as exc:
         raise InvalidCommand(str(exc)) from None
-    return _BY_TOPIC[frames[0]](wire)
+    return int(_get(wire, "fill_id", _is_id))

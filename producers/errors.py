@@ -9,14 +9,20 @@
      │    ├── UnknownGroup       no strategy has that group_name
      │    ├── WrongToken         the token is not the group's
      │    └── StrategyInactive   the strategy is deactivated
-     ├── OrdersUnreachable   the order handler's queue is full: the signal was not taken
-     ├── InvalidCommand      a frame between producers is not a command we know
+     ├── StoreUnavailable    the database could not store the signal: it was not taken
+     ├── InvalidCommand      an inbox row or a wake-up between producers is not one we know
      └── TradeLogError       a trade-log line cannot be replayed (carries its line number)
 
 None of them knows HTTP: the webhook maps them to statuses in one table (producers/webhook.py).
+TRANSIENT names the database's own failures (not ours): the work is retried, never recorded as failed.
 """
 
 from __future__ import annotations
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+# The database down, unreachable or locked past its busy timeout: the row is fine, try it again later.
+TRANSIENT = (OperationalError, InterfaceError)
 
 
 class ProducerError(Exception):
@@ -62,12 +68,12 @@ class StrategyInactive(SignalRefused):
     """The webhook's strategy is deactivated."""
 
 
-class OrdersUnreachable(ProducerError):
-    """The order handler's command queue is full: the signal was not handed on."""
+class StoreUnavailable(ProducerError):
+    """The database failed while storing the signal (TRANSIENT): nothing was committed, the sender may retry."""
 
 
 class InvalidCommand(ProducerError, ValueError):
-    """A command frame (signal, tick or fill) that cannot be decoded."""
+    """An inbox row (signal or tick) or a fill wake-up that cannot be decoded."""
 
 
 class TradeLogError(ProducerError, ValueError):

@@ -4,26 +4,33 @@ The webhook runs `Intake.accept` in a thread pool, never on its IOLoop. It
 performs the contract's checks that need the database, in order: group (404),
 token (401, compared in constant time by store.auth), strategy active (409),
 then fields (400: the pure validation's result, and a MARKET order's price,
-which may come from the last fill in the database). Then it stores the Signal.
+which may come from the last tick or fill in the database). Then it stores the
+Signal and its command in the order handler's inbox, in one transaction: that
+commit is the acceptance (the 200), and the order handler handles the command
+exactly once whenever it runs.
 
 Idempotency: a signal with an `id` is stored under (strategy, id). The same id
-again within IDEMPOTENCY_WINDOW is a duplicate: acknowledged, no new orders.
-An older row with that id is reused for the new signal (the pair is unique).
+again within IDEMPOTENCY_WINDOW is a duplicate: acknowledged, no new orders
+(the original is in the inbox, so nothing is lost). An older row with that id
+is reused for the new signal (the pair is unique), with a new inbox row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from producers import inbox
+from producers.commands import SignalCommand
 from producers.errors import InvalidSignal, StrategyInactive, UnknownGroup, WrongToken
-from producers.prices import last_fill_price
+from producers.prices import last_known_price
 from producers.signals import Envelope, OrderSpec
 from store.auth import check_webhook_token
 from store.models import Signal, Strategy, utc_now
@@ -66,15 +73,10 @@ class Intake:
             if field_error is not None:
                 raise field_error
             _check_market_prices(session, orders, envelope.is_batch)
+            command = SignalCommand(envelope.group_name, orders, envelope.is_batch, strategy.id)
             if envelope.client_id is None:
-                return self._store_new(session, strategy.id, None, payload)
-            return self._store_once(session, strategy.id, envelope.client_id, payload)
-
-    def forget(self, signal_id: int) -> None:
-        """Delete a Signal whose command could not be sent, so a retry with its id is new again."""
-        with self._sessions() as session:
-            session.execute(delete(Signal).where(Signal.id == signal_id))
-            session.commit()
+                return self._store_new(session, command, None, payload)
+            return self._store_once(session, strategy.id, command, envelope.client_id, payload)
 
     def _strategy(self, session: Session, envelope: Envelope) -> Strategy:
         query = select(Strategy).where(Strategy.group_name == envelope.group_name)
@@ -87,13 +89,15 @@ class Intake:
             raise StrategyInactive(f"strategy {envelope.group_name!r} is inactive")
         return strategy
 
-    def _store_new(self, session: Session, strategy_id: int, client_id: str | None, payload: str) -> Accepted:
-        signal = Signal(strategy_id=strategy_id, client_id=client_id, payload=payload, received_at=self._clock())
+    def _store_new(self, session: Session, command: SignalCommand, client_id: str | None, payload: str) -> Accepted:
+        signal = Signal(strategy_id=command.strategy_id, client_id=client_id, payload=payload, received_at=self._clock())
         session.add(signal)
-        session.commit()
-        return Accepted(strategy_id, signal.id)
+        session.flush()
+        return self._enqueue(session, command, signal)
 
-    def _store_once(self, session: Session, strategy_id: int, client_id: str, payload: str) -> Accepted:
+    def _store_once(
+        self, session: Session, strategy_id: int, command: SignalCommand, client_id: str, payload: str
+    ) -> Accepted:
         query = select(Signal).where(Signal.strategy_id == strategy_id, Signal.client_id == client_id)
         earlier = session.scalars(query).one_or_none()
         now = self._clock()
@@ -101,13 +105,18 @@ class Intake:
             return Accepted(strategy_id, earlier.id, duplicate=True)
         if earlier is not None:
             earlier.payload, earlier.received_at = payload, now
-            session.commit()
-            return Accepted(strategy_id, earlier.id)
+            return self._enqueue(session, command, earlier)
         try:
-            return self._store_new(session, strategy_id, client_id, payload)
+            return self._store_new(session, command, client_id, payload)
         except IntegrityError:  # the same id arrived concurrently and won the insert
             session.rollback()
             return Accepted(strategy_id, session.scalars(query).one().id, duplicate=True)
+
+    def _enqueue(self, session: Session, command: SignalCommand, signal: Signal) -> Accepted:
+        """The signal's command into the inbox, committed with the Signal row: the acceptance."""
+        inbox.put(session, dataclasses.replace(command, signal_id=signal.id), signal.id)
+        session.commit()
+        return Accepted(signal.strategy_id, signal.id)
 
 
 def _check_market_prices(session: Session, orders: tuple[OrderSpec, ...], is_batch: bool) -> None:
@@ -117,7 +126,7 @@ def _check_market_prices(session: Session, orders: tuple[OrderSpec, ...], is_bat
         if order.order_type != "MARKET" or order.price is not None:
             continue
         if order.symbol not in known:
-            known[order.symbol] = last_fill_price(session, order.symbol)
+            known[order.symbol] = last_known_price(session, order.symbol)
         if known[order.symbol] is None:
             field = f"orders[{index}].price" if is_batch else "price"
             raise InvalidSignal(field, f"required for a MARKET order: no last price is known for {order.symbol}")

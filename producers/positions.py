@@ -1,7 +1,12 @@
-"""tradestream-positions: folds fills into Position rows and publishes position events.
+"""tradestream-positions: folds fills (execution rows) into Position rows and sends position events.
 
-    PULL --fills ─▶ FillCommand ─▶ apply_fill (pure) ─▶ Position row (commit)
-        ─▶ position_update ─PUSH --ingress─▶ broker
+    executions row ─▶ apply_fill (pure) ─▶ Position row · outbox event · fill applied ─▶ ONE commit
+        ─▶ relay ─▶ broker (acknowledged ingress)          PULL --fills [fill, id]: a wake-up, a fast path
+
+Fills are applied in id order, each exactly once (fills.py): at start, whenever
+a wake-up shows a gap (its id is not the next one) and every sweep, the handler
+reads the pending fills from the database; a wake-up for the very next fill is
+applied at once. A fill whose application raises is recorded and skipped.
 
 A position is one row per (account, strategy, symbol) with a signed quantity
 (BUY adds, SELL subtracts), the weighted average entry price of what is open
@@ -22,19 +27,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bus import endpoints, kinds
-from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
-from bus.publisher import Publisher
-from producers.commands import Command, FillCommand
+from producers import commands, fills
 from producers.errors import InvalidCommand
 from producers.exchange import QUANTUM
-from producers.pull_loop import LINGER_MS, CommandLoop
+from producers.outbox import Written
+from producers.pull_loop import ProducerLoop, drain_rows
+from producers.relay import Relay
+from producers.relay_window import Row
 from store import rows
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
-from store.models import Account, Position, utc_now
+from store.models import Account, Execution, Position, utc_now
 
 log = logging.getLogger(__name__)
+
+SOURCE = "positions"
+FILL_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,33 +93,68 @@ def position_event_type(before: Holding, after: Holding) -> str:
 
 
 class PositionHandler:
-    """Applies fills to Position rows, then publishes their events."""
+    """Applies executions to Position rows, each once, in id order; hands on the events each commit wrote."""
 
-    def __init__(self, sessions: sessionmaker[Session], publish: Callable[[WireMessage], None]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], committed: Callable[[list[Row]], None]) -> None:
         self._sessions = sessions
-        self._publish = publish
+        self._committed = committed
+        self.applied = 0
+        self.failed = 0
+        with sessions() as session:
+            self._cursor = fills.last_applied(session)  # every fill up to here is applied (single writer)
 
-    def handle(self, command: Command) -> None:
-        """Fold one fill into its position and publish the change."""
-        if not isinstance(command, FillCommand):
-            raise InvalidCommand(f"a {type(command).__name__} sent to the position handler")
+    def on_message(self, frames: list[bytes]) -> bool:
+        """A fill wake-up: the next fill is applied at once (the fast path); a gap means reading the table."""
+        try:
+            fill_id = commands.parse_fill_wake(frames)
+        except InvalidCommand:
+            return True  # whatever it was, it woke us
+        if fill_id is None or fill_id > self._cursor + 1:
+            return True
+        if fill_id == self._cursor + 1:
+            drain_rows(lambda: [fill_id], self._apply, self._fail, lambda: False, limit=2)
+        return False  # an older id: applied already
+
+    def catch_up(self, stopping: Callable[[], bool]) -> None:
+        """Apply every pending fill in id order, until none is left or `stopping()`."""
+        drain_rows(self._pending, self._apply, self._fail, stopping, limit=FILL_BATCH)
+
+    def _pending(self) -> list[int]:
         with self._sessions() as session:
-            account = session.get(Account, command.account_id)
-            if account is None:
-                log.warning("fill of order %s ignored: account %d is gone", command.order_id, command.account_id)
-                return
-            position = self._position(session, command)
-            before = Holding(position.quantity, position.entry_price, position.realized_pnl)
-            after = apply_fill(before, command.side, command.quantity, command.price)
-            if before.is_flat and after.is_flat:
-                return
-            position.quantity, position.entry_price = after.quantity, after.entry_price
-            position.realized_pnl, position.updated_at = after.realized_pnl, utc_now()
-            session.commit()
-            event = rows.position_event(position, account, position_event_type(before, after), before.quantity)
-        self._publish(event)
+            return fills.pending(session, FILL_BATCH)
 
-    def _position(self, session: Session, fill: FillCommand) -> Position:
+    def _apply(self, fill_id: int) -> None:
+        written = Written(SOURCE)
+        with self._sessions() as session:
+            execution = fills.claim(session, fill_id)
+            if execution is not None:
+                self._fold(session, execution, written)
+                session.commit()
+                self.applied += 1
+        self._cursor = max(self._cursor, fill_id)
+        self._committed(written.rows())
+
+    def _fail(self, fill_id: int, exc: Exception) -> None:
+        self.failed += 1
+        self._cursor = max(self._cursor, fill_id)
+        log.error("fill %d failed, recorded and skipped: %s", fill_id, exc, exc_info=exc)
+        fills.fail(self._sessions, fill_id, f"{type(exc).__name__}: {exc}")
+
+    def _fold(self, session: Session, fill: Execution, written: Written) -> None:
+        account = session.get(Account, fill.account_id)
+        if account is None:
+            raise LookupError(f"account {fill.account_id} of fill {fill.id} is gone")
+        position = self._position(session, fill)
+        before = Holding(position.quantity, position.entry_price, position.realized_pnl)
+        after = apply_fill(before, fill.side, fill.quantity, fill.price)
+        if before.is_flat and after.is_flat:
+            return
+        position.quantity, position.entry_price = after.quantity, after.entry_price
+        position.realized_pnl, position.updated_at = after.realized_pnl, utc_now()
+        session.flush()  # a new position's id is in its event
+        written.add(session, rows.position_event(position, account, position_event_type(before, after), before.quantity))
+
+    def _position(self, session: Session, fill: Execution) -> Position:
         query = select(Position).where(
             Position.account_id == fill.account_id,
             Position.strategy_id == fill.strategy_id,
@@ -131,8 +175,10 @@ class PositionsConfig:
     """Settings of the position handler."""
 
     database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL")
-    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint events are pushed to")
-    fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="PULL endpoint for fills (bound)")
+    ack_ingress: str = setting(
+        endpoints.ACK_INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint the outbox relay sends events to"
+    )
+    fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="PULL endpoint woken for new fills (bound)")
 
 
 def parse_config(argv: list[str] | None) -> tuple[PositionsConfig, str]:
@@ -140,7 +186,7 @@ def parse_config(argv: list[str] | None) -> tuple[PositionsConfig, str]:
     parser = SettingsParser(
         PositionsConfig,
         prog="tradestream-positions",
-        description="Position handler: folds fills into positions and publishes their events.",
+        description="Position handler: folds fills into positions and sends their events to the broker.",
     )
     return parser.parse(argv)
 
@@ -154,18 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         log.error("%s", exc)
         return 1
-    events = Publisher(config.ingress, linger_ms=LINGER_MS)
-    handler = PositionHandler(make_session_factory(engine), events.publish)
+    sessions = make_session_factory(engine)
     try:
-        loop = CommandLoop(config.fills, handler.handle)
+        relay = Relay(sessions, SOURCE, config.ack_ingress)
+        handler = PositionHandler(sessions, relay.offer)
+        loop = ProducerLoop(config.fills, handler, relay)
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)
         return 1
     stop_on_signals(loop.stop)
-    log.info("positions listening on %s", loop.endpoint)
+    log.info("positions listening on %s, relaying %s to %s", loop.endpoint, relay.stream, config.ack_ingress)
     loop.run()
-    events.close()
-    log.info("positions stopped: %d fills handled, %d skipped", loop.handled, loop.skipped)
+    log.info("positions stopped: %d fills applied, %d failed; relay %s", handler.applied, handler.failed, relay.window.stats)
     return 0
 
 

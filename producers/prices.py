@@ -1,12 +1,11 @@
 """The last known price of a symbol, as the database knows it.
 
-The order handler knows the last tick of every symbol since it started; the
-webhook does not see ticks. Both fall back on the last fill recorded in the
-orders table, so when the webhook accepts a MARKET order without a price
-(CONTRACT §5: 400 when no price is known), the order handler can price it too.
-The reverse is not guaranteed: a tick the order handler saw but that filled
-nothing leaves no trace in the database, so the webhook may answer 400 for a
-symbol that only had ticks so far (the order handler would have used them).
+The order handler writes the price of every tick it handles (`market_prices`,
+in the tick's transaction) and restores them at start; the webhook, which
+sees no ticks, reads them here. Without a tick so far, both fall back on the
+last fill recorded in the orders table, so when the webhook accepts a MARKET
+order without a price (CONTRACT §5: 400 when no price is known), the order
+handler can price it too. A tick still waiting in the inbox is not known yet.
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.models import Order
+from store.models import MarketPrice, Money, Order
 
 
-def last_fill_price(session: Session, symbol: str) -> float | None:
+def last_fill_price(session: Session, symbol: str) -> Money | None:
     """The average price of the most recently updated filled order in `symbol`, if any."""
     query = (
         select(Order.average_price)
@@ -26,3 +25,9 @@ def last_fill_price(session: Session, symbol: str) -> float | None:
         .limit(1)
     )
     return session.scalars(query).first()
+
+
+def last_known_price(session: Session, symbol: str) -> Money | None:
+    """The last tick's price of `symbol`, else its last fill's, else None."""
+    known = session.get(MarketPrice, symbol)
+    return known.price if known is not None else last_fill_price(session, symbol)

@@ -1,21 +1,29 @@
-"""The receiving side of a producer process: one PULL socket, one message at a time.
+"""The loop of a producer process: wake-ups in, work from the database, events out through the relay.
+
+    PULL (bound) ─wake-up─▶ worker.on_message ─▶ worker.catch_up ─▶ commits ─▶ relay.offer
+    DEALER (relay) ─answers─▶ relay.pump          every SWEEP_S: catch_up + relay.sweep
 
 The order and position handlers are sequential state machines (a paper
 exchange, a ledger) whose only I/O is blocking SQLAlchemy calls and ZeroMQ
 sends, so they run a plain blocking loop over a poller rather than an event
-loop: nothing here could run concurrently anyway, and no event loop is blocked.
+loop: nothing here could run concurrently anyway. The relay's DEALER is one
+more socket of the same poller, not a thread.
 
-Delivery across restarts (supervisord), one process at a time: the senders'
-PUSH sockets queue what they cannot deliver while this process is down (up to
-their high-water mark) and hand it over once it is back, so a restart loses no
-command a live sender accepted. On SIGTERM/SIGINT the loop stops taking new
-work, drains what already reached its socket (at most DRAIN_GRACE_S), then its
-own queued sends get LINGER_MS: it exits within the contract's 5 s.
+Delivery (DESIGN 7): the database holds every hand-off. Work to do is a row
+(a signal or tick in the order inbox, a fill in `executions`), marked done in
+the transaction that does it; the event that describes it is an outbox row of
+that same transaction, sent by the relay until the broker confirms it. A
+message on the PULL socket is only a wake-up (and for fills a fast path): the
+worker catches up from the database at start, on every wake-up when it asks
+to, and every SWEEP_S, so a lost wake-up costs at most that long and a SIGKILL
+costs nothing: the next start does what was left. Binding the PULL endpoint
+also makes the process the only writer of its rows.
 
-Not guaranteed: sends still queued after LINGER_MS because their peer is down
-too at that moment; messages received but not yet handled when the process is
-killed (SIGKILL, crash) or in flight on the wire at close. ZeroMQ has no
-acknowledgements: a command is handled at most once.
+A worker's own failures are its business (a poison row is recorded and
+skipped); an exception reaching this loop (the database down) is logged, at
+most once per WARN_EVERY_S, and the work is retried at the next sweep. On
+SIGTERM/SIGINT the loop finishes the row in hand, gives the relay up to
+DRAIN_GRACE_S to have its sent rows confirmed, and exits within the contract's 5 s.
 """
 
 from __future__ import annotations
@@ -23,40 +31,91 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import zmq
 
-from producers.commands import Command, decode
+from producers.errors import TRANSIENT
+from producers.relay import Relay
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-POLL_MS = 100
+SWEEP_S = 1.0
+POLL_MAX_MS = 100  # how often stop() is noticed while idle
 DRAIN_GRACE_S = 2.0
-DRAIN_QUIET_MS = 50
-DRAIN_BATCH = 1024
+RECEIVE_BATCH = 1024
+WARN_EVERY_S = 30.0
 LINGER_MS = 1000
 
 
-class CommandLoop:
-    """Binds a PULL socket and hands each decoded command to `handle` until `stop()`."""
+class Worker(Protocol):
+    """What a producer does with wake-ups and with the rows waiting in the database."""
+
+    def on_message(self, frames: list[bytes]) -> bool:
+        """A message arrived on the PULL socket; True when the database must be read (`catch_up`)."""
+
+    def catch_up(self, stopping: Callable[[], bool]) -> None:
+        """Do every row waiting in the database, in order, until none is left or `stopping()`."""
+
+
+def drain_rows(
+    fetch: Callable[[], list[T]],
+    handle: Callable[[T], None],
+    fail: Callable[[T, Exception], None],
+    stopping: Callable[[], bool],
+    *,
+    limit: int,
+) -> None:
+    """Handle fetched rows until none is left; a row that raises is `fail`ed, and the next one goes on.
+
+    `fetch` returns at most `limit` rows: fewer means none is left (rows
+    committed meanwhile come with their own wake-up), which saves a query per
+    wake-up. A TRANSIENT error is not the row's fault: it propagates, and the
+    row stays pending for the next sweep instead of being recorded as failed.
+    """
+    while not stopping():
+        batch = fetch()
+        if not batch:
+            return
+        for item in batch:
+            if stopping():
+                return
+            try:
+                handle(item)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                fail(item, exc)
+        if len(batch) < limit:
+            return
+
+
+class ProducerLoop:
+    """Binds the PULL socket, polls it with the relay's socket and runs the worker until `stop()`."""
 
     def __init__(
         self,
         endpoint: str,
-        handle: Callable[[Command], None],
+        worker: Worker,
+        relay: Relay,
         *,
         context: zmq.Context[Any] | None = None,
         hwm: int = 100_000,
+        sweep_s: float = SWEEP_S,
     ) -> None:
-        self._handle = handle
+        self._worker, self._relay, self._sweep_s = worker, relay, sweep_s
         self._socket = (context or zmq.Context.instance()).socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(relay.socket, zmq.POLLIN)
         self._stopping = False
-        self.handled = 0
-        self.skipped = 0
+        self._next_warning = 0.0
+        self.messages = 0
+        self.failures = 0
 
     @property
     def endpoint(self) -> str:
@@ -64,33 +123,64 @@ class CommandLoop:
         return str(self._socket.getsockopt(zmq.LAST_ENDPOINT).decode())
 
     def stop(self) -> None:
-        """Ask `run()` to drain and return; safe from a signal handler."""
+        """Ask `run()` to finish the row in hand and return; safe from a signal handler."""
         self._stopping = True
 
+    def stopping(self) -> bool:
+        return self._stopping
+
     def run(self) -> None:
-        """Handle commands until `stop()`, then drain what already arrived and close."""
+        """Catch up, then serve until `stop()`; then let the relay drain and close."""
+        next_sweep = 0.0  # the first turn sweeps: the start-up catch-up
         while not self._stopping:
-            if self._socket.poll(POLL_MS, zmq.POLLIN):
-                self._receive_available()
-        deadline = time.monotonic() + DRAIN_GRACE_S
-        while time.monotonic() < deadline and self._socket.poll(DRAIN_QUIET_MS, zmq.POLLIN):
-            self._receive_available()
+            now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep = now + self._sweep_s
+                self._guarded(self._sweep)
+            ready = dict(self._poller.poll(self._timeout_ms(next_sweep)))
+            if self._socket in ready:
+                self._guarded(self._receive)
+            self._guarded(self._relay.pump)
+        self._drain_relay()
         self._socket.close()
 
-    def _receive_available(self) -> None:
-        # Bounded, so that a steady flood cannot keep the loop from seeing stop().
-        for _ in range(DRAIN_BATCH):
+    def _timeout_ms(self, next_sweep: float) -> int:
+        due = next_sweep
+        deadline = self._relay.deadline()
+        if deadline is not None:
+            due = min(due, deadline)
+        return max(0, min(POLL_MAX_MS, int((due - time.monotonic()) * 1000) + 1))
+
+    def _sweep(self) -> None:
+        self._worker.catch_up(self.stopping)
+        self._relay.sweep()
+
+    def _receive(self) -> None:
+        behind = False
+        for _ in range(RECEIVE_BATCH):  # bounded, so that a flood cannot keep the loop from its sweep
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
-            self._handle_one(frames)
+                break
+            self.messages += 1
+            behind = self._worker.on_message(frames) or behind
+        if behind:
+            self._worker.catch_up(self.stopping)
 
-    def _handle_one(self, frames: list[bytes]) -> None:
-        # The message boundary: one poison message is logged and skipped, never fatal.
+    def _guarded(self, step: Callable[[], None]) -> None:
+        # The loop's message boundary: a failure (the database unreachable) is retried, never fatal.
         try:
-            self._handle(decode(frames))
-            self.handled += 1
+            step()
         except Exception:
-            self.skipped += 1
-            log.exception("command skipped (%d frames, first %r)", len(frames), frames[0][:20] if frames else b"")
+            self.failures += 1
+            now = time.monotonic()
+            if now >= self._next_warning:
+                self._next_warning = now + WARN_EVERY_S
+                log.exception("producer step failed (%d so far); retrying at the next sweep", self.failures)
+
+    def _drain_relay(self) -> None:
+        deadline = time.monotonic() + DRAIN_GRACE_S
+        while not self._relay.idle and time.monotonic() < deadline:
+            self._relay.socket.poll(POLL_MAX_MS, zmq.POLLIN)
+            self._guarded(self._relay.pump)
+        self._relay.close()

@@ -37,6 +37,7 @@ REJECT = b"reject"
 RECEIVE_BATCH = 1024
 PRUNE_S = 60.0
 WARN_EVERY_S = 30.0
+_STREAM_ID = codec.Schema[tuple[str, int]](tuple[str, int], shape="[stream, id]")
 # Confirmations are written at most this often: a mark per ack was one more commit (an fsync on SQLite)
 # per event, +5 ms on the webhook → browser p50 (scripts/durability_probe.py). A mark not written yet
 # costs only a resend after a crash, which the broker drops.
@@ -47,11 +48,9 @@ def parse_reply(frames: list[bytes]) -> tuple[bytes, str, int, str]:
     """(word, stream, id, reason) of a broker answer; DecodeError for anything else."""
     if not frames or frames[0] not in (ACK, RESEND, REJECT) or len(frames) != (3 if frames[0] == REJECT else 2):
         raise DecodeError(f"not an answer of the acknowledged ingress ({len(frames)} frames)")
-    value = codec.unpack(frames[1])
-    if not (isinstance(value, list) and len(value) == 2 and type(value[0]) is str and type(value[1]) is int):
-        raise DecodeError("expected [stream, id]")
+    stream, event_id = _STREAM_ID.decode(frames[1])
     reason = frames[2].decode("utf-8", "replace") if frames[0] == REJECT else ""
-    return frames[0], value[0], value[1], reason
+    return frames[0], stream, event_id, reason
 
 
 class Relay:

@@ -1,16 +1,21 @@
 """tradestream-replay FILE: feeds a trade log (tradelog.py, docs/trade-log.md) into the stack.
 
-    signals, ticks ─PUSH --orders─▶ tradestream-orders          (default: the whole pipeline)
-    logged events  ─PUSH --ingress─▶ tradestream-broker          (--raw: straight to the bus)
+    signals, ticks ─▶ order inbox rows (--database-url) ─PUSH wake --orders─▶ tradestream-orders   (default)
+    logged events  ─PUSH --ingress─▶ tradestream-broker                                          (--raw)
 
 Records are sent at `--speed` times the pace recorded in their `ts` (0: as fast
-as possible). A bad line is reported with its number and either stops the
-replay (exit 1, `--on-error stop`, the default) or is skipped (`skip`). Lines
-of the other mode (events without --raw, signals and ticks with it) are
+as possible). By default they become rows of the order handler's inbox, the
+same inbox as the webhook's signals, so signals and ticks keep one arrival order
+and each is handled exactly once, whether or not the order handler is up: the
+records due together are committed in one transaction (at most INBOX_BATCH),
+then the order handler is woken (best effort). With --raw the logged events go
+straight to the broker's plain ingress (at most once, CONTRACT §2). A bad line
+is reported with its number and either stops the replay (exit 1, `--on-error
+stop`, the default; the lines before it are stored) or is skipped (`skip`).
+Lines of the other mode (events without --raw, signals and ticks with it) are
 counted and passed over. Signals are not checked against a token: whoever can
-reach the order handler's socket is trusted, as the webhook is. A progress bar
-is drawn only when stderr is a terminal. On exit the queued commands get
-LINGER_MS to reach their peer.
+write the database is trusted, as the webhook is. A progress bar is drawn only
+when stderr is a terminal. On exit queued messages get LINGER_MS to reach their peer.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from bus import endpoints, kinds
@@ -31,14 +38,18 @@ from bus.errors import BusUnavailable
 from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
-from producers.commands import SignalCommand, TickCommand, topic_of
+from producers import inbox
+from producers.commands import WAKE, Command, SignalCommand, TickCommand
 from producers.errors import TradeLogError
 from producers.tradelog import LogRecord, read_csv, read_jsonl
+from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
+from store.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_MS = 5000
 LINGER_MS = 3000
+INBOX_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +59,8 @@ class ReplayConfig:
     file: Path  # the positional argument, not a setting
     speed: float = setting(1.0, kind=kinds.non_negative_float, help="times the recorded pace; 0 = at once")
     raw: bool = setting(False, help="publish the log's event lines straight to the broker")
-    orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint for signals and ticks")
+    database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL of the order inbox")
+    orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint woken for new inbox rows")
     ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint for events (--raw)")
     on_error: str = setting("stop", kind=kinds.one_of("stop", "skip"), help="what a bad line does")
     format: str = setting("auto", kind=kinds.one_of("auto", "jsonl", "csv"), help="auto: by file name")
@@ -71,6 +83,13 @@ class Pacer:
         self.speed, self._stop, self._clock = speed, stop, clock
         self._origin: tuple[float, float] | None = None
 
+    def due_now(self, ts: float) -> bool:
+        """Whether `ts` is due already (waiting for it would not block)."""
+        if self.speed == 0 or self._origin is None:
+            return True
+        first_ts, started = self._origin
+        return started + max(0.0, ts - first_ts) / self.speed <= self._clock()
+
     def wait(self, ts: float) -> bool:
         """Block until `ts` is due; False if asked to stop meanwhile."""
         if self.speed == 0:
@@ -82,14 +101,22 @@ class Pacer:
         return not self._stop.wait(max(0.0, due - self._clock()))
 
 
+class Sink(Protocol):
+    """Where records go: `send` takes one (False: a record of the other mode), `flush` delivers what it holds."""
+
+    def send(self, record: LogRecord) -> bool: ...
+
+    def flush(self) -> None: ...
+
+
 def replay(
     records: Iterable[LogRecord | TradeLogError],
-    send: Callable[[LogRecord], bool],
+    sink: Sink,
     pacer: Pacer,
     *,
     skip_bad_lines: bool,
 ) -> ReplayReport:
-    """Send every record in order; `send` returns False for a record of the other mode."""
+    """Send every record in order, flushing whenever the next one is not due yet."""
     report = ReplayReport()
     for record in records:
         if isinstance(record, TradeLogError):
@@ -98,30 +125,63 @@ def replay(
                 raise record
             log.warning("line %d skipped: %s", record.line, record.message)
             continue
+        if not pacer.due_now(record.ts):
+            sink.flush()
         if not pacer.wait(record.ts):
             report.stopped = True
             break
-        if send(record):
+        if sink.send(record):
             report.sent += 1
         else:
             report.other_mode += 1
     return report
 
 
-def make_sender(publisher: Publisher, raw: bool) -> Callable[[LogRecord], bool]:
-    """Sends pipeline commands, or with `raw` bus events; False for the other kind."""
+class InboxSink:
+    """Signals and ticks into the order inbox, one transaction per flush, then a wake-up for the order handler."""
 
-    def send(record: LogRecord) -> bool:
-        item = record.item
-        if isinstance(item, WireMessage) and raw:
-            publisher.publish(item)
-            return True
-        if isinstance(item, (SignalCommand, TickCommand)) and not raw:
-            publisher.send_map(topic_of(item), item.to_wire())
-            return True
-        return False
+    def __init__(self, sessions: sessionmaker[Session], wakes: Publisher) -> None:
+        self._sessions, self._wakes = sessions, wakes
+        self._held: list[Command] = []
+        self.target = "the order inbox"
 
-    return send
+    def send(self, record: LogRecord) -> bool:
+        if not isinstance(record.item, (SignalCommand, TickCommand)):
+            return False
+        self._held.append(record.item)
+        if len(self._held) >= INBOX_BATCH:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        if not self._held:
+            return
+        with self._sessions() as session:
+            for command in self._held:
+                inbox.put(session, command)
+            session.commit()
+        self._held.clear()
+        try:
+            self._wakes.send(*WAKE)
+        except BusUnavailable:
+            pass  # the order handler's sweep finds the rows anyway
+
+
+class RawSink:
+    """Logged bus events straight to the broker's ingress."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self.target = publisher.endpoint
+
+    def send(self, record: LogRecord) -> bool:
+        if not isinstance(record.item, WireMessage):
+            return False
+        self._publisher.publish(record.item)
+        return True
+
+    def flush(self) -> None:
+        """Every event is handed to the socket as it is sent."""
 
 
 def read_records(config: ReplayConfig, lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
@@ -135,7 +195,7 @@ def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
     parser = SettingsParser(
         ReplayConfig,
         prog="tradestream-replay",
-        description="Replays a trade log (JSONL or CSV; see docs/trade-log.md) into the order handler, "
+        description="Replays a trade log (JSONL or CSV; see docs/trade-log.md) into the order handler's inbox, "
         "or with --raw its events straight into the broker.",
     )
     parser.add_argument("file", type=Path, help="the trade log (.jsonl or .csv)")
@@ -148,19 +208,32 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in stream)
 
 
+def make_sink(config: ReplayConfig, publisher: Publisher) -> InboxSink | RawSink:
+    """The inbox (default) or the broker (--raw); the inbox's tables are created when missing."""
+    if config.raw:
+        return RawSink(publisher)
+    return InboxSink(make_session_factory(open_database(config.database_url)), publisher)
+
+
 def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
     """Replay an open log; the exit status."""
-    endpoint = config.ingress if config.raw else config.orders
-    publisher = Publisher(endpoint, send_timeout_ms=SEND_TIMEOUT_MS, linger_ms=LINGER_MS)
+    if config.raw:
+        publisher = Publisher(config.ingress, send_timeout_ms=SEND_TIMEOUT_MS, linger_ms=LINGER_MS)
+    else:
+        publisher = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
     bar = tqdm(stream, total=_count_lines(config.file), unit="line", disable=not sys.stderr.isatty())
-    records, send = read_records(config, bar), make_sender(publisher, config.raw)
     try:
-        report = replay(records, send, Pacer(config.speed, stop), skip_bad_lines=config.on_error == "skip")
+        sink = make_sink(config, publisher)
+        try:
+            report = replay(read_records(config, bar), sink, Pacer(config.speed, stop),
+                            skip_bad_lines=config.on_error == "skip")
+        finally:
+            sink.flush()  # the lines before a bad one are kept, as they were sent
     except TradeLogError as exc:
         log.error("%s:%d: %s", config.file, exc.line, exc.message)
         return 1
-    except BusUnavailable as exc:
-        log.error("cannot send: %s", exc)
+    except (BusUnavailable, SQLAlchemyError, DatabaseUnavailable) as exc:
+        log.error("cannot send: %s", str(exc).splitlines()[0])
         return 1
     except UnicodeDecodeError as exc:
         log.error("%s: not UTF-8 text (%s)", config.file, exc.reason)
@@ -169,7 +242,7 @@ def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
         bar.close()
         publisher.close()
     log.info("%s: %d records sent to %s, %d of the other mode passed over, %d bad lines skipped%s",
-             config.file, report.sent, publisher.endpoint, report.other_mode, report.bad_lines,
+             config.file, report.sent, sink.target, report.other_mode, report.bad_lines,
              " (stopped early)" if report.stopped else "")
     return 0
 

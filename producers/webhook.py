@@ -1,15 +1,18 @@
 """tradestream-webhook: receives trading signals over HTTP and hands them to the order handler.
 
-    POST /api/webhook ─▶ size · JSON · shape · rate · [thread] group · token · active · fields · Signal row
-        ─PUSH [b"signal", SignalCommand] --orders─▶ tradestream-orders     ─▶ 200 {"status": "accepted", ...}
+    POST /api/webhook ─▶ size · JSON · shape · rate · [thread] group · token · active · fields
+        ─▶ Signal row + order inbox row (one commit) ─▶ 200 {"status": "accepted", ...}
+        ─PUSH [b"wake"] --orders─▶ tradestream-orders (best effort)
 
-It answers as soon as the command is queued (CONTRACT §5); the orders are
-placed asynchronously. Database work runs in a thread pool, never on the
-IOLoop. The PUSH socket never blocks (send_timeout_ms=0): it queues while the
-order handler restarts, and a full queue is answered 503 at once. On SIGTERM
-in-flight requests finish (their Signal row and command go together), then
-queued commands get LINGER_MS to reach the order handler: a webhook stopped
-while the order handler is down too loses what was still queued. The
+It answers once the signal and its command are committed (CONTRACT §5): that
+row is the acceptance, and the order handler handles it exactly once whenever
+it runs (at start, on the wake-up, or at its next sweep), so the webhook does
+not need the order handler to be up. The orders are placed asynchronously.
+Database work runs in a thread pool, never on the IOLoop; a database that
+cannot store the signal is answered 503 (nothing was accepted: retry). The
+wake-up never blocks (send_timeout_ms=0); one that cannot be queued is only
+counted. A request in flight when the process dies either committed (its retry
+with the same `id` is then a duplicate) or did not (the retry is new). The
 per-token rate limit runs after the shape check (the token must be read
 first) and before any database work. Errors are web.errors' `{"error", "message", "field"}`: the
 service raises domain errors (producers.errors), WEBHOOK_ERRORS gives their statuses.
@@ -33,19 +36,21 @@ from bus import endpoints, kinds
 from bus.errors import BusUnavailable
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
-from producers.commands import SIGNAL, SignalCommand
+from producers.commands import WAKE
 from producers.errors import (
+    TRANSIENT,
     InvalidJSON,
     InvalidSignal,
     NotJSON,
-    OrdersUnreachable,
     ProducerError,
     RateLimited,
+    StoreUnavailable,
     StrategyInactive,
     UnknownGroup,
     WrongToken,
 )
 from producers.intake import Accepted, Intake, payload_text
+from producers.quiet_log import QuietLog
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
@@ -58,9 +63,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 DISCARD_CAP = 1024 * 1024
-# Shutdown budget (CONTRACT: exit within 5 s): in-flight requests, open connections, then the queue's linger.
+# Shutdown budget (CONTRACT: exit within 5 s): in-flight requests, open connections, then the wake-ups' linger.
 SHUTDOWN_GRACE_S = 1.5
-LINGER_MS = 1500
+LINGER_MS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,7 @@ class WebhookConfig:
     database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL")
     host: str = setting("127.0.0.1", help="HTTP listen address")
     port: int = setting(8081, kind=kinds.tcp_port, help="HTTP listen port (0: any free port, logged)")
-    orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint commands are pushed to")
+    orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint woken for each accepted signal")
     rate_limit: float = setting(20.0, kind=kinds.positive_float, help="requests per second per token (bursts of 5x)")
     db_threads: int = setting(4, kind=kinds.positive_int, help="threads for database work")
     header_timeout: float = setting(HEADER_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's headers may take (also: a keep-alive connection's idle time)")
@@ -86,7 +91,7 @@ WEBHOOK_ERRORS: ErrorTable = {
     UnknownGroup: (404, "unknown_group"),
     WrongToken: (401, "bad_token"),
     StrategyInactive: (409, "strategy_inactive"),
-    OrdersUnreachable: (503, "bus_unavailable"),
+    StoreUnavailable: (503, "store_unavailable"),
 }
 TOO_LARGE = ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
 
@@ -95,9 +100,11 @@ class WebhookService:
     """Everything a webhook request needs, shared by the handlers of one process."""
 
     def __init__(
-        self, intake: Intake, commands: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter
+        self, intake: Intake, wakes: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter
     ) -> None:
-        self.intake, self.commands, self.executor, self.limiter = intake, commands, executor, limiter
+        self.intake, self.wakes, self.executor, self.limiter = intake, wakes, executor, limiter
+        self.wakes_dropped = 0
+        self._not_stored = QuietLog(log, logging.WARNING)
         self.in_flight = 0
 
     async def receive(self, content_type: str, body: bytes) -> dict[str, Any]:
@@ -109,7 +116,7 @@ class WebhookService:
             self.in_flight -= 1
 
     async def drained(self, timeout: float) -> bool:
-        """Wait until no request is between its checks and its command (at shutdown); False on timeout."""
+        """Wait until no request is between its checks and its answer (at shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
         while self.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -127,27 +134,27 @@ class WebhookService:
         accepted = await self._accept(envelope, orders, field_error, payload_text(document))
         if accepted.duplicate:
             return {"status": "accepted", "signals": len(orders), "duplicate": True}
-        command = SignalCommand(
-            envelope.group_name, orders, envelope.is_batch, accepted.strategy_id, accepted.signal_id
-        )
-        await self._send(command, accepted.signal_id)
+        self._wake()
         return {"status": "accepted", "signals": len(orders)}
 
     async def _accept(
         self, envelope: Envelope, orders: tuple[OrderSpec, ...], field_error: InvalidSignal | None, payload: str
     ) -> Accepted:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, self.intake.accept, envelope, orders, field_error, payload
-        )
-
-    async def _send(self, command: SignalCommand, signal_id: int) -> None:
         try:
-            self.commands.send_map(SIGNAL, command.to_wire())
-        except BusUnavailable as exc:
-            log.warning("signal %d not sent: %s", signal_id, exc)
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.forget, signal_id)
-            raise OrdersUnreachable("the order handler is not reachable (queue full); retry later") from None
+            return await loop.run_in_executor(
+                self.executor, self.intake.accept, envelope, orders, field_error, payload
+            )
+        except TRANSIENT as exc:  # nothing was committed: the sender retries, and a retry with its id is new
+            self._not_stored("signal not stored: %s", str(exc).splitlines()[0][:200])
+            raise StoreUnavailable("the signal could not be stored; retry later") from None
+
+    def _wake(self) -> None:
+        """Tell the order handler its inbox has a new row; the row is the hand-off, so a refusal is only counted."""
+        try:
+            self.wakes.send(*WAKE)
+        except BusUnavailable:
+            self.wakes_dropped += 1
 
 
 def _json_document(content_type: str, body: bytes) -> Any:
@@ -259,17 +266,17 @@ def parse_config(argv: list[str] | None) -> tuple[WebhookConfig, str]:
     parser = SettingsParser(
         WebhookConfig,
         prog="tradestream-webhook",
-        description="Webhook receiver: validates trading signals and queues them for the order handler.",
+        description="Webhook receiver: validates trading signals and stores them in the order handler's inbox.",
     )
     return parser.parse(argv)
 
 
 async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.socket]) -> None:
-    """Serve on bound sockets until SIGTERM or SIGINT, then close connections and the command queue."""
+    """Serve on bound sockets until SIGTERM or SIGINT, then close connections and the wake-up socket."""
     executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="webhook-db")
-    commands = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
+    wakes = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
     intake = Intake(make_session_factory(engine))
-    service = WebhookService(intake, commands, executor, RateLimiter(config.rate_limit))
+    service = WebhookService(intake, wakes, executor, RateLimiter(config.rate_limit))
     server = make_server(service, config)
     server.add_sockets(sockets)
     stopped = asyncio.Event()
@@ -278,7 +285,7 @@ async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.sock
     log.info("webhook listening on http://%s:%d, pushing to %s", host, port, config.orders)
     await stopped.wait()
     server.stop()
-    # A request whose Signal row is stored must also get its command queued, or a retry with its id is lost.
+    # Let requests whose checks are running commit and get their answer.
     if not await service.drained(SHUTDOWN_GRACE_S):
         log.warning("%d requests still in flight after %.0f s", service.in_flight, SHUTDOWN_GRACE_S)
     try:
@@ -286,8 +293,9 @@ async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.sock
     except TimeoutError:
         log.warning("connections still open after %.0f s; closing anyway", SHUTDOWN_GRACE_S)
     executor.shutdown(wait=True)
-    commands.close()
-    log.info("webhook stopped: %d signals sent, %d requests rate limited", commands.sent, service.limiter.refused)
+    wakes.close()
+    log.info("webhook stopped: %d wake-ups sent (%d refused), %d requests rate limited",
+             wakes.sent, service.wakes_dropped, service.limiter.refused)
 
 
 def main(argv: list[str] | None = None) -> int:

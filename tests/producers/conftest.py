@@ -2,7 +2,7 @@
 
 `world` is what `tradestream-admin demo` creates (store.demo.demo): alice owns
 btc-trend (linked to alice's 100,000 and bob's 50,000 accounts) and eth-swing
-(alice, carol), bob owns sol-scalp (bob). Commands are captured by binding a
+(alice, carol), bob owns sol-scalp (bob). Wake-ups are captured by binding a
 real PULL socket where the order handler would be.
 """
 
@@ -21,7 +21,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tornado.ioloop import IOLoop
 
-from producers.commands import Command, decode
 from store.db import init_db, make_engine, make_session_factory
 from store.demo import demo as demo_world
 
@@ -103,7 +102,7 @@ def zctx() -> Iterator[zmq.Context[Any]]:
     ctx.destroy(linger=0)
 
 
-class CommandSink:
+class WakeSink:
     """A bound PULL socket standing where the order handler would be."""
 
     def __init__(self, ctx: zmq.Context[Any]) -> None:
@@ -112,23 +111,23 @@ class CommandSink:
         self.socket.bind("tcp://127.0.0.1:*")
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
 
-    def receive(self, timeout_ms: int = 5000) -> Command:
-        """The next command; fails the test when none comes in time."""
+    def receive(self, timeout_ms: int = 5000) -> list[bytes]:
+        """The next message's frames; fails the test when none comes in time."""
         if not self.socket.poll(timeout_ms, zmq.POLLIN):
-            raise AssertionError(f"no command within {timeout_ms} ms")
-        return decode(self.socket.recv_multipart())
+            raise AssertionError(f"no message within {timeout_ms} ms")
+        return list(self.socket.recv_multipart())
 
-    def pending(self) -> list[Command]:
-        """Every command already received, without waiting."""
-        commands = []
+    def pending(self) -> list[list[bytes]]:
+        """Every message already received, without waiting."""
+        messages = []
         while self.socket.poll(0, zmq.POLLIN):
-            commands.append(decode(self.socket.recv_multipart()))
-        return commands
+            messages.append(self.socket.recv_multipart())
+        return messages
 
 
 @pytest.fixture
-def command_sink(zctx: zmq.Context[Any]) -> Iterator[CommandSink]:
-    """Where the webhook under test pushes its commands."""
-    sink = CommandSink(zctx)
+def wake_sink(zctx: zmq.Context[Any]) -> Iterator[WakeSink]:
+    """Where the webhook under test sends its wake-ups."""
+    sink = WakeSink(zctx)
     yield sink
     sink.socket.close()

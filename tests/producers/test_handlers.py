@@ -1,36 +1,34 @@
-"""The order and position handlers in-process, on the demo database, publishing into lists."""
+"""The order and position handlers in-process, on the demo database: inbox in, rows and outbox events out."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import pytest
-import zmq
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bus import codec
 from bus.events import OrderBatchEvent, OrderEvent, PositionEvent, WireMessage, from_wire
-from producers.commands import SIGNAL, TICK, FillCommand, SignalCommand, TickCommand
+from producers import inbox
+from producers.commands import Command, SignalCommand, TickCommand
 from producers.orders import OrderHandler, order_quantity
 from producers.positions import PositionHandler
-from producers.pull_loop import CommandLoop
+from producers.relay_window import Row
 from producers.signals import OrderSpec
 from store import actions
-from store.models import Order, Position
+from store.models import Execution, InboxCommand, MarketPrice, Order, OutboxEvent, Position
 from tests.producers.conftest import World
-from tests.waiting import wait_until
+
+NEVER = lambda: False  # noqa: E731  # catch up until nothing is left
 
 
 class Recorder:
-    """The handler's outputs: events as the broker would get them, and fills."""
+    """What each commit handed on: the relay's rows (decoded as the broker would) and the fill wake-ups."""
 
     def __init__(self) -> None:
         self.events: list[WireMessage] = []
-        self.fills: list[FillCommand] = []
+        self.fills: list[int] = []
 
-    def publish(self, event: WireMessage) -> None:
-        self.events.append(from_wire(event.to_wire()))  # only what survives the wire counts
+    def committed(self, rows: list[Row]) -> None:
+        self.events.extend(from_wire(codec.unpack_map(row.payload)) for row in rows)
 
     def take(self) -> list[WireMessage]:
         events, self.events = self.events, []
@@ -44,7 +42,16 @@ def out() -> Recorder:
 
 @pytest.fixture
 def handler(world: World, out: Recorder) -> OrderHandler:
-    return OrderHandler(world.sessions, out.publish, out.fills.append)
+    return OrderHandler(world.sessions, out.committed, out.fills.extend)
+
+
+def submit(world: World, handler: OrderHandler, *commands: Command) -> None:
+    """Store commands in the inbox, as the webhook or replay would, and let the handler catch up."""
+    with world.sessions() as session:
+        for command in commands:
+            inbox.put(session, command)
+        session.commit()
+    handler.catch_up(NEVER)
 
 
 def limit(price: float, side: str = "BUY", qty_per: float = 5.0, symbol: str = "BTC/USDT") -> OrderSpec:
@@ -56,6 +63,17 @@ def summary(event: WireMessage) -> list[tuple[str, int, int]]:
     return [(s.order_type, s.created, s.cancelled) for s in event.summaries]
 
 
+def outcomes(world: World) -> list[tuple[str, str | None, str | None]]:
+    with world.sessions() as session:
+        query = select(InboxCommand.kind, InboxCommand.outcome, InboxCommand.error).order_by(InboxCommand.id)
+        return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+
+
+def count(world: World, model: type[object]) -> int:
+    with world.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
 def test_quantity_is_qty_per_percent_of_capital_at_the_order_price() -> None:
     assert order_quantity(100_000.0, 5.0, 90_000.0) == 0.05555556
     assert order_quantity(100.0, 1e-12, 90_000.0) is None
@@ -64,7 +82,7 @@ def test_quantity_is_qty_per_percent_of_capital_at_the_order_price() -> None:
 
 
 def test_signal_places_one_order_per_linked_account_on_its_owners_key(handler: OrderHandler, out: Recorder, world: World) -> None:
-    handler.handle(SignalCommand("btc-trend", (limit(90_000.0),), strategy_id=world.strategy_ids["btc-trend"]))
+    submit(world, handler, SignalCommand("btc-trend", (limit(90_000.0),), strategy_id=world.strategy_ids["btc-trend"]))
     events = out.take()
     assert [(e.event_type, e.user_id, e.strategy_id, e.quantity, e.suppress_toast) for e in events] == [  # type: ignore[attr-defined]
         ("order_created", world.user_ids["alice"], 1, 0.05555556, False),
@@ -72,33 +90,70 @@ def test_signal_places_one_order_per_linked_account_on_its_owners_key(handler: O
     ]
     with world.sessions() as session:
         rows = session.scalars(select(Order).order_by(Order.id)).all()
+        in_outbox = [from_wire(codec.unpack_map(e.payload)) for e in session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))]
     assert [(r.account_id, r.user_id, r.status, r.order_id) for r in rows] == [
         (world.account_ids["alice"], world.user_ids["alice"], "NEW", events[0].order_id),  # type: ignore[attr-defined]
         (world.account_ids["bob"], world.user_ids["bob"], "NEW", events[1].order_id),  # type: ignore[attr-defined]
     ]
-    assert out.fills == []
+    assert in_outbox == events  # committed with the orders, in the order they were made
+    assert out.fills == [] and outcomes(world) == [("signal", "done", None)]
 
 
-@pytest.mark.expect_log('ignored')
-def test_group_name_alone_is_resolved_and_unknown_or_inactive_groups_are_ignored(handler: OrderHandler, out: Recorder, world: World) -> None:
-    handler.handle(SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
+def test_every_stored_signal_is_handled_exactly_once_by_any_number_of_catch_ups_and_restarts(
+    handler: OrderHandler, out: Recorder, world: World
+) -> None:
+    submit(world, handler, SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
+    handler.catch_up(NEVER)
+    restarted = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    restarted.restore()
+    restarted.catch_up(NEVER)
+    assert count(world, Order) == 1 and len(out.take()) == 1
+
+
+@pytest.mark.expect_log("signal refused")
+def test_group_name_alone_is_resolved_and_unknown_or_inactive_groups_are_recorded_rejected(
+    handler: OrderHandler, out: Recorder, world: World
+) -> None:
+    submit(world, handler, SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
     assert [e.user_id for e in out.take()] == [world.user_ids["bob"]]  # type: ignore[attr-defined]
-    handler.handle(SignalCommand("no-such-group", (limit(1.0),)))
+    submit(world, handler, SignalCommand("no-such-group", (limit(1.0),)))
     with world.sessions() as session:
         actions.deactivate(session, None, world.strategy_ids["sol-scalp"])
-    handler.handle(SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
+    submit(world, handler, SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
     assert out.take() == []
+    assert outcomes(world) == [
+        ("signal", "done", None),
+        ("signal", "rejected", "strategy 'no-such-group' is unknown"),
+        ("signal", "rejected", "strategy 'sol-scalp' is inactive"),
+    ]
+
+
+@pytest.mark.expect_log("failed, recorded and skipped")
+def test_a_poison_command_is_recorded_failed_with_its_error_and_does_not_block_the_next(
+    handler: OrderHandler, out: Recorder, world: World
+) -> None:
+    with world.sessions() as session:
+        session.add(InboxCommand(kind="signal", body='{"group_name": "sol-scalp", "orders": "all of them"}'))
+        session.add(InboxCommand(kind="tick", body="[1, 2]"))
+        session.commit()
+    submit(world, handler, SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
+    handler.catch_up(NEVER)  # never retried
+    (kind, outcome, error), (_, outcome2, error2), third = outcomes(world)
+    assert (kind, outcome) == ("signal", "failed") and error is not None and error.startswith("InvalidCommand: orders")
+    assert outcome2 == "failed" and error2 == "InvalidCommand: inbox body is not a map"
+    assert third == ("signal", "done", None) and len(out.take()) == 1
+    assert handler.failed == 2
 
 
 def test_batch_suppresses_toasts_and_ends_with_one_summary_per_key(handler: OrderHandler, out: Recorder, world: World) -> None:
-    handler.handle(SignalCommand("btc-trend", (limit(80_000.0),)))
+    submit(world, handler, SignalCommand("btc-trend", (limit(80_000.0),)))
     out.take()
     batch = (
         OrderSpec("STOP_MARKET", "BTC/USDT", "SELL", None, 70_000.0, 2.0),
         OrderSpec("CANCEL_ALL_ORDER", "BTC/USDT"),
         OrderSpec("MARKET", "BTC/USDT", "BUY", 90_000.0, None, 1.0),
     )
-    handler.handle(SignalCommand("btc-trend", batch, is_batch=True))
+    submit(world, handler, SignalCommand("btc-trend", batch, is_batch=True))
     events = out.take()
     orders, summaries = events[:-2], events[-2:]
     assert all(isinstance(e, OrderEvent) and e.suppress_toast for e in orders)
@@ -107,86 +162,116 @@ def test_batch_suppresses_toasts_and_ends_with_one_summary_per_key(handler: Orde
     assert [(e.user_id, summary(e)) for e in summaries] == [  # type: ignore[attr-defined]
         (uid, [("MARKET", 1, 0), ("LIMIT", 0, 1), ("STOP_MARKET", 1, 1)]) for uid in (world.user_ids["alice"], world.user_ids["bob"])
     ]
-    assert [(f.side, f.price) for f in out.fills] == [("BUY", 90_000.0)] * 2
+    with world.sessions() as session:
+        executions = session.scalars(select(Execution).order_by(Execution.id)).all()
+    assert [(e.side, e.price, e.id) for e in executions] == [("BUY", 90_000.0, fill_id) for fill_id in out.fills]
 
 
-def test_batch_that_changes_nothing_sends_no_summary(handler: OrderHandler, out: Recorder) -> None:
-    handler.handle(SignalCommand("btc-trend", (OrderSpec("CANCEL_ALL_ORDER", "BTC/USDT"),), is_batch=True))
+def test_batch_that_changes_nothing_sends_no_summary(handler: OrderHandler, out: Recorder, world: World) -> None:
+    submit(world, handler, SignalCommand("btc-trend", (OrderSpec("CANCEL_ALL_ORDER", "BTC/USDT"),), is_batch=True))
     assert out.take() == []
 
 
-def test_ticks_fill_resting_orders_partially_then_fully_and_push_fills(handler: OrderHandler, out: Recorder, world: World) -> None:
-    handler.handle(SignalCommand("sol-scalp", (limit(100.0, symbol="SOL/USDT", qty_per=1.0),)))  # bob: 5 SOL
+def test_ticks_fill_resting_orders_partially_then_fully_writing_executions(handler: OrderHandler, out: Recorder, world: World) -> None:
+    submit(world, handler, SignalCommand("sol-scalp", (limit(100.0, symbol="SOL/USDT", qty_per=1.0),)))  # bob: 5 SOL
     out.take()
-    handler.handle(TickCommand("SOL/USDT", 101.0, 10.0))
-    handler.handle(TickCommand("SOL/USDT", 99.0, 2.0))
-    handler.handle(TickCommand("SOL/USDT", 98.0, 10.0))
+    submit(world, handler, TickCommand("SOL/USDT", 101.0, 10.0), TickCommand("SOL/USDT", 99.0, 2.0), TickCommand("SOL/USDT", 98.0, 10.0))
     assert [(e.event_type, e.status, e.quantity, e.filled_quantity) for e in out.take()] == [  # type: ignore[attr-defined]
         ("order_updated", "PARTIALLY_FILLED", 5.0, 2.0),
         ("order_filled", "PARTIALLY_FILLED", 2.0, 2.0),
         ("order_filled", "FILLED", 3.0, 5.0),
     ]
-    assert [(f.quantity, f.price, f.user_id) for f in out.fills] == [(2.0, 100.0, world.user_ids["bob"]), (3.0, 100.0, world.user_ids["bob"])]
     with world.sessions() as session:
         (row,) = session.scalars(select(Order)).all()
         assert (row.status, row.filled_quantity, row.average_price) == ("FILLED", 5.0, 100.0)
+        fills = session.scalars(select(Execution).order_by(Execution.id)).all()
+        assert [(f.order_id, f.quantity, f.price, f.user_id, f.applied_at) for f in fills] == [
+            (row.id, 2.0, 100.0, world.user_ids["bob"], None), (row.id, 3.0, 100.0, world.user_ids["bob"], None)
+        ]
+        assert session.get(MarketPrice, "SOL/USDT").price == 98.0  # type: ignore[union-attr]
+
+
+def test_signals_and_ticks_keep_one_arrival_order(handler: OrderHandler, out: Recorder, world: World) -> None:
+    resting = SignalCommand("sol-scalp", (limit(100.0, symbol="SOL/USDT", qty_per=1.0),))
+    submit(world, handler, TickCommand("SOL/USDT", 99.0), resting)  # the tick came first: the order rests
+    assert [e.event_type for e in out.take()] == ["order_created"]  # type: ignore[attr-defined]
+    submit(world, handler, resting, TickCommand("SOL/USDT", 99.0))  # the tick after: it fills both
+    assert [e.event_type for e in out.take()] == ["order_created", "order_filled", "order_filled"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.expect_log('rejected: no price known')
-def test_market_without_any_price_is_rejected_and_reported_cancelled(handler: OrderHandler, out: Recorder) -> None:
-    handler.handle(SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
+def test_market_without_any_price_is_rejected_and_reported_cancelled(handler: OrderHandler, out: Recorder, world: World) -> None:
+    submit(world, handler, SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
     (event,) = out.take()
     assert (event.event_type, event.status) == ("order_cancelled", "REJECTED")  # type: ignore[attr-defined]
-    handler.handle(TickCommand("SOL/USDT", 50.0))
-    handler.handle(SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
+    submit(world, handler, TickCommand("SOL/USDT", 50.0), SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
     (filled,) = out.take()
     assert (filled.event_type, filled.average_price, filled.quantity) == ("order_filled", 50.0, 10.0)  # type: ignore[attr-defined]
+    assert outcomes(world)[0] == ("signal", "done", None)  # its outcome is its (rejected) order
 
 
-def test_a_restarted_handler_restores_resting_orders_from_the_database(world: World, out: Recorder) -> None:
-    OrderHandler(world.sessions, out.publish, out.fills.append).handle(
-        SignalCommand("sol-scalp", (OrderSpec("STOP_MARKET", "SOL/USDT", "BUY", None, 110.0, 1.0),))
-    )
+def test_a_restarted_handler_restores_resting_orders_and_last_prices_from_the_database(world: World, out: Recorder) -> None:
+    first = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    submit(world, first, SignalCommand("sol-scalp", (OrderSpec("STOP_MARKET", "SOL/USDT", "BUY", None, 110.0, 1.0),)),
+           TickCommand("ETH/USDT", 3000.0))
     out.take()
-    restarted = OrderHandler(world.sessions, out.publish, out.fills.append)
-    assert restarted.restore() == 1
-    restarted.handle(TickCommand("SOL/USDT", 111.0))
-    assert [e.event_type for e in out.take()] == ["order_filled"]
+    restarted = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    assert restarted.restore() == 1 and restarted.exchange.last_prices == {"ETH/USDT": 3000.0}
+    submit(world, restarted, TickCommand("SOL/USDT", 111.0))
+    assert [e.event_type for e in out.take()] == ["order_filled"]  # type: ignore[attr-defined]
+
+
+def fill_orders(world: World, out: Recorder, *steps: tuple[str, float, float]) -> list[int]:
+    """Bob's MARKET orders in sol-scalp, through the order handler: their executions' ids."""
+    handler = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    for side, qty_per, price in steps:
+        submit(world, handler, SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", side, price, None, qty_per),)))
+    out.take()
+    fills, out.fills = out.fills, []
+    return fills
 
 
 def test_fills_open_add_reduce_and_close_a_position_with_events(world: World, out: Recorder) -> None:
-    positions = PositionHandler(world.sessions, out.publish)
-    alice, account = world.user_ids["alice"], world.account_ids["alice"]
-    for side, quantity, price in (("BUY", 2.0, 100.0), ("BUY", 2.0, 200.0), ("SELL", 1.0, 300.0), ("SELL", 3.0, 50.0)):
-        positions.handle(FillCommand("o", account, 1, alice, "BTC/USDT", side, quantity, price))
+    # bob's 50,000: 1% at 100 = 5 SOL; 1% at 250 = 2; 0.5% at 250 = 1; 3% at 250 = 6
+    fill_ids = fill_orders(world, out, ("BUY", 1.0, 100.0), ("BUY", 1.0, 250.0), ("SELL", 0.5, 250.0), ("SELL", 3.0, 250.0))
+    positions = PositionHandler(world.sessions, out.committed)
+    positions.catch_up(NEVER)
     events = out.take()
     assert all(isinstance(e, PositionEvent) for e in events)
-    assert [(e.event_type, e.quantity, e.previous_quantity, e.entry_price) for e in events] == [  # type: ignore[attr-defined]
-        ("position_created", 2.0, 0.0, 100.0),
-        ("position_updated", 4.0, 2.0, 150.0),
-        ("position_updated", 3.0, 4.0, 150.0),
-        ("position_closed", 0.0, 3.0, None),
+    assert [(e.event_type, e.quantity, e.previous_quantity) for e in events] == [  # type: ignore[attr-defined]
+        ("position_created", 5.0, 0.0), ("position_updated", 7.0, 5.0), ("position_updated", 6.0, 7.0), ("position_closed", 0.0, 6.0),
     ]
-    assert len({e.position_id for e in events}) == 1  # type: ignore[attr-defined]
+    assert len({e.position_id for e in events}) == 1 and len(fill_ids) == 4  # type: ignore[attr-defined]
     with world.sessions() as session:
         (row,) = session.scalars(select(Position)).all()
-        assert row.realized_pnl == pytest.approx(150.0 - 300.0)
+        assert row.realized_pnl == pytest.approx(7 * 250.0 - (5 * 100 + 2 * 250))
+        assert all(e.applied_at is not None for e in session.scalars(select(Execution)))
 
 
-@pytest.mark.expect_log('command skipped')
-def test_command_loop_logs_and_skips_a_poison_message(zctx: zmq.Context[Any], caplog: pytest.LogCaptureFixture) -> None:
-    handled: list[Any] = []
-    loop = CommandLoop("tcp://127.0.0.1:*", handled.append, context=zctx)
-    thread = threading.Thread(target=loop.run)
-    thread.start()
-    push = zctx.socket(zmq.PUSH)
-    push.connect(loop.endpoint)
-    push.send_multipart([TICK, b"\xc1 not msgpack"])
-    push.send_multipart([SIGNAL])
-    push.send_multipart([TICK, codec.pack(TickCommand("BTC/USDT", 1.0).to_wire())])
-    wait_until(lambda: handled, what="the good command after two poison ones")
-    loop.stop()
-    thread.join(timeout=5)
-    push.close()
-    assert handled == [TickCommand("BTC/USDT", 1.0)] and (loop.handled, loop.skipped) == (1, 2)
-    assert caplog.text.count("command skipped") == 2
+def test_a_fill_is_applied_once_whatever_wakes_the_handler_and_a_gap_is_read_from_the_table(world: World, out: Recorder) -> None:
+    first, second, third = fill_orders(world, out, ("BUY", 1.0, 100.0), ("BUY", 1.0, 100.0), ("BUY", 1.0, 100.0))
+    positions = PositionHandler(world.sessions, out.committed)
+    assert positions.on_message([b"fill", codec.pack({"fill_id": first})]) is False  # the next one: the fast path
+    assert positions.on_message([b"fill", codec.pack({"fill_id": first})]) is False  # again: nothing
+    assert positions.on_message([b"fill", codec.pack({"fill_id": third})]) is True  # a gap: catch up
+    positions.catch_up(NEVER)
+    assert positions.on_message([b"fill", codec.pack({"fill_id": second})]) is False
+    PositionHandler(world.sessions, out.committed).catch_up(NEVER)  # a restart applies nothing again
+    assert [e.quantity for e in out.take()] == [5.0, 10.0, 15.0]  # type: ignore[attr-defined]
+    assert positions.on_message([b"wake", b""]) is True and positions.on_message([b"fill", b"\xc1"]) is True
+
+
+@pytest.mark.expect_log("failed, recorded and skipped")
+def test_a_fill_that_raises_is_recorded_and_the_next_one_is_applied(world: World, out: Recorder) -> None:
+    bad, good = fill_orders(world, out, ("BUY", 1.0, 100.0), ("BUY", 1.0, 100.0))
+    with world.sessions() as session:
+        session.get(Execution, bad).account_id = 999_999  # type: ignore[union-attr]  # no such account: applying raises
+        session.commit()
+    positions = PositionHandler(world.sessions, out.committed)
+    positions.catch_up(NEVER)
+    positions.catch_up(NEVER)
+    with world.sessions() as session:
+        bad_row, good_row = session.get(Execution, bad), session.get(Execution, good)
+        assert bad_row is not None and bad_row.error is not None and bad_row.applied_at is not None
+        assert good_row is not None and good_row.error is None and good_row.applied_at is not None
+    assert [e.quantity for e in out.take()] == [5.0] and positions.failed == 1  # type: ignore[attr-defined]

@@ -115,16 +115,39 @@ def test_pacer_keeps_the_recorded_gaps_divided_by_speed() -> None:
     assert clock.waits == [0.0, 0.5, 0.0, 2.0, 0.0]
 
 
+class ListSink:
+    """Records what replay sends, and when it flushes (as the count sent so far)."""
+
+    def __init__(self) -> None:
+        self.sent: list[LogRecord] = []
+        self.flushes: list[int] = []
+
+    def send(self, record: LogRecord) -> bool:
+        self.sent.append(record)
+        return True
+
+    def flush(self) -> None:
+        self.flushes.append(len(self.sent))
+
+
 @pytest.mark.expect_log('line 2 skipped', 'trades.jsonl:2')
 def test_replay_stops_at_a_bad_line_or_skips_it() -> None:
     records = list(read_jsonl([JSONL[2], "{", JSONL[3]]))
-    sent: list[LogRecord] = []
+    sink = ListSink()
     stop = threading.Event()
     with pytest.raises(TradeLogError) as raised:
-        replay(records, lambda r: sent.append(r) is None, Pacer(0, stop), skip_bad_lines=False)
-    assert raised.value.line == 2 and len(sent) == 1
-    report = replay(records, lambda r: sent.append(r) is None, Pacer(0, stop), skip_bad_lines=True)
+        replay(records, sink, Pacer(0, stop), skip_bad_lines=False)
+    assert raised.value.line == 2 and len(sink.sent) == 1
+    report = replay(records, sink, Pacer(0, stop), skip_bad_lines=True)
     assert (report.sent, report.bad_lines) == (2, 1)
+
+
+def test_replay_flushes_before_waiting_so_records_due_together_go_in_one_transaction() -> None:
+    clock = FakeClock()
+    records = [LogRecord(n, ts, TickCommand("BTC/USDT", 1.0)) for n, ts in enumerate((0.0, 0.0, 1.0, 1.0, 1.0, 3.0))]
+    sink = ListSink()
+    replay(records, sink, Pacer(1.0, RecordingStop(clock), clock=lambda: clock.now), skip_bad_lines=False)
+    assert sink.flushes == [2, 5]  # the last one is the caller's (run() flushes at the end)
 
 
 def _make_sample_module() -> Any:
@@ -154,7 +177,7 @@ def test_shipped_sample_is_what_its_script_makes_and_replays_without_a_bad_line(
 def test_bad_line_stops_the_replay_with_file_and_line_number(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = tmp_path / "trades.jsonl"
     log.write_text('# header\n{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": "cheap"}\n')
-    config = ReplayConfig(log, speed=0, orders="tcp://127.0.0.1:1")
+    config = ReplayConfig(log, speed=0, database_url=f"sqlite:///{tmp_path / 'replay.db'}", orders="tcp://127.0.0.1:1")
     with log.open() as stream:
         assert run(config, stream, threading.Event()) == 1
     assert f"{log}:2: price: expected a finite number greater than 0" in caplog.text

@@ -1,9 +1,10 @@
-"""The webhook over real HTTP, with the demo database and a real PULL socket for its commands."""
+"""The webhook over real HTTP, with the demo database and a real PULL socket for its wake-ups."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -11,18 +12,20 @@ from typing import Any
 
 import pytest
 import zmq
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, sessionmaker
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.web import Application
 
 from bus.publisher import Publisher
-from producers.commands import SignalCommand
+from producers.commands import WAKE, SignalCommand, decode_body
 from producers.intake import IDEMPOTENCY_WINDOW, Intake
 from producers.signals import MAX_BATCH
 from producers.webhook import MAX_BODY, WebhookService, make_app
 from store import actions
-from store.models import Order, Signal
-from tests.producers.conftest import CommandSink, World
+from store.db import make_engine, make_session_factory
+from store.models import InboxCommand, MarketPrice, Order, Signal
+from tests.producers.conftest import WakeSink, World
 from web.ratelimit import RateLimiter
 
 EXAMPLE = {"group_name": "btc-trend", "symbol": "BTC/USDT", "side": "buy", "order_type": "LIMIT", "price": "90000", "qty_per": 5}
@@ -49,18 +52,36 @@ def rate_limit() -> float:
 
 
 @pytest.fixture
-def commands_publisher(command_sink: CommandSink, zctx: zmq.Context[Any]) -> Iterator[Publisher]:
-    publisher = Publisher(command_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
+def wakes_publisher(wake_sink: WakeSink, zctx: zmq.Context[Any]) -> Iterator[Publisher]:
+    publisher = Publisher(wake_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
     yield publisher
     publisher.close()
 
 
 @pytest.fixture
-def app(world: World, commands_publisher: Publisher, clock: Clock, rate_limit: float) -> Iterator[Application]:
+def sessions(world: World) -> sessionmaker[Session]:
+    return world.sessions
+
+
+@pytest.fixture
+def service(sessions: sessionmaker[Session], wakes_publisher: Publisher, clock: Clock, rate_limit: float) -> Iterator[WebhookService]:
     executor = ThreadPoolExecutor(2)
-    service = WebhookService(Intake(world.sessions, clock), commands_publisher, executor, RateLimiter(rate_limit))
-    yield make_app(service)
+    yield WebhookService(Intake(sessions, clock), wakes_publisher, executor, RateLimiter(rate_limit))
     executor.shutdown(wait=True)
+
+
+@pytest.fixture
+def app(service: WebhookService) -> Application:
+    return make_app(service)
+
+
+def inbox_commands(world: World) -> list[tuple[SignalCommand, int | None]]:
+    """What the webhook stored for the order handler: (command, Signal id), in arrival order."""
+    with world.sessions() as session:
+        rows = session.scalars(select(InboxCommand).order_by(InboxCommand.id)).all()
+        commands = [(decode_body(row.kind, row.body), row.signal_id) for row in rows]
+    assert all(isinstance(command, SignalCommand) for command, _ in commands)
+    return commands  # type: ignore[return-value]
 
 
 def signal(world: World, group: str = "btc-trend", **fields: Any) -> dict[str, Any]:
@@ -195,7 +216,7 @@ BAD_WEBHOOKS = [
 )
 @pytest.mark.gen_test
 async def test_bad_webhook_is_refused_with_its_status_and_field(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink,
+    http_client: AsyncHTTPClient, base_url: str, world: World, wake_sink: WakeSink,
     body: Any, content_type: str | None, status: int, error: str, field: str | None,
 ) -> None:
     document = body(world) if callable(body) else body
@@ -209,22 +230,23 @@ async def test_bad_webhook_is_refused_with_its_status_and_field(
         assert reply["message"].startswith(field.split("[")[0])
     with world.sessions() as session:
         assert session.scalars(select(Signal)).first() is None
-    assert command_sink.pending() == []
+    assert inbox_commands(world) == [] and wake_sink.pending() == []
 
 
 @pytest.mark.gen_test
-async def test_contract_example_is_accepted_and_pushed_as_a_command(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+async def test_contract_example_is_stored_in_the_inbox_with_its_signal_and_wakes_the_order_handler(
+    http_client: AsyncHTTPClient, base_url: str, world: World, wake_sink: WakeSink
 ) -> None:
     code, reply = await post(http_client, base_url, signal(world, extra_field="ignored"))
     assert (code, reply) == (200, {"status": "accepted", "signals": 1})
-    command = command_sink.receive()
-    assert isinstance(command, SignalCommand)
+    assert wake_sink.receive() == list(WAKE)
+    ((command, signal_id),) = inbox_commands(world)
     assert (command.strategy_id, command.group_name, command.is_batch) == (world.strategy_ids["btc-trend"], "btc-trend", False)
     (order,) = command.orders
     assert (order.order_type, order.symbol, order.side, order.price, order.qty_per) == ("LIMIT", "BTC/USDT", "BUY", 90000.0, 5.0)
+    assert command.signal_id == signal_id is not None
     with world.sessions() as session:
-        stored = session.get(Signal, command.signal_id)
+        stored = session.get(Signal, signal_id)
         assert stored is not None and stored.strategy_id == world.strategy_ids["btc-trend"]
         assert "token" not in json.loads(stored.payload)
 
@@ -243,44 +265,44 @@ GOOD_EDGES = [
 @pytest.mark.parametrize(("body", "expected"), [pytest.param(*case[1:], id=case[0]) for case in GOOD_EDGES])
 @pytest.mark.gen_test
 async def test_numbers_at_their_bounds_and_any_unicode_text_are_accepted(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink,
+    http_client: AsyncHTTPClient, base_url: str, world: World,
     body: Any, expected: tuple[float | None, float | None, float],
 ) -> None:
     code, reply = await post(http_client, base_url, body(world))
     assert (code, reply) == (200, {"status": "accepted", "signals": 1})
-    command = command_sink.receive()
-    assert isinstance(command, SignalCommand)
+    ((command, _),) = inbox_commands(world)
     (order,) = command.orders
     assert (order.price, order.stop_price, order.qty_per) == expected
 
 
 @pytest.mark.gen_test
 async def test_numeric_strings_any_case_side_and_lower_case_symbol_are_normalised(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+    http_client: AsyncHTTPClient, base_url: str, world: World
 ) -> None:
     body = signal(world, side="SeLl", symbol="eth/usdt", order_type="STOP_LIMIT", price="3000.5", stop_price="2990", qty_per="2.5")
     code, _ = await post(http_client, base_url, body, "application/json; charset=utf-8")
     assert code == 200
-    (order,) = command_sink.receive().orders  # type: ignore[union-attr]
+    ((command, _),) = inbox_commands(world)
+    (order,) = command.orders
     assert (order.side, order.symbol, order.price, order.stop_price, order.qty_per) == ("SELL", "ETH/USDT", 3000.5, 2990.0, 2.5)
 
 
 @pytest.mark.gen_test
 async def test_batch_counts_every_order_and_keeps_list_order(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+    http_client: AsyncHTTPClient, base_url: str, world: World
 ) -> None:
     body = _batch({"price": "1"}, {"order_type": "CANCEL_ALL_ORDER"}, {"price": "3"})(world)
     code, reply = await post(http_client, base_url, body)
     assert (code, reply) == (200, {"status": "accepted", "signals": 3})
-    command = command_sink.receive()
-    assert isinstance(command, SignalCommand) and command.is_batch
+    ((command, _),) = inbox_commands(world)
+    assert command.is_batch
     assert [o.order_type for o in command.orders] == ["LIMIT", "CANCEL_ALL_ORDER", "LIMIT"]
     assert [o.price for o in command.orders] == [1.0, None, 3.0]
 
 
 @pytest.mark.gen_test
 async def test_same_id_within_ten_minutes_is_acknowledged_without_new_orders(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink, clock: Clock
+    http_client: AsyncHTTPClient, base_url: str, world: World, clock: Clock
 ) -> None:
     first = await post(http_client, base_url, signal(world, id="tv-1"))
     clock.now += IDEMPOTENCY_WINDOW - timedelta(seconds=1)
@@ -289,19 +311,22 @@ async def test_same_id_within_ten_minutes_is_acknowledged_without_new_orders(
     assert again == (200, {"status": "accepted", "signals": 1, "duplicate": True})
     other_group = await post(http_client, base_url, signal(world, "eth-swing", id="tv-1"))
     assert other_group == (200, {"status": "accepted", "signals": 1})
-    received = [command_sink.receive(), command_sink.receive()]
-    assert [c.group_name for c in received] == ["btc-trend", "eth-swing"]  # type: ignore[union-attr]
+    assert [c.group_name for c, _ in inbox_commands(world)] == ["btc-trend", "eth-swing"]
     clock.now += timedelta(seconds=2)
     later = await post(http_client, base_url, signal(world, id="tv-1", price="91000"))
     assert later == (200, {"status": "accepted", "signals": 1})
-    assert command_sink.receive().orders[0].price == 91000.0  # type: ignore[union-attr]
+    commands = inbox_commands(world)
+    assert [(c.group_name, c.orders[0].price) for c, _ in commands] == [
+        ("btc-trend", 90000.0), ("eth-swing", 90000.0), ("btc-trend", 91000.0)
+    ]
+    assert commands[2][1] == commands[0][1]  # the old Signal row, with a new command
     with world.sessions() as session:
         assert len(session.scalars(select(Signal)).all()) == 2
 
 
 @pytest.mark.gen_test
-async def test_market_order_without_price_is_accepted_once_a_fill_is_known(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+async def test_market_order_without_price_is_accepted_once_a_fill_or_a_tick_is_known(
+    http_client: AsyncHTTPClient, base_url: str, world: World
 ) -> None:
     with world.sessions() as session:
         session.add(Order(
@@ -312,7 +337,13 @@ async def test_market_order_without_price_is_accepted_once_a_fill_is_known(
         session.commit()
     body = {k: v for k, v in signal(world, order_type="MARKET").items() if k != "price"}
     assert (await post(http_client, base_url, body))[0] == 200
-    assert command_sink.receive().orders[0].price is None  # type: ignore[union-attr]
+    assert inbox_commands(world)[0][0].orders[0].price is None
+    eth = {**body, "symbol": "ETH/USDT"}
+    assert (await post(http_client, base_url, eth))[0] == 400
+    with world.sessions() as session:
+        session.add(MarketPrice(symbol="ETH/USDT", price=3000.0))  # a tick the order handler handled
+        session.commit()
+    assert (await post(http_client, base_url, eth))[0] == 200
 
 
 @pytest.mark.gen_test
@@ -346,7 +377,7 @@ async def test_token_is_compared_in_constant_time(
 
 @pytest.mark.gen_test
 async def test_body_over_64_kib_is_413_and_exactly_64_kib_is_read(
-    http_client: AsyncHTTPClient, base_url: str, world: World, command_sink: CommandSink
+    http_client: AsyncHTTPClient, base_url: str, world: World
 ) -> None:
     base = json.dumps(signal(world, padding="")).encode()
     exact = base.replace(b'"padding": ""', b'"padding": "' + b"x" * (MAX_BODY - len(base)) + b'"')
@@ -354,7 +385,7 @@ async def test_body_over_64_kib_is_413_and_exactly_64_kib_is_read(
     assert (await post(http_client, base_url, exact))[0] == 200
     code, reply = await post(http_client, base_url, exact + b" ")
     assert (code, reply["error"]) == (413, "body_too_large")
-    command_sink.receive()
+    assert len(inbox_commands(world)) == 1
 
 
 @pytest.mark.gen_test
@@ -387,24 +418,45 @@ def test_rate_limiter_refills_at_its_rate_up_to_five_times_the_rate() -> None:
     assert sum(limiter.allow("t", now=100.0) for _ in range(20)) == 10
 
 
-class TestBusDown:
+class TestOrderHandlerDown:
     @pytest.fixture
-    def commands_publisher(self, zctx: zmq.Context[Any]) -> Iterator[Publisher]:
-        # Nobody binds this endpoint and the queue holds one message: the next send cannot queue.
+    def wakes_publisher(self, zctx: zmq.Context[Any]) -> Iterator[Publisher]:
+        # Nobody binds this endpoint and the queue holds one message: the next wake-up cannot queue.
         publisher = Publisher("tcp://127.0.0.1:1", context=zctx, send_timeout_ms=0, hwm=1, linger_ms=0)
         yield publisher
         publisher.close()
 
-    @pytest.mark.expect_log('not sent', '503 POST')
     @pytest.mark.gen_test
-    async def test_full_queue_is_503_at_once_and_forgets_the_signal(
-        self, http_client: AsyncHTTPClient, base_url: str, world: World
+    async def test_signals_are_accepted_and_stored_though_no_wake_up_can_be_sent(
+        self, http_client: AsyncHTTPClient, base_url: str, world: World, service: WebhookService
     ) -> None:
         replies = [await post(http_client, base_url, signal(world, id=f"s-{i}")) for i in range(5)]
-        codes = [code for code, _ in replies]
-        assert 503 in codes and codes[0] == 200
-        refused = codes.index(503)
-        assert replies[refused][1]["error"] == "bus_unavailable"
-        with world.sessions() as session:
-            ids = set(session.scalars(select(Signal.client_id)))
-        assert "s-0" in ids and f"s-{refused}" not in ids
+        assert [code for code, _ in replies] == [200] * 5
+        assert len(inbox_commands(world)) == 5 and service.wakes_dropped >= 3
+
+
+class TestStoreDown:
+    @pytest.fixture
+    def sessions(self, world: World) -> Iterator[sessionmaker[Session]]:
+        engine = make_engine(world.url)
+        # After store.db's pragmas: a held lock fails a write in 50 ms instead of the 5 s busy timeout.
+        event.listen(engine, "connect", lambda connection, _: connection.execute("PRAGMA busy_timeout=50"))
+        yield make_session_factory(engine)
+        engine.dispose()
+
+    @pytest.mark.expect_log("signal not stored", "503 POST")
+    @pytest.mark.gen_test
+    async def test_a_database_that_cannot_store_the_signal_is_503_and_nothing_is_accepted(
+        self, http_client: AsyncHTTPClient, base_url: str, world: World, wake_sink: WakeSink
+    ) -> None:
+        lock = sqlite3.connect(world.url.removeprefix("sqlite:///"))
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            code, reply = await post(http_client, base_url, signal(world, id="while-locked"))
+        finally:
+            lock.rollback()
+            lock.close()
+        assert (code, reply["error"]) == (503, "store_unavailable")
+        assert wake_sink.pending() == []
+        assert await post(http_client, base_url, signal(world, id="while-locked")) == (200, {"status": "accepted", "signals": 1})
+        assert len(inbox_commands(world)) == 1

@@ -21,11 +21,11 @@ from tornado.ioloop import IOLoop
 
 from bench.hostile import flood
 from bus.publisher import Publisher
-from producers.commands import SignalCommand
+from producers.commands import WAKE
 from producers.intake import Intake
 from producers.webhook import WebhookConfig, WebhookService, make_server
 from tests.limits import fd_limited
-from tests.producers.conftest import CommandSink, World
+from tests.producers.conftest import WakeSink, World
 from tests.waiting import wait_until
 from tests.web.test_server import DROP_DEADLINE_S, SLOW_CLIENTS, TIMEOUT_S, dropped_within
 from web.ratelimit import RateLimiter
@@ -58,8 +58,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def webhook(tmp_path: Path, world: World, command_sink: CommandSink) -> Iterator[WebhookProcess]:
-    process = WebhookProcess(tmp_path, world, command_sink.endpoint)
+def webhook(tmp_path: Path, world: World, wake_sink: WakeSink) -> Iterator[WebhookProcess]:
+    process = WebhookProcess(tmp_path, world, wake_sink.endpoint)
     yield process
     if process.proc.poll() is None:
         process.proc.kill()
@@ -85,10 +85,10 @@ def _healthz(port: int) -> int:
 
 
 @pytest.fixture
-def webhook_port(world: World, command_sink: CommandSink, zctx: zmq.Context[Any], io_loop: IOLoop) -> Iterator[int]:
+def webhook_port(world: World, wake_sink: WakeSink, zctx: zmq.Context[Any], io_loop: IOLoop) -> Iterator[int]:
     """The webhook's app behind the server its process uses (make_server), with short timeouts."""
     executor = ThreadPoolExecutor(2)
-    publisher = Publisher(command_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
+    publisher = Publisher(wake_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
     service = WebhookService(Intake(world.sessions), publisher, executor, RateLimiter(1000.0))
     server = make_server(service, WebhookConfig(header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S))
     sock = socket.socket()
@@ -114,7 +114,7 @@ async def test_the_webhook_drops_a_slow_client_after_its_timeout(
 
 
 def test_out_of_descriptors_the_webhook_pauses_accepting_serves_open_connections_and_recovers_alone(
-    webhook: WebhookProcess, world: World, command_sink: CommandSink
+    webhook: WebhookProcess, world: World, wake_sink: WakeSink
 ) -> None:
     pid = webhook.proc.pid
     kept = http.client.HTTPConnection("127.0.0.1", webhook.port, timeout=5)
@@ -125,7 +125,7 @@ def test_out_of_descriptors_the_webhook_pauses_accepting_serves_open_connections
         wait_until(lambda: len(os.listdir(f"/proc/{pid}/fd")) == FD_LIMIT, what="the webhook to run out of descriptors")
         wait_until(lambda: "Too many open files" in webhook.log(), what="accept() to fail")
         assert _get(kept, "POST", "/api/webhook", json.dumps(signal).encode()) == 200
-        assert isinstance(command_sink.receive(), SignalCommand)
+        assert wake_sink.receive() == list(WAKE)  # the signal is stored: its wake-up went out
         # Tornado's own handler logged a traceback per loop turn here (16 MB of log in 3 s).
         assert webhook.log().count("Too many open files") == 1
         assert "Traceback" not in webhook.log()
