@@ -23,6 +23,7 @@ from tests.producers.conftest import World
 from tests.waiting import wait_until
 
 FAST = WindowLimits(window=4, retry_s=0.05, max_retry_s=0.2)
+HEAD = codec.Schema[tuple[str, int, int]](tuple[str, int, int])
 
 
 class StandInBroker:
@@ -46,7 +47,7 @@ class StandInBroker:
             while self.socket.poll(0, zmq.POLLIN):
                 self.peer, word, head, topic, payload = self.socket.recv_multipart()
                 assert word == PUB
-                stream, event_id, prev_id = codec.unpack(head)
+                stream, event_id, prev_id = HEAD.decode(head)
                 wire = codec.unpack_map(payload)
                 assert topic == b"k/%d/%d/" % (wire["user_id"], wire["strategy_id"])
                 got.append((stream, event_id, prev_id, wire))
