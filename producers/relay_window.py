@@ -175,14 +175,15 @@ class RelayWindow:
         """Past the deadline: send again from the first row after `acked`, retrying less often each time.
 
         With nothing in flight (the socket refused the sends: no broker) it only
-        sets the next attempt, so the loop wakes up to try again.
+        sets the next attempt, at the base interval: a refused send costs nothing,
+        and a broker back from a restart gets the rows within `retry_s`.
         """
         if self.deadline is None or now < self.deadline:
             return False
-        self._retry = min(self._retry * 2, self.limits.max_retry_s)
         if self._next == 0:
-            self.deadline = now + self._retry if self._rows else None
+            self.deadline = now + self.limits.retry_s if self._rows else None
             return False
+        self._retry = min(self._retry * 2, self.limits.max_retry_s)
         self.stats.timeouts += 1
         self._rewind(self.acked, now)
         return True

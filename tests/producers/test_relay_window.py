@@ -83,7 +83,7 @@ def test_a_refused_send_is_taken_again_and_the_deadline_wakes_the_loop() -> None
     window.unsent(3)
     assert window.in_flight == 0 and window.deadline == 1.0
     assert not window.expire(1.0)  # nothing in flight: nothing to rewind, only the next attempt is set
-    assert window.deadline == 3.0
+    assert window.deadline == 2.0  # and no backing off: a refused send costs nothing
     assert sent(window, now=1.0) == [(1, 0), (2, 1), (3, 2)]
 
 
