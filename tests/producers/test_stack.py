@@ -72,12 +72,14 @@ class Stack:
 
     def __init__(self, world: World, log_dir: Path, ctx: zmq.Context[Any]) -> None:
         self.world, self.ctx = world, ctx
-        broker = Process("broker", log_dir, "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*", "--ack-ingress", "tcp://127.0.0.1:*")
+        acks = f"tcp://127.0.0.1:{free_port()}"
+        broker = Process("broker", log_dir, "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
+                         "--replay", "tcp://127.0.0.1:*", "--ack-ingress", acks)
         self.ingress, self.publish, _ = broker.start(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)").groups()
         self.orders_endpoint = f"tcp://127.0.0.1:{free_port()}"
         fills = f"tcp://127.0.0.1:{free_port()}"
         self.webhook_url = f"http://127.0.0.1:{free_port()}/api/webhook"
-        common = ["--database-url", world.url, "--ingress", self.ingress]
+        common = ["--database-url", world.url, "--ack-ingress", acks]
         self.processes = {
             "broker": broker,
             "orders": Process("orders", log_dir, *common, "--orders", self.orders_endpoint, "--fills", fills),
@@ -178,7 +180,8 @@ def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_
         '{"ts": 0.01, "type": "tick", "symbol": "BTC/USDT", "price": 89900, "volume": 1}\n'
         '{"ts": 0.02, "type": "signal", "group_name": "btc-trend", "symbol": "BTC/USDT", "side": "sell", "order_type": "MARKET", "price": 92000, "qty_per": 1}\n'
     )
-    result = subprocess.run([str(BIN / "tradestream-replay"), str(log), "--speed", "0", "--orders", stack.orders_endpoint],
+    result = subprocess.run([str(BIN / "tradestream-replay"), str(log), "--speed", "0", "--orders", stack.orders_endpoint,
+                             "--database-url", stack.world.url],
                             capture_output=True, timeout=30)
     assert result.returncode == 0, result.stderr.decode()
     assert b"3 records sent" in result.stderr
