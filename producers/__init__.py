@@ -2,6 +2,7 @@
 
 webhook.py    tradestream-webhook · signals.py validation (pure) · intake.py its database side
 orders.py     tradestream-orders · exchange.py paper exchange, emission.py smart events (pure) · prices.py
-positions.py  tradestream-positions · pull_loop.py their PULL loop · commands.py frames between processes
-replay.py     tradestream-replay · tradelog.py the log format · samples/ a sample log · errors.py
+positions.py  tradestream-positions · pull_loop.py their loop · inbox.py, fills.py the rows they take in
+outbox.py     the events they write · relay.py sends them to the broker, relay_window.py its state (pure)
+replay.py     tradestream-replay · tradelog.py the log format · samples/ a sample log · commands.py · errors.py
 """
