@@ -9,10 +9,11 @@ from bus import codec
 from bus.events import OrderBatchEvent, OrderEvent, PositionEvent, WireMessage, from_wire
 from producers import inbox
 from producers.commands import Command, SignalCommand, TickCommand
-from producers.orders import OrderHandler, order_quantity
+from producers.orders import OrderHandler
 from producers.positions import PositionHandler
 from producers.relay_window import Row
 from producers.signals import OrderSpec
+from producers.trading import order_quantity
 from store import actions
 from store.models import Execution, InboxCommand, MarketPrice, Order, OutboxEvent, Position
 from tests.producers.conftest import World
