@@ -82,17 +82,20 @@ def fail(sessions: sessionmaker[Session], item_id: int, error: str) -> None:
 
 
 def prune(session: Session) -> int:
-    """Delete handled `done` rows retention no longer keeps; how many."""
-    done = InboxCommand.outcome == OUTCOME_DONE
+    """Delete at most PRUNE_BATCH handled `done` rows that retention no longer keeps; how many."""
+    handled = InboxCommand.handled_at
+    newest_kept = session.scalar(
+        select(handled).where(handled.is_not(None)).order_by(handled.desc()).offset(RETAIN_ROWS).limit(1)
+    )
     cutoff = utc_now() - timedelta(seconds=RETAIN_S)
+    if newest_kept is not None and newest_kept > cutoff:
+        cutoff = newest_kept  # more than RETAIN_ROWS handled within the hour: the count bounds them
     chosen = list(session.scalars(
-        select(InboxCommand.id).where(done, InboxCommand.handled_at < cutoff).order_by(InboxCommand.id).limit(PRUNE_BATCH)
+        select(InboxCommand.id)
+        .where(handled < cutoff, InboxCommand.outcome == OUTCOME_DONE)
+        .order_by(handled)
+        .limit(PRUNE_BATCH)
     ))
-    bound = session.scalar(select(InboxCommand.id).where(done).order_by(InboxCommand.id.desc()).offset(RETAIN_ROWS).limit(1))
-    if bound is not None:
-        chosen += session.scalars(
-            select(InboxCommand.id).where(done, InboxCommand.id <= bound).order_by(InboxCommand.id).limit(PRUNE_BATCH)
-        )
     if chosen:
-        session.execute(delete(InboxCommand).where(InboxCommand.id.in_(set(chosen))))
-    return len(set(chosen))
+        session.execute(delete(InboxCommand).where(InboxCommand.id.in_(chosen)))
+    return len(chosen)

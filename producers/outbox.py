@@ -94,11 +94,13 @@ def rows_after(session: Session, source: str, after: int, limit: int) -> list[Ro
     return [Row(id_, bytes(topic), bytes(payload)) for id_, topic, payload in session.execute(query)]
 
 
-def mark_sent(session: Session, source: str, last: int) -> None:
-    """Every row of `source` up to `last` is confirmed by the broker."""
+def mark_sent(session: Session, source: str, after: int, last: int) -> None:
+    """Every row of `source` up to `last` is confirmed by the broker; those up to `after` are marked already
+    (a range of the index instead of every row kept)."""
     session.execute(
         update(OutboxEvent)
-        .where(OutboxEvent.source == source, OutboxEvent.id <= last, OutboxEvent.sent_at.is_(None))
+        .where(OutboxEvent.source == source, OutboxEvent.id > after, OutboxEvent.id <= last,
+               OutboxEvent.sent_at.is_(None))
         .values(sent_at=utc_now())
     )
 

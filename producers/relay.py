@@ -35,7 +35,8 @@ ACK = b"ack"
 RESEND = b"resend"
 REJECT = b"reject"
 RECEIVE_BATCH = 1024
-PRUNE_S = 60.0
+PRUNE_S = 10.0
+PRUNE_ROUNDS = 10  # up to 10 x PRUNE_BATCH rows per PRUNE_S: far above what a producer writes
 WARN_EVERY_S = 30.0
 _STREAM_ID = codec.Schema[tuple[str, int]](tuple[str, int], shape="[stream, id]")
 # Confirmations are written at most this often: a mark per ack was one more commit (an fsync on SQLite)
@@ -81,7 +82,9 @@ class Relay:
         self._next_prune = clock() + PRUNE_S
         self._next_warning = 0.0
         self._mark: int | None = None  # confirmed, not written to the outbox yet
+        self._marked = self.window.acked  # written: every row up to it is marked sent
         self._next_mark = 0.0
+        self._load()  # the rows a previous run left unconfirmed, before the producer commits new ones
 
     @property
     def idle(self) -> bool:
@@ -94,30 +97,37 @@ class Relay:
         return min(deadlines, default=None)
 
     def offer(self, rows: Iterable[Row]) -> None:
-        """Rows the producer just committed: send them now if the window allows."""
+        """Rows the producer just committed: send them now if the window allows (no database work here)."""
         self.window.offer(rows)
-        self.pump()
+        self._send(self._clock())
 
     def pump(self) -> None:
         """Read the answers waiting, retry what timed out, load rows left in the database, send."""
         self.receive()
         now = self._clock()
         self.window.expire(now)
+        self._load()
+        self._send(now)
+
+    def _load(self) -> None:
         wanted = self.window.load_after()
         if wanted is not None:
             after, limit = wanted
             with self._sessions() as session:
                 self.window.loaded(outbox.rows_after(session, self.source, after, limit), limit)
-        self._send(now)
 
     def sweep(self) -> None:
-        """The slow periodic duties: pump, and now and then delete what retention no longer keeps."""
+        """The slow periodic duties: pump, and every PRUNE_S delete what retention no longer keeps."""
         self.pump()
         if self._clock() >= self._next_prune:
             self._next_prune = self._clock() + PRUNE_S
-            with self._sessions() as session:
-                self.pruned += outbox.prune(session, self.source)
-                session.commit()
+            for _ in range(PRUNE_ROUNDS):  # each round one short transaction: writers wait at most that long
+                with self._sessions() as session:
+                    deleted = outbox.prune(session, self.source)
+                    session.commit()
+                self.pruned += deleted
+                if deleted < outbox.PRUNE_BATCH:
+                    break
 
     def receive(self) -> None:
         """Apply every answer already received; write the marks when MARK_EVERY_S has passed (a reject: now)."""
@@ -139,8 +149,10 @@ class Relay:
             for event_id, reason in failed:
                 outbox.mark_failed(session, self.source, event_id, reason)
             if self._mark is not None:
-                outbox.mark_sent(session, self.source, self._mark)
+                outbox.mark_sent(session, self.source, self._marked, self._mark)
             session.commit()
+        if self._mark is not None:
+            self._marked = max(self._marked, self._mark)
         self._mark, self._next_mark = None, self._clock() + MARK_EVERY_S
 
     def _answer(self, frames: list[bytes], failed: list[tuple[int, str]]) -> int | None:

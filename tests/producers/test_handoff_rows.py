@@ -102,7 +102,7 @@ def test_outbox_rows_keep_their_write_order_and_marks_move_the_last_sent(session
     assert [r.id for r in rows] == sorted(r.id for r in rows) and len(set(r.id for r in rows)) == 4
     with sessions() as session:
         assert outbox.rows_after(session, "orders", 0, 10) == rows and outbox.rows_after(session, "positions", 0, 10) == []
-        outbox.mark_sent(session, "orders", rows[1].id)
+        outbox.mark_sent(session, "orders", 0, rows[1].id)
         outbox.mark_failed(session, "orders", rows[2].id, "bad")
         session.commit()
         assert outbox.last_sent(session, "orders") == rows[2].id and outbox.last_sent(session, "positions") == 0
