@@ -1,0 +1,257 @@
+"""The whole pipeline as real processes on free ports, and the clients the fault tests drive it with.
+
+`Stack` runs broker (with --journal), orders, positions, webhook and one
+streamer as console scripts on a copy of the demo database; each can be
+SIGKILLed and restarted on the same ports, as supervisord would. `Sender`
+posts a burst of webhooks from a few threads, retrying each one with the same
+`id` until it is answered (a webhook killed mid-request gives no answer), and
+keeps the ids answered 200. `Follower` is a real SSE client of one stream key
+that reconnects with its last event id whenever its stream ends.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from tests.producers.conftest import World
+from tests.waiting import wait_until
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 30.0
+READY = {
+    "broker": r"listening",
+    "orders": r"orders listening on",
+    "positions": r"positions listening on",
+    "webhook": r"webhook listening on",
+    "streamer": r"streamer listening on",
+}
+ORDER = ("broker", "orders", "positions", "webhook", "streamer")
+# Larger than a test's burst, so that a client catching up never meets the end of the history: these
+# tests are about crashes, not about the documented resync of a client that fell 100 events behind.
+HISTORY = 2000
+CLIENT_BUFFER = 2000
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on right now (bound to 0, then released together)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+class Stack:
+    """The five processes, their logs in `folder`, restartable on the same ports."""
+
+    def __init__(self, world: World, folder: Path) -> None:
+        self.world, self.folder = world, folder
+        ingress, ack, publish, replay, orders, fills, http_port, webhook_port = free_ports(8)
+        bus = {name: f"tcp://127.0.0.1:{port}" for name, port in
+               (("ingress", ingress), ("ack", ack), ("publish", publish), ("replay", replay), ("orders", orders), ("fills", fills))}
+        db = ["--database-url", world.url]
+        self.args = {
+            "broker": ["--ingress", bus["ingress"], "--ack-ingress", bus["ack"], "--publish", bus["publish"],
+                       "--replay", bus["replay"], "--journal", str(folder / "journal.db"), "--history", str(HISTORY)],
+            "orders": [*db, "--ack-ingress", bus["ack"], "--orders", bus["orders"], "--fills", bus["fills"]],
+            "positions": [*db, "--ack-ingress", bus["ack"], "--fills", bus["fills"]],
+            "webhook": [*db, "--orders", bus["orders"], "--port", str(webhook_port), "--rate-limit", "100000"],
+            "streamer": [*db, "--ingress", bus["ingress"], "--publish", bus["publish"], "--replay", bus["replay"],
+                         "--port", str(http_port), "--secret", "faults", "--client-buffer", str(CLIENT_BUFFER)],
+        }
+        self.webhook_port, self.http_port = webhook_port, http_port
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTREAM_")}
+        self.env["PYTHONUNBUFFERED"] = "1"
+
+    def start(self, *names: str) -> None:
+        """Start the named processes (all, in dependency order, by default) and wait until each is ready."""
+        for name in names or ORDER:
+            self._start(name)
+
+    def _start(self, name: str) -> None:
+        log_path = self.folder / f"{name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [str(BIN / f"tradestream-{name}"), *self.args[name]], cwd=self.folder, env=self.env,
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+        pattern = re.compile(READY[name])
+        try:
+            wait_until(lambda: pattern.search(log_path.read_text()[offset:]) or self._died(name),
+                       timeout=START_TIMEOUT_S, what=f"{name} to start", poll=0.02)
+        except AssertionError:
+            raise AssertionError(f"{name} did not start:\n{log_path.read_text()[offset:][-3000:]}") from None
+
+    def _died(self, name: str) -> bool:
+        code = self.procs[name].poll()
+        if code is not None:
+            raise AssertionError(f"{name} exited {code}:\n{(self.folder / f'{name}.log').read_text()[-3000:]}")
+        return False
+
+    def kill(self, *names: str) -> None:
+        """SIGKILL, as a crash or the OOM killer would."""
+        for name in names:
+            self.procs[name].send_signal(signal.SIGKILL)
+        for name in names:
+            self.procs[name].wait()
+
+    def crash_and_restart(self, *names: str) -> None:
+        self.kill(*names)
+        self.start(*[name for name in ORDER if name in names])
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.folder.glob("*.log")))
+
+
+@dataclass
+class Sender:
+    """Posts webhooks from a few threads; each is retried with its `id` until answered."""
+
+    port: int
+    answered: dict[str, int] = field(default_factory=dict)  # id → status
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def post(self, body: dict[str, Any]) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("POST", "/api/webhook", json.dumps(body), {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    def deliver(self, body: dict[str, Any], deadline: float) -> None:
+        """Until an answer: a refused connection or a reset (the webhook restarting) is retried."""
+        while True:
+            with self.lock:
+                self.attempts += 1
+            try:
+                status = self.post(body)
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)  # the pace of retrying a restarting webhook
+                continue
+            with self.lock:
+                self.answered[body["id"]] = status
+            return
+
+    def burst(self, bodies: list[dict[str, Any]], during: Callable[[], None], after: int, threads: int = 4) -> None:
+        """Send `bodies`; call `during()` once `after` of them are answered."""
+        deadline = time.monotonic() + 60
+        fired = threading.Event()
+
+        def send(body: dict[str, Any]) -> None:
+            self.deliver(body, deadline)
+            with self.lock:
+                due = len(self.answered) >= after and not fired.is_set()
+                if due:
+                    fired.set()
+            if due:
+                during()
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(send, bodies))
+        assert fired.is_set(), "the burst ended before the fault was injected"
+
+
+@dataclass
+class Received:
+    """What a follower saw: key events as (id, event, data), resyncs, and how many connections it made."""
+
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    resyncs: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0
+
+
+class Follower:
+    """A real SSE client of one key that resumes with its last event id whenever its stream ends."""
+
+    def __init__(self, port: int, strategy_id: int, token: str) -> None:
+        self.port, self.strategy_id, self.token = port, strategy_id, token
+        self.received = Received()
+        self.last_event_id: str | None = None
+        self._stop = threading.Event()
+        self._socket: socket.socket | None = None
+        self._connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sse-follower", daemon=True)
+        self._thread.start()
+        wait_until(self._connected.is_set, timeout=10, what="the follower's first stream")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except (OSError, ValueError, http.client.HTTPException):
+                pass  # the streamer is restarting: reconnect
+            time.sleep(0.05)  # the pace of reconnecting, as a browser's retry
+
+    def _follow(self) -> None:
+        query: dict[str, Any] = {"strategy_id": self.strategy_id}
+        if self.last_event_id is not None:
+            query["last_event_id"] = self.last_event_id
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        connection.connect()
+        self._socket = connection.sock
+        connection.request("GET", f"/api/events/stream?{urlencode(query)}", headers={"Authorization": f"Bearer {self.token}"})
+        response = connection.getresponse()
+        if response.status != 200:
+            connection.close()
+            return
+        self.received.connections += 1
+        self._connected.set()
+        for event_id, event, data in _frames(response):
+            if event == "resync":
+                self.received.resyncs.append(data)
+            elif event_id is not None:
+                self.received.events.append((event_id, event, data))
+                self.last_event_id = event_id
+        connection.close()
+
+    def close(self) -> Received:
+        self._stop.set()
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=5)
+        return self.received
+
+
+def _frames(response: http.client.HTTPResponse) -> Iterable[tuple[str | None, str, Any]]:
+    fields: dict[str, str] = {}
+    for raw in iter(response.readline, b""):
+        line = raw.decode().rstrip("\r\n")
+        if line:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        elif "event" in fields:
+            yield fields.get("id"), fields["event"], json.loads(fields.get("data") or "null")
+            fields = {}
