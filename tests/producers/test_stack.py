@@ -62,8 +62,9 @@ class Process:
         return self.proc.wait(timeout=STOP_DEADLINE_S)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
             self.proc.wait()
 
 
@@ -75,21 +76,28 @@ class Stack:
         acks = f"tcp://127.0.0.1:{free_port()}"
         broker = Process("broker", log_dir, "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
                          "--replay", "tcp://127.0.0.1:*", "--ack-ingress", acks)
+        self.processes = {"broker": broker}
+        self.sub = ctx.socket(zmq.SUB)
+        try:
+            self._start(world, log_dir, broker, acks)
+        except BaseException:
+            self.close()  # a process that did not start must not outlive the test
+            raise
+
+    def _start(self, world: World, log_dir: Path, broker: Process, acks: str) -> None:
         self.ingress, self.publish, _ = broker.start(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)").groups()
         self.orders_endpoint = f"tcp://127.0.0.1:{free_port()}"
         fills = f"tcp://127.0.0.1:{free_port()}"
         self.webhook_url = f"http://127.0.0.1:{free_port()}/api/webhook"
         common = ["--database-url", world.url, "--ack-ingress", acks]
-        self.processes = {
-            "broker": broker,
+        self.processes.update({
             "orders": Process("orders", log_dir, *common, "--orders", self.orders_endpoint, "--fills", fills),
             "positions": Process("positions", log_dir, *common, "--fills", fills),
             "webhook": Process("webhook", log_dir, "--database-url", world.url, "--orders", self.orders_endpoint,
                                "--port", self.webhook_url.split(":")[2].split("/")[0]),
-        }
+        })
         for name in ("orders", "positions", "webhook"):
             self.processes[name].start(f"{name} listening on")
-        self.sub = ctx.socket(zmq.SUB)
         self.sub.connect(self.publish)
 
     def subscribe(self, key: StreamKey) -> None:
@@ -139,13 +147,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demo_template: tuple[Path, d
     shutil.copyfile(template, folder / "var" / "tradestream.db")
     world = world_at(folder / "var" / "tradestream.db", demo)
     ctx: zmq.Context[Any] = zmq.Context()
-    running = Stack(world, folder, ctx)
-    running.subscribe(StreamKey(world.user_ids["alice"], world.strategy_ids["btc-trend"]))
-    running.subscribe(StreamKey(world.user_ids["bob"], world.strategy_ids["btc-trend"]))
-    yield running
-    running.close()
-    world.engine.dispose()
-    ctx.destroy(linger=0)
+    try:
+        running = Stack(world, folder, ctx)
+        try:
+            running.subscribe(StreamKey(world.user_ids["alice"], world.strategy_ids["btc-trend"]))
+            running.subscribe(StreamKey(world.user_ids["bob"], world.strategy_ids["btc-trend"]))
+            yield running
+        finally:
+            running.close()
+    finally:
+        world.engine.dispose()
+        ctx.destroy(linger=0)
 
 
 def example(stack: Stack, **fields: Any) -> dict[str, Any]:
