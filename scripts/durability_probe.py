@@ -1,6 +1,7 @@
 """Loss under SIGKILL and webhook → browser latency, measured on one or more checkouts in one run.
 
-    .venv/bin/python scripts/durability_probe.py before=/tmp/base after=.
+    .venv/bin/python scripts/durability_probe.py before=/tmp/base after=. --rounds 3
+    .venv/bin/python scripts/durability_probe.py after=. nojournal=.:nojournal --latency-only
 
 For each checkout (a folder with the project's packages; the processes run as
 `python -m ...` with PYTHONPATH set to it, on this interpreter's libraries) it
@@ -17,6 +18,9 @@ webhook, streamer; a fresh SQLite demo database) and measures:
   of tradestream-positions after the first 100 answered, restarted at once; the
   positions table's quantity vs the signed sum of the filled orders.
 
+With --rounds N the checkouts are measured N times, alternately (this machine's
+load varies by the minute), and the median of the rounds' p50/p99 is printed
+last. A checkout given as FOLDER:nojournal runs its broker without --journal.
 Not a test: it asserts nothing and prints figures (also as JSON with --json).
 """
 
@@ -86,7 +90,7 @@ def wait_for(condition: Any, what: str, timeout: float = DEADLINE_S) -> Any:
 class Stack:
     """The five processes of one checkout, on free ports, in a temporary folder."""
 
-    def __init__(self, checkout: Path, root: Path) -> None:
+    def __init__(self, checkout: Path, root: Path, journal: bool = True) -> None:
         self.checkout, self.root = checkout, root
         self.db = root / "tradestream.db"
         ingress, publish, replay, orders, fills, http_port, webhook_port, ack = free_ports(8)
@@ -97,7 +101,7 @@ class Stack:
                   "--replay", f"tcp://127.0.0.1:{replay}"]
         if self.has_flag(MODULES["broker"], "--ack-ingress"):
             broker += ["--ack-ingress", f"tcp://127.0.0.1:{ack}"]
-        if self.has_flag(MODULES["broker"], "--journal"):
+        if journal and self.has_flag(MODULES["broker"], "--journal"):
             broker += ["--journal", str(root / "journal.db")]
         # Before issue 9 the producers push events to the plain ingress; after it their relays use the ack ingress.
         durable = self.has_flag(MODULES["orders"], "--ack-ingress")
@@ -313,9 +317,9 @@ def positions_kill(stack: Stack) -> dict[str, float]:
             "fills_missing_from_position": round((filled - held) / per_fill) if per_fill else 0}
 
 
-def probe(checkout: Path, latency_count: int, kills: bool) -> dict[str, Any]:
+def probe(checkout: Path, journal: bool, latency_count: int, kills: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="durability-probe-") as folder:
-        stack = Stack(checkout, Path(folder))
+        stack = Stack(checkout, Path(folder), journal)
         try:
             result: dict[str, Any] = {"latency": measure_latency(stack, latency_count)}
             if kills:
@@ -331,12 +335,19 @@ def main() -> int:
     parser.add_argument("--latency-count", type=int, default=200)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--latency-only", action="store_true", help="skip the SIGKILL measurements")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every checkout this many times, alternately")
     args = parser.parse_args()
-    results = {}
-    for item in args.checkouts:
-        name, _, folder = item.partition("=")
-        results[name] = probe(Path(folder).resolve(), args.latency_count, not args.latency_only)
-        print(name, json.dumps(results[name]), flush=True)
+    results: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(args.rounds):
+        for item in args.checkouts:
+            name, _, spec = item.partition("=")
+            folder, _, option = spec.partition(":")
+            result = probe(Path(folder).resolve(), option != "nojournal", args.latency_count, not args.latency_only)
+            results.setdefault(name, []).append(result)
+            print(f"round {round_number + 1}", name, json.dumps(result), flush=True)
+    for name, rounds in results.items():
+        medians = {key: statistics.median(r["latency"][key] for r in rounds) for key in ("p50_ms", "p99_ms")}
+        print("median of", len(rounds), "rounds", name, json.dumps(medians), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
