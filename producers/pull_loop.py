@@ -36,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 import zmq
 
 from producers.errors import TRANSIENT
+from producers.quiet_log import QuietLog
 from producers.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,13 @@ class ProducerLoop:
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(relay.socket, zmq.POLLIN)
         self._stopping = False
-        self._next_warning = 0.0
+        self._failures = QuietLog(log, logging.ERROR, WARN_EVERY_S)
         self.messages = 0
-        self.failures = 0
+
+    @property
+    def failures(self) -> int:
+        """Steps that raised so far."""
+        return self._failures.count
 
     @property
     def endpoint(self) -> str:
@@ -172,11 +177,7 @@ class ProducerLoop:
         try:
             step()
         except Exception:
-            self.failures += 1
-            now = time.monotonic()
-            if now >= self._next_warning:
-                self._next_warning = now + WARN_EVERY_S
-                log.exception("producer step failed (%d so far); retrying at the next sweep", self.failures)
+            self._failures("producer step failed; retrying at the next sweep", exc_info=True)
 
     def _drain_relay(self) -> None:
         deadline = time.monotonic() + DRAIN_GRACE_S

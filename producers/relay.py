@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bus import codec
 from bus.errors import DecodeError
 from producers import outbox
+from producers.quiet_log import QuietLog
 from producers.relay_window import RelayWindow, Row, WindowLimits
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,18 @@ class Relay:
         self.socket.setsockopt(zmq.LINGER, 0)  # unconfirmed rows are in the database: nothing to linger for
         self.socket.setsockopt(zmq.SNDHWM, self.window.limits.window)
         self.socket.connect(endpoint)
-        self.malformed = 0
+        self._malformed = QuietLog(log, logging.WARNING, WARN_EVERY_S, clock)
         self.pruned = 0
         self._next_prune = clock() + PRUNE_S
-        self._next_warning = 0.0
         self._mark: int | None = None  # confirmed, not written to the outbox yet
         self._marked = self.window.acked  # written: every row up to it is marked sent
         self._next_mark = 0.0
         self._load()  # the rows a previous run left unconfirmed, before the producer commits new ones
+
+    @property
+    def malformed(self) -> int:
+        """Answers ignored: malformed, or for another stream."""
+        return self._malformed.count
 
     @property
     def idle(self) -> bool:
@@ -159,10 +164,10 @@ class Relay:
         try:
             word, stream, event_id, reason = parse_reply(frames)
         except DecodeError as exc:
-            self._malformed(str(exc))
+            self._malformed("relay %s: ignored %s", self.source, exc)
             return None
         if stream != self.stream:
-            self._malformed(f"an answer for stream {stream[:70]!r}")
+            self._malformed("relay %s: ignored an answer for stream %r", self.source, stream[:70])
             return None
         now = self._clock()
         if word == ACK:
@@ -182,13 +187,6 @@ class Relay:
             except zmq.Again:  # no broker connected, or its queue is full: the deadline retries
                 self.window.unsent(len(taken) - index)
                 return
-
-    def _malformed(self, reason: str) -> None:
-        self.malformed += 1
-        now = self._clock()
-        if now >= self._next_warning:
-            self._next_warning = now + WARN_EVERY_S
-            log.warning("relay %s: ignored %s (%d so far)", self.source, reason, self.malformed)
 
     def close(self) -> None:
         """Write the last marks and close the socket (unconfirmed rows stay in the outbox for the next start)."""
