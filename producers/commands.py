@@ -11,11 +11,12 @@ failure) instead of an error deep inside the exchange.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import orjson
 
 from bus import codec
 from bus.errors import DecodeError
@@ -124,8 +125,8 @@ def kind_of(command: Command) -> str:
 
 
 def encode_body(command: Command) -> str:
-    """The inbox body of a command: its wire map as JSON (floats round-trip exactly)."""
-    return json.dumps(command.to_wire(), separators=(",", ":"), allow_nan=False)
+    """The inbox body of a command: its wire map as JSON (floats round-trip exactly; every one is finite)."""
+    return orjson.dumps(command.to_wire()).decode()
 
 
 def decode_body(kind: str, body: str) -> Command:
@@ -134,8 +135,8 @@ def decode_body(kind: str, body: str) -> Command:
     if parse is None:
         raise InvalidCommand(f"inbox kind {kind[:20]!r} is not signal or tick")
     try:
-        wire = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        wire = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # a nesting too deep too
         raise InvalidCommand(f"inbox body is not JSON: {exc}") from None
     if not isinstance(wire, dict):
         raise InvalidCommand("inbox body is not a map")

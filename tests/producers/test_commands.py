@@ -22,7 +22,7 @@ COMMANDS = [
     SignalCommand("btc-trend", (OrderSpec("LIMIT", "BTC/USDT", "BUY", 90000.0, None, 5.0),), False, 1, 7),
     SignalCommand("eth-swing", (OrderSpec("STOP_LIMIT", "ETH/USDT", "SELL", 3000.0, 2990.0, 1.5), OrderSpec("CANCEL_ALL_ORDER", "ETH/USDT")), True),
     SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 2.0),)),
-    SignalCommand("sol-scalp", (OrderSpec("LIMIT", "SOL/USDT", "BUY", 0.1 + 0.2, None, 1e-7),)),
+    SignalCommand("sol-scalp", (OrderSpec("LIMIT", "SOL/USDT", "BUY", 0.1 + 0.2, None, 1e-6 + 1e-17),)),
     TickCommand("BTC/USDT", 90000.5, 0.25),
     TickCommand("BTC/USDT", 90000.5),
 ]
