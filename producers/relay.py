@@ -3,7 +3,8 @@
     handler commit ─▶ offer(rows) ─▶ RelayWindow ─▶ DEALER [pub, [stream, id, prev_id], topic, payload] ─▶ broker
     broker ─▶ [ack | resend, [stream, last]] · [reject, [stream, id], reason] ─▶ window ─▶ outbox marks (one commit)
 
-The wire is /work/team/ACK-PROTOCOL.md's; the decisions are RelayWindow's (pure).
+The wire is /work/team/ACK-PROTOCOL.md's (its words and frames in bus/protocol.py);
+the decisions are RelayWindow's (pure).
 This is wiring: a DEALER socket the producer's poll loop (pull_loop.py) watches,
 and the database reads and marks of outbox.py. Rows the window cannot hold
 stay in the database and are read back when it has room, so a burst or a long
@@ -22,7 +23,7 @@ from typing import Any
 import zmq
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import codec
+from bus import protocol
 from bus.errors import DecodeError
 from producers import outbox
 from producers.quiet_log import QuietLog
@@ -30,29 +31,14 @@ from producers.relay_window import RelayWindow, Row, WindowLimits
 
 log = logging.getLogger(__name__)
 
-# The words of ACK-PROTOCOL.md (to move into bus/protocol.py, beside the broker's, once it exists).
-PUB = b"pub"
-ACK = b"ack"
-RESEND = b"resend"
-REJECT = b"reject"
 RECEIVE_BATCH = 1024
 PRUNE_S = 10.0
 PRUNE_ROUNDS = 10  # up to 10 x PRUNE_BATCH rows per PRUNE_S: far above what a producer writes
 WARN_EVERY_S = 30.0
-_STREAM_ID = codec.Schema[tuple[str, int]](tuple[str, int], shape="[stream, id]")
 # Confirmations are written at most this often: a mark per ack was one more commit (an fsync on SQLite)
 # per event, +5 ms on the webhook → browser p50 (scripts/durability_probe.py). A mark not written yet
 # costs only a resend after a crash, which the broker drops.
 MARK_EVERY_S = 0.25
-
-
-def parse_reply(frames: list[bytes]) -> tuple[bytes, str, int, str]:
-    """(word, stream, id, reason) of a broker answer; DecodeError for anything else."""
-    if not frames or frames[0] not in (ACK, RESEND, REJECT) or len(frames) != (3 if frames[0] == REJECT else 2):
-        raise DecodeError(f"not an answer of the acknowledged ingress ({len(frames)} frames)")
-    stream, event_id = _STREAM_ID.decode(frames[1])
-    reason = frames[2].decode("utf-8", "replace") if frames[0] == REJECT else ""
-    return frames[0], stream, event_id, reason
 
 
 class Relay:
@@ -162,7 +148,7 @@ class Relay:
 
     def _answer(self, frames: list[bytes], failed: list[tuple[int, str]]) -> int | None:
         try:
-            word, stream, event_id, reason = parse_reply(frames)
+            word, stream, event_id, reason = protocol.parse_answer(frames)
         except DecodeError as exc:
             self._malformed("relay %s: ignored %s", self.source, exc)
             return None
@@ -170,9 +156,9 @@ class Relay:
             self._malformed("relay %s: ignored an answer for stream %r", self.source, stream[:70])
             return None
         now = self._clock()
-        if word == ACK:
+        if word == protocol.ACK:
             return self.window.ack(event_id, now)
-        if word == RESEND:
+        if word == protocol.RESEND:
             return self.window.resend(event_id, now)
         failed.append((event_id, reason))
         log.error("event %d of %s rejected by the broker: %s", event_id, self.stream, reason[:200])
@@ -181,9 +167,9 @@ class Relay:
     def _send(self, now: float) -> None:
         taken = self.window.take(now)
         for index, (row, prev_id) in enumerate(taken):
-            head = codec.pack([self.stream, row.id, prev_id])
+            message = protocol.pub_message(self.stream, row.id, prev_id, row.topic, row.payload)
             try:
-                self.socket.send_multipart((PUB, head, row.topic, row.payload), zmq.NOBLOCK)
+                self.socket.send_multipart(message, zmq.NOBLOCK)
             except zmq.Again:  # no broker connected, or its queue is full: the deadline retries
                 self.window.unsent(len(taken) - index)
                 return

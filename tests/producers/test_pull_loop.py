@@ -10,8 +10,9 @@ import pytest
 import zmq
 from sqlalchemy.exc import OperationalError
 
+from bus.protocol import ACK
 from producers.pull_loop import ProducerLoop
-from producers.relay import ACK, Relay
+from producers.relay import Relay
 from producers.relay_window import WindowLimits
 from tests.producers.conftest import World
 from tests.producers.test_relay import StandInBroker, commit_events, summary

@@ -14,9 +14,10 @@ from sqlalchemy import select, update
 from bus import codec
 from bus.events import BatchSummary as Summary
 from bus.events import OrderBatchEvent, from_wire
+from bus.protocol import ACK, PUB, REJECT, RESEND
 from producers import outbox
 from producers.outbox import Written
-from producers.relay import ACK, PUB, REJECT, RESEND, Relay
+from producers.relay import Relay
 from producers.relay_window import Row, WindowLimits
 from store.models import OutboxEvent, utc_now
 from tests.producers.conftest import World
