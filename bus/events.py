@@ -143,6 +143,9 @@ class OrderEvent(KeyEvent, frozen=True, tag="order_update", kw_only=True):
     suppress_toast: bool
     filled_quantity: Quantity | None = None
     average_price: Price | None = None
+    # The fill an order_filled (or trade_executed) reports; null on every other event_type.
+    fill_quantity: Quantity | None = None
+    fill_price: Price | None = None
 
 
 class PositionEvent(KeyEvent, frozen=True, tag="position_update", kw_only=True):

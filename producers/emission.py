@@ -2,7 +2,9 @@
 
 `emit_order_events_smart` decides from the order's type, status and how much of
 it was filled before; the order handler turns each Emission into an
-`order_update` with store.rows.order_event. A REJECTED order (a MARKET with no
+`order_update` with store.rows.order_event. Every event carries the order's
+full state (`quantity` is always the order's); an `order_filled` also carries
+the fill's own size and price, `fill_quantity` and `fill_price` (CONTRACT §4). A REJECTED order (a MARKET with no
 price known) is not in the contract's table: it is reported as
 `order_cancelled` carrying status REJECTED, so a dashboard drops it like any
 order that will not fill.
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 from bus.events import BatchSummary, OrderBatchEvent
 from bus.topics import StreamKey
-from producers.exchange import QUANTUM, OrderChange
+from producers.exchange import QUANTUM, Fill, OrderChange
 
 # Summaries list order types in this order, whatever order the batch had.
 SUMMARY_ORDER = ("MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT")
@@ -22,10 +24,18 @@ SUMMARY_ORDER = ("MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT")
 
 @dataclass(frozen=True, slots=True)
 class Emission:
-    """One event to publish: its event_type and, for a fill, the amount filled."""
+    """One event to publish: its event_type and, for `order_filled`, the fill it reports."""
 
     event_type: str
-    quantity: float | None = None
+    fill: Fill | None = None
+
+    @property
+    def fill_quantity(self) -> float | None:
+        return None if self.fill is None else self.fill.quantity
+
+    @property
+    def fill_price(self) -> float | None:
+        return None if self.fill is None else self.fill.price
 
 
 def emit_order_events_smart(change: OrderChange) -> list[Emission]:
@@ -34,12 +44,13 @@ def emit_order_events_smart(change: OrderChange) -> list[Emission]:
     MARKET → order_filled only; NEW/OPEN (and TRIGGERED) → order_created, or
     order_updated for a known order; PARTIALLY_FILLED → order_created/updated and
     order_filled for the newly filled amount; FILLED → order_filled for the
-    difference only; CANCELLED (and REJECTED) → order_cancelled.
+    difference only; CANCELLED (and REJECTED) → order_cancelled. The fill is the
+    change's own (the exchange's execution, not a difference of two sums).
     """
     order = change.order
     is_new = change.previous_filled is None
-    newly_filled = order.filled_quantity - (change.previous_filled or 0.0)
-    filled = [Emission("order_filled", newly_filled)] if newly_filled > QUANTUM else []
+    fill = change.fill
+    filled = [Emission("order_filled", fill)] if fill is not None and fill.quantity > QUANTUM else []
     if order.status in ("CANCELLED", "REJECTED"):
         return [Emission("order_cancelled")]
     if order.order_type == "MARKET" or order.status == "FILLED":

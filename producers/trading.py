@@ -167,7 +167,8 @@ class Trader:
             raise LookupError(f"account {row.account_id} of order {row.order_id} is gone")
         for emission in emit_order_events_smart(change):
             event = rows.order_event(
-                row, account, emission.event_type, suppress_toast=suppress_toast, quantity=emission.quantity
+                row, account, emission.event_type, suppress_toast=suppress_toast,
+                fill_quantity=emission.fill_quantity, fill_price=emission.fill_price,
             )
             work.events.add(session, event)
         if change.fill is not None:

@@ -15,6 +15,8 @@ from bus import events
 from store.models import Account, Order, Position, Strategy, User, utc_now
 
 SNAPSHOT_OMITS = ("kind", "event_type")
+# An order's snapshot row is its state; the fill an order_filled reports is not part of it.
+ORDER_SNAPSHOT_OMITS = (*SNAPSHOT_OMITS, "fill_quantity", "fill_price")
 
 
 def _number(value: float | None) -> float | None:
@@ -37,9 +39,10 @@ def order_event(
     event_type: str,
     *,
     suppress_toast: bool = False,
-    quantity: float | None = None,
+    fill_quantity: float | None = None,
+    fill_price: float | None = None,
 ) -> events.OrderEvent:
-    """The `order_update` event of an order; `quantity` overrides its quantity (a fill's amount)."""
+    """The `order_update` event of an order, in full; an `order_filled` also names its fill's size and price."""
     return events.OrderEvent(
         event_type=event_type,
         order_id=order.order_id,
@@ -47,7 +50,7 @@ def order_event(
         strategy_id=order.strategy_id,
         user_id=order.user_id,
         side=order.side,
-        quantity=float(order.quantity if quantity is None else quantity),
+        quantity=float(order.quantity),
         price=_number(order.price),
         status=order.status,
         timestamp=_timestamp(order.updated_at),
@@ -57,6 +60,8 @@ def order_event(
         suppress_toast=suppress_toast,
         filled_quantity=_number(order.filled_quantity),
         average_price=_number(order.average_price),
+        fill_quantity=_number(fill_quantity),
+        fill_price=_number(fill_price),
     )
 
 
@@ -80,16 +85,16 @@ def position_event(
     )
 
 
-def _snapshot(event: events.WireMessage) -> dict[str, Any]:
+def _snapshot(event: events.WireMessage, omits: tuple[str, ...] = SNAPSHOT_OMITS) -> dict[str, Any]:
     wire = event.to_wire()
-    for key in SNAPSHOT_OMITS:
+    for key in omits:
         del wire[key]
     return wire
 
 
 def order_snapshot(order: Order, account: Account) -> dict[str, Any]:
-    """A row of `GET /api/orders`: the order's event fields without kind and event_type."""
-    return _snapshot(order_event(order, account, "order_updated"))
+    """A row of `GET /api/orders`: the order's event fields without kind, event_type and the fill's."""
+    return _snapshot(order_event(order, account, "order_updated"), ORDER_SNAPSHOT_OMITS)
 
 
 def position_snapshot(position: Position, account: Account) -> dict[str, Any]:

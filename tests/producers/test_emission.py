@@ -11,22 +11,28 @@ from hypothesis import strategies as st
 from bus.events import from_wire
 from bus.topics import StreamKey
 from producers.emission import SUMMARY_ORDER, BatchTally, Emission, emit_order_events_smart
-from producers.exchange import OrderChange, PaperOrder
+from producers.exchange import Fill, OrderChange, PaperOrder
 
 NEW = None  # previous_filled of an order that did not exist before
 TIMESTAMP = "2025-01-06T09:30:00.000000Z"
 
 
 def change(order_type: str, status: str, filled: float, previous: float | None) -> OrderChange:
+    """An order change as the exchange makes it: a Fill of what this change filled (at 100), if anything."""
     order = PaperOrder("o-1", 1, 1, "BTC/USDT", "BUY", order_type, 10.0, 100.0, None, status, filled, 100.0 if filled else None)
-    return OrderChange(order, previous)
+    newly = filled - (previous or 0.0)
+    return OrderChange(order, previous, Fill(newly, 100.0) if newly > 0 else None)
+
+
+def filled_by(quantity: float) -> Emission:
+    return Emission("order_filled", Fill(quantity, 100.0))
 
 
 EMISSIONS = [
     # order_type, status, filled now, filled before (None: new order), expected
-    ("MARKET", "FILLED", 10.0, NEW, [Emission("order_filled", 10.0)]),
-    ("MARKET", "PARTIALLY_FILLED", 4.0, NEW, [Emission("order_filled", 4.0)]),
-    ("MARKET", "FILLED", 10.0, 4.0, [Emission("order_filled", 6.0)]),
+    ("MARKET", "FILLED", 10.0, NEW, [filled_by(10.0)]),
+    ("MARKET", "PARTIALLY_FILLED", 4.0, NEW, [filled_by(4.0)]),
+    ("MARKET", "FILLED", 10.0, 4.0, [filled_by(6.0)]),
     ("MARKET", "REJECTED", 0.0, NEW, [Emission("order_cancelled")]),
     ("LIMIT", "NEW", 0.0, NEW, [Emission("order_created")]),
     ("LIMIT", "OPEN", 0.0, NEW, [Emission("order_created")]),
@@ -34,14 +40,14 @@ EMISSIONS = [
     ("STOP_LIMIT", "NEW", 0.0, NEW, [Emission("order_created")]),
     ("STOP_LIMIT", "TRIGGERED", 0.0, 0.0, [Emission("order_updated")]),
     ("STOP_MARKET", "TRIGGERED", 0.0, 0.0, [Emission("order_updated")]),
-    ("LIMIT", "PARTIALLY_FILLED", 4.0, NEW, [Emission("order_created"), Emission("order_filled", 4.0)]),
-    ("LIMIT", "PARTIALLY_FILLED", 4.0, 0.0, [Emission("order_updated"), Emission("order_filled", 4.0)]),
-    ("LIMIT", "PARTIALLY_FILLED", 7.0, 4.0, [Emission("order_updated"), Emission("order_filled", 3.0)]),
-    ("STOP_MARKET", "PARTIALLY_FILLED", 2.5, 0.0, [Emission("order_updated"), Emission("order_filled", 2.5)]),
-    ("LIMIT", "FILLED", 10.0, 0.0, [Emission("order_filled", 10.0)]),
-    ("LIMIT", "FILLED", 10.0, 7.0, [Emission("order_filled", 3.0)]),
-    ("LIMIT", "FILLED", 10.0, NEW, [Emission("order_filled", 10.0)]),
-    ("STOP_LIMIT", "FILLED", 10.0, 6.0, [Emission("order_filled", 4.0)]),
+    ("LIMIT", "PARTIALLY_FILLED", 4.0, NEW, [Emission("order_created"), filled_by(4.0)]),
+    ("LIMIT", "PARTIALLY_FILLED", 4.0, 0.0, [Emission("order_updated"), filled_by(4.0)]),
+    ("LIMIT", "PARTIALLY_FILLED", 7.0, 4.0, [Emission("order_updated"), filled_by(3.0)]),
+    ("STOP_MARKET", "PARTIALLY_FILLED", 2.5, 0.0, [Emission("order_updated"), filled_by(2.5)]),
+    ("LIMIT", "FILLED", 10.0, 0.0, [filled_by(10.0)]),
+    ("LIMIT", "FILLED", 10.0, 7.0, [filled_by(3.0)]),
+    ("LIMIT", "FILLED", 10.0, NEW, [filled_by(10.0)]),
+    ("STOP_LIMIT", "FILLED", 10.0, 6.0, [filled_by(4.0)]),
     ("LIMIT", "FILLED", 10.0, 10.0, []),
     ("LIMIT", "CANCELLED", 0.0, 0.0, [Emission("order_cancelled")]),
     ("LIMIT", "CANCELLED", 4.0, 4.0, [Emission("order_cancelled")]),
@@ -57,7 +63,12 @@ EMISSIONS = [
 def test_emission_follows_the_contract_table(
     order_type: str, status: str, filled: float, previous: float | None, expected: list[Emission]
 ) -> None:
-    assert emit_order_events_smart(change(order_type, status, filled, previous)) == expected
+    emissions = emit_order_events_smart(change(order_type, status, filled, previous))
+    assert emissions == expected
+    # The fill's own size and price, and only on order_filled: `quantity` stays the order's (store/rows.py).
+    for emission in emissions:
+        assert (emission.fill_quantity is None) == (emission.event_type != "order_filled")
+        assert (emission.fill_price is None) == (emission.event_type != "order_filled")
 
 
 ORDER_TYPES = st.sampled_from(SUMMARY_ORDER)

@@ -177,10 +177,10 @@ def test_ticks_fill_resting_orders_partially_then_fully_writing_executions(handl
     submit(world, handler, SignalCommand("sol-scalp", (limit(100.0, symbol="SOL/USDT", qty_per=1.0),)))  # bob: 5 SOL
     out.take()
     submit(world, handler, TickCommand("SOL/USDT", 101.0, 10.0), TickCommand("SOL/USDT", 99.0, 2.0), TickCommand("SOL/USDT", 98.0, 10.0))
-    assert [(e.event_type, e.status, e.quantity, e.filled_quantity) for e in out.take()] == [  # type: ignore[attr-defined]
-        ("order_updated", "PARTIALLY_FILLED", 5.0, 2.0),
-        ("order_filled", "PARTIALLY_FILLED", 2.0, 2.0),
-        ("order_filled", "FILLED", 3.0, 5.0),
+    assert [(e.event_type, e.status, e.quantity, e.filled_quantity, e.fill_quantity, e.fill_price) for e in out.take()] == [  # type: ignore[attr-defined]
+        ("order_updated", "PARTIALLY_FILLED", 5.0, 2.0, None, None),
+        ("order_filled", "PARTIALLY_FILLED", 5.0, 2.0, 2.0, 100.0),
+        ("order_filled", "FILLED", 5.0, 5.0, 3.0, 100.0),
     ]
     with world.sessions() as session:
         (row,) = session.scalars(select(Order)).all()
@@ -207,7 +207,7 @@ def test_market_without_any_price_is_rejected_and_reported_cancelled(handler: Or
     assert (event.event_type, event.status) == ("order_cancelled", "REJECTED")  # type: ignore[attr-defined]
     submit(world, handler, TickCommand("SOL/USDT", 50.0), SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
     (filled,) = out.take()
-    assert (filled.event_type, filled.average_price, filled.quantity) == ("order_filled", 50.0, 10.0)  # type: ignore[attr-defined]
+    assert (filled.event_type, filled.average_price, filled.quantity, filled.fill_quantity) == ("order_filled", 50.0, 10.0, 10.0)  # type: ignore[attr-defined]
     assert outcomes(world)[0] == ("signal", "done", None)  # its outcome is its (rejected) order
 
 

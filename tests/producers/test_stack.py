@@ -234,7 +234,7 @@ def test_raw_replay_publishes_logged_events_straight_to_the_broker(stack: Stack,
         "strategy_id": 1, "user_id": alice, "side": "SELL", "quantity": 2.0, "price": 3100.0, "status": "CANCELLED",
         "timestamp": "2025-01-06T09:30:00.000000Z", "order_type": "LIMIT", "stop_price": None,
         "account": {"account_id": 1, "name": "alice paper", "exchange": "paper"}, "suppress_toast": False,
-        "filled_quantity": 0.0, "average_price": None,
+        "filled_quantity": 0.0, "average_price": None, "fill_quantity": None, "fill_price": None,
     }
     log = tmp_path / "events.jsonl"
     log.write_text(json.dumps({"ts": 1, "type": "event", "event": event}) + "\n"

@@ -62,20 +62,25 @@ def test_order_event_carries_the_order_and_survives_the_wire(
     assert event.suppress_toast is False
 
 
-def test_order_event_quantity_override_and_toast_suppression(
-    order: Order, account: Account
-) -> None:
-    event = rows.order_event(order, account, "order_filled", suppress_toast=True, quantity=0.2)
-    assert (event.quantity, event.suppress_toast, event.event_type) == (0.2, True, "order_filled")
+def test_order_filled_keeps_the_orders_quantity_and_names_its_fill(order: Order, account: Account) -> None:
+    event = rows.order_event(order, account, "order_filled", suppress_toast=True, fill_quantity=0.2, fill_price=89_990.5)
+    assert (event.quantity, event.fill_quantity, event.fill_price) == (0.5, 0.2, 89_990.5)  # full state + the fill
+    assert (event.suppress_toast, event.event_type) == (True, "order_filled")
+    assert _through_the_bus(event) == event
 
 
-def test_order_snapshot_has_the_event_fields_without_kind_and_event_type(
+def test_other_order_events_carry_null_fill_fields(order: Order, account: Account) -> None:
+    wire = rows.order_event(order, account, "order_created").to_wire()
+    assert (wire["quantity"], wire["fill_quantity"], wire["fill_price"]) == (0.5, None, None)
+
+
+def test_order_snapshot_has_the_event_fields_without_kind_event_type_and_the_fill(
     order: Order, account: Account
 ) -> None:
-    wire = rows.order_event(order, account, "order_updated").to_wire()
+    wire = rows.order_event(order, account, "order_filled", fill_quantity=0.2, fill_price=1.0).to_wire()
     snapshot = rows.order_snapshot(order, account)
-    assert snapshot == {k: v for k, v in wire.items() if k not in ("kind", "event_type")}
-    assert "kind" not in snapshot and "event_type" not in snapshot
+    assert snapshot == {k: v for k, v in wire.items() if k not in ("kind", "event_type", "fill_quantity", "fill_price")}
+    assert "kind" not in snapshot and "event_type" not in snapshot and "fill_quantity" not in snapshot
 
 
 def test_position_event_carries_the_position_and_survives_the_wire(
