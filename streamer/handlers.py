@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bus import reasons
 from bus.errors import BusError
 from bus.topics import MAX_ID, StreamKey
-from streamer import queries
+from streamer import queries, sse
 from streamer.auth import SESSION_COOKIE, SESSION_DAYS, bearer_token, cookie_user_id
 from streamer.login import TooManyAttempts
 from streamer.queries import Viewer
@@ -195,8 +195,7 @@ class HealthHandler(BaseHandler):
     """`GET /healthz`: the process answers; is the broker heard?"""
 
     def get(self) -> None:
-        broker = "up" if self.services.hub.subscriber.broker_up else "down"
-        self.send_json({"status": "ok", "broker": broker})
+        self.send_json({"status": "ok", "broker": sse.bus_word(self.services.hub.subscriber.broker_up)})
 
 
 class ReasonsHandler(BaseHandler):

@@ -156,8 +156,12 @@ class Hub:
             self.revoke(message.strategy_id, message.reason, message.message)
 
     def on_broker_status(self, up: bool) -> None:
-        """Only logged: streams stay open and resync per key when the broker is back."""
-        log.info("broker %s", "up" if up else "down")
+        """Tell every open stream (a `bus_status`); streams stay open and resync per key when the broker is back."""
+        log.info("broker %s", sse.bus_word(up))
+        frame = sse.bus_status_frame(up)
+        for channel in list(self.channels.values()):
+            for client in channel.members:  # catching-up ones too: a system event has no place in the seq order
+                client.send(frame, 1)
 
     # -- disconnects --------------------------------------------------------------
 
@@ -286,7 +290,7 @@ class Hub:
             "resyncs": stats.resyncs,
             "latency_ms": stats.latency.summary(),
             **stats.other_counters(),
-            "broker": "up" if self.subscriber.broker_up else "down",
+            "broker": sse.bus_word(self.subscriber.broker_up),
             "bus": asdict(bus),
         }
         if per_key:

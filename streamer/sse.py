@@ -7,7 +7,7 @@ frame early or forge a field. No Tornado here: the hub calls these once per
 event and writes the same bytes to every client of the key.
 
 The system events of a stream (CONTRACT §3, no `id:` line) are built here too:
-`connection` first, `heartbeat`, `resync` and `force_disconnect`.
+`connection` first, `heartbeat`, `resync`, `force_disconnect` and `bus_status`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import orjson
 RETRY_MS = 3000
 RETRY_FRAME = b"retry: %d\n\n" % RETRY_MS
 CONNECTION, HEARTBEAT, RESYNC, FORCE_DISCONNECT = "connection", "heartbeat", "resync", "force_disconnect"
+BUS_STATUS = "bus_status"
+BUS_UP, BUS_DOWN = "up", "down"  # also /healthz's and the stats' "broker" field
 # Fields the bus adds for its own use; the browser never sees them.
 INTERNAL_FIELDS = frozenset({"kind", "published_ns"})
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -50,10 +52,23 @@ def json_frame(event: str, value: Mapping[str, Any]) -> bytes:
     return encode_frame(event, orjson.dumps(value).decode("utf-8"))
 
 
-def connection_frame(user_id: int, strategy_id: int, last_event_id: str) -> bytes:
-    """The `connection` event that starts a stream at `last_event_id`."""
-    data = {"status": "connected", "user_id": user_id, "strategy_id": strategy_id, "last_event_id": last_event_id}
+def bus_word(up: bool) -> str:
+    """"up" or "down": whether the streamer hears the broker."""
+    return BUS_UP if up else BUS_DOWN
+
+
+def connection_frame(user_id: int, strategy_id: int, last_event_id: str, bus_up: bool) -> bytes:
+    """The `connection` event that starts a stream at `last_event_id`, with the bus's status."""
+    data = {
+        "status": "connected", "user_id": user_id, "strategy_id": strategy_id,
+        "last_event_id": last_event_id, "bus": bus_word(bus_up),
+    }
     return json_frame(CONNECTION, data)
+
+
+def bus_status_frame(up: bool) -> bytes:
+    """A `bus_status`: the streamer lost (or found again) the broker; live events pause (or go on)."""
+    return json_frame(BUS_STATUS, {"status": bus_word(up)})
 
 
 def heartbeat_frame(timestamp: str, last_event_id: str) -> bytes:

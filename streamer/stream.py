@@ -33,9 +33,9 @@ RESPONSE_HEAD = (
 )
 
 
-def preamble(key: StreamKey, head: Position) -> bytes:
+def preamble(key: StreamKey, head: Position, bus_up: bool) -> bytes:
     """The response head, `retry:` and the `connection` event of a new stream."""
-    return RESPONSE_HEAD + sse.RETRY_FRAME + sse.connection_frame(key.user_id, key.strategy_id, str(head))
+    return RESPONSE_HEAD + sse.RETRY_FRAME + sse.connection_frame(key.user_id, key.strategy_id, str(head), bus_up)
 
 
 class StreamHandler(BaseHandler):
@@ -64,7 +64,7 @@ class StreamHandler(BaseHandler):
             hub.unsubscribe(key)
             hub.admission.release(viewer.id)
             return
-        hub.open(sock, key, head, preamble(key, head), self._last_event_id(), checked_at)
+        hub.open(sock, key, head, preamble(key, head, hub.subscriber.broker_up), self._last_event_id(), checked_at)
 
     async def _check_access(self, key: StreamKey) -> float:
         """403 or 409 unless the viewer may stream the key; when the answer was read."""

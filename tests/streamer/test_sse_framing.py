@@ -45,7 +45,12 @@ def test_json_frame_is_one_data_line() -> None:
 @pytest.mark.parametrize(
     ("frame", "expected"),
     [
-        (sse.connection_frame(10, 1, "7-3"), b'event: connection\ndata: {"status":"connected","user_id":10,"strategy_id":1,"last_event_id":"7-3"}\n\n'),
+        (sse.connection_frame(10, 1, "7-3", True),
+         b'event: connection\ndata: {"status":"connected","user_id":10,"strategy_id":1,"last_event_id":"7-3","bus":"up"}\n\n'),
+        (sse.connection_frame(10, 1, "7-3", False),
+         b'event: connection\ndata: {"status":"connected","user_id":10,"strategy_id":1,"last_event_id":"7-3","bus":"down"}\n\n'),
+        (sse.bus_status_frame(False), b'event: bus_status\ndata: {"status":"down"}\n\n'),
+        (sse.bus_status_frame(True), b'event: bus_status\ndata: {"status":"up"}\n\n'),
         (sse.heartbeat_frame("2025-01-06T10:00:00.000000Z", "7-0"), b'event: heartbeat\ndata: {"timestamp":"2025-01-06T10:00:00.000000Z","last_event_id":"7-0"}\n\n'),
         (sse.resync_frame("epoch_changed"), b'event: resync\ndata: {"reason":"epoch_changed"}\n\n'),
         (sse.force_disconnect_frame("strategy_inactive", 'Strategy "A\nB" was deactivated.'),

@@ -44,7 +44,7 @@ async def test_stream_starts_with_its_headers_retry_and_the_connection_event(por
     connected = await stream.next_event()
     assert connected is not None and stream.retry == 3000
     assert connected.event == "connection" and connected.id is None
-    assert connected.json() == {"status": "connected", "user_id": 11, "strategy_id": 10, "last_event_id": f"{broker.epoch}-0"}
+    assert connected.json() == {"status": "connected", "user_id": 11, "strategy_id": 10, "last_event_id": f"{broker.epoch}-0", "bus": "up"}
     await stream.close()
 
 
