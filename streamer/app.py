@@ -10,6 +10,7 @@ import tornado.web
 from streamer.admin_api import admin_routes
 from streamer.handlers import (
     HealthHandler,
+    LatestBatchHandler,
     LoginHandler,
     LogoutHandler,
     MetricsHandler,
@@ -56,6 +57,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/strategies", StrategiesHandler, s),
         (r"/api/orders", OrdersHandler, s),
         (r"/api/positions", PositionsHandler, s),
+        (r"/api/batches/latest", LatestBatchHandler, s),
         (r"/healthz", HealthHandler, s),
         (r"/metrics", MetricsHandler, s),
         *admin_routes(services),

@@ -115,17 +115,43 @@ def strategies_of(session: Session, user_id: int) -> list[dict[str, Any]]:
     return [rows.strategy_json(s) for s in streamable_strategies(session, user_id)]
 
 
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    """Orders of one key, oldest first, and whether older ones exist."""
+
+    orders: list[dict[str, Any]]
+    has_more: bool
+
+
 def orders_of(session: Session, user_id: int, strategy_id: int) -> list[dict[str, Any]]:
     """`GET /api/orders`: the user's newest orders in the strategy, oldest first."""
+    page = order_page(session, user_id, strategy_id, MAX_SNAPSHOT_ORDERS, None)
+    assert page is not None  # no cursor, nothing it could fail to find
+    return page.orders
+
+
+def order_page(session: Session, user_id: int, strategy_id: int, limit: int, before: str | None) -> OrderPage | None:
+    """The newest `limit` orders of the key created before the order `before` (or the newest of all).
+
+    Creation order is the row id, so a page never skips or repeats an order
+    whatever changes meanwhile. None when `before` names no order of this key.
+    """
+    where = [Order.user_id == user_id, Order.strategy_id == strategy_id]
+    if before is not None:
+        cursor = session.scalar(select(Order.id).where(Order.order_id == before, *where))
+        if cursor is None:
+            return None
+        where.append(Order.id < cursor)
     query = (
         select(Order, Account)
         .join(Account, Account.id == Order.account_id)
-        .where(Order.user_id == user_id, Order.strategy_id == strategy_id)
+        .where(*where)
         .order_by(Order.id.desc())
-        .limit(MAX_SNAPSHOT_ORDERS)
+        .limit(limit + 1)  # one more than asked: whether older ones exist
     )
     found = session.execute(query).all()
-    return [rows.order_snapshot(order, account) for order, account in reversed(found)]
+    newest = found[:limit]
+    return OrderPage([rows.order_snapshot(order, account) for order, account in reversed(newest)], len(found) > limit)
 
 
 def positions_of(session: Session, user_id: int, strategy_id: int) -> list[dict[str, Any]]:

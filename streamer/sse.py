@@ -86,9 +86,14 @@ def force_disconnect_frame(reason: str, message: str) -> bytes:
     return json_frame(FORCE_DISCONNECT, {"reason": reason, "message": message})
 
 
+def event_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a browser sees of a bus event: its payload without the bus's internal fields."""
+    return {k: v for k, v in payload.items() if k not in INTERNAL_FIELDS}
+
+
 def event_data(payload: Mapping[str, Any]) -> bytes:
-    """The JSON data of a bus event: its payload without the bus's internal fields."""
-    return orjson.dumps({k: v for k, v in payload.items() if k not in INTERNAL_FIELDS})
+    """The JSON data of a bus event (`event_payload`)."""
+    return orjson.dumps(event_payload(payload))
 
 
 def _event_line(kind: str) -> bytes:

@@ -16,7 +16,7 @@ from bus.errors import BusUnavailable
 from bus.replay import Position
 from bus.topics import StreamKey
 from streamer import queries, sse
-from streamer.handlers import NOT_YOURS, BaseHandler
+from streamer.handlers import BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT, NOT_YOURS, BaseHandler
 from web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class StreamHandler(BaseHandler):
         try:
             return await self.services.hub.subscribe(key)
         except BusUnavailable:
-            raise ApiError(503, "bus_unavailable", "The event bus does not answer; try again.") from None
+            raise ApiError(503, BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT) from None
 
     def _take_socket(self) -> socket.socket | None:
         """Detach the connection from Tornado and keep its socket; None if the client already left."""

@@ -153,7 +153,7 @@ async def test_snapshot_rows_carry_the_event_fields_and_only_the_users_own(http_
     bearer = world.users["u10"].bearer
     orders = body(await call(http_client, base_url + "/api/orders?strategy_id=1", headers=bearer))["orders"]
     assert [o["order_id"] for o in orders] == ["mine-1"]
-    assert set(orders[0]) == set(OrderEvent.__struct_fields__) - {"event_type", "kind"}
+    assert set(orders[0]) == set(OrderEvent.__struct_fields__) - {"event_type", "kind", "fill_quantity", "fill_price"}
     positions = body(await call(http_client, base_url + "/api/positions?strategy_id=1", headers=bearer))["positions"]
     assert len(positions) == 1 and positions[0]["user_id"] == 10
     assert set(positions[0]) == set(PositionEvent.__struct_fields__) - {"event_type", "kind"}
