@@ -28,6 +28,8 @@ from streamer.stream import StreamHandler
 access_log = logging.getLogger("tornado.access")
 # Scraped every few seconds: their requests are logged at DEBUG only.
 QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+# The page's files, tradestream.js among them: a stable path other pages import from (CONTRACT section 3).
+STATIC_PREFIX = "/static/"
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -63,7 +65,9 @@ def make_app(services: Services) -> tornado.web.Application:
         *admin_routes(services),
         (r"/api/.*", NotFoundHandler, s),
         (r"/reasons\.json", ReasonsHandler, s),
-        (r"/(.*)", PageHandler, static),
+        (r"/favicon\.ico", tornado.web.RedirectHandler, {"url": f"{STATIC_PREFIX}favicon.svg", "permanent": True}),
+        (r"/()", PageHandler, static),
+        (rf"{STATIC_PREFIX}(.*)", PageHandler, static),
     ]
     return tornado.web.Application(
         routes,

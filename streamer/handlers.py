@@ -277,4 +277,9 @@ class NotFoundHandler(BaseHandler):
 
 
 class PageHandler(JsonErrors, tornado.web.StaticFileHandler):
-    """The dashboard's files; `/` is index.html (404 JSON until it exists)."""
+    """The dashboard's files under `/static/` (tradestream.js among them); `/` is index.html (404 JSON until it exists)."""
+
+    def set_extra_headers(self, path: str) -> None:
+        # Revalidated on every load (a 304 costs one round trip): a deploy's new files are used at once.
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Content-Type-Options", "nosniff")

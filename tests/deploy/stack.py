@@ -14,7 +14,7 @@ import http.client
 import json
 import os
 import queue
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -63,10 +63,22 @@ def stack_environment(root: Path) -> dict[str, str]:
     return env
 
 
-def make_project_copy(root: Path) -> Path:
-    """A folder that looks like a checkout to supervisord.conf; returns the config's path."""
+# The broker's --journal and its value (quoted or not) in supervisord.conf's command line.
+JOURNAL_ARGUMENT = re.compile(r'\s--journal(?:[= ](?:"[^"]*"|\S+))?')
+
+
+def make_project_copy(root: Path, *, journal: bool = True) -> Path:
+    """A folder that looks like a checkout to supervisord.conf; returns the config's path.
+
+    `journal=False` runs the broker without its journal, so that a restart starts a
+    new epoch (what a resync test needs); the rest of the config is the repository's.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT / "supervisord.conf", root / "supervisord.conf")
+    config = (PROJECT / "supervisord.conf").read_text()
+    if not journal:
+        config = JOURNAL_ARGUMENT.sub("", config)
+        assert re.search(r"tradestream-broker[^\n]*--journal", config) is None
+    (root / "supervisord.conf").write_text(config)
     (root / ".venv").symlink_to(PROJECT / ".venv")
     return root / "supervisord.conf"
 
@@ -84,9 +96,9 @@ class Stack:
         self.demo: dict[str, Any] = {}
 
     @classmethod
-    def in_new_folder(cls, root: Path) -> Stack:
-        """A stack in a new checkout-like folder, on free ports."""
-        make_project_copy(root)
+    def in_new_folder(cls, root: Path, *, journal: bool = True) -> Stack:
+        """A stack in a new checkout-like folder, on free ports (`journal=False`: a broker that forgets on restart)."""
+        make_project_copy(root, journal=journal)
         return cls(root, stack_environment(root))
 
     # ---- life cycle ----
