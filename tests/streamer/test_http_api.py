@@ -237,3 +237,17 @@ async def test_the_page_is_404_json_until_it_exists(http_client: AsyncHTTPClient
 def test_ids_are_ascii_digits_without_sign_or_leading_zero_below_2_63(raw: str, parsed: int | None) -> None:
     assert parse_id(raw) == parsed
     assert parse_id(raw.encode("utf-8")) == parsed
+
+
+@pytest.mark.gen_test
+async def test_page_files_are_under_static_and_revalidated_and_the_favicon_redirects(http_client: AsyncHTTPClient, base_url: str) -> None:
+    for path in ("/static/tradestream.js", "/static/app.js", "/static/format.js", "/static/tables.js"):
+        response = await call(http_client, base_url + path)
+        assert response.code == 200, path
+        assert response.headers["Content-Type"].split(";")[0] in ("application/javascript", "text/javascript")
+        assert response.headers["Cache-Control"] == "no-cache"  # a deploy's files are used at once
+    page = await call(http_client, base_url + "/")
+    assert b'src="/static/app.js"' in page.body and b'rel="icon"' in page.body
+    icon = await http_client.fetch(base_url + "/favicon.ico", follow_redirects=False, raise_error=False)
+    assert (icon.code, icon.headers["Location"]) == (301, "/static/favicon.svg")
+    assert (await call(http_client, base_url + "/app.js")).code == 404  # only /static/ serves files
