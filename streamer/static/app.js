@@ -111,7 +111,7 @@ function selectStrategy(strategyId) {
   const stream = new TradeStream(strategyId, { snapshot: () => loadSnapshot(generation) });
   stream.on("event", ({ type, data, id }) => APPLY[type] && APPLY[type](data, id));
   stream.on("state", onStreamState);
-  stream.on("bus", showOutage);
+  stream.on("bus", showConnection);
   stream.on("heartbeat", () => (state.lastHeartbeat = Date.now()));
   state.stream = stream;
   stream.start();
@@ -133,7 +133,7 @@ async function loadSnapshot(generation) {
     api(`/api/batches/latest?${query}`).catch(() => ({ batch: null })),
   ]);
   if (generation !== state.generation) return null;
-  clearTables();
+  clearTables({ keepBatch: true }); // a broker that forgot its history does not make the last batch untrue
   orders.load(orderPage.orders);
   orders.hasMore = orderPage.has_more;
   for (const row of orderPage.orders) noteAccount(row.account);
@@ -161,13 +161,14 @@ async function loadOlder() {
   }
 }
 
-function clearTables() {
+function clearTables({ keepBatch = false } = {}) {
   orders.clear();
   positions.clear();
   state.accounts.clear();
+  showEquity();
+  if (keepBatch && state.batchId) return;
   state.batchId = null;
   $("batch").replaceChildren(placeholder("No batch yet. A webhook with an orders list shows its summary here."));
-  showEquity();
 }
 
 // ---- events --------------------------------------------------------------------------
@@ -239,11 +240,19 @@ function describeOrder(order) {
 
 function onStreamState({ state: now, reason, message, status, retryAt }) {
   state.retry = now === "reconnecting" ? { retryAt, reason } : null;
+  if (now === "stopped") onStopped(reason, message, status);
+  showConnection();
+}
+
+// The indicator and the outage banner, from the stream's state and what it knows of the bus.
+function showConnection() {
+  const stream = state.stream;
+  const now = stream ? stream.state : "idle";
   if (now === "connecting") setIndicator("connecting", "connecting");
+  else if (now === "connected" && stream.bus === "down") setIndicator("paused", "live data paused (event bus down)");
   else if (now === "connected") setIndicator("connected", "connected");
   else if (now === "resyncing") setIndicator("resyncing", "resyncing");
   else if (now === "reconnecting") setIndicator("reconnecting", reconnectText());
-  else if (now === "stopped") onStopped(reason, message, status);
   showOutage();
 }
 

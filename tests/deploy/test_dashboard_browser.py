@@ -87,6 +87,7 @@ def test_a_stopped_broker_shows_the_bus_down_banner_until_it_is_back(stack: Stac
         page.wait_for_selector("#outage:not([hidden])")
         assert "Live data paused: event bus down." in page.inner_text("#outage")
         assert page.evaluate("document.body.classList.contains('stale')")
+        page.wait_for_selector("#connection[data-state=paused]")  # no longer a green "connected"
     finally:
         stack.ctl("start", "broker")
     page.wait_for_selector("#outage", state="hidden")
