@@ -2,12 +2,11 @@
 
 The page is what another site would write (docs/client.md): it imports the module,
 loads a snapshot through `snapshot()` and records what the stream tells it. The
-broker runs without its journal here, so that a restart is a new epoch (a resync).
+broker runs without its journal here (conftest.py), so that a restart is a new epoch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,15 +34,6 @@ window.follow = (strategyId, withSnapshot = true) => {
 };
 window.ready = true;
 </script>"""
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack.in_new_folder(tmp_path_factory.mktemp("stack"), journal=False).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def open_client(page: Any, stack: Stack, username: str) -> None:

@@ -14,7 +14,7 @@ from bus.publisher import Publisher
 from bus.topics import StreamKey, key_topic
 from store.db import make_engine, make_session_factory
 from store.models import Order
-from tests.deploy.browser import Console, log_in, new_page
+from tests.deploy.dashboard.browser import Console, log_in, new_page
 from tests.deploy.stack import Stack
 from tests.waiting import wait_until
 
@@ -128,7 +128,7 @@ def test_history_pages_back_beyond_the_newest_orders(stack: Stack, page: Any) ->
     assert int(page.inner_text("#orders-count")) == 500
     while page.locator("#orders-older").is_visible():
         page.click("#orders-older")
-        page.wait_for_selector("#orders-older:not([disabled])")
+        page.wait_for_function("!document.getElementById('orders-older').disabled")  # the page arrived
     assert int(page.inner_text("#orders-count")) == total
     page.select_option("#filter-symbol", "HIST/USDT")
     assert page.inner_text("#orders-shown") == f"1100 of {total} match"

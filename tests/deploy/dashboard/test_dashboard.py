@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from store.db import make_engine, make_session_factory
 from store.models import Order
-from tests.deploy.browser import Console, log_in
+from tests.deploy.dashboard.browser import Console, log_in
 from tests.deploy.stack import Stack
 from tests.waiting import wait_until
 
