@@ -5,12 +5,11 @@
 // backoff, outages). Events carry full state, so every table is an upsert.
 
 import { TradeStream, fetchJson, isAtOrBefore } from "./tradestream.js";
-import { OrdersTable, PositionsTable, orderPrice, timeCell } from "./tables.js";
+import { OrdersTable, PositionsTable } from "./tables.js";
 import { formatDecimal } from "./format.js";
+import { batchView, describeBatch, describeOrder, hideBanner, placeholder, showBanner, toast } from "./views.js";
 
 const PAGE = 500; // orders per REST page
-const MAX_TOASTS = 3;
-const TOAST_MS = 6000;
 const OUTAGE_TITLES = {
   unreachable: "Server unreachable.",
   heartbeat_timeout: "Server unreachable.",
@@ -206,34 +205,8 @@ function showEquity() {
 function showBatch(batch, id, live) {
   if (id && state.batchId && isAtOrBefore(id, state.batchId)) return; // an older one answered late
   state.batchId = id;
-  const table = document.createElement("table");
-  table.innerHTML = '<thead><tr><th>Type</th><th class="num">Created</th><th class="num">Cancelled</th></tr></thead>';
-  const body = table.createTBody();
-  for (const s of batch.summaries) {
-    const row = body.insertRow();
-    for (const [text, className] of [[s.order_type, ""], [String(s.created), "num"], [String(s.cancelled), "num"]]) {
-      const td = row.insertCell();
-      td.textContent = text;
-      td.className = className;
-    }
-  }
-  const when = document.createElement("p");
-  when.className = "muted";
-  when.append("at ", timeCell(batch.timestamp, "when").firstChild || "—");
-  $("batch").replaceChildren(table, when);
-  if (!live) return;
-  const created = batch.summaries.reduce((n, s) => n + s.created, 0);
-  const cancelled = batch.summaries.reduce((n, s) => n + s.cancelled, 0);
-  toast(`Batch: ${created} created, ${cancelled} cancelled`, "batch");
-}
-
-function describeOrder(order) {
-  const verb = String(order.event_type || "order_updated").replace("order_", "").replace("_", " ");
-  const price = orderPrice(order);
-  const fill = order.fill_quantity === null || order.fill_quantity === undefined
-    ? "" : ` (${formatDecimal(order.fill_quantity)} @ ${formatDecimal(order.fill_price)})`;
-  const at = price === "—" ? "" : ` @ ${price}`;
-  return `${order.side} ${formatDecimal(order.quantity)} ${order.symbol} ${order.order_type}${at} — ${verb}${fill}`;
+  $("batch").replaceChildren(...batchView(batch));
+  if (live) toast(describeBatch(batch), "batch");
 }
 
 // ---- connection, outages and stops -----------------------------------------------------
@@ -325,37 +298,6 @@ function showOrderCounts({ total, matching, shown, hasMore, symbols }) {
     select.replaceChildren(new Option("All symbols", ""), ...symbols.map((s) => new Option(s, s)));
     select.value = symbols.includes(chosen) ? chosen : "";
   }
-}
-
-function placeholder(text) {
-  const p = document.createElement("p");
-  p.className = "placeholder";
-  p.textContent = text;
-  return p;
-}
-
-// Toasts live in their own strip above the tables: they never cover a row.
-function toast(text, kind) {
-  const box = $("toasts");
-  const item = document.createElement("div");
-  item.className = "toast";
-  item.dataset.kind = kind;
-  item.textContent = text;
-  item.title = text;
-  box.prepend(item);
-  while (box.children.length > MAX_TOASTS) box.lastElementChild.remove();
-  setTimeout(() => item.remove(), TOAST_MS);
-}
-
-function showBanner(title, text, retry) {
-  $("banner-title").textContent = title;
-  $("banner-text").textContent = text;
-  $("banner-retry").hidden = !retry;
-  $("banner").hidden = false;
-}
-
-function hideBanner() {
-  $("banner").hidden = true;
 }
 
 // ---- start -----------------------------------------------------------------------------

@@ -16,6 +16,10 @@
 // fetch() rather than EventSource: EventSource hides the status and body of a refused
 // stream, gives up for good on any non-200 answer, and cannot send headers.
 
+import { HttpError, SseParser, fetchJson, isAtOrBefore, parseEventId } from "./wire.js";
+
+export { HttpError, SseParser, fetchJson, isAtOrBefore, parseEventId };
+
 const DEFAULTS = {
   baseUrl: "",
   headers: {},
@@ -35,76 +39,6 @@ const RETRY_REASONS = { bus_unavailable: "bus_unavailable", shutting_down: "serv
 const MAX_WAITING = 10000; // events held while a resync reloads the snapshot
 // Why a retry waits that an answering /healthz shortens: the server or the bus was away.
 const OUTAGES = new Set(["unreachable", "heartbeat_timeout", "server_error", "bus_unavailable"]);
-
-/** An HTTP answer that is not 2xx; `status` and the server's `code` (its `error` field). */
-export class HttpError extends Error {
-  constructor(status, body) {
-    super((body && body.message) || `HTTP ${status}`);
-    this.status = status;
-    this.code = (body && body.error) || null;
-  }
-}
-
-/** GET (or `init`) a JSON answer; throws HttpError on a non-2xx answer, TypeError when unreachable. */
-export async function fetchJson(url, init = {}) {
-  const response = await fetch(url, { credentials: "same-origin", ...init, headers: { Accept: "application/json", ...init.headers } });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) throw new HttpError(response.status, body);
-  return body;
-}
-
-/** "<epoch>-<seq>" → {epoch, seq}, or null. */
-export function parseEventId(id) {
-  const match = /^(\d+)-(\d+)$/.exec(id || "");
-  return match ? { epoch: match[1], seq: Number(match[2]) } : null;
-}
-
-/** Whether event `id` is at or before `than` (same epoch only: ids of two epochs cannot be ordered). */
-export function isAtOrBefore(id, than) {
-  const a = parseEventId(id);
-  const b = parseEventId(than);
-  return Boolean(a && b && a.epoch === b.epoch && a.seq <= b.seq);
-}
-
-/** Server-Sent Events from a text stream: calls `dispatch({event, data, id})` per frame. */
-export class SseParser {
-  constructor(dispatch) {
-    this.dispatch = dispatch;
-    this.buffer = "";
-    this.skipLF = false;
-    this.reset();
-  }
-
-  reset() {
-    this.event = "";
-    this.data = [];
-    this.id = null;
-  }
-
-  push(text) {
-    // A CR that ended the last chunk ended a line; an LF starting this one belongs to it.
-    if (this.skipLF && text.startsWith("\n")) text = text.slice(1);
-    this.skipLF = text.endsWith("\r");
-    this.buffer += text;
-    const lines = this.buffer.split(/\r\n|\r|\n/);
-    this.buffer = lines.pop(); // the unfinished line
-    for (const line of lines) this.line(line);
-  }
-
-  line(line) {
-    if (line === "") {
-      if (this.data.length) this.dispatch({ event: this.event || "message", data: this.data.join("\n"), id: this.id });
-      return this.reset();
-    }
-    if (line.startsWith(":")) return; // a comment
-    const colon = line.indexOf(":");
-    const name = colon < 0 ? line : line.slice(0, colon);
-    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-    if (name === "data") this.data.push(value);
-    else if (name === "event") this.event = value;
-    else if (name === "id" && !value.includes("\0")) this.id = value;
-  }
-}
 
 /** One strategy's stream, kept open, resumed and resynced for its page. */
 export class TradeStream extends EventTarget {
@@ -169,7 +103,7 @@ export class TradeStream extends EventTarget {
         cache: "no-store",
         signal: controller.signal,
       });
-      if (!response.ok) return this.refused(response);
+      if (!response.ok) return this.refused(response, controller);
       this.lastSign = Date.now();
       await this.read(response.body, controller);
       if (!controller.signal.aborted) this.retry("stream_ended");
@@ -185,8 +119,9 @@ export class TradeStream extends EventTarget {
     return `${this.options.baseUrl}/api/events/stream?${params}`;
   }
 
-  async refused(response) {
+  async refused(response, controller) {
     const body = await response.json().catch(() => null);
+    if (controller.signal.aborted) return; // closed or replaced while the body came
     const error = new HttpError(response.status, body);
     const seconds = Number(response.headers.get("Retry-After"));
     this.failed(error, Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0);

@@ -241,7 +241,7 @@ def test_ids_are_ascii_digits_without_sign_or_leading_zero_below_2_63(raw: str, 
 
 @pytest.mark.gen_test
 async def test_page_files_are_under_static_and_revalidated_and_the_favicon_redirects(http_client: AsyncHTTPClient, base_url: str) -> None:
-    for path in ("/static/tradestream.js", "/static/app.js", "/static/format.js", "/static/tables.js"):
+    for path in ("/static/tradestream.js", "/static/wire.js", "/static/app.js", "/static/format.js", "/static/tables.js", "/static/views.js"):
         response = await call(http_client, base_url + path)
         assert response.code == 200, path
         assert response.headers["Content-Type"].split(";")[0] in ("application/javascript", "text/javascript")

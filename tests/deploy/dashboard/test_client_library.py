@@ -164,3 +164,42 @@ def test_a_refused_stream_or_snapshot_stops_with_the_servers_status_and_code(sta
     stopped = wait_state(page, "stopped")
     assert (stopped["status"], stopped["reason"]) == (403, "forbidden")
     assert page.evaluate("[stream.timers.length, stream.controller]") == [0, None]
+
+
+SSE_TEXT = (
+    "retry: 3000\r\n\r\n: a comment\r\n"
+    "event: connection\r\ndata: {\"status\":\"connected\"}\r\n\r\n"
+    "id: 7-1\nevent: order_update\ndata: {\"a\":1}\n\n"
+    "id: 7-2\revent: order_update\rdata: one\rdata:two\r\r"
+    "event: heartbeat\ndata\n\n"
+    "data: no event name\n\n"
+    "event: partial\ndata: never finished\n"
+)
+SSE_FRAMES = [
+    {"event": "connection", "data": '{"status":"connected"}', "id": None},
+    {"event": "order_update", "data": '{"a":1}', "id": "7-1"},
+    {"event": "order_update", "data": "one\ntwo", "id": "7-2"},
+    {"event": "heartbeat", "data": "", "id": None},
+    {"event": "message", "data": "no event name", "id": None},
+]
+
+
+def test_the_sse_parser_gives_the_same_frames_however_the_bytes_are_split(stack: Stack, page: Any) -> None:
+    page.goto(stack.base_url + "/")
+    splits = page.evaluate(
+        """async (text) => {
+            const { SseParser } = await import('/static/tradestream.js');
+            const results = [];
+            for (let cut = 0; cut <= text.length; cut++) {  // every place a chunk could end, CRLF included
+                const frames = [];
+                const parser = new SseParser((frame) => frames.push(frame));
+                parser.push(text.slice(0, cut));
+                parser.push("");  // an empty chunk changes nothing
+                parser.push(text.slice(cut));
+                results.push(frames);
+            }
+            return results;
+        }""",
+        SSE_TEXT,
+    )
+    assert all(frames == SSE_FRAMES for frames in splits), next(f for f in splits if f != SSE_FRAMES)
