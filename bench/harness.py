@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import resource
+import shlex
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
-from bench import report
-from bench.brokeronly import run_broker_only
+from bench import report, sweep
+from bench.brokeronly import run_broker, run_floor
+from bench.config import BenchConfig
 from bench.procstat import pin
-from bench.run import BenchConfig, Progress, run_once
-from bench.stack import Stack, StackError, attach_stack, broker_only_stack, start_stack
+from bench.run import Progress, run_once
+from bench.stack import ROOT, Stack, StackError, attach_stack, broker_only_stack, start_stack
 from bus.process import SettingsParser, configure_logging
 
 log = logging.getLogger(__name__)
@@ -28,11 +31,20 @@ def parse_config(argv: list[str] | None) -> tuple[BenchConfig, str]:
         "the real broker and streamer; reports deliveries/s, publish→receive latency, loss, duplicates, "
         "streamer CPU per delivery and RSS per connection.",
         epilog="Examples: tradestream-bench --connections 1000 --keys 100 --rate 2000 --duration 10 --pin; "
-        "tradestream-bench --find-max --json max.json --plot max.png; tradestream-bench --broker-only --pin",
+        "tradestream-bench --find-max --json max.json --plot max.png; tradestream-bench --broker-only --pin --rate 4000; "
+        "tradestream-bench --sweep 5 --pin --plot sweep.png; tradestream-bench --cost-curve 1000,5000,15000 --rate 2000 --pin",
     )
     config, log_level = parser.parse(argv)
     if config.connections < config.keys:
         parser.error(f"--connections {config.connections} must be at least --keys {config.keys}")
+    for name, text in (("--sweep", config.sweep), ("--cost-curve", config.cost_curve)):
+        try:
+            if any(value <= 0 for value in config.numbers(text)):
+                raise ValueError
+        except ValueError:
+            parser.error(f"{name}: expected positive numbers separated by commas, got {text!r}")
+    if config.cost_curve and any(n < 10 for n in config.numbers(config.cost_curve)):
+        parser.error("--cost-curve: every N must be at least 10 (K = N/10)")
     return config, log_level
 
 
@@ -49,7 +61,7 @@ def find_max(stack: Stack, cfg: BenchConfig, progress: Progress) -> tuple[float,
         return ok
 
     low, high = 0.0, 0.0
-    rate = cfg.rate
+    rate = cfg.fanout_rate
     while rate <= MAX_PROBE_RATE:
         if not probe(rate):
             high = rate
@@ -73,9 +85,11 @@ def measure(stack: Stack, cfg: BenchConfig, progress: Progress) -> int:
         pin(stack.streamer_pid, {0})
         if stack.broker_pid:
             pin(stack.broker_pid, {1})
+    if cfg.sweep:
+        return run_sweep(stack, cfg, progress)
     if not cfg.find_max:
-        run, latencies, per_second = run_once(stack, cfg, cfg.rate, progress)
-        print(report.table(run, f"{cfg.rate:,.0f} events/s"))
+        run, latencies, per_second = run_once(stack, cfg, cfg.fanout_rate, progress)
+        print(report.table(run, f"{cfg.fanout_rate:,.0f} events/s"))
         obj: dict[str, Any] = run.to_json()
     else:
         max_rate, _ = find_max(stack, cfg, progress)
@@ -95,25 +109,76 @@ def measure(stack: Stack, cfg: BenchConfig, progress: Progress) -> int:
     return 0
 
 
-def broker_only(cfg: BenchConfig, progress: Progress) -> int:
-    """--broker-only: a broker, a pusher and a SUB reader; the broker's events per CPU second.
+def run_sweep(stack: Stack, cfg: BenchConfig, progress: Progress) -> int:
+    """--sweep: a run per rate (a count: evenly up to half of --find-max's rate), one table, one plot."""
+    rates = cfg.numbers(cfg.sweep)
+    extra: dict[str, Any] = {}
+    if len(rates) == 1 and rates[0] == int(rates[0]) and rates[0] <= 20:
+        max_rate, _ = find_max(stack, cfg, progress)
+        if not max_rate:
+            progress.note("no rate passed; lower --rate")
+            return 1
+        rates, extra = sweep.half_max_rates(max_rate, int(rates[0])), {"max_rate": max_rate}
+        print(f"max rate: {max_rate:,.0f} events/s; sweeping {', '.join(f'{r:,.0f}' for r in rates)}")
+    runs = [run_once(stack, cfg, rate, progress)[0] for rate in rates]
+    print(sweep.sweep_table(runs))
+    if cfg.json:
+        report.write_json(cfg.json, {**extra, "sweep": [run.to_json() for run in runs]}, sys.stdout)
+    if cfg.plot:
+        sweep.plot_sweep(cfg.plot, runs, f"N={cfg.connections} K={len(stack.keys)}, {cfg.duration:g} s per rate")
+    return 0
 
-    With --journal: a broker without a journal, then a fresh one with it, back to back.
-    """
-    results: dict[str, dict[str, Any]] = {}
-    for journal in (False, True) if cfg.journal else (False,):
-        label = "with journal" if journal else "without journal"
-        stack = broker_only_stack(journal)
+
+def cost_curve(cfg: BenchConfig, progress: Progress, root: Path) -> int:
+    """--cost-curve: for each N a fresh stack with K = N/10 keys, one run at --rate; one table, one plot."""
+    runs: list[report.RunResult] = []
+    for n in (int(value) for value in cfg.numbers(cfg.cost_curve)):
+        keys = n // 10
+        progress.note(f"N={n:,} K={keys:,}: starting broker and streamer")
+        stack = start_stack(keys, -(-n // keys), 100, shlex.split(cfg.streamer_args), cfg.journal, root)
         try:
-            progress.note(f"pushing flat out over {cfg.keys} keys for {cfg.duration:g} s, {label}")
-            results[label] = run_broker_only(stack, cfg.keys, cfg.duration, cfg.pin)
+            if cfg.pin and stack.streamer_pid and stack.broker_pid:
+                pin(stack.streamer_pid, {0})
+                pin(stack.broker_pid, {1})
+            run, _, _ = run_once(stack, BenchConfig(**{**vars(cfg), "connections": n, "keys": keys}), cfg.fanout_rate, progress)
+            runs.append(run)
         finally:
             stack.stop()
-    for label, result in results.items():
-        width = max(map(len, result))
-        print(f"-- {label}" if cfg.journal else "", *(f"{name:<{width}}  {value}" for name, value in result.items()), sep="\n")
+    print(sweep.cost_table(runs))
     if cfg.json:
-        report.write_json(cfg.json, results if cfg.journal else results["without journal"], sys.stdout)
+        report.write_json(cfg.json, {"cost_curve": [run.to_json() for run in runs]}, sys.stdout)
+    if cfg.plot:
+        sweep.plot_cost(cfg.plot, runs, f"{cfg.fanout_rate:,.0f} events/s, {cfg.duration:g} s per N, a fresh streamer each")
+    return 0
+
+
+def broker_only(cfg: BenchConfig, progress: Progress, root: Path) -> int:
+    """--broker-only: the floor, then a broker (then one with a journal), `--rounds` times back to back.
+
+    Flat out without --rate; paced at --rate otherwise. Each its own fresh process.
+    """
+    rate = cfg.rate or 0.0
+    labels = ["floor", "broker", *(["broker with journal"] if cfg.journal else [])]
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for number in range(cfg.rounds):
+        results: dict[str, dict[str, Any]] = {}
+        for label in labels:
+            progress.note(f"round {number + 1}: {label}, {'paced at ' + format(rate, ',.0f') + '/s' if rate else 'flat out'} "
+                          f"over {cfg.keys} keys for {cfg.duration:g} s")
+            if label == "floor":
+                results[label] = run_floor(cfg.keys, cfg.duration, rate, cfg.pin)
+                continue
+            stack = broker_only_stack(label != "broker", root)
+            try:
+                results[label] = run_broker(stack, cfg.keys, cfg.duration, rate, cfg.pin)
+            finally:
+                stack.stop()
+        rounds.append(results)
+        for label, result in results.items():
+            width = max(map(len, result))
+            print(f"-- round {number + 1}: {label}", *(f"{name:<{width}}  {value}" for name, value in result.items()), sep="\n")
+    if cfg.json:
+        report.write_json(cfg.json, {"rounds": rounds}, sys.stdout)
     return 0
 
 
@@ -132,16 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     progress = Progress()
     stack: Stack | None = None
+    root = Path(cfg.code_root).resolve() if cfg.code_root else ROOT
     try:
         if cfg.broker_only:
-            return broker_only(cfg, progress)
+            return broker_only(cfg, progress, root)
+        if cfg.cost_curve:
+            return cost_curve(cfg, progress, root)
         per_key = -(-cfg.connections // cfg.keys)
         if cfg.attach:
             stack = attach_stack(cfg.ingress, cfg.publish, cfg.replay, cfg.host, cfg.port, cfg.database_url,
                                  cfg.streamer_pid, cfg.keys, per_key, cfg.max_streams_per_user)
         else:
             progress.note("starting broker and streamer")
-            stack = start_stack(cfg.keys, per_key, 100, [], cfg.journal)
+            stack = start_stack(cfg.keys, per_key, 100, shlex.split(cfg.streamer_args), cfg.journal, root)
         return measure(stack, cfg, progress)
     except StackError as exc:
         log.error("%s", exc)

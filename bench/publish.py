@@ -48,10 +48,13 @@ def publish_paced(ingress: str, keys: list[StreamKey], rate: float, duration_s: 
     topics = [key_topic(key) for key in keys]
     sent = [0] * len(keys)
     total = 0
+    # Exactly rate * duration events: the last tick falls short of `end`, so it sends what is still due.
+    goal = round(rate * duration_s)
     start = time.monotonic()
     end = start + duration_s
-    while (now := time.monotonic()) < end:
-        due = int((now - start) * rate)
+    while total < goal:
+        now = time.monotonic()
+        due = goal if now >= end else min(goal, int((now - start) * rate))
         timestamp = utc_now()
         while total < due:
             index = total % len(keys)

@@ -9,11 +9,15 @@ from typing import Any, TextIO
 
 import orjson
 
+from bench import stages
+
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 RUN_KEYS = (
     "connections", "keys", "rate", "duration_s", "deliveries_per_s", "latency_ms", "lost", "duplicated",
     "slow_consumer_disconnects", "streamer_cpu_us_per_delivery", "streamer_rss_kib_per_connection", "connect_s",
 )
+# Since issue 13, after those of the contract: where the time went and how busy the machine was.
+DIAGNOSTIC_KEYS = ("stages_ms", "streamer_cpu_share", "load_average")
 LATENCY_KEYS = (*tuple(name for name, _ in PERCENTILES), "max")
 
 
@@ -83,10 +87,13 @@ class RunResult:
     rss_idle_kib: float | None
     rss_loaded_kib: float | None
     connect_s: float
+    stages: dict[str, Any] = field(default_factory=dict)  # bench/stages.py breakdown
+    streamer_cpu_share: float | None = None  # of one core, while publishing and draining
+    load_average: float | None = None  # 1-minute, when publishing began
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the keys of CONTRACT section 7 for one run."""
+        """The keys of CONTRACT section 7 for one run, in its order (the diagnostic ones last)."""
         return {
             "connections": self.connections,
             "keys": self.keys,
@@ -100,6 +107,9 @@ class RunResult:
             "streamer_cpu_us_per_delivery": self.streamer_cpu_us_per_delivery,
             "streamer_rss_kib_per_connection": {"idle": self.rss_idle_kib, "loaded": self.rss_loaded_kib},
             "connect_s": round(self.connect_s, 3),
+            "stages_ms": self.stages,
+            "streamer_cpu_share": self.streamer_cpu_share,
+            "load_average": self.load_average,
         }
 
     def passes(self, expected_deliveries: int) -> bool:
@@ -141,11 +151,15 @@ def table(run: RunResult, title: str = "run") -> str:
         ("streamer RSS KiB/conn idle", _fmt(run.rss_idle_kib)),
         ("streamer RSS KiB/conn loaded", _fmt(run.rss_loaded_kib)),
         ("connect time (s)", _fmt(run.connect_s)),
+        ("streamer core busy", _fmt(run.streamer_cpu_share)),
+        ("load average (1 min)", _fmt(run.load_average)),
     ]
     rows += [(name, _fmt(value)) for name, value in run.extra.items() if not isinstance(value, (list, dict))]
     width = max(len(name) for name, _ in rows)
     lines = [f"── {title} " + "─" * max(0, width + 20 - len(title))]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]
+    if run.stages:
+        lines += ["", stages.table(run.stages, lat)]
     return "\n".join(lines)
 
 
@@ -159,29 +173,54 @@ def write_json(path: str, obj: Mapping[str, Any], out: TextIO | None = None) -> 
         handle.write(text)
 
 
+NINES_TICKS = ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99.9"), (0.9999, "p99.99"))
+
+
+def nines(fraction: float) -> float:
+    """A CDF fraction on an axis where each "nine" takes the same room: 0.9 → 1, 0.99 → 2."""
+    return -math.log10(max(1e-9, 1.0 - fraction))
+
+
+def full_seconds(per_second: Mapping[int, int]) -> list[tuple[int, int]]:
+    """(second from the first, deliveries) without the first and last seconds, which a run covers only in part."""
+    seconds = sorted(per_second)
+    inner = seconds[1:-1] if len(seconds) > 2 else seconds
+    return [(s - seconds[0], per_second[s]) for s in inner]
+
+
+def ms_axis(axis: Any) -> None:
+    """A log axis of milliseconds labelled 0.1, 1, 10, 100 rather than powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+
+
 def plot(path: str, latencies_us: Sequence[int], per_second: Mapping[int, int], title: str) -> None:
-    """Latency histogram and CDF, and deliveries per second over time, as a PNG (Agg)."""
+    """Latency histogram, latency by percentile, and deliveries per full second, as a PNG (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ordered = sorted(v / 1000 for v in latencies_us) or [0.0]
-    fig, (hist_ax, cdf_ax, rate_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, (hist_ax, cdf_ax, rate_ax) = plt.subplots(1, 3, figsize=(12, 3.4))
     hist_ax.hist(ordered, bins=100, color="#4477aa")
     hist_ax.set(xlabel="publish → receive (ms)", ylabel="deliveries", yscale="log", title="latency histogram")
-    step = max(1, len(ordered) // 2000)
-    xs = [*ordered[::step], ordered[-1]]
-    ys = [i * step / len(ordered) for i in range(len(xs) - 1)] + [1.0]
-    cdf_ax.plot(xs, ys, color="#228833")
-    cdf_ax.set(xlabel="ms (log)", ylabel="fraction", xscale="log", title="latency CDF")
+    count = len(ordered)
+    step = max(1, count // 4000)
+    picks = [*range(0, count, step), count - 1]
+    cdf_ax.plot([nines(i / count) for i in picks], [max(ordered[i], 1e-3) for i in picks], color="#228833")
+    cdf_ax.set(xlabel="percentile", ylabel="ms (log)", yscale="log", title="latency by percentile")
+    ms_axis(cdf_ax.yaxis)
+    cdf_ax.set_xticks([nines(q) for q, _ in NINES_TICKS], [label for _, label in NINES_TICKS])
+    cdf_ax.set_xlim(0, nines(0.9999))
     cdf_ax.grid(True, which="both", alpha=0.3)
-    if per_second:
-        start = min(per_second)
-        seconds = sorted(per_second)
-        rate_ax.plot([s - start for s in seconds], [per_second[s] for s in seconds], marker=".", color="#aa3377")
-    rate_ax.set(xlabel="s", ylabel="deliveries/s", title="deliveries per second")
+    points = full_seconds(per_second)
+    if points:
+        rate_ax.plot([s for s, _ in points], [n for _, n in points], marker=".", color="#aa3377")
+    rate_ax.set(xlabel="s (full seconds only)", ylabel="deliveries/s", title="deliveries per second")
+    rate_ax.set_ylim(bottom=0)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)

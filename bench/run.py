@@ -4,57 +4,20 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from array import array
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from bench import report
+from bench import report, stages
+from bench.config import BenchConfig
 from bench.loadgen import StreamSpec, loadgen_process
 from bench.procstat import cpu_seconds, rss_kib
 from bench.publish import publisher_process
 from bench.stack import Stack, streamer_stats
-from bus import endpoints, kinds
-from bus.kinds import Kind
-from bus.process import setting
-from store.db import DEFAULT_DATABASE_URL, sqlalchemy_url
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-def _optional(kind: Callable[[str], T]) -> Kind[T | None]:
-    """A kind whose empty text means "none"."""
-    return Kind(f"{getattr(kind, 'expected', 'a value')} or empty", lambda text: kind(text) if text else None)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Every setting of one tradestream-bench invocation."""
-
-    connections: int = setting(1000, kind=kinds.positive_int, help="SSE streams to open (N)")
-    keys: int = setting(100, kind=kinds.positive_int, help="stream keys they are spread over (K; N/K streams per key)")
-    rate: float = setting(1000.0, kind=kinds.positive_float, help="events published per second (over all keys); --find-max starts here")
-    duration: float = setting(10.0, kind=kinds.positive_float, help="seconds of publishing per run")
-    clients_procs: int = setting(1, kind=kinds.positive_int, help="load-generator processes reading the streams")
-    json: str | None = setting(None, kind=_optional(kinds.text), help="write the result object (CONTRACT section 7) to this file, '-' for stdout")
-    plot: str | None = setting(None, kind=_optional(kinds.text), help="write a PNG: latency histogram and CDF, deliveries/s over time")
-    find_max: bool = setting(False, help="ramp and bisect to the highest rate with >= 99.9% delivered, no stream lost, p99 <= 50 ms")
-    pin: bool = setting(False, help="streamer on core 0, load generator, publisher and broker on core 1")
-    broker_only: bool = setting(False, help="measure the broker alone: events/s it sequences per CPU second")
-    journal: bool = setting(False, help="the broker keeps a journal (in the run's temporary folder); with --broker-only, measure without and then with it, back to back")
-    attach: bool = setting(False, help="use a running broker and streamer instead of starting them")
-    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker ingress, with --attach")
-    publish: str = setting(endpoints.PUBLISH, kind=kinds.zmq_endpoint, help="broker XPUB, with --attach")
-    replay: str = setting(endpoints.REPLAY, kind=kinds.zmq_endpoint, help="broker ROUTER, with --attach")
-    host: str = setting("127.0.0.1", help="streamer host, with --attach")
-    port: int = setting(8080, kind=kinds.positive_int, help="streamer port, with --attach")
-    database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="the running stack's database, with --attach (bench users are added)")
-    streamer_pid: int | None = setting(None, kind=_optional(kinds.positive_int), help="streamer pid for CPU/RSS figures, with --attach")
-    max_streams_per_user: int = setting(20, kind=kinds.positive_int, help="the attached streamer's per-user stream limit")
-    drain_quiet: float = setting(1.0, kind=kinds.positive_float, help="after publishing, stop waiting once nothing arrived for this many seconds")
 
 
 class Progress:
@@ -116,7 +79,7 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         connect_s = max(h["connect_s"] for h in hellos)
         rss_idle = rss_kib(pid) if pid else None
         progress.note(f"{connected:,} streams connected in {connect_s:.2f} s; publishing {rate:,.0f} events/s")
-        cpu_before = cpu_seconds(pid) if pid else 0.0
+        cpu_before, wall_before, load = cpu_seconds(pid) if pid else 0.0, time.monotonic(), os.getloadavg()[0]
         pub_here.send("go")
         rss_loaded = _watch_publisher(pub_here, cfg.duration, pid, progress)
         sent: list[int] = pub_here.recv()
@@ -124,7 +87,7 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         for pipe in pipes:
             pipe.send({"published": published, "quiet_s": cfg.drain_quiet, "deadline_s": cfg.duration + 30})
         results = [pipe.recv() for pipe in pipes]
-        cpu_after = cpu_seconds(pid) if pid else 0.0
+        cpu_after, wall_after = cpu_seconds(pid) if pid else 0.0, time.monotonic()
     finally:
         for proc in (*procs, publisher):
             proc.terminate()
@@ -153,6 +116,9 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         duplicated=sum(r["duplicated"] for r in results), slow_consumer_disconnects=slow,
         streamer_cpu_us_per_delivery=round((cpu_after - cpu_before) * 1e6 / received, 2) if pid and received else None,
         rss_idle_kib=per_conn(rss_idle), rss_loaded_kib=per_conn(rss_loaded), connect_s=connect_s,
+        stages=stages.breakdown(stats_before, stats_after),
+        streamer_cpu_share=round((cpu_after - cpu_before) / (wall_after - wall_before), 3) if pid else None,
+        load_average=round(load, 2),
         extra={"published": sum(sent), "expected_deliveries": sum(published[s.strategy_id] for p in split_specs(stack, cfg.connections, 1) for s in p),
                "received": received, "streams_connected": connected, "streams_failed": failed, "streams_closed": closed},
     )

@@ -68,9 +68,10 @@ class Stack:
         self.procs.clear()
 
 
-def _env() -> dict[str, str]:
+def _env(root: Path = ROOT) -> dict[str, str]:
+    """The environment of a started process: it imports the checkout at `root` first."""
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else str(root), "PYTHONUNBUFFERED": "1"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -93,7 +94,8 @@ def _wait_for_log(path: Path, proc: subprocess.Popen[bytes], pattern: re.Pattern
     raise StackError(f"{program!r} not ready; log tail:\n{path.read_text(errors='replace')[-2000:]}")
 
 
-def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[bytes]], journal: bool = False) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
+def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[bytes]], journal: bool = False,
+                 root: Path = ROOT) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
     """Start `tradestream-broker` on ephemeral ports (with a journal in `stack_dir`); its process and the listening line."""
     log_path = stack_dir / "broker.log"
     args = [str(BIN / "tradestream-broker"), "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
@@ -101,7 +103,7 @@ def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[byt
     if journal:
         args += ["--journal", str(stack_dir / "broker-journal.db")]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env())
+        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env(root))
     procs.append(proc)
     return proc, _wait_for_log(log_path, proc, _LISTENING)
 
@@ -130,7 +132,7 @@ def create_credentials(database_url: str, keys: int, streams_per_key: int, per_u
     return stream_keys, tokens, admin.api_token
 
 
-def start_streamer(stack: Stack, stack_dir: Path, max_streams_per_user: int, extra: list[str]) -> subprocess.Popen[bytes]:
+def start_streamer(stack: Stack, stack_dir: Path, max_streams_per_user: int, extra: list[str], root: Path = ROOT) -> subprocess.Popen[bytes]:
     """Start `tradestream-streamer` on a free port and wait until /healthz sees the broker."""
     stack.port = free_port(stack.host)
     args = [str(BIN / "tradestream-streamer"), "--database-url", stack.database_url, "--publish", stack.publish,
@@ -138,7 +140,7 @@ def start_streamer(stack: Stack, stack_dir: Path, max_streams_per_user: int, ext
             "--max-streams-per-user", str(max_streams_per_user), "--secret", secrets.token_hex(16), *extra]
     log_path = stack_dir / "streamer.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env())
+        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env(root))
     stack.procs.append(proc)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
@@ -185,17 +187,18 @@ def broker_stats(replay_endpoint: str) -> dict[str, Any]:
         sock.close()
 
 
-def start_stack(keys: int, streams_per_key: int, history: int, streamer_args: list[str], journal: bool = False) -> Stack:
-    """A broker, a temp SQLite DB with the benchmark's users, and a streamer; stop() it afterwards."""
+def start_stack(keys: int, streams_per_key: int, history: int, streamer_args: list[str], journal: bool = False,
+                root: Path = ROOT) -> Stack:
+    """A broker, a temp SQLite DB with the benchmark's users, and a streamer (both of the checkout at `root`)."""
     workdir = Path(tempfile.mkdtemp(prefix="tradestream-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        broker, match = start_broker(workdir, history, procs, journal)
+        broker, match = start_broker(workdir, history, procs, journal, root)
         stack = Stack(ingress=match[1], publish=match[2], replay=match[3], broker_pid=broker.pid,
                       database_url=f"sqlite:///{workdir / 'bench.db'}", workdir=workdir, procs=procs)
         limit = keys * streams_per_key + 10
         stack.keys, stack.tokens, stack.admin_token = create_credentials(stack.database_url, keys, streams_per_key, limit)
-        stack.streamer_pid = start_streamer(stack, workdir, limit, streamer_args).pid
+        stack.streamer_pid = start_streamer(stack, workdir, limit, streamer_args, root).pid
         return stack
     except BaseException:
         Stack("", "", "", procs=procs).stop()
@@ -211,9 +214,9 @@ def attach_stack(ingress: str, publish: str, replay: str, host: str, port: int, 
     return stack
 
 
-def broker_only_stack(journal: bool = False) -> Stack:
+def broker_only_stack(journal: bool = False, root: Path = ROOT) -> Stack:
     """Just a broker on ephemeral ports (with a journal, or not), for --broker-only."""
     workdir = Path(tempfile.mkdtemp(prefix="tradestream-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
-    broker, match = start_broker(workdir, 100, procs, journal)
+    broker, match = start_broker(workdir, 100, procs, journal, root)
     return Stack(ingress=match[1], publish=match[2], replay=match[3], broker_pid=broker.pid, workdir=workdir, procs=procs)

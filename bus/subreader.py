@@ -33,6 +33,7 @@ class SubReader:
         self.endpoint = endpoint
         self.hwm = hwm
         self.last_heard = time.monotonic()
+        self.read_ns = 0  # time.time_ns() when the batch being handled was read (streamer/timings.py)
         self._ctx = context
         self._on_batch = on_batch
         self._sub: zmq.Socket[Any] | None = None
@@ -99,6 +100,7 @@ class SubReader:
         if not batch:
             return
         self.last_heard = time.monotonic()
+        self.read_ns = time.time_ns()
         try:
             self._on_batch(batch)
         except Exception:

@@ -275,6 +275,11 @@ class Subscriber:
     def last_heard(self) -> float:
         return self._reader.last_heard
 
+    @property
+    def read_ns(self) -> int:
+        """When the batch being delivered was read off the SUB socket (time.time_ns())."""
+        return self._reader.read_ns
+
     def read_now(self) -> None:
         self._reader.read()
 

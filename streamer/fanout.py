@@ -35,13 +35,18 @@ def format_batch(batch: Sequence[BusEvent], stats: StreamerStats) -> tuple[list[
     return seqs, frames
 
 
-def write_live(clients: Sequence[Client], frames: list[bytes], batch: Sequence[BusEvent], stats: StreamerStats) -> float:
-    """Join the frames once and write them to every client; the batch's last latency in milliseconds."""
+def write_live(clients: Sequence[Client], frames: list[bytes], batch: Sequence[BusEvent], stats: StreamerStats, read_ns: int) -> float:
+    """Join the frames once and write them to every client; the batch's last latency in milliseconds.
+
+    `read_ns` is when the batch was read off the bus (the stage histograms of streamer/timings.py).
+    """
     data = frames[0] if len(frames) == 1 else b"".join(frames)
     for client in clients:
         client.send(data, len(frames))
     stats.events_delivered += len(frames) * len(clients)
-    return stats.latency.record(batch, time.time_ns())
+    written_ns = time.time_ns()
+    stats.timings.record(batch, read_ns, written_ns)
+    return stats.latency.record(batch, written_ns)
 
 
 def send_resync(client: Client, reason: str, stats: StreamerStats) -> None:

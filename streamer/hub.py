@@ -64,6 +64,7 @@ class Hub:
     async def start(self) -> None:
         """Start the Subscriber (it connects in the background; the broker may come later)."""
         self._loop = asyncio.get_running_loop()
+        self.stats.timings.start(self._loop)
         await self.subscriber.start()
 
     async def close(self) -> None:
@@ -75,6 +76,7 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.stats.timings.stop()
         await self.subscriber.close()
 
     async def subscribe(self, key: StreamKey) -> Position:
@@ -131,7 +133,7 @@ class Hub:
             return
         live = channel.live  # taken first: a client that catches up below must not get the batch twice
         if live:
-            channel.last_latency_ms = fanout.write_live(live, frames, batch, self.stats)
+            channel.last_latency_ms = fanout.write_live(live, frames, batch, self.stats, self.subscriber.read_ns)
         if channel.catching_up:
             pairs = list(zip(seqs, frames))
             for client, catch_up in list(channel.catching_up.items()):
@@ -294,6 +296,7 @@ class Hub:
             "bus": asdict(bus),
         }
         if per_key:
+            snapshot["timings"] = stats.timings.snapshot()
             snapshot["connections_by_key"] = {str(key): len(ch.members) for key, ch in self.channels.items()}
             snapshot["keys"] = {str(key): ch.describe() for key, ch in self.channels.items()}
         return snapshot

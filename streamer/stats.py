@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from streamer.latency import Latency
+from streamer.timings import Timings
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class StreamerStats:
     control_publish_failures: int = 0
     held_frames_dropped: int = 0
     latency: Latency = field(default_factory=Latency)
+    timings: Timings = field(default_factory=Timings)
 
     def other_counters(self) -> dict[str, int]:
         """The counters the stats snapshot shows under their own names, after those of the contract."""

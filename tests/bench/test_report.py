@@ -69,13 +69,13 @@ def check_run_schema(obj: dict[str, object]) -> None:
 
 def test_run_json_has_exactly_the_contract_keys() -> None:
     obj = sample_run().to_json()
-    assert set(obj) == set(report.RUN_KEYS)
+    assert set(obj) == {*report.RUN_KEYS, *report.DIAGNOSTIC_KEYS}
     check_run_schema(obj)
 
 
 def test_find_max_json_adds_max_rate_and_the_two_runs(tmp_path: Path) -> None:
     obj = report.find_max_json(1000.0, sample_run(rate=500.0), sample_run(rate=900.0))
-    assert set(obj) == set(report.RUN_KEYS) | {"max_rate", "at_half", "at_90"}
+    assert set(obj) == {*report.RUN_KEYS, *report.DIAGNOSTIC_KEYS, "max_rate", "at_half", "at_90"}
     check_run_schema(obj["at_half"])
     check_run_schema(obj["at_90"])
     report.write_json(str(tmp_path / "r.json"), obj)
@@ -119,3 +119,30 @@ def test_sse_client_decodes_chunks_split_anywhere() -> None:
 
     for cut in range(1, len(wire)):
         assert asyncio.run(feed(cut)) == (10, 13, 2), cut
+
+
+def test_full_seconds_leave_out_the_partial_first_and_last_seconds() -> None:
+    assert report.full_seconds({10: 40, 11: 1000, 12: 990, 13: 1010, 14: 300}) == [(1, 1000), (2, 990), (3, 1010)]
+    assert report.full_seconds({10: 40, 11: 30}) == [(0, 40), (1, 30)]
+
+
+def test_the_percentile_axis_gives_each_nine_the_same_room() -> None:
+    assert [round(report.nines(q), 6) for q, _ in report.NINES_TICKS] == [0.30103, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_sweep_up_to_half_of_max_ends_at_half() -> None:
+    from bench.sweep import half_max_rates
+
+    assert half_max_rates(8000, 4) == [1000, 2000, 3000, 4000]
+
+
+def test_sweep_and_cost_tables_have_a_row_per_run(tmp_path: Path) -> None:
+    from bench import sweep
+
+    runs = [sample_run(rate=100.0), sample_run(rate=200.0, stages={"sequenced_to_read": {"p99": 1.5, "count": 9}})]
+    assert len(sweep.sweep_table(runs).splitlines()) == 4
+    assert "| 1.5 |" in sweep.sweep_table(runs)
+    assert len(sweep.cost_table(runs).splitlines()) == 4
+    sweep.plot_sweep(str(tmp_path / "s.png"), runs, "t")
+    sweep.plot_cost(str(tmp_path / "c.png"), runs, "t")
+    assert (tmp_path / "s.png").stat().st_size > 1000
