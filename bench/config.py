@@ -46,6 +46,7 @@ class BenchConfig:
     max_streams_per_user: int = setting(20, kind=kinds.positive_int, help="the attached streamer's per-user stream limit")
     sweep: str = setting("", help="runs at several rates, one table and one plot (--plot): comma-separated rates, or a count n: n rates evenly up to half of the --find-max rate (found first)")
     cost_curve: str = setting("", help="comma-separated stream counts N, each on a fresh stack with K = N/10 keys at --rate: CPU per delivery and RSS per stream (table, --plot)")
+    priority: int = setting(0, kind=kinds.integer, help="nice value (e.g. -10) for the broker, streamer, publisher and load generator and their autogroups, to measure the stack rather than the machine's other work; 0: leave as is")
     rounds: int = setting(1, kind=kinds.positive_int, help="with --broker-only: rounds of floor, broker (and broker with journal) back to back")
     code_root: str = setting("", help="checkout whose broker and streamer are started (default: this one), for before/after runs with one harness")
     streamer_args: str = setting("", help="extra flags for the started streamer, e.g. '--event-loop asyncio'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import shlex
 import signal
@@ -13,7 +14,7 @@ from typing import Any
 from bench import report, sweep
 from bench.brokeronly import run_broker, run_floor
 from bench.config import BenchConfig
-from bench.procstat import pin
+from bench.procstat import autogroup_nice, pin, set_priority
 from bench.run import Progress, run_once
 from bench.stack import ROOT, Stack, StackError, attach_stack, broker_only_stack, start_stack
 from bus.process import SettingsParser, configure_logging
@@ -79,12 +80,20 @@ def find_max(stack: Stack, cfg: BenchConfig, progress: Progress) -> tuple[float,
     return low, runs
 
 
+def place(stack: Stack, cfg: BenchConfig) -> None:
+    """--pin: the streamer on core 0, the broker on core 1; --priority: both ahead of other work."""
+    for pid, core in ((stack.streamer_pid, 0), (stack.broker_pid, 1)):
+        if pid is None:
+            continue
+        if cfg.pin and stack.streamer_pid:
+            pin(pid, {core})
+        if cfg.priority:
+            set_priority(pid, cfg.priority)
+
+
 def measure(stack: Stack, cfg: BenchConfig, progress: Progress) -> int:
     """The runs asked for, then the table, the JSON and the plot."""
-    if cfg.pin and stack.streamer_pid:
-        pin(stack.streamer_pid, {0})
-        if stack.broker_pid:
-            pin(stack.broker_pid, {1})
+    place(stack, cfg)
     if cfg.sweep:
         return run_sweep(stack, cfg, progress)
     if not cfg.find_max:
@@ -137,9 +146,7 @@ def cost_curve(cfg: BenchConfig, progress: Progress, root: Path) -> int:
         progress.note(f"N={n:,} K={keys:,}: starting broker and streamer")
         stack = start_stack(keys, -(-n // keys), 100, shlex.split(cfg.streamer_args), cfg.journal, root)
         try:
-            if cfg.pin and stack.streamer_pid and stack.broker_pid:
-                pin(stack.streamer_pid, {0})
-                pin(stack.broker_pid, {1})
+            place(stack, cfg)
             run, _, _ = run_once(stack, BenchConfig(**{**vars(cfg), "connections": n, "keys": keys}), cfg.fanout_rate, progress)
             runs.append(run)
         finally:
@@ -169,6 +176,8 @@ def broker_only(cfg: BenchConfig, progress: Progress, root: Path) -> int:
                 results[label] = run_floor(cfg.keys, cfg.duration, rate, cfg.pin)
                 continue
             stack = broker_only_stack(label != "broker", root)
+            if cfg.priority and stack.broker_pid:
+                set_priority(stack.broker_pid, cfg.priority)
             try:
                 results[label] = run_broker(stack, cfg.keys, cfg.duration, rate, cfg.pin)
             finally:
@@ -197,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     progress = Progress()
     stack: Stack | None = None
+    own_group = autogroup_nice(os.getpid())
+    if cfg.priority:
+        set_priority(os.getpid(), cfg.priority)  # the publisher, load generator, floor and reader inherit it
     root = Path(cfg.code_root).resolve() if cfg.code_root else ROOT
     try:
         if cfg.broker_only:
@@ -220,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             stack.stop()
+        if cfg.priority and own_group is not None:
+            with open(f"/proc/{os.getpid()}/autogroup", "w") as group:
+                group.write(str(own_group))  # the session's other processes get their share back
 
 
 if __name__ == "__main__":

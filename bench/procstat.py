@@ -26,6 +26,16 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLOCK_TICKS
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the threads of `pid` were runnable but waited for a CPU (/proc/<pid>/schedstat, its main thread).
+
+    On a machine shared with other work this says how much of a latency was the
+    scheduler's: the process wanted to run and another one had the core.
+    """
+    with open(f"/proc/{pid}/schedstat", "rb") as stat:
+        return int(stat.read().split()[1]) / 1e9
+
+
 def sample_cpu(pid: int) -> CpuSample:
     """CPU seconds of `pid` with the monotonic time of the reading."""
     return CpuSample(cpu_seconds(pid), time.monotonic())
@@ -38,6 +48,27 @@ def rss_kib(pid: int) -> int:
             if line.startswith(b"VmRSS:"):
                 return int(line.split()[1])
     raise ValueError(f"no VmRSS for pid {pid}")
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The nice value of `pid`'s scheduler autogroup (its session's CPU share), None without autogroups."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "rb") as group:
+            return int(group.read().split()[-1])
+    except (OSError, ValueError):
+        return None
+
+
+def set_priority(pid: int, nice: int) -> None:
+    """Give `pid` and its autogroup the nice value `nice` (negative: ahead of the machine's other work).
+
+    With autogroups (Linux's default for desktops and shells) each session shares
+    the CPU equally whatever its processes' nice values, so the group is set too.
+    """
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+    if autogroup_nice(pid) is not None:
+        with open(f"/proc/{pid}/autogroup", "w") as group:
+            group.write(str(nice))
 
 
 def pin(pid: int, cores: set[int]) -> None:

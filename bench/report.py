@@ -17,7 +17,7 @@ RUN_KEYS = (
     "slow_consumer_disconnects", "streamer_cpu_us_per_delivery", "streamer_rss_kib_per_connection", "connect_s",
 )
 # Since issue 13, after those of the contract: where the time went and how busy the machine was.
-DIAGNOSTIC_KEYS = ("stages_ms", "streamer_cpu_share", "load_average")
+DIAGNOSTIC_KEYS = ("stages_ms", "streamer_cpu_share", "streamer_runqueue_wait", "load_average")
 LATENCY_KEYS = (*tuple(name for name, _ in PERCENTILES), "max")
 
 
@@ -90,6 +90,7 @@ class RunResult:
     stages: dict[str, Any] = field(default_factory=dict)  # bench/stages.py breakdown
     streamer_cpu_share: float | None = None  # of one core, while publishing and draining
     load_average: float | None = None  # 1-minute, when publishing began
+    streamer_runqueue_wait: float | None = None  # share of the time the streamer was runnable but another had its core
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +110,7 @@ class RunResult:
             "connect_s": round(self.connect_s, 3),
             "stages_ms": self.stages,
             "streamer_cpu_share": self.streamer_cpu_share,
+            "streamer_runqueue_wait": self.streamer_runqueue_wait,
             "load_average": self.load_average,
         }
 
@@ -152,6 +154,7 @@ def table(run: RunResult, title: str = "run") -> str:
         ("streamer RSS KiB/conn loaded", _fmt(run.rss_loaded_kib)),
         ("connect time (s)", _fmt(run.connect_s)),
         ("streamer core busy", _fmt(run.streamer_cpu_share)),
+        ("streamer waiting for a core", _fmt(run.streamer_runqueue_wait)),
         ("load average (1 min)", _fmt(run.load_average)),
     ]
     rows += [(name, _fmt(value)) for name, value in run.extra.items() if not isinstance(value, (list, dict))]

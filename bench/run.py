@@ -13,7 +13,7 @@ from typing import Any
 from bench import report, stages
 from bench.config import BenchConfig
 from bench.loadgen import StreamSpec, loadgen_process
-from bench.procstat import cpu_seconds, rss_kib
+from bench.procstat import cpu_seconds, rss_kib, runqueue_wait_s
 from bench.publish import publisher_process
 from bench.stack import Stack, streamer_stats
 
@@ -58,7 +58,6 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
     pid = stack.streamer_pid
     client_cores = {1} if cfg.pin else None
     rss_before = rss_kib(pid) if pid else None
-    stats_before = streamer_stats(stack)
     pipes, procs = [], []
     for specs in split_specs(stack, cfg.connections, cfg.clients_procs):
         here, there = ctx.Pipe()
@@ -79,7 +78,9 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         connect_s = max(h["connect_s"] for h in hellos)
         rss_idle = rss_kib(pid) if pid else None
         progress.note(f"{connected:,} streams connected in {connect_s:.2f} s; publishing {rate:,.0f} events/s")
+        stats_before = streamer_stats(stack)  # after connecting: the stages and pauses of the publishing only
         cpu_before, wall_before, load = cpu_seconds(pid) if pid else 0.0, time.monotonic(), os.getloadavg()[0]
+        wait_before = runqueue_wait_s(pid) if pid else 0.0
         pub_here.send("go")
         rss_loaded = _watch_publisher(pub_here, cfg.duration, pid, progress)
         sent: list[int] = pub_here.recv()
@@ -88,6 +89,7 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
             pipe.send({"published": published, "quiet_s": cfg.drain_quiet, "deadline_s": cfg.duration + 30})
         results = [pipe.recv() for pipe in pipes]
         cpu_after, wall_after = cpu_seconds(pid) if pid else 0.0, time.monotonic()
+        wait_after = runqueue_wait_s(pid) if pid else 0.0
     finally:
         for proc in (*procs, publisher):
             proc.terminate()
@@ -119,6 +121,7 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         stages=stages.breakdown(stats_before, stats_after),
         streamer_cpu_share=round((cpu_after - cpu_before) / (wall_after - wall_before), 3) if pid else None,
         load_average=round(load, 2),
+        streamer_runqueue_wait=round((wait_after - wait_before) / (wall_after - wall_before), 3) if pid else None,
         extra={"published": sum(sent), "expected_deliveries": sum(published[s.strategy_id] for p in split_specs(stack, cfg.connections, 1) for s in p),
                "received": received, "streams_connected": connected, "streams_failed": failed, "streams_closed": closed},
     )

@@ -23,7 +23,7 @@ def _stage(run: RunResult, name: str, q: str) -> Any:
 def sweep_table(runs: Sequence[RunResult]) -> str:
     """A Markdown table: one row per rate, latency, CPU and the stages that explain the tail."""
     head = ("| events/s | deliveries/s | p50 | p99 | p99.9 | max (ms) | streamer CPU µs/delivery | streamer core busy "
-            "| sequenced→read p99 | read→written p99 | loop lag p99 / max | GC pause max | lost, dup | load avg |")
+            "| sequenced→read p99 | read→written p99 | loop lag p99 / max | GC pause max | lost, dup | load avg | streamer waiting for a core |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for run in runs:
         lat = run.latency_ms
@@ -31,7 +31,7 @@ def sweep_table(runs: Sequence[RunResult]) -> str:
             f"| {run.rate:,.0f} | {run.deliveries_per_s:,.0f} | {lat['p50']} | {lat['p99']} | {lat['p999']} | {lat['max']} "
             f"| {run.streamer_cpu_us_per_delivery} | {run.streamer_cpu_share} | {_stage(run, 'sequenced_to_read', 'p99')} "
             f"| {_stage(run, 'read_to_written', 'p99')} | {_stage(run, 'loop_lag', 'p99')} / {_stage(run, 'loop_lag', 'max')} "
-            f"| {_stage(run, 'gc_pause', 'max')} | {run.lost}, {run.duplicated} | {run.load_average} |"
+            f"| {_stage(run, 'gc_pause', 'max')} | {run.lost}, {run.duplicated} | {run.load_average} | {run.streamer_runqueue_wait} |"
         )
     return "\n".join(lines)
 

@@ -7,6 +7,8 @@ inactive strategy, 403 for no access). Each function is a single query.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.orm import Session
 
@@ -36,6 +38,15 @@ def can_stream(session: Session, user_id: int, strategy_id: int) -> bool:
         return False
     query = select(Strategy.id).where(Strategy.id == strategy_id, _streamable_by(user_id))
     return session.execute(query).first() is not None
+
+
+def streamable_among(session: Session, user_id: int, strategy_ids: Iterable[int]) -> dict[int, bool]:
+    """Of `strategy_ids`, those the user may stream, each with whether it is active (one query)."""
+    ids = [s for s in strategy_ids if _is_id(s)]
+    if not (_is_id(user_id) and ids):
+        return {}
+    query = select(Strategy.id, Strategy.is_active).where(Strategy.id.in_(ids), _streamable_by(user_id))
+    return {strategy_id: bool(active) for strategy_id, active in session.execute(query)}
 
 
 def streamable_strategies(session: Session, user_id: int) -> list[Strategy]:

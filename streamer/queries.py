@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bus import reasons
 from bus.topics import StreamKey
 from store import auth, rows
-from store.access import can_stream, streamable_strategies
+from store.access import can_stream, streamable_among, streamable_strategies
 from store.db import make_engine, make_session_factory
 from store.models import Account, Order, Position, Strategy, User
 
@@ -86,6 +86,20 @@ def stream_refusal(session: Session, user_id: int, strategy_id: int) -> str | No
     if strategy is None or not can_stream(session, user_id, strategy_id):
         return FORBIDDEN
     return None if strategy.is_active else INACTIVE
+
+
+def stream_refusals(session: Session, keys: Iterable[StreamKey]) -> dict[StreamKey, str | None]:
+    """`stream_refusal` of many keys at once: one query per distinct user."""
+    by_user: dict[int, list[int]] = {}
+    for key in keys:
+        by_user.setdefault(key.user_id, []).append(key.strategy_id)
+    answers: dict[StreamKey, str | None] = {}
+    for user_id, strategy_ids in by_user.items():
+        allowed = streamable_among(session, user_id, strategy_ids)
+        for strategy_id in strategy_ids:
+            active = allowed.get(strategy_id)
+            answers[StreamKey(user_id, strategy_id)] = FORBIDDEN if active is None else None if active else INACTIVE
+    return answers
 
 
 def may_read(session: Session, user_id: int, strategy_id: int) -> bool:

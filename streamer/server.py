@@ -19,6 +19,7 @@ from store.db import open_database
 from store.errors import DatabaseUnavailable
 from streamer.app import make_app
 from streamer.config import StreamerConfig, parse_config
+from streamer.runtime import run, tune_gc
 from streamer.services import Services
 from streamer.stream import LAST_EVENT_ID
 from web.server import HardenedHTTPServer
@@ -52,6 +53,7 @@ async def serve(config: StreamerConfig, sockets: list[socket.socket]) -> int:
     await services.start()
     server = make_server(services)
     server.add_sockets(sockets)
+    tune_gc(config.gc_threshold, config.gc_freeze)
     stopping = asyncio.Event()
     stop_on_signals(stopping.set, asyncio.get_running_loop())
     host, port = sockets[0].getsockname()[:2]
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return 1
-    return asyncio.run(serve(config, sockets))
+    return run(serve(config, sockets), config.event_loop)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from bus.publisher import Publisher
 from bus.topics import StreamKey
 from streamer import queries
 from streamer.auth import Authenticator
+from streamer.batching import BatchLookup
 from streamer.cache import TtlCache
 from streamer.config import StreamerConfig
 from streamer.heartbeat import Heartbeat
@@ -47,6 +48,8 @@ class Services:
         # Only "allowed" is kept. Safe with a control message after the read: the hub
         # compares its arrival with when the answer was read (see Hub.open).
         self.stream_access: TtlCache[StreamKey, str | None] = TtlCache(ACCESS_CACHE_TTL_S)
+        self.access_batches: BatchLookup[StreamKey, str | None] = BatchLookup(
+            lambda keys: self.database.run(queries.stream_refusals, keys))
         self.hub.on_revoke = self._forget_access
         # Called from database threads (admin actions publish after their commit): it must not block long.
         self.publisher = Publisher(config.ingress, send_timeout_ms=500, linger_ms=1000)
@@ -66,7 +69,7 @@ class Services:
     async def stream_refusal(self, key: StreamKey) -> tuple[str | None, float]:
         """Why the key may not be streamed now (None: it may), and when that was read."""
         return await self.stream_access.get(
-            key, lambda: self.database.run(queries.stream_refusal, key.user_id, key.strategy_id), keep=lambda refusal: refusal is None
+            key, lambda: self.access_batches.get(key), keep=lambda refusal: refusal is None
         )
 
     async def recheck(self) -> int:

@@ -9,7 +9,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from bus.topics import MAX_ID, StreamKey
-from store.access import can_stream, linked_accounts, stream_keys_of_strategy, streamable_strategies
+from store.access import can_stream, linked_accounts, stream_keys_of_strategy, streamable_among, streamable_strategies
 from store.models import Account, Strategy, StrategyAccount, User
 from tests.store.factories import add_account, add_link, add_strategy, add_user
 
@@ -62,6 +62,16 @@ def test_can_stream_allows_owner_or_linked_account_only(
     world: Session, user_id: int, strategy_id: int, allowed: bool
 ) -> None:
     assert can_stream(world, user_id, strategy_id) is allowed
+
+
+def test_streamable_among_answers_the_access_table_in_one_call(world: Session) -> None:
+    world.get_one(Strategy, 11).is_active = False
+    world.commit()
+    for user_id in {row.values[0] for row in ACCESS_TABLE}:
+        asked = [row.values[1] for row in ACCESS_TABLE if row.values[0] == user_id]
+        allowed = {row.values[1] for row in ACCESS_TABLE if row.values[0] == user_id and row.values[2]}
+        assert set(streamable_among(world, user_id, asked)) == allowed, user_id  # type: ignore[arg-type]
+    assert streamable_among(world, 1, [1, 11, 10]) == {1: True, 11: False}
 
 
 @pytest.mark.parametrize(
