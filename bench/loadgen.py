@@ -214,15 +214,17 @@ async def session(conn: Connection, host: str, port: int, specs: list[StreamSpec
     await drain(clients, targets, message["quiet_s"], message["deadline_s"])
     lost = sum(c.tracker.lost(t) if c.tracker else t for c, t in zip(clients, targets))
     closed = sum(1 for c in clients if c.closed)
-    for client in clients:
-        if client.transport is not None:
-            client.transport.close()
     conn.send({
         "received": sum(c.tracker.received if c.tracker else 0 for c in clients),
         "lost": lost, "duplicated": sum(c.tracker.duplicated if c.tracker else 0 for c in clients),
         "streams_closed": closed, "forced": [c.forced for c in clients if c.forced][:3],
         "latencies": latencies.tobytes(), "per_second": per_second,
     })
+    # Streams stay open until the harness has read the streamer's figures: 10,000 closes are not the run's.
+    await loop.run_in_executor(None, conn.recv)
+    for client in clients:
+        if client.transport is not None:
+            client.transport.close()
 
 
 def spec_of(client: SseClient, specs: list[StreamSpec]) -> int:

@@ -90,11 +90,13 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         results = [pipe.recv() for pipe in pipes]
         cpu_after, wall_after = cpu_seconds(pid) if pid else 0.0, time.monotonic()
         wait_after = runqueue_wait_s(pid) if pid else 0.0
+        stats_after = streamer_stats(stack)  # before the streams close
+        for pipe in pipes:
+            pipe.send("close")
     finally:
         for proc in (*procs, publisher):
             proc.terminate()
             proc.join(5)
-    stats_after = streamer_stats(stack)
     latencies: array[int] = array("q")
     per_second: dict[int, int] = {}
     for result in results:
