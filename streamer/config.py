@@ -41,7 +41,7 @@ class StreamerConfig:
     reuse_port: bool = setting(False, help="SO_REUSEPORT, so several streamer processes share the port")
     event_loop: str = setting("asyncio", kind=kinds.one_of("uvloop", "asyncio"), help="the event loop: uvloop (libuv, in C) or asyncio's own")
     gc_threshold: int = setting(700, kind=kinds.positive_int, help="allocations between two young-generation collections of the cyclic GC (Python's default 700)")
-    gc_freeze: bool = setting(True, help="gc.freeze() once started: start-up's objects are never scanned by the GC again (off: 0)")
+    no_gc_freeze: bool = setting(False, help="leave start-up's objects to the GC (by default gc.freeze() moves them out of its sight once started)")
     header_timeout: float = setting(HEADER_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's headers may take (also: a keep-alive connection's idle time)")
     body_timeout: float = setting(BODY_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's body may take")
     # Login attempts per client address and per username, refilled over login_window (CONTRACT section 3).

@@ -3,7 +3,7 @@
 The event loop: uvloop (libuv, in C) when `--event-loop uvloop`, asyncio's own
 otherwise; Tornado runs on either. The cyclic GC: `gc.freeze()` once start-up
 is over, so the modules, the app and the database engine are never scanned again,
-and a first-generation threshold of `--gc-threshold` (Python's default is 700).
+and a first-generation threshold of `--gc-threshold` (Python's default is 700); `--no-gc-freeze` leaves start-up to the GC.
 The measurements that chose the defaults are in docs/benchmarks.md.
 """
 

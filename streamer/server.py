@@ -53,7 +53,7 @@ async def serve(config: StreamerConfig, sockets: list[socket.socket]) -> int:
     await services.start()
     server = make_server(services)
     server.add_sockets(sockets)
-    tune_gc(config.gc_threshold, config.gc_freeze)
+    tune_gc(config.gc_threshold, freeze=not config.no_gc_freeze)
     stopping = asyncio.Event()
     stop_on_signals(stopping.set, asyncio.get_running_loop())
     host, port = sockets[0].getsockname()[:2]
