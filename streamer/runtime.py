@@ -29,7 +29,8 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         except ImportError:  # an optional speed-up: the default loop serves the same
             log.warning("uvloop is not installed: running on asyncio's own event loop")
         else:
-            return uvloop.new_event_loop
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
     return asyncio.new_event_loop
 
 
