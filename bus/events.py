@@ -32,6 +32,8 @@ from bus.errors import InvalidEvent
 from bus.topics import MAX_ID, StreamKey
 
 MAX_TEXT = 256
+# Users per stream_counts message: ~10 KB of msgpack, however many users a streamer serves.
+MAX_COUNTS = 1000
 
 Id = Annotated[int, Meta(gt=0, le=MAX_ID)]
 Count = Annotated[int, Meta(ge=0, le=MAX_ID)]
@@ -204,9 +206,30 @@ class CleanupStrategyMessage(ControlMessage, frozen=True, tag="cleanup_strategy"
     message: Text
 
 
-Message = OrderEvent | PositionEvent | OrderBatchEvent | DisconnectMessage | CleanupStrategyMessage
+class EndSessionsMessage(ControlMessage, frozen=True, tag="end_sessions", kw_only=True):
+    """End login sessions of one user and the streams opened with them (logout, password change, deactivation)."""
+
+    user_id: Id
+    session_id: Id | None = None  # the one session a logout ends; None: every session of the user
+    api_token: bool = False  # also the streams opened with the user's API token (a deactivated user)
+    reason: DisconnectReason
+    message: Text
+
+
+class StreamCountsMessage(ControlMessage, frozen=True, tag="stream_counts"):
+    """How many streams users hold on one streamer: the per-user limit across streamers (streamer/admission.py)."""
+
+    streamer: Text
+    counts: Annotated[tuple[tuple[Id, Count], ...], Meta(max_length=MAX_COUNTS)]  # (user_id, streams)
+    leaving: bool = False  # the streamer stops: forget its counts
+
+
+Message = (
+    OrderEvent | PositionEvent | OrderBatchEvent | DisconnectMessage | CleanupStrategyMessage | EndSessionsMessage
+    | StreamCountsMessage
+)
 KEY_EVENT_KINDS = frozenset({"order_update", "position_update", "order_batch_update"})
-CONTROL_KINDS = frozenset({"disconnect", "cleanup_strategy"})
+CONTROL_KINDS = frozenset({"disconnect", "cleanup_strategy", "end_sessions", "stream_counts"})
 
 _SCHEMA: codec.Schema[Message] = codec.Schema(Message)
 

@@ -1,4 +1,4 @@
-"""The one table of disconnect reasons: the contract's four, each with a text naming its strategy."""
+"""The one table of disconnect reasons: the contract's seven, each with its text (naming the strategy where there is one)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from bus.errors import InvalidEvent
         ("strategy_inactive", "BTC Trend", 'Strategy "BTC Trend" was deactivated.'),
         ("strategy_deleted", 4, "Strategy 4 was deleted."),
         ("server_shutdown", "", "The server is shutting down; reconnect to resume."),
+        ("session_ended", "", "Your session has ended; log in again."),
+        ("user_deactivated", "", "Your user account was deactivated."),
+        ("too_many_streams", "", "Too many open streams for this user; close another one first."),
     ],
 )
 def test_each_reason_has_its_text_naming_the_strategy_by_name_or_id(reason: str, strategy: str | int, text: str) -> None:
@@ -22,7 +25,10 @@ def test_each_reason_has_its_text_naming_the_strategy_by_name_or_id(reason: str,
 
 
 def test_the_reasons_are_the_contracts_and_control_messages_accept_exactly_them() -> None:
-    assert {"permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown"} == reasons.DISCONNECT_REASONS
+    assert {
+        "permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown", "session_ended", "user_deactivated",
+        "too_many_streams",
+    } == reasons.DISCONNECT_REASONS
     assert events.DISCONNECT_REASONS == reasons.DISCONNECT_REASONS
 
 
