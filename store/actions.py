@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bus import reasons
-from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage
+from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage, EndSessionsMessage
 from bus.topics import MAX_ID
-from store import auth
+from store import auth, sessions
 from store.access import can_stream
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import NAME_LENGTH, Account, Base, Strategy, StrategyAccount, User
@@ -130,6 +130,48 @@ def create_user(
     session.add(user)
     commit_or_conflict(session, taken)
     return NewUser(user, api_token)
+
+
+def end_session(session: Session, publish: Publish | None, token: str) -> EndSessionsMessage | None:
+    """Log out: delete the session of a cookie's token and end its streams; None if there was none."""
+    row = sessions.end_session(session, token)
+    if row is None:
+        return None
+    text = reasons.message(reasons.SESSION_ENDED)
+    message = EndSessionsMessage(user_id=row.user_id, session_id=row.id, reason=reasons.SESSION_ENDED, message=text)
+    _announce(publish, message)
+    return message
+
+
+def set_password(session: Session, publish: Publish | None, username: str, password: str) -> User:
+    """Give the user a new password; every session of theirs ends, and the streams opened with them."""
+    _password(password)
+    user = user_named(session, username)
+    user.password_hash = auth.hash_password(password)
+    sessions.end_sessions_of(session, user.id)
+    session.commit()
+    text = reasons.message(reasons.SESSION_ENDED)
+    _announce(publish, EndSessionsMessage(user_id=user.id, reason=reasons.SESSION_ENDED, message=text))
+    return user
+
+
+def deactivate_user(session: Session, publish: Publish | None, username: str) -> User:
+    """Refuse the user's logins and API token; every session and stream of theirs ends."""
+    user = user_named(session, username)
+    user.is_active = False
+    sessions.end_sessions_of(session, user.id)
+    session.commit()
+    text = reasons.message(reasons.USER_DEACTIVATED)
+    _announce(publish, EndSessionsMessage(user_id=user.id, api_token=True, reason=reasons.USER_DEACTIVATED, message=text))
+    return user
+
+
+def activate_user(session: Session, publish: Publish | None, username: str) -> User:
+    """Let the user log in and use the API token again."""
+    user = user_named(session, username)
+    user.is_active = True
+    session.commit()
+    return user
 
 
 def create_account(

@@ -75,19 +75,21 @@ def token_hash(token: str) -> str:
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The user whose name and password these are, else None."""
+    """The active user whose name and password these are, else None."""
     user = session.scalars(select(User).where(User.username == username)).one_or_none()
     if user is None:
         verify_password(password, _unknown_user_hash())
         return None
-    return user if verify_password(password, user.password_hash) else None
+    # The hash is checked for a deactivated user too: both refusals take as long.
+    matches = verify_password(password, user.password_hash)
+    return user if matches and user.is_active else None
 
 
 def user_for_api_token(session: Session, token: str) -> User | None:
-    """The user holding this API token, else None."""
+    """The active user holding this API token, else None."""
     if not token:
         return None
-    query = select(User).where(User.api_token_hash == token_hash(token))
+    query = select(User).where(User.api_token_hash == token_hash(token), User.is_active)
     return session.scalars(query).one_or_none()
 
 

@@ -112,6 +112,11 @@ def user_json(user: User, api_token: str) -> dict[str, Any]:
     }
 
 
+def user_state_json(user: User) -> dict[str, Any]:
+    """`set-password`, `deactivate-user`, `activate-user` output: the user, no secret."""
+    return {"id": user.id, "username": user.username, "is_admin": user.is_admin, "is_active": user.is_active}
+
+
 def demo_user_json(user: User, password: str, api_token: str) -> dict[str, Any]:
     """A user of the `demo` output, with the logins to try."""
     return {"id": user.id, "username": user.username, "password": password, "api_token": api_token}

@@ -36,6 +36,23 @@ def _create_user(session: Session, publish: Publish, args: argparse.Namespace) -
     return Outcome(rows.user_json(user, api_token), text)
 
 
+def _set_password(session: Session, publish: Publish, args: argparse.Namespace) -> Outcome:
+    user = actions.set_password(session, publish, args.name, args.password)
+    text = f"Changed the password of {user.username!r} (id {user.id}): their sessions and streams are being ended."
+    return Outcome(rows.user_state_json(user), text)
+
+
+def _deactivate_user(session: Session, publish: Publish, args: argparse.Namespace) -> Outcome:
+    user = actions.deactivate_user(session, publish, args.name)
+    text = f"Deactivated user {user.username!r} (id {user.id}): their sessions and streams are being ended."
+    return Outcome(rows.user_state_json(user), text)
+
+
+def _activate_user(session: Session, publish: Publish, args: argparse.Namespace) -> Outcome:
+    user = actions.activate_user(session, publish, args.name)
+    return Outcome(rows.user_state_json(user), f"Activated user {user.username!r} (id {user.id}).")
+
+
 def _create_account(session: Session, publish: Publish, args: argparse.Namespace) -> Outcome:
     account = actions.create_account(
         session, publish, args.user, args.name, args.exchange, args.capital
@@ -141,6 +158,14 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     user.add_argument("name", metavar="NAME", help="login name (letters, digits, . _ @ -)")
     user.add_argument("--password", required=True, help="login password")
     user.add_argument("--admin", action="store_true", help="may use the admin endpoints")
+    password = _command(commands, "set-password", _set_password, "change a user's password; ends their sessions")
+    password.add_argument("name", metavar="NAME", help="login name")
+    password.add_argument("--password", required=True, help="the new password")
+    for name, user_handler, summary in (
+        ("deactivate-user", _deactivate_user, "refuse a user's logins and API token; ends their sessions and streams"),
+        ("activate-user", _activate_user, "let a deactivated user log in again"),
+    ):
+        _command(commands, name, user_handler, summary).add_argument("name", metavar="NAME", help="login name")
     account = _command(commands, "create-account", _create_account, "create a user's account")
     account.add_argument("--user", required=True, metavar="NAME", help="owner's login name")
     account.add_argument("--name", required=True, help="account name, unique per user")

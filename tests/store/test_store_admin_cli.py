@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bus.events import CleanupStrategyMessage, DisconnectMessage
+from bus.events import CleanupStrategyMessage, DisconnectMessage, EndSessionsMessage
 from store import actions
 from store.db import make_engine
 from store.models import User
@@ -120,6 +120,21 @@ def test_every_subcommand_prints_its_contract_keys_and_publishes_its_messages(
     assert isinstance(deleted, CleanupStrategyMessage) and deleted.reason == "strategy_deleted"
 
 
+def test_user_subcommands_print_the_user_and_end_its_sessions(admin: Run, control_inbox: ControlInbox) -> None:
+    user = ok_json(admin("create-user", "dana", "--password", "pw", "--json"))
+    expected = {"id": user["id"], "username": "dana", "is_admin": False}
+    assert ok_json(admin("set-password", "dana", "--password", "new-pw", "--json")) == {**expected, "is_active": True}
+    changed = control_inbox.receive()
+    assert isinstance(changed, EndSessionsMessage)
+    assert (changed.user_id, changed.session_id, changed.api_token, changed.reason) == (user["id"], None, False, "session_ended")
+    assert ok_json(admin("deactivate-user", "dana", "--json")) == {**expected, "is_active": False}
+    deactivated = control_inbox.receive()
+    assert isinstance(deactivated, EndSessionsMessage) and (deactivated.api_token, deactivated.reason) == (True, "user_deactivated")
+    assert ok_json(admin("activate-user", "dana", "--json")) == {**expected, "is_active": True}
+    result = admin("deactivate-user", "dana")
+    assert result.returncode == 0 and "Deactivated user 'dana'" in result.stdout
+
+
 ACCOUNT = ["create-account", "--name", "Main", "--exchange", "paper"]
 
 
@@ -137,6 +152,9 @@ ACCOUNT = ["create-account", "--name", "Main", "--exchange", "paper"]
         (["unlink", "--strategy", "1", "--account", "2"], "no account with id 2"),
         (["delete-strategy", "--strategy", "0"], "no strategy with id 0"),
         (["activate", "--strategy", str(2**64)], "no strategy"),
+        (["set-password", "nobody", "--password", "pw"], "no user named 'nobody'"),
+        (["deactivate-user", "nobody"], "no user named 'nobody'"),
+        (["activate-user", "nobody"], "no user named 'nobody'"),
     ],
 )
 def test_errors_exit_1_with_one_line_and_no_traceback(
@@ -189,6 +207,7 @@ def test_bad_flags_exit_2_with_a_reason(
 SUBCOMMANDS = [
     *("init-db", "demo", "create-user", "create-account", "create-strategy"),
     *("link", "unlink", "deactivate", "activate", "delete-strategy"),
+    *("set-password", "deactivate-user", "activate-user"),
 ]
 
 
