@@ -14,7 +14,7 @@ the code of their status:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import tornado.web
 
@@ -60,10 +60,23 @@ def send_error_json(handler: tornado.web.RequestHandler, error: ApiError) -> Non
 
 
 class JsonErrors:
-    """RequestHandler mixin: every error, Tornado's own included, is written as the contract's JSON."""
+    """RequestHandler mixin: every error, Tornado's own included, is written as the contract's JSON.
+
+    `domain_errors` maps exceptions a handler may let escape to their answer
+    (the streamer's DatabaseUnavailable → 503): they are answers, not bugs, so
+    they are written with their status and code and not logged as tracebacks.
+    """
+
+    domain_errors: ClassVar[ErrorTable] = {}
 
     def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if not isinstance(exc, ApiError):
-            exc = ApiError(status_code, DEFAULT_CODES.get(status_code, "internal_error"), self._reason)
+            mapped = ApiError.of(exc, self.domain_errors) if exc is not None else None
+            exc = mapped or ApiError(status_code, DEFAULT_CODES.get(status_code, "internal_error"), self._reason)
         send_error_json(self, exc)
+
+    def log_exception(self: Any, typ: Any, value: BaseException | None, tb: Any) -> None:
+        if value is not None and ApiError.of(value, self.domain_errors) is not None:
+            return  # where the condition began (a dependency going down) logged it once
+        super().log_exception(typ, value, tb)  # type: ignore[misc]  # the RequestHandler this mixin precedes
