@@ -1,6 +1,9 @@
 """Admin-only REST endpoints: the store.actions of `tradestream-admin`, over HTTP, same JSON.
 
     POST   /api/admin/users                    {"username", "password", "is_admin"?}       201 create-user
+    POST   /api/admin/users/{id}/password      {"password"}                                200 user → session_ended
+    POST   /api/admin/users/{id}/deactivate                                                200 user → user_deactivated
+    POST   /api/admin/users/{id}/activate                                                  200 user
     POST   /api/admin/accounts                 {"username", "name", "exchange", "capital"} 201 create-account
     POST   /api/admin/strategies               {"owner", "name", "group_name"}             201 create-strategy
     POST   /api/admin/links                    {"strategy_id", "account_id"}               201 link
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from store import actions, rows
 from store.errors import Conflict, InvalidInput, NotFound, StoreError
+from store.models import User
 from streamer.handlers import BaseHandler, parse_id
 from streamer.services import Services
 from web.errors import ApiError, ErrorTable
@@ -60,6 +64,26 @@ def create_user(session: Session, publish: actions.Publish, body: dict[str, Any]
         session, publish, _field(body, "username", str), _field(body, "password", str), _field(body, "is_admin", bool, False)
     )
     return 201, rows.user_json(user, token)
+
+
+def _username(session: Session, user_id: int | None) -> str:
+    user = session.get(User, user_id) if user_id is not None else None
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user.username
+
+
+def set_password(session: Session, publish: actions.Publish, body: dict[str, Any], user_id: int | None) -> tuple[int, dict[str, Any]]:
+    user = actions.set_password(session, publish, _username(session, user_id), _field(body, "password", str))
+    return 200, rows.user_state_json(user)
+
+
+def deactivate_user(session: Session, publish: actions.Publish, _: dict[str, Any], user_id: int | None) -> tuple[int, dict[str, Any]]:
+    return 200, rows.user_state_json(actions.deactivate_user(session, publish, _username(session, user_id)))
+
+
+def activate_user(session: Session, publish: actions.Publish, _: dict[str, Any], user_id: int | None) -> tuple[int, dict[str, Any]]:
+    return 200, rows.user_state_json(actions.activate_user(session, publish, _username(session, user_id)))
 
 
 def create_account(session: Session, publish: actions.Publish, body: dict[str, Any], _: int | None) -> tuple[int, dict[str, Any]]:
@@ -154,6 +178,9 @@ def admin_routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
 
     return [
         route(r"/api/admin/users", POST=create_user),
+        route(r"/api/admin/users/([^/]+)/password", POST=set_password),
+        route(r"/api/admin/users/([^/]+)/deactivate", POST=deactivate_user),
+        route(r"/api/admin/users/([^/]+)/activate", POST=activate_user),
         route(r"/api/admin/accounts", POST=create_account),
         route(r"/api/admin/strategies", POST=create_strategy),
         route(r"/api/admin/links", POST=link, DELETE=unlink),

@@ -9,7 +9,6 @@ import tornado.web
 
 from streamer.admin_api import admin_routes
 from streamer.handlers import (
-    HealthHandler,
     LatestBatchHandler,
     LoginHandler,
     LogoutHandler,
@@ -24,10 +23,11 @@ from streamer.handlers import (
 )
 from streamer.services import Services
 from streamer.stream import StreamHandler
+from web.health import LivenessHandler, ReadinessHandler
 
 access_log = logging.getLogger("tornado.access")
 # Scraped every few seconds: their requests are logged at DEBUG only.
-QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+QUIET_PATHS = frozenset({"/healthz", "/livez", "/metrics"})
 # The page's files, tradestream.js among them: a stable path other pages import from (CONTRACT section 3).
 STATIC_PREFIX = "/static/"
 
@@ -40,8 +40,11 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     elif status < 500:
         # An outsider decides how many 4xx there are: logged per request only at DEBUG, never a flood.
         level = logging.DEBUG
+    elif status == 503:
+        # A dependency that went down was logged once, when it did (bus/subscriber.py, web/health.py).
+        level = logging.DEBUG
     else:
-        level = logging.WARNING if status == 503 else logging.ERROR
+        level = logging.ERROR
     if access_log.isEnabledFor(level):
         elapsed_ms = 1000.0 * handler.request.request_time()
         access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed_ms)
@@ -60,7 +63,8 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/api/orders", OrdersHandler, s),
         (r"/api/positions", PositionsHandler, s),
         (r"/api/batches/latest", LatestBatchHandler, s),
-        (r"/healthz", HealthHandler, s),
+        (r"/healthz", ReadinessHandler, {"states": services.readiness}),
+        (r"/livez", LivenessHandler),
         (r"/metrics", MetricsHandler, s),
         *admin_routes(services),
         (r"/api/.*", NotFoundHandler, s),

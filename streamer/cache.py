@@ -65,3 +65,8 @@ class TtlCache(Generic[K, V]):
         """Drop every kept answer whose key `doomed` picks."""
         for key in [key for key in self._answers if doomed(key)]:
             del self._answers[key]
+
+    def forget_values(self, doomed: Callable[[V], bool]) -> None:
+        """Drop every kept answer whose value `doomed` picks."""
+        for key in [key for key, (_, _, value) in self._answers.items() if doomed(value)]:
+            del self._answers[key]

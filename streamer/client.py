@@ -50,6 +50,7 @@ class Client:
         "limit",
         "opened",
         "peer",
+        "session_id",
         "sock",
         "user_id",
     )
@@ -66,6 +67,7 @@ class Client:
         self.fd = sock.fileno()
         self.key = key
         self.user_id = key.user_id
+        self.session_id: int | None = None  # the login session it was opened with (None: an API token)
         self.peer = _peer(sock)
         self.limit = limit
         self.backlog: deque[tuple[memoryview, int]] | None = None

@@ -48,11 +48,15 @@ class StreamerConfig:
     login_per_address: int = setting(60, kind=kinds.positive_int, help="login attempts per client address per --login-window (429 beyond)")
     login_per_user: int = setting(10, kind=kinds.positive_int, help="login attempts per username per --login-window (429 beyond)")
     login_window: float = setting(300.0, kind=kinds.positive_float, help="seconds over which the login limits refill")
+    # Only behind a reverse proxy that sets them: any client can send these headers (web/proxy.py).
+    trust_proxy: bool = setting(False, help="believe X-Forwarded-For (login limit per address) and X-Forwarded-Proto (Secure cookie) of a reverse proxy")
     log_level: str = "INFO"  # the --log-level every process has
     static_path: str = STATIC_PATH
-    # Not flags: how long a new stream waits for its subscription, and the database threads.
+    # Not flags: how long a new stream waits for its subscription, the database threads, and how long
+    # answers about credentials are cached (streamer/auth.py).
     bus_timeout: float = 5.0
     database_threads: int = 4
+    credentials_ttl: float = 5.0
 
 
 def load_secret(path: Path = SECRET_FILE) -> str:

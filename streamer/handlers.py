@@ -5,13 +5,16 @@ Every error is web.errors' `{"error": <code>, "message": <text>}` with its statu
     400 invalid_request   401 unauthorized      403 forbidden (also: no such strategy)
     404 not_found         405 method_not_allowed 409 strategy_inactive / conflict
     429 too_many_streams / rate_limited (login, with Retry-After)
-    503 bus_unavailable / shutting_down   500 internal_error
+    503 bus_unavailable / database_unavailable / shutting_down   500 internal_error
+
+Behind a proxy (`--trust-proxy`) the client's address and scheme come from its
+X-Forwarded-For and X-Forwarded-Proto (web/proxy.py); otherwise from the socket.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,18 +23,25 @@ from bus import reasons
 from bus.errors import BusError
 from bus.events import MAX_TEXT
 from bus.topics import MAX_ID, StreamKey
-from streamer import batches, queries, sse
-from streamer.auth import SESSION_COOKIE, SESSION_DAYS, bearer_token, cookie_user_id
+from store import actions
+from store.errors import DatabaseUnavailable
+from store.sessions import SESSION_DAYS
+from streamer import batches, queries
+from streamer.auth import SESSION_COOKIE, bearer_token, cookie_token
 from streamer.login import TooManyAttempts
 from streamer.queries import Viewer
 from streamer.services import Services
-from web.errors import ApiError, JsonErrors
+from web.errors import ApiError, ErrorTable, JsonErrors
 from web.jsonbody import InvalidJson, parse_json_body
+from web.proxy import client_address, client_scheme
 from web.replies import send_json
 
 _ID = re.compile(rb"[1-9][0-9]*")
 NOT_YOURS = "No such strategy, or you may not see it."
 BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT = "bus_unavailable", "The event bus does not answer; try again."
+UNAUTHORIZED = "Log in, or send Authorization: Bearer <api token>."
+# What a handler may let escape, and its answer (web/errors.py: written, not logged as a traceback).
+STREAMER_ERRORS: ErrorTable = {DatabaseUnavailable: (503, "database_unavailable")}
 
 
 def parse_id(raw: bytes | str) -> int | None:
@@ -47,9 +57,11 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
     """Shared by the API handlers: services, JSON in and out, who is asking."""
 
     services: Services
+    domain_errors: ClassVar[ErrorTable] = STREAMER_ERRORS
 
     def initialize(self, services: Services) -> None:
         self.services = services
+        self.read_at = 0.0  # when the viewer's credential was read (see Authenticator.ended)
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -72,16 +84,37 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
     async def viewer(self) -> Viewer:
         """The authenticated user (bearer token first, else the session cookie); 401 otherwise."""
         header = self.request.headers.get("Authorization")
+        auth = self.services.auth
+        viewer = None
         if header is not None:
             token = bearer_token(header)
-            viewer = await self.services.auth.by_token(token) if token else None
+            if token:
+                viewer, self.read_at = await auth.by_token(token)
         else:
-            raw = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS)
-            user_id = cookie_user_id(raw)
-            viewer = await self.services.auth.by_user_id(user_id) if user_id else None
+            token = self.session_token()
+            if token:
+                viewer, self.read_at = await auth.by_session(token)
         if viewer is None:
-            raise ApiError(401, "unauthorized", "Log in, or send Authorization: Bearer <api token>.")
+            raise ApiError(401, "unauthorized", UNAUTHORIZED)
         return viewer
+
+    def session_token(self) -> str | None:
+        """The session token of a valid signed cookie, else None."""
+        return cookie_token(self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS))
+
+    def client_address(self) -> str:
+        """The client's address: the socket's peer, or what a trusted proxy says (`--trust-proxy`)."""
+        peer = self.request.remote_ip or ""
+        if not self.services.config.trust_proxy:
+            return peer
+        return client_address(peer, self.request.headers.get("X-Forwarded-For"))
+
+    def is_https(self) -> bool:
+        """Whether the client used https: with this server, or with a trusted proxy (`--trust-proxy`)."""
+        scheme = self.request.protocol
+        if self.services.config.trust_proxy:
+            scheme = client_scheme(scheme, self.request.headers.get("X-Forwarded-Proto"))
+        return scheme == "https"
 
     async def admin(self) -> Viewer:
         """The authenticated user if an admin; 401 or 403 otherwise."""
@@ -116,24 +149,30 @@ class LoginHandler(BaseHandler):
         if not isinstance(username, str) or not isinstance(password, str):
             raise ApiError(400, "invalid_request", "username and password must be strings.")
         try:
-            viewer = await self.services.logins.attempt(self.request.remote_ip or "", username, password)
+            found = await self.services.logins.attempt(self.client_address(), username, password)
         except TooManyAttempts as refused:
             self.set_header("Retry-After", str(refused.retry_after))
             self.send_json({"error": "rate_limited", "message": refused.message}, 429)
             return
-        if viewer is None:
+        if found is None:
             raise ApiError(401, "unauthorized", "Wrong username or password.")
+        viewer, token = found
         self.set_signed_cookie(
-            SESSION_COOKIE, str(viewer.id), expires_days=SESSION_DAYS, path="/",
-            httponly=True, samesite="Lax", secure=self.request.protocol == "https",
+            SESSION_COOKIE, token, expires_days=SESSION_DAYS, path="/",
+            httponly=True, samesite="Lax", secure=self.is_https(),
         )
         self.send_json({"id": viewer.id, "username": viewer.username, "is_admin": viewer.is_admin})
 
 
 class LogoutHandler(BaseHandler):
-    """`POST /api/logout`: forgets the session cookie."""
+    """`POST /api/logout`: ends the cookie's session on the server (and its streams, on every streamer)."""
 
-    def post(self) -> None:
+    async def post(self) -> None:
+        token = self.session_token()
+        if token:
+            ended = await self.services.database.run(actions.end_session, self.services.publish, token)
+            if ended is not None:
+                self.services.hub.end_sessions(ended)  # at once here, whatever the bus does
         self.clear_cookie(SESSION_COOKIE, path="/")
         self.send_json({"status": "logged_out"})
 
@@ -244,7 +283,7 @@ class StatsHandler(BaseHandler):
 
     async def get(self) -> None:
         await self.admin()
-        self.send_json(self.services.hub.snapshot())
+        self.send_json(self.services.snapshot())
 
 
 class MetricsHandler(BaseHandler):
@@ -253,13 +292,6 @@ class MetricsHandler(BaseHandler):
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(self.services.registry))
-
-
-class HealthHandler(BaseHandler):
-    """`GET /healthz`: the process answers; is the broker heard?"""
-
-    def get(self) -> None:
-        self.send_json({"status": "ok", "broker": sse.bus_word(self.services.hub.subscriber.broker_up)})
 
 
 class ReasonsHandler(BaseHandler):

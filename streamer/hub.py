@@ -18,7 +18,6 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict
 from typing import Any
 
 import zmq.asyncio
@@ -34,9 +33,11 @@ from streamer.catchup import CatchUp, Phase, Step
 from streamer.channel import Channel
 from streamer.client import Client
 from streamer.config import StreamerConfig
+from streamer.peers import streamer_id
 from streamer.resume import plan_resume
 from streamer.revocations import Ending, Revocations, Target
 from streamer.stats import StreamerStats
+from streamer.userstreams import UserStreams
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,15 @@ class Hub:
         self.stats = stats
         self.subscriber = Subscriber(config.publish, config.replay, self, context=context)
         self.channels: dict[StreamKey, Channel] = {}
-        self.admission = Admission(config.max_streams_per_user)
+        self.admission = Admission(config.max_streams_per_user, streamer_id())
         self.revocations = Revocations()
+        self.users = UserStreams()
         self.client_count = 0
         self.closing = False
         # Told about every revocation (a key, or a strategy id), e.g. to drop cached access answers.
         self.on_revoke: Callable[[Target], None] | None = None
+        self.on_sessions_ended: Callable[[events.EndSessionsMessage], None] | None = None  # the authenticator's
+        self.on_counts: Callable[[events.StreamCountsMessage], None] | None = None  # other streamers' (peers.py)
         self._tasks: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,15 +95,18 @@ class Hub:
         self.subscriber.unsubscribe(key)
 
     def open(
-        self, sock: socket.socket, key: StreamKey, head: Position, preamble: bytes, last_event_id: str | None, checked_at: float
+        self, sock: socket.socket, key: StreamKey, head: Position, preamble: bytes, last_event_id: str | None, checked_at: float,
+        session_id: int | None = None,
     ) -> Client:
         """Register a stream whose subscription is live at `head`; it owns a subscription and a reservation.
 
         `checked_at` is when its access check began: a control message about its
         key that arrived since then ends it at once (the check may predate it).
+        `session_id` is the login session it was opened with (None: an API token).
         """
         assert self._loop is not None
         client = Client(sock, key, self.config.client_buffer, self._client_closed, self._loop)
+        client.session_id = session_id
         log.info("stream opened key=%s peer=%s head=%s resume=%.40r", key, client.peer, head, last_event_id)
         plan = plan_resume(last_event_id, head)
         catch_up = None if plan.replay_after is None else CatchUp(plan.replay_after, self.config.client_buffer)
@@ -151,11 +158,15 @@ class Hub:
             self._act(client, catch_up, catch_up.on_resync(reason))
 
     def on_control(self, message: events.ControlMessage) -> None:
-        """End the streams a disconnect or cleanup_strategy message names."""
+        """End the streams a disconnect, cleanup_strategy or end_sessions message names; pass on stream counts."""
         if isinstance(message, events.DisconnectMessage):
             self.revoke(message.key, message.reason, message.message)
         elif isinstance(message, events.CleanupStrategyMessage):
             self.revoke(message.strategy_id, message.reason, message.message)
+        elif isinstance(message, events.EndSessionsMessage):
+            self.end_sessions(message)
+        elif isinstance(message, events.StreamCountsMessage) and self.on_counts is not None:
+            self.on_counts(message)
 
     def on_broker_status(self, up: bool) -> None:
         """Tell every open stream (a `bus_status`); streams stay open and resync per key when the broker is back."""
@@ -177,17 +188,33 @@ class Hub:
             return self.disconnect_key(target, reason, message)
         return self.disconnect_strategy(target, reason, message)
 
+    def end_sessions(self, message: events.EndSessionsMessage) -> int:
+        """End the streams opened with the sessions (or by the user) the message names; how many."""
+        if self.on_sessions_ended is not None:
+            self.on_sessions_ended(message)
+        return self._finish(self.users.ended_by(message), message.reason, message.message)
+
+    def shed(self, user_id: int, count: int) -> int:
+        """Close the user's `count` newest streams: this streamer holds that many beyond the limit (admission.py)."""
+        shed = self._finish(self.users.newest(user_id, count), reasons.TOO_MANY_STREAMS, reasons.message(reasons.TOO_MANY_STREAMS))
+        if shed:
+            self.stats.streams_shed += shed
+            log.info("user %d held %d streams beyond the limit across streamers: %d closed here", user_id, count, shed)
+        return shed
+
     def disconnect_key(self, key: StreamKey, reason: str, message: str) -> int:
         """Send force_disconnect to every stream of `key` and close them; how many there were."""
         channel = self.channels.get(key)
         if channel is None:
             return 0
+        return self._finish(channel.members, reason, message)  # finishing clients leave the channel as they close
+
+    def _finish(self, clients: Sequence[Client], reason: str, message: str) -> int:
         frame = sse.force_disconnect_frame(reason, message)
-        members = channel.members  # finishing clients leave the channel as they close
-        for client in members:
+        for client in clients:
             client.finish(frame, reason)
-        self.stats.forced_disconnects += len(members)
-        return len(members)
+        self.stats.forced_disconnects += len(clients)
+        return len(clients)
 
     def disconnect_strategy(self, strategy_id: int, reason: str, message: str) -> int:
         """`disconnect_key` for every key of the strategy."""
@@ -248,6 +275,7 @@ class Hub:
         if channel is None:
             channel = self.channels[client.key] = Channel(client.key, head)
         channel.join(client, catch_up)
+        self.users.add(client)
         self.client_count += 1
         self._empty.clear()
         self.stats.connects += 1
@@ -257,6 +285,7 @@ class Hub:
         if channel is not None:
             self._leave(channel, client)
         self.subscriber.unsubscribe(client.key)
+        self.users.remove(client)
         self.admission.release(client.user_id)
         self.client_count -= 1
         self.stats.disconnects += 1
@@ -277,29 +306,6 @@ class Hub:
             self.stats.slow_consumer_disconnects += 1
         if not channel.members:
             del self.channels[client.key]
-
-    def snapshot(self, per_key: bool = True) -> dict[str, Any]:
-        """The `/api/events/stats` map; `per_key=False` leaves out the per-key details (for /metrics)."""
-        stats, bus = self.stats, self.subscriber.stats
-        snapshot: dict[str, Any] = {
-            "total_connections": self.client_count,
-            "key_count": len(self.channels),
-            "events_received": stats.events_received,
-            "events_delivered": stats.events_delivered,
-            "slow_consumer_disconnects": stats.slow_consumer_disconnects,
-            "gaps_detected": bus.gaps_detected,
-            "gaps_recovered": bus.gaps_recovered,
-            "resyncs": stats.resyncs,
-            "latency_ms": stats.latency.summary(),
-            **stats.other_counters(),
-            "broker": sse.bus_word(self.subscriber.broker_up),
-            "bus": asdict(bus),
-        }
-        if per_key:
-            snapshot["timings"] = stats.timings.snapshot()
-            snapshot["connections_by_key"] = {str(key): len(ch.members) for key, ch in self.channels.items()}
-            snapshot["keys"] = {str(key): ch.describe() for key, ch in self.channels.items()}
-        return snapshot
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

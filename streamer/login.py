@@ -15,7 +15,6 @@ beyond, TooManyAttempts too (counted in `refused_busy`).
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,15 +61,22 @@ class LoginGate:
         self.pending = 0
         self.refused_busy = 0
 
-    async def attempt(self, address: str, username: str, password: str) -> Viewer | None:
-        """The user these credentials are for, else None; TooManyAttempts before any check when limited."""
+    async def attempt(self, address: str, username: str, password: str) -> tuple[Viewer, str] | None:
+        """The user these credentials are for and a new session's token, else None; TooManyAttempts before any check."""
         self._admit(address, username)
         self.pending += 1
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, self._check, username, password)
+            return await self.database.run_in(self.executor, queries.login, username, password)
         finally:
             self.pending -= 1
+
+    def counters(self) -> dict[str, int]:
+        """Logins refused before any check, by cause (for stats and /metrics)."""
+        return {
+            "login_refused_address": self.by_address.refused,
+            "login_refused_user": self.by_user.refused,
+            "login_refused_busy": self.refused_busy,
+        }
 
     def _admit(self, address: str, username: str) -> None:
         if self.pending >= MAX_PENDING:
@@ -82,10 +88,6 @@ class LoginGate:
         wait = self.by_user.wait(username[:MAX_KEY_CHARS])
         if wait:
             raise TooManyAttempts(retry_after(wait), "Too many login attempts for this user; try again later.")
-
-    def _check(self, username: str, password: str) -> Viewer | None:
-        with self.database.sessions() as session:
-            return queries.login(session, username, password)
 
     def close(self) -> None:
         """Wait for running checks, then release the threads."""

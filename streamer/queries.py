@@ -1,8 +1,11 @@
 """The streamer's database reads, each a plain function of a Session, run in an executor.
 
 `Database.run(fn, *args)` opens a session in a worker thread, calls `fn` and
-closes it: the IOLoop never waits for SQL. The access rule itself stays in
-store.access; this module only asks it, and shapes the answers the HTTP layer needs.
+closes it: the IOLoop never waits for SQL. A database that went away raises
+store.errors.DatabaseUnavailable (answered 503, never 500) and marks the
+database down for readiness (`Database.probe`, web/health.py). The access rule
+itself stays in store.access; this module only asks it, and shapes the answers
+the HTTP layer needs.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bus import reasons
 from bus.topics import StreamKey
-from store import auth, rows
+from store import auth, health, rows, sessions
 from store.access import can_stream, streamable_among, streamable_strategies
 from store.db import make_engine, make_session_factory
 from store.models import Account, Order, Position, Strategy, User
+from web.health import Probe
 
 T = TypeVar("T")
 # A snapshot is for a screen: the newest orders only (open ones are usually among them).
@@ -31,25 +36,39 @@ FORBIDDEN, INACTIVE = "forbidden", "inactive"
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """Who is asking: a user, detached from any session."""
+    """Who is asking: a user, detached from any session; `session_id` when by login session (else an API token)."""
 
     id: int
     username: str
     is_admin: bool
+    session_id: int | None = None
 
 
 class Database:
-    """An engine, its sessions and the small thread pool they run in."""
+    """An engine, its sessions, the small thread pool they run in, and whether the database answers."""
 
     def __init__(self, url: str, threads: int) -> None:
         self.engine: Engine = make_engine(url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="database")
+        self.probe = Probe("database", lambda: health.ping(self.engine))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(session, *args)` in a worker thread, with a session of its own."""
+        """`fn(session, *args)` in a worker thread, with a session of its own; DatabaseUnavailable if it is gone."""
+        return await self.run_in(self.executor, fn, *args)
+
+    async def run_in(self, executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        """`run` in another pool (the login threads)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._in_session, fn, args)
+        try:
+            result = await loop.run_in_executor(executor, self._in_session, fn, args)
+        except SQLAlchemyError as exc:
+            if not health.unavailable(exc):
+                raise
+            self.probe.failed(health.describe(exc))
+            raise health.as_unavailable(exc) from None
+        self.probe.succeeded()
+        return result
 
     def _in_session(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self.sessions() as session:
@@ -57,27 +76,39 @@ class Database:
 
     def close(self) -> None:
         """Wait for running queries, then release the connections."""
+        self.probe.stop()
         self.executor.shutdown(wait=True)
         self.engine.dispose()
 
 
-def _viewer(user: User | None) -> Viewer | None:
-    return None if user is None else Viewer(user.id, user.username, user.is_admin)
+def _viewer(user: User | None, session_id: int | None = None) -> Viewer | None:
+    return None if user is None else Viewer(user.id, user.username, user.is_admin, session_id)
 
 
-def viewer_by_id(session: Session, user_id: int) -> Viewer | None:
-    """The user of a session cookie, if it still exists."""
-    return _viewer(session.get(User, user_id))
+def viewer_by_session(session: Session, token: str) -> Viewer | None:
+    """The user of a session cookie's token, while the session lives and the user is active."""
+    found = sessions.find_session(session, token)
+    return None if found is None else _viewer(found[1], found[0].id)
 
 
 def viewer_by_token(session: Session, token: str) -> Viewer | None:
-    """The holder of an API token."""
+    """The holder of an API token (an active user)."""
     return _viewer(auth.user_for_api_token(session, token))
 
 
-def login(session: Session, username: str, password: str) -> Viewer | None:
-    """The user these credentials belong to (slow on purpose: scrypt)."""
-    return _viewer(auth.authenticate(session, username, password))
+def login(session: Session, username: str, password: str) -> tuple[Viewer, str] | None:
+    """The user these credentials belong to, with a new session's token for the cookie (slow on purpose: scrypt)."""
+    user = auth.authenticate(session, username, password)
+    if user is None:
+        return None
+    new = sessions.open_session(session, user)
+    return Viewer(user.id, user.username, user.is_admin, new.row.id), new.token
+
+
+def ended_credentials(session: Session, session_ids: set[int], user_ids: set[int]) -> tuple[set[int], set[int]]:
+    """Of these, the sessions that no longer live and the users no longer active (the re-check)."""
+    inactive = set(session.scalars(select(User.id).where(User.id.in_(user_ids), ~User.is_active))) if user_ids else set()
+    return session_ids - sessions.live_sessions(session, session_ids), inactive
 
 
 def stream_refusal(session: Session, user_id: int, strategy_id: int) -> str | None:

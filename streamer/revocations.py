@@ -4,10 +4,13 @@ A stream's access is read from the database (or a short cache) before it
 opens; a `disconnect` or `cleanup_strategy` arriving between that read and
 the stream's registration would otherwise miss it. Each revocation is kept for
 MEMORY_S, oldest first: forgetting the expired ones, at each use, costs little.
+The hub keeps those of keys and strategies; the authenticator keeps ended
+sessions and users the same way (any hashable target).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from typing import NamedTuple
 
 from bus.topics import StreamKey
@@ -29,9 +32,9 @@ class Revocations:
 
     def __init__(self, memory_s: float = MEMORY_S) -> None:
         self.memory_s = memory_s
-        self._recent: dict[Target, tuple[float, Ending]] = {}  # insertion order = arrival order
+        self._recent: dict[Hashable, tuple[float, Ending]] = {}  # insertion order = arrival order
 
-    def remember(self, target: Target, ending: Ending, now: float) -> None:
+    def remember(self, target: Hashable, ending: Ending, now: float) -> None:
         """Keep a revocation of `target` that arrived at `now` (monotonic seconds)."""
         self._recent.pop(target, None)  # re-inserted: it moves to the end
         self._recent[target] = (now, ending)
@@ -39,8 +42,12 @@ class Revocations:
 
     def since(self, key: StreamKey, checked_at: float, now: float) -> Ending | None:
         """The revocation of `key` (or of its strategy) that arrived at or after `checked_at`, if any."""
+        return self.since_any((key, key.strategy_id), checked_at, now)
+
+    def since_any(self, targets: Iterable[Hashable], checked_at: float, now: float) -> Ending | None:
+        """The first revocation of one of `targets` that arrived at or after `checked_at`, if any."""
         self._forget_before(now - self.memory_s)
-        for target in (key, key.strategy_id):
+        for target in targets:
             item = self._recent.get(target)
             if item is not None and item[0] >= checked_at:
                 return item[1]

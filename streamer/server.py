@@ -37,7 +37,7 @@ SHUTDOWN_REQUESTS_S = 1.0
 def make_server(services: Services) -> HardenedHTTPServer:
     """The HTTP server of the streamer's app: slow clients timed out, accepts paused while descriptors run out."""
     config = services.config
-    return HardenedHTTPServer(
+    server = HardenedHTTPServer(
         make_app(services),
         max_body_size=MAX_BODY_BYTES,
         header_timeout=config.header_timeout,
@@ -45,6 +45,8 @@ def make_server(services: Services) -> HardenedHTTPServer:
         # An unusable Last-Event-ID gets resync (CONTRACT section 3), even one with a NUL byte.
         tolerant_headers=(LAST_EVENT_ID,),
     )
+    services.server_backoff = server.backoff  # its accept failures go to stats and /metrics
+    return server
 
 
 async def serve(config: StreamerConfig, sockets: list[socket.socket]) -> int:

@@ -1,8 +1,8 @@
 """The streamer's counters and their Prometheus exposition.
 
 Counters are plain integers bumped on the event loop (once per batch, not per
-client where it can be helped). `/metrics` reads the hub's stats snapshot (the
-`/api/events/stats` map, built by the hub) through a custom Collector, so
+client where it can be helped). `/metrics` reads the stats snapshot (the
+`/api/events/stats` map, built by Services) through a custom Collector, so
 nothing is counted twice; the latency Histogram is registered beside it.
 """
 
@@ -36,6 +36,7 @@ class StreamerStats:
     rechecks: int = 0
     control_publish_failures: int = 0
     held_frames_dropped: int = 0
+    streams_shed: int = 0
     latency: Latency = field(default_factory=Latency)
     timings: Timings = field(default_factory=Timings)
 
@@ -46,7 +47,7 @@ class StreamerStats:
 
 _OTHER_COUNTERS = (
     "connects", "disconnects", "forced_disconnects", "rejected_streams", "heartbeats",
-    "malformed_events", "rechecks", "control_publish_failures", "held_frames_dropped",
+    "malformed_events", "rechecks", "control_publish_failures", "held_frames_dropped", "streams_shed",
 )
 
 
@@ -62,6 +63,14 @@ _COUNTERS = (
     ("stream_disconnects", "Streams closed", "disconnects"),
     ("forced_disconnects", "Streams ended with force_disconnect", "forced_disconnects"),
     ("held_frames_dropped", "Live frames a resuming stream could not hold during its replay (replayed again)", "held_frames_dropped"),
+    ("rejected_streams", "Streams refused with 429: the user holds --max-streams-per-user across streamers", "rejected_streams"),
+    ("streams_shed", "Streams closed because a race with another streamer let a user exceed the limit", "streams_shed"),
+    ("login_refused_address", "Logins refused with 429: too many attempts from one client address", "login_refused_address"),
+    ("login_refused_user", "Logins refused with 429: too many attempts for one username", "login_refused_user"),
+    ("login_refused_busy", "Logins refused with 429: too many password checks already waiting", "login_refused_busy"),
+    ("accept_failures", "accept() calls that failed (out of file descriptors); accepting paused meanwhile", "accept_failures"),
+    ("database_failures", "Database checks and queries that found the database unavailable", "database_failures"),
+    ("counts_unsent", "Stream-count announcements the bus did not take (dropped; repeated every second)", "counts_unsent"),
 )
 
 
@@ -81,6 +90,8 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily(f"{p}_connections", "Open SSE streams", value=stats["total_connections"])
         yield GaugeMetricFamily(f"{p}_keys", "Stream keys with at least one client", value=stats["key_count"])
         yield GaugeMetricFamily(f"{p}_broker_up", "1 while the broker answers heartbeats", value=stats["broker"] == "up")
+        yield GaugeMetricFamily(f"{p}_database_up", "1 while the database answers", value=stats["database"] == "up")
+        yield GaugeMetricFamily(f"{p}_peer_streamers", "Other streamers whose stream counts are heard", value=stats["peer_streamers"])
         latency = GaugeMetricFamily(
             f"{p}_latency_ms", "Published-to-written latency of recent events", labels=["quantile"]
         )

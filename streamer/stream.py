@@ -4,19 +4,21 @@ Admission answers with ordinary JSON errors (401, 400, 429, 403, 409, 503).
 Once the key's subscription is live the handler detaches the connection from
 Tornado, writes the response head itself (close-delimited, which HTTP/1.0
 proxies understand too) and registers the socket with the hub, with no await
-between the subscription and the registration: no event can slip between.
+between the subscription and the registration: no event can slip between, and
+no `end_sessions` either (the credential is checked against them last, there).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 
 from bus.errors import BusUnavailable
 from bus.replay import Position
 from bus.topics import StreamKey
 from streamer import queries, sse
-from streamer.handlers import BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT, NOT_YOURS, BaseHandler
+from streamer.handlers import BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT, NOT_YOURS, UNAUTHORIZED, BaseHandler
 from web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class StreamHandler(BaseHandler):
         hub = self.services.hub
         if hub.closing:
             raise ApiError(503, "shutting_down", "The server is shutting down; reconnect to another.")
-        if not hub.admission.reserve(viewer.id):
+        if not hub.admission.reserve(viewer.id, time.monotonic()):
             self.services.stats.rejected_streams += 1
             limit = self.services.config.max_streams_per_user
             raise ApiError(429, "too_many_streams", f"At most {limit} open streams per user.")
@@ -59,12 +61,18 @@ class StreamHandler(BaseHandler):
             hub.admission.release(viewer.id)
             raise
         # From here to hub.open, no await: the subscription is live at `head`.
-        sock = self._take_socket()
+        ended = self.services.auth.ended(viewer, self.read_at)
+        sock = None if ended else self._take_socket()
         if sock is None:
             hub.unsubscribe(key)
             hub.admission.release(viewer.id)
+            if ended:
+                raise ApiError(401, "unauthorized", UNAUTHORIZED)
             return
-        hub.open(sock, key, head, preamble(key, head, hub.subscriber.broker_up), self._last_event_id(), checked_at)
+        hub.open(sock, key, head, preamble(key, head, hub.subscriber.broker_up), self._last_event_id(), checked_at, viewer.session_id)
+        excess = hub.admission.excess(viewer.id, time.monotonic())  # admitted in a race with another streamer?
+        if excess:
+            hub.shed(viewer.id, excess)
 
     async def _check_access(self, key: StreamKey) -> float:
         """403 or 409 unless the viewer may stream the key; when the answer was read."""

@@ -244,8 +244,9 @@ export class TradeStream extends EventTarget {
     let health = null;
     try {
       health = await fetchJson(this.options.baseUrl + this.options.probeUrl, { cache: "no-store" });
-    } catch {
-      health = null;
+    } catch (error) {
+      // Readiness answers 503 naming what is down (broker, database): the server itself is back.
+      health = error instanceof HttpError && error.status === 503 ? error.body : null;
     }
     if (round !== this.round) return;
     if (health && health.broker) this.setBus(health.broker === "up" ? "up" : "down");

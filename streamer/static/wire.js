@@ -12,6 +12,7 @@ export class HttpError extends Error {
     super((body && body.message) || `HTTP ${status}`);
     this.status = status;
     this.code = (body && body.error) || null;
+    this.body = body;
   }
 }
 

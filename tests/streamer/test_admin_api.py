@@ -67,6 +67,11 @@ async def test_unlink_takes_query_parameters_too(http_client: AsyncHTTPClient, b
         ("POST", "/strategies/+1/deactivate", None, 400),
         ("POST", "/strategies/99/deactivate", None, 404),
         ("POST", "/strategies/1", None, 405),
+        ("POST", "/users/99/deactivate", None, 404),
+        ("POST", "/users/abc/activate", None, 400),
+        ("POST", "/users/10/password", {"password": 5}, 400),
+        ("POST", "/users/10/password", {"password": ""}, 400),
+        ("DELETE", "/users/10/deactivate", None, 405),
     ],
 )
 async def test_admin_errors_have_their_status_and_a_json_body(

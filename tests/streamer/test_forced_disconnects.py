@@ -141,7 +141,7 @@ async def test_a_client_that_is_behind_gets_what_it_was_owed_then_force_disconne
     stalled.sendall(f"GET /api/events/stream?strategy_id=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {world.users['u10'].token}\r\n\r\n".encode())
     await async_wait_until(lambda: services.hub.client_count == 1, what="the stream to open")
     sent = 0
-    while services.hub.snapshot()["keys"]["10:1"]["max_backlog_frames"] == 0:
+    while services.snapshot()["keys"]["10:1"]["max_backlog_frames"] == 0:
         assert sent < 2000, "no backlog built up"
         publisher.send_map(b"k/10/1/", {**order(10, 1, f"o{sent}").to_wire(), "note": "x" * 2000})
         sent += 1

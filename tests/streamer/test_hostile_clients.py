@@ -6,10 +6,12 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tornado.ioloop
@@ -79,7 +81,27 @@ def test_out_of_descriptors_the_streamer_pauses_accepting_keeps_streaming_and_re
     asyncio.run(scenario())
     wait_until(lambda: "accepting again after" in process.log(), what="the recovery line")
     assert "Traceback" not in process.log()
+    assert stats_of(process.port, world)["accept_failures"] >= 1
+    assert re.search(r"^tradestream_streamer_accept_failures_total [1-9]", metrics_of(process.port), re.MULTILINE)
     assert process.terminate() == 0
+
+
+def stats_of(port: int, world: World) -> dict[str, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/api/events/stats", headers=world.users["root"].bearer)
+        return dict(json.loads(connection.getresponse().read()))
+    finally:
+        connection.close()
+
+
+def metrics_of(port: int) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
 
 
 @pytest.fixture
@@ -177,14 +199,20 @@ LOGIN_LIMITS = [
 @pytest.mark.streamer_config(login_per_address=5, login_per_user=3, login_window=300.0)
 @pytest.mark.parametrize(("attempts", "statuses"), [pytest.param(*case[1:], id=case[0]) for case in LOGIN_LIMITS])
 @pytest.mark.gen_test
-async def test_login_attempts_beyond_the_limits_are_429_with_retry_after(
-    http_client: AsyncHTTPClient, base_url: str, attempts: list[tuple[str, str]], statuses: list[int]
+async def test_login_attempts_beyond_the_limits_are_429_with_retry_after_and_counted(
+    http_client: AsyncHTTPClient, base_url: str, world: World, attempts: list[tuple[str, str]], statuses: list[int]
 ) -> None:
     answers = []
     for username, password in attempts:
         body = json.dumps({"username": username, "password": password}).encode()
         answers.append(await http_client.fetch(base_url + "/api/login", method="POST", body=body, raise_error=False))
     assert [answer.code for answer in answers] == statuses
+    stats = json.loads((await http_client.fetch(base_url + "/api/events/stats", headers=world.users["root"].bearer)).body)
+    refused = {name: stats[name] for name in ("login_refused_address", "login_refused_user", "login_refused_busy")}
+    assert sum(refused.values()) == statuses.count(429) and refused["login_refused_busy"] == 0
+    metrics = (await http_client.fetch(base_url + "/metrics")).body.decode()
+    for name, count in refused.items():
+        assert f"tradestream_streamer_{name}_total {float(count)}" in metrics
     for answer in answers:
         if answer.code == 429:
             assert json.loads(answer.body)["error"] == "rate_limited"

@@ -180,7 +180,8 @@ async def test_metrics_health_page_and_unknown_paths(http_client: AsyncHTTPClien
                  "process_resident_memory_bytes"):
         assert name in text
     await async_wait_until(lambda: services.hub.subscriber.broker_up, what="the broker heard")
-    assert body(await call(http_client, base_url + "/healthz")) == {"status": "ok", "broker": "up"}
+    assert body(await call(http_client, base_url + "/healthz")) == {"status": "ok", "broker": "up", "database": "up"}
+    assert body(await call(http_client, base_url + "/livez")) == {"status": "ok"}
     page = await call(http_client, base_url + "/")
     if (Path(services.config.static_path) / "index.html").exists():
         assert page.code == 200 and page.headers["Content-Type"].startswith("text/html")
@@ -216,7 +217,10 @@ async def test_metrics_expose_delivery_latency_as_a_histogram_of_every_delivered
 @pytest.mark.gen_test
 async def test_the_page_gets_the_disconnect_texts_from_the_one_table(http_client: AsyncHTTPClient, base_url: str) -> None:
     texts = body(await call(http_client, base_url + "/reasons.json"))
-    assert texts == reasons.TEXTS and set(texts) == {"permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown"}
+    assert texts == reasons.TEXTS and set(texts) == {
+        "permission_revoked", "strategy_deleted", "strategy_inactive", "server_shutdown", "session_ended", "user_deactivated",
+        "too_many_streams",
+    }
 
 @pytest.mark.gen_test
 @pytest.mark.streamer_config(static_path="/nonexistent-static-dir")

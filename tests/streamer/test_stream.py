@@ -59,10 +59,9 @@ async def test_an_http_1_0_client_gets_the_same_close_delimited_stream(port: int
     await stream.close()
 
 
-@pytest.mark.expect_log('503 GET')
 @pytest.mark.gen_test
 @pytest.mark.streamer_config(publish="tcp://127.0.0.1:9", replay="tcp://127.0.0.1:9", bus_timeout=0.3)
-async def test_without_a_broker_streams_and_snapshots_are_503_and_health_says_down(
+async def test_without_a_broker_streams_and_snapshots_are_503_and_readiness_is_503_naming_it(
     port: int, http_client: AsyncHTTPClient, base_url: str, world: World
 ) -> None:
     stream = await SseStream.open(port, "/api/events/stream?strategy_id=1", world.users["u10"].bearer)
@@ -70,8 +69,10 @@ async def test_without_a_broker_streams_and_snapshots_are_503_and_health_says_do
     await stream.close()
     snapshot = await http_client.fetch(base_url + "/api/orders?strategy_id=1", headers=world.users["u10"].bearer, raise_error=False)
     assert snapshot.code == 503 and json.loads(snapshot.body)["error"] == "bus_unavailable"
-    health = await http_client.fetch(base_url + "/healthz")
-    assert json.loads(health.body) == {"status": "ok", "broker": "down"}
+    health = await http_client.fetch(base_url + "/healthz", raise_error=False)
+    assert (health.code, json.loads(health.body)) == (503, {"status": "unavailable", "broker": "down", "database": "up"})
+    alive = await http_client.fetch(base_url + "/livez")
+    assert (alive.code, json.loads(alive.body)) == (200, {"status": "ok"})
 
 
 @pytest.mark.gen_test
@@ -259,7 +260,7 @@ async def test_a_slow_consumer_is_disconnected_while_a_normal_client_of_the_key_
     request = f"GET /api/events/stream?strategy_id=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user.token}\r\n\r\n"
     stalled.sendall(request.encode())
     normal = await open_stream(port, user, 1)
-    await async_wait_until(lambda: services.hub.snapshot()["connections_by_key"].get("10:1") == 2, what="both streams open")
+    await async_wait_until(lambda: services.snapshot()["connections_by_key"].get("10:1") == 2, what="both streams open")
     received: list[Frame] = []
     sent = 0
     big = "x" * 1000
@@ -271,7 +272,7 @@ async def test_a_slow_consumer_is_disconnected_while_a_normal_client_of_the_key_
             sent += 1
         received += await normal.events(20)
     assert order_ids(received) == [f"o{n}" for n in range(sent)]
-    assert services.hub.snapshot()["keys"]["10:1"]["slow_consumer_disconnects"] == 1
+    assert services.snapshot()["keys"]["10:1"]["slow_consumer_disconnects"] == 1
     stalled.setblocking(False)
     await async_wait_until(lambda: _drained_to_eof(stalled), what="the stalled socket to be closed by the server")
     stalled.close()
@@ -349,7 +350,7 @@ async def test_stats_count_connections_deliveries_and_latency(
         publisher.publish(order(10, 1, f"o{n}"))
     for stream in streams[:2]:
         await stream.events(3)
-    stats = services.hub.snapshot()
+    stats = services.snapshot()
     assert stats["total_connections"] == 3
     assert stats["connections_by_key"] == {"10:1": 2, "11:1": 1}
     assert stats["events_received"] == 3 and stats["events_delivered"] == 6
