@@ -49,7 +49,11 @@ class InvalidJSON(ProducerError, ValueError):
 
 
 class RateLimited(ProducerError):
-    """The token sent more webhooks than its rate allows."""
+    """The token sent more webhooks than its rate allows; `retry_after` whole seconds until it may again."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SignalRefused(ProducerError):

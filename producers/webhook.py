@@ -9,12 +9,13 @@ row is the acceptance, and the order handler handles it exactly once whenever
 it runs (at start, on the wake-up, or at its next sweep), so the webhook does
 not need the order handler to be up. The orders are placed asynchronously.
 Database work runs in a thread pool, never on the IOLoop; a database that
-cannot store the signal is answered 503 (nothing was accepted: retry). The
+cannot store the signal is answered 503 (nothing was accepted: retry), and
+readiness (`/healthz`, web/health.py) says it is down while `/livez` stays 200. The
 wake-up never blocks (send_timeout_ms=0); one that cannot be queued is only
 counted. A request in flight when the process dies either committed (its retry
 with the same `id` is then a duplicate) or did not (the retry is new). The
 per-token rate limit runs after the shape check (the token must be read
-first) and before any database work. Errors are web.errors' `{"error", "message", "field"}`: the
+first) and before any database work; its 429 says when to retry (Retry-After). Errors are web.errors' `{"error", "message", "field"}`: the
 service raises domain errors (producers.errors), WEBHOOK_ERRORS gives their statuses.
 """
 
@@ -52,10 +53,12 @@ from producers.errors import (
 from producers.intake import Accepted, Intake, payload_text
 from producers.quiet_log import QuietLog
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
+from store import health
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
 from web.errors import ApiError, ErrorTable, JsonErrors, send_error_json
-from web.ratelimit import RateLimiter
+from web.health import LivenessHandler, Probe, ReadinessHandler
+from web.ratelimit import RateLimiter, retry_after
 from web.replies import send_json
 from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, HardenedHTTPServer
 
@@ -100,9 +103,12 @@ class WebhookService:
     """Everything a webhook request needs, shared by the handlers of one process."""
 
     def __init__(
-        self, intake: Intake, wakes: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter
+        self, intake: Intake, wakes: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter,
+        database: Probe | None = None,
     ) -> None:
         self.intake, self.wakes, self.executor, self.limiter = intake, wakes, executor, limiter
+        # Without a started probe of its own (tests), readiness follows what requests met.
+        self.database = database or Probe("database", lambda: None)
         self.wakes_dropped = 0
         self._not_stored = QuietLog(log, logging.WARNING)
         self.in_flight = 0
@@ -125,8 +131,9 @@ class WebhookService:
     async def _receive(self, content_type: str, body: bytes) -> dict[str, Any]:
         document = _json_document(content_type, body)
         envelope = parse_envelope(document)
-        if not self.limiter.allow(envelope.token):
-            raise RateLimited(f"more than {self.limiter.rate:g} requests per second with this token")
+        wait = self.limiter.wait(envelope.token)
+        if wait:
+            raise RateLimited(f"more than {self.limiter.rate:g} requests per second with this token", retry_after(wait))
         try:
             orders, field_error = parse_orders(envelope), None
         except InvalidSignal as exc:
@@ -142,12 +149,16 @@ class WebhookService:
     ) -> Accepted:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
+            accepted = await loop.run_in_executor(
                 self.executor, self.intake.accept, envelope, orders, field_error, payload
             )
         except TRANSIENT as exc:  # nothing was committed: the sender retries, and a retry with its id is new
             self._not_stored("signal not stored: %s", str(exc).splitlines()[0][:200])
+            if health.unavailable(exc):
+                self.database.failed(health.describe(exc))
             raise StoreUnavailable("the signal could not be stored; retry later") from None
+        self.database.succeeded()
+        return accepted
 
     def _wake(self) -> None:
         """Tell the order handler its inbox has a new row; the row is the hand-off, so a refusal is only counted."""
@@ -217,6 +228,8 @@ class WebhookHandler(JsonErrors, RequestHandler):
             error = ApiError.of(exc, WEBHOOK_ERRORS)
             if error is None:
                 raise
+            if isinstance(exc, RateLimited):
+                self.set_header("Retry-After", str(exc.retry_after))
             send_error_json(self, error)
             return
         send_json(self, body)
@@ -229,25 +242,26 @@ class NotFoundHandler(JsonErrors, RequestHandler):
         raise HTTPError(404)
 
 
-class HealthHandler(JsonErrors, RequestHandler):
-    """`GET /healthz`: the process is up."""
-
-    def get(self) -> None:
-        send_json(self, {"status": "ok"})
-
-
 def log_request(handler: RequestHandler) -> None:
-    """A request is not a lifecycle event: DEBUG, except server errors (CONTRACT: no line per message)."""
+    """A request is not a lifecycle event: DEBUG, except server errors (CONTRACT: no line per message).
+
+    A 503 is DEBUG too: what made it (the database gone) is logged where it changed, not per request.
+    """
     status = handler.get_status()
-    level = logging.WARNING if status >= 500 else logging.DEBUG
+    level = logging.WARNING if status >= 500 and status != 503 else logging.DEBUG
     request = handler.request
     log.log(level, "%d %s %r %.2f ms", status, request.method, request.uri, 1000 * request.request_time())
 
 
 def make_app(service: WebhookService) -> Application:
     """The webhook's Tornado application."""
+    readiness = {"states": lambda: {"database": service.database.up}}
     return Application(
-        [(r"/api/webhook", WebhookHandler, {"service": service}), (r"/healthz", HealthHandler)],
+        [
+            (r"/api/webhook", WebhookHandler, {"service": service}),
+            (r"/healthz", ReadinessHandler, readiness),
+            (r"/livez", LivenessHandler),
+        ],
         default_handler_class=NotFoundHandler,
         log_function=log_request,
     )
@@ -276,7 +290,9 @@ async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.sock
     executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="webhook-db")
     wakes = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
     intake = Intake(make_session_factory(engine))
-    service = WebhookService(intake, wakes, executor, RateLimiter(config.rate_limit))
+    probe = Probe("database", lambda: health.ping(engine))
+    service = WebhookService(intake, wakes, executor, RateLimiter(config.rate_limit), probe)
+    probe.start()
     server = make_server(service, config)
     server.add_sockets(sockets)
     stopped = asyncio.Event()
@@ -292,6 +308,7 @@ async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.sock
         await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_S)
     except TimeoutError:
         log.warning("connections still open after %.0f s; closing anyway", SHUTDOWN_GRACE_S)
+    probe.stop()
     executor.shutdown(wait=True)
     wakes.close()
     log.info("webhook stopped: %d wake-ups sent (%d refused), %d requests rate limited",

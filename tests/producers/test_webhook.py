@@ -406,8 +406,12 @@ class TestRateLimit:
         self, http_client: AsyncHTTPClient, base_url: str, world: World
     ) -> None:
         assert (await post(http_client, base_url, signal(world)))[0] == 200
-        code, reply = await post(http_client, base_url, signal(world))
-        assert (code, reply["error"]) == (429, "rate_limited")
+        refused = await http_client.fetch(
+            base_url + "/api/webhook", method="POST", body=json.dumps(signal(world)), headers={"Content-Type": "application/json"},
+            raise_error=False,
+        )
+        assert (refused.code, json.loads(refused.body)["error"]) == (429, "rate_limited")
+        assert refused.headers["Retry-After"] == "5"  # one request per 5 s refills the bucket
         assert (await post(http_client, base_url, signal(world, "eth-swing")))[0] == 200
 
 
@@ -444,7 +448,7 @@ class TestStoreDown:
         yield make_session_factory(engine)
         engine.dispose()
 
-    @pytest.mark.expect_log("signal not stored", "503 POST")
+    @pytest.mark.expect_log("signal not stored", "503 POST", "database down")
     @pytest.mark.gen_test
     async def test_a_database_that_cannot_store_the_signal_is_503_and_nothing_is_accepted(
         self, http_client: AsyncHTTPClient, base_url: str, world: World, wake_sink: WakeSink
@@ -458,5 +462,16 @@ class TestStoreDown:
             lock.close()
         assert (code, reply["error"]) == (503, "store_unavailable")
         assert wake_sink.pending() == []
+        ready = await http_client.fetch(base_url + "/healthz", raise_error=False)
+        assert (ready.code, json.loads(ready.body)) == (503, {"status": "unavailable", "database": "down"})
         assert await post(http_client, base_url, signal(world, id="while-locked")) == (200, {"status": "accepted", "signals": 1})
         assert len(inbox_commands(world)) == 1
+        assert (await http_client.fetch(base_url + "/healthz")).code == 200  # the stored signal: up again
+
+
+@pytest.mark.gen_test
+async def test_liveness_and_readiness_answer_with_the_database_named(http_client: AsyncHTTPClient, base_url: str) -> None:
+    ready = await http_client.fetch(base_url + "/healthz")
+    alive = await http_client.fetch(base_url + "/livez")
+    assert json.loads(ready.body) == {"status": "ok", "database": "up"}
+    assert json.loads(alive.body) == {"status": "ok"}
