@@ -1,7 +1,7 @@
 """The database: what exists, who may see it, and how it is administered.
 
-models.py   the tables (SQLAlchemy 2.0) · db.py engines, sessions, init_db · errors.py
-auth.py     password and token hashing, login and API-token lookups
+models.py   the tables (SQLAlchemy 2.0) · db.py engines, sessions, init_db · errors.py · health.py is it there
+auth.py     password and token hashing, login and API-token lookups · sessions.py login sessions
 access.py   THE access rule: may user U stream strategy S (owner or linked account)
 rows.py     rows → bus events, snapshot rows and the admin JSON shapes
 actions.py  admin actions (commit, then publish control messages) · demo.py the demo world

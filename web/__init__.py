@@ -6,4 +6,5 @@ server.py   an HTTPServer that survives hostile clients: header/body timeouts, a
 backoff.py  the pure state behind it: when accepting pauses, one log line per interval with a count
 ratelimit.py token buckets per key, bounded in memory (webhook tokens; login addresses and usernames)
 jsonbody.py the strict JSON reading of request bodies: no duplicate key, bounded depth and numbers, storable strings
+health.py   /livez and readiness /healthz, a dependency's Probe · proxy.py a trusted proxy's X-Forwarded-* headers
 """
