@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,6 @@ class WebhookProcess:
     """tradestream-webhook on a free port, its orders pushed nowhere (nothing reaches that step here)."""
 
     def __init__(self, workdir: Path, database_url: str) -> None:
-        import subprocess
-
         self.log_path = workdir / "webhook.log"
         args = [str(WEBHOOK_SCRIPT), "--database-url", database_url, "--orders", "tcp://127.0.0.1:9", "--port", "0"]
         with open(self.log_path, "wb") as log:
@@ -96,7 +95,7 @@ def test_a_lost_database_makes_readiness_503_and_requests_503_and_both_recover_a
         assert call(streamer.port, "POST", "/api/login", login)[1]["error"] == "database_unavailable"
         assert call(streamer.port, "GET", "/api/positions?strategy_id=1", headers=bearer) == (503, _unavailable())
         assert call(webhook.port, "POST", "/api/webhook", signal)[0:1] == (503,)
-        assert call(webhook.port, "POST", "/api/webhook", signal)[1]["error"] == "database_unavailable"
+        assert call(webhook.port, "POST", "/api/webhook", signal)[1]["error"] == "store_unavailable"
         for port, ready in ((streamer.port, {"broker": "up"}), (webhook.port, {})):
             assert call(port, "GET", "/healthz") == (503, {"status": "unavailable", **ready, "database": "down"})
             assert call(port, "GET", "/livez") == (200, {"status": "ok"})
