@@ -51,11 +51,25 @@ def rss_kib(pid: int) -> int:
 
 
 def autogroup_nice(pid: int) -> int | None:
-    """The nice value of `pid`'s scheduler autogroup (its session's CPU share), None without autogroups."""
+    """The nice value of `pid`'s scheduler autogroup (its session's CPU share), None without autogroups.
+
+    Some kernels and containers have the file but leave it empty or unreadable: that is "no autogroups" too.
+    """
     try:
         with open(f"/proc/{pid}/autogroup", "rb") as group:
-            return int(group.read().split()[-1])
-    except (OSError, ValueError):
+            return parse_autogroup(group.read())
+    except OSError:
+        return None
+
+
+def parse_autogroup(text: bytes) -> int | None:
+    """The nice value in a /proc/<pid>/autogroup line (`/autogroup-85 nice 0`), None when there is none."""
+    fields = text.split()
+    if len(fields) != 3 or fields[1] != b"nice":
+        return None
+    try:
+        return int(fields[2])
+    except ValueError:
         return None
 
 
