@@ -19,8 +19,11 @@ lint: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m ruff check .
 
+# Two workers (pytest-xdist); every test uses free ports, temp dirs and its own PostgreSQL schema.
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 run: $(STAMP)
 	bash scripts/run.sh
