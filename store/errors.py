@@ -4,7 +4,8 @@
      ├── NotFound        no user, account, strategy or link by that name or id
      ├── Conflict        a unique name is taken, or the link already exists
      ├── InvalidInput    an empty name, a capital that is not a finite number > 0, ...
-     └── DatabaseUnavailable  the database cannot be reached or opened (raised at start)
+     ├── DatabaseUnavailable  the database cannot be reached or opened (raised at start)
+     └── SchemaError     the schema cannot be migrated as asked (store/migrate.py)
 """
 
 
@@ -26,3 +27,7 @@ class InvalidInput(StoreError):
 
 class DatabaseUnavailable(StoreError):
     """The database cannot be reached, opened or set up; the text is one line naming it."""
+
+
+class SchemaError(StoreError):
+    """The database's schema cannot be migrated as asked (an unknown revision, tables of no known release)."""
