@@ -1,4 +1,4 @@
-"""tradestream-admin: set up the database and administer users, accounts and strategies.
+"""tradestream-admin: set up and migrate the database, administer users, accounts and strategies.
 
 Global settings go before the subcommand (or in TRADESTREAM_* variables), `--json`
 after it. Errors print one line on stderr and exit 1; bad flags exit 2. Actions
@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 import zmq
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus import endpoints, kinds
@@ -26,7 +25,7 @@ from bus.process import SettingsParser, configure_logging, setting
 from bus.publisher import Publisher
 from store.db import DEFAULT_DATABASE_URL, first_line, make_session_factory, open_database, sqlalchemy_url
 from store.errors import StoreError
-from store.subcommands import Handler, Outcome, add_commands
+from store.subcommands import Handler, Outcome, SchemaHandler, add_commands
 
 PROG = "tradestream-admin"
 # A down broker must not hang the command: queued control messages get this long.
@@ -84,18 +83,19 @@ def build_parser(environ: Mapping[str, str] | None = None) -> SettingsParser[Adm
     return parser
 
 
-def _init_db_outcome(url: str) -> Outcome:
-    shown = make_url(url).render_as_string(hide_password=True)
-    return Outcome({"database_url": shown}, f"Database ready: {shown}")
-
-
 def run(config: AdminConfig, handler: Handler | None, args: argparse.Namespace) -> Outcome:
-    """Create missing tables, then run the subcommand in one session."""
+    """A schema subcommand on the engine; any other after migrating to head, in one session."""
+    schema: SchemaHandler | None = getattr(args, "schema", None)
+    if schema is not None:
+        engine = open_database(config.database_url, create_tables=False)
+        try:
+            return schema(engine, args)
+        finally:
+            engine.dispose()
+    assert handler is not None
     engine = open_database(config.database_url)
     publish = ControlPublisher(config.ingress)
     try:
-        if handler is None:
-            return _init_db_outcome(config.database_url)
         with make_session_factory(engine)() as session:
             return handler(session, publish, args)
     finally:
@@ -104,7 +104,7 @@ def run(config: AdminConfig, handler: Handler | None, args: argparse.Namespace) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand: 0 on success, 1 on an error, 2 on bad flags."""
+    """Run one subcommand: 0 on success, 1 on an error, 2 on bad flags, 3 when db-status finds the schema behind."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = AdminConfig(**parser.values(args))
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {first_line(exc)}", file=sys.stderr)
         return 1
     print(orjson.dumps(outcome.data, option=orjson.OPT_INDENT_2).decode() if args.json else outcome.text)
-    return 0
+    return outcome.status
 
 
 if __name__ == "__main__":

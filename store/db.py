@@ -1,4 +1,4 @@
-"""Engines, sessions and schema creation for any SQLAlchemy URL.
+"""Engines, sessions and the schema for any SQLAlchemy URL (its migrations: store/migrate.py).
 
 SQLite gets the pragmas that make it a fair multi-process store: foreign keys
 enforced (so ON DELETE CASCADE works), write-ahead logging (readers never wait
@@ -7,7 +7,8 @@ for the writer) and a busy timeout (writers queue instead of failing at once).
 A SQLite file's folder must exist, except the default's (`var/`, created): a
 typo in a path is an error, not a new empty database. `open_database` is what
 a process calls at start: it connects once, so an unreachable database or a
-file that cannot be opened is one `DatabaseUnavailable` line, not a traceback.
+file that cannot be opened is one `DatabaseUnavailable` line, not a traceback;
+it also migrates the schema to this release's head (a no-op read when it is there).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bus.kinds import Kind
-from store.errors import DatabaseUnavailable
+from store import migrate
+from store.errors import DatabaseUnavailable, SchemaError
 from store.models import Base
 
 DEFAULT_DATABASE_URL = "sqlite:///var/tradestream.db"
@@ -69,7 +71,7 @@ def _check_sqlite_folder(url: URL) -> None:
 
 
 def open_database(url: str, *, create_tables: bool = True) -> Engine:
-    """An engine that has connected once (and created missing tables); else one DatabaseUnavailable line."""
+    """An engine that has connected once (and migrated the schema to head); else one DatabaseUnavailable line."""
     shown = make_url(url).render_as_string(hide_password=True)
     try:
         engine = make_engine(url)
@@ -79,13 +81,16 @@ def open_database(url: str, *, create_tables: bool = True) -> Engine:
         raise DatabaseUnavailable(f"cannot use database {shown}: {first_line(exc)}") from None
     try:
         if create_tables:
-            init_db(engine)  # a stack started before any `tradestream-admin` still comes up
+            migrate.ensure_head(engine)  # a stack started before any `tradestream-admin` still comes up
         else:
             engine.connect().close()
     # TypeError: a query parameter the driver does not take (sqlite:///x.db?bogus=1).
     except (SQLAlchemyError, OSError, TypeError) as exc:
         engine.dispose()
         raise DatabaseUnavailable(f"cannot open database {shown}: {first_line(exc)}") from None
+    except SchemaError as exc:
+        engine.dispose()
+        raise DatabaseUnavailable(f"cannot migrate database {shown}: {exc}") from None
     return engine
 
 
@@ -112,12 +117,17 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def init_db(engine: Engine) -> None:
-    """Create every missing table and index; existing ones are left alone.
+    """The tests' fast path for an EMPTY database: the models' tables at once, stamped at head.
 
-    Processes started together (supervisord) may race to create the same table;
-    the loser finds it there on its second look.
+    The same schema as `migrate.upgrade` (tests/store/test_migrations.py proves it
+    on SQLite and PostgreSQL); what users run migrates (open_database, the admin's
+    init-db and migrate). Tests started together may race to create the same
+    table; the loser finds it there on its second look.
     """
     try:
         Base.metadata.create_all(engine)
     except DBAPIError:
         Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        if migrate.current_revision(connection) is None:
+            migrate.stamp_head(connection)

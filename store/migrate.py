@@ -77,6 +77,7 @@ class Status:
     current: str | None
     head: str
     legacy: str | None = None  # no version table, but an older release's tables: the revision they match
+    known: bool = True  # False: a revision this release has no file for (a newer release migrated it)
 
     @property
     def at_head(self) -> bool:
@@ -86,6 +87,8 @@ class Status:
         """One line for people (`tradestream-admin db-status`)."""
         if self.at_head:
             return f"Database at revision {self.head} (head): up to date."
+        if not self.known:
+            return f"Database at revision {self.current}, unknown to this release (head {self.head}): a newer release migrated it."
         if self.legacy is not None:
             where = f"made by an older release without a revision (its tables match {self.legacy})"
         elif self.current is None:
@@ -159,11 +162,16 @@ def _legacy_revision(connection: Connection) -> str | None:
     return matched
 
 
+def current_revision(connection: Connection) -> str | None:
+    """The revision in the database's alembic_version table, None when it has none."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
 def read_status(connection: Connection) -> Status:
     """The database's status, read on `connection` (nothing is changed)."""
-    current = MigrationContext.configure(connection).get_current_revision()
+    current = current_revision(connection)
     legacy = _legacy_revision(connection) if current is None else None
-    return Status(current, head(), legacy)
+    return Status(current, head(), legacy, current is None or current in _known_revisions())
 
 
 def status(engine: Engine) -> Status:
@@ -205,14 +213,38 @@ def _alembic(action: str, connection: Connection, revision: str) -> None:
         raise SchemaError(f"cannot {action} to {revision!r}: {exc}") from None
 
 
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in script_directory().walk_revisions())
+
+
+def _check_target(current: str | None, target: str) -> None:
+    """SchemaError for a revision this release does not know, or an upgrade that would go down."""
+    script = script_directory()
+    if current is not None and current not in _known_revisions():
+        raise SchemaError(f"the database is at revision {current}, unknown to this release (a newer one migrated it)")
+    try:
+        wanted = script.get_revision(target)
+    except CommandError as exc:
+        raise SchemaError(f"cannot upgrade to {target!r}: {exc}") from None
+    if current is not None and wanted is not None and wanted.revision != current:
+        below = {s.revision for s in script.iterate_revisions(current, "base")}
+        if wanted.revision in below:
+            raise SchemaError(
+                f"the database is at revision {current}, newer than {wanted.revision}:"
+                f" downgrade with `python -m store.migrate downgrade {wanted.revision}`"
+            )
+
+
 def upgrade(engine: Engine, revision: str = HEAD) -> Migrated:
     """Upgrade to `revision` (head by default), first stamping an older release's schema; one transaction."""
     with _locked(engine) as connection:
         before = read_status(connection)  # read under the lock: a process that waited finds the work done
+        _check_target(before.current or before.legacy, revision)
         if before.legacy is not None:
             _alembic("stamp", connection, before.legacy)
         _alembic("upgrade", connection, revision)
-        after = MigrationContext.configure(connection).get_current_revision()
+        after = current_revision(connection)
     assert after is not None
     return Migrated(before, after)
 
@@ -222,7 +254,7 @@ def downgrade(engine: Engine, revision: str) -> Migrated:
     with _locked(engine) as connection:
         before = read_status(connection)
         _alembic("downgrade", connection, revision)
-        after = MigrationContext.configure(connection).get_current_revision()
+        after = current_revision(connection)
     return Migrated(before, after or "base")
 
 

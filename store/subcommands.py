@@ -11,22 +11,61 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from bus import kinds
 from bus.process import OneLineParser
-from store import actions, demo, rows
+from store import actions, demo, migrate, rows
+
+# db-status's exit status when the database is not at head (1 is an error, 2 bad flags).
+EXIT_BEHIND = 3
 
 
 class Outcome(NamedTuple):
-    """What a subcommand prints: its contract JSON, or a sentence for people."""
+    """What a subcommand prints: its contract JSON, or a sentence for people; and its exit status."""
 
     data: dict[str, Any]
     text: str
+    status: int = 0
 
 
 Publish = actions.Publish
 Handler = Callable[[Session, Publish, argparse.Namespace], Outcome]
+# The schema's subcommands get the engine, not a session: they run before (or instead of) a migration.
+SchemaHandler = Callable[[Engine, argparse.Namespace], Outcome]
+
+
+def _shown_url(engine: Engine) -> str:
+    return make_url(engine.url).render_as_string(hide_password=True)
+
+
+def _status_json(engine: Engine, status: migrate.Status) -> dict[str, Any]:
+    return {
+        "database_url": _shown_url(engine),
+        "revision": status.current,
+        "head": status.head,
+        "legacy": status.legacy,
+        "at_head": status.at_head,
+    }
+
+
+def _migrate(engine: Engine, args: argparse.Namespace) -> Outcome:
+    migrated = migrate.upgrade(engine, args.revision)
+    data = {
+        "database_url": _shown_url(engine),
+        "from": migrated.before.current,
+        "stamped": migrated.before.legacy,
+        "revision": migrated.after,
+        "head": migrated.before.head,
+    }
+    return Outcome(data, f"{migrated.describe()} ({data['database_url']})")
+
+
+def _db_status(engine: Engine, args: argparse.Namespace) -> Outcome:
+    status = migrate.status(engine)
+    return Outcome(_status_json(engine, status), status.describe(), 0 if status.at_head else EXIT_BEHIND)
 
 
 def _create_user(session: Session, publish: Publish, args: argparse.Namespace) -> Outcome:
@@ -152,7 +191,14 @@ def _strategy_option(parser: argparse.ArgumentParser) -> None:
 def add_commands(parser: argparse.ArgumentParser) -> None:
     # Subcommands take arguments, not settings: plain parsers with the same one-line errors.
     commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND", parser_class=OneLineParser)
-    _command(commands, "init-db", None, "create the missing tables (every subcommand does)")
+    init_db = _command(commands, "init-db", None, "migrate the schema to head (every subcommand does)")
+    init_db.set_defaults(schema=_migrate, revision=migrate.HEAD)
+    upgrade = _command(commands, "migrate", None, "upgrade the schema to head, or to --revision")
+    upgrade.add_argument("--revision", default=migrate.HEAD, metavar="REV", help="a revision id (default: head)")
+    upgrade.set_defaults(schema=_migrate)
+    _command(commands, "db-status", None, f"the schema's revision and head; exit {EXIT_BEHIND} when behind").set_defaults(
+        schema=_db_status
+    )
     _command(commands, "demo", _demo, "create demo users, accounts, strategies; print logins")
     user = _command(commands, "create-user", _create_user, "create a user; print its API token")
     user.add_argument("name", metavar="NAME", help="login name (letters, digits, . _ @ -)")
