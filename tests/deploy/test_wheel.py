@@ -36,6 +36,8 @@ def test_the_wheel_builds_without_warnings_and_carries_the_page_and_the_sample(t
     expected = {
         "streamer/static/index.html", "streamer/static/app.js", "streamer/static/style.css",
         "producers/samples/sample-trades.jsonl", "bus/broker.py", "web/__init__.py",
+        "store/migrate.py", "store/migrations/env.py", "store/migrations/script.py.mako",
+        "store/migrations/versions/r0001_baseline.py",
     }
     assert expected <= names, expected - names
     assert not any(name.startswith(("tests/", "var/", ".venv/")) for name in names)
