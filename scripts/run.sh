@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: demo database, the whole stack under supervisord, a sample trade log
-# replayed into it. Ctrl-C stops everything. Safe to run again: the demo data is
+# `make run`: the database migrated to this release's schema (an older release's
+# var/tradestream.db upgrades in place), demo data, the whole stack under
+# supervisord, a sample trade log replayed into it. Ctrl-C stops everything. Safe to run again: the demo data is
 # reused (passwords and tokens reset) and supervisord clears a stale socket itself.
 #
 # Settings pass through to every process as TRADESTREAM_* variables, e.g.
@@ -30,6 +31,7 @@ fi
 # supervisord does not create the folders of its socket and logs.
 mkdir -p var/log
 
+"$BIN/tradestream-admin" migrate
 logins=$("$BIN/tradestream-admin" demo)
 echo "$logins"
 echo
