@@ -8,11 +8,16 @@ import shutil
 import signal
 import subprocess
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from store import migrate
+from store.db import make_engine
 from tests.deploy.stack import PROJECT, Stack, make_project_copy, stack_environment
+from tests.store.legacy import release_0001
 from tests.waiting import wait_until
 
 SAMPLE = Path("producers/samples/sample-trades.jsonl")
@@ -119,3 +124,37 @@ def test_run_script_starts_replays_stops_on_ctrl_c_and_runs_again(project: tuple
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         assert not (root / "var" / "supervisor.sock").exists()
+
+
+def test_run_script_upgrades_an_older_release_database_in_var(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    (root / "var").mkdir()
+    engine = make_engine(env["TRADESTREAM_DATABASE_URL"])
+    try:
+        release_0001.Base.metadata.create_all(engine)  # what `make run` of that release left in var/
+        with engine.begin() as connection:
+            connection.execute(release_0001.User.__table__.insert(), [{
+                "username": "olduser", "password_hash": "x", "is_admin": False,
+                "api_token_hash": "a" * 64, "created_at": datetime.now(UTC),
+            }])
+    finally:
+        engine.dispose()
+    stack = Stack(root, env)
+
+    run = RunScript(root, env)
+    try:
+        run.wait_output(READY)
+        assert f"Database migrated from an older release's schema (0001, stamped) to revision {migrate.head()}." in run.output
+        assert "warning" not in run.output.lower(), run.output
+        token, btc_trend = api_token(run.output, "alice"), strategy_id(run.output, "btc-trend")
+        wait_until(lambda: rows_of(stack, "positions", token, btc_trend), timeout=30, what="replayed positions", poll=0.2)
+    finally:
+        code = run.ctrl_c()
+    assert code == 130, run.output
+    engine = make_engine(env["TRADESTREAM_DATABASE_URL"])
+    try:
+        assert migrate.status(engine).at_head
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT username, is_active FROM users WHERE username = 'olduser'")).one() == ("olduser", True)
+    finally:
+        engine.dispose()
