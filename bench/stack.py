@@ -22,8 +22,8 @@ import zmq
 
 from bus import codec, protocol
 from bus.topics import StreamKey
-from store import actions
-from store.db import init_db, make_engine, make_session_factory
+from store import actions, migrate
+from store.db import make_engine, make_session_factory
 
 BIN = Path(sys.executable).parent
 # The project root, so the console scripts import this checkout whatever the install mapped.
@@ -114,7 +114,7 @@ def create_credentials(database_url: str, keys: int, streams_per_key: int, per_u
         raise StackError(f"{streams_per_key} streams per key exceed the per-user limit {per_user_limit}")
     per_user = max(1, per_user_limit // streams_per_key)
     engine = make_engine(database_url)
-    init_db(engine)
+    migrate.ensure_head(engine)  # the database may be an operator's own: migrated, never just stamped
     suffix = secrets.token_hex(3)
     password = secrets.token_urlsafe(12)
     stream_keys: list[StreamKey] = []

@@ -307,3 +307,12 @@ def test_the_tests_fast_path_is_stamped_at_head(database: tuple[str, Engine]) ->
     init_db(engine)
     assert migrate.status(engine).at_head
     assert migrate.upgrade(engine).changed is False
+
+
+def test_the_fast_path_migrates_an_older_release_database_instead_of_stamping_it(database: tuple[str, Engine]) -> None:
+    _, engine = database
+    LEGACY["0001"].create_all(engine)
+    _old_release_rows(engine, LEGACY["0001"])
+    init_db(engine)
+    assert differences(engine) == []
+    _assert_old_rows_survived(engine)
