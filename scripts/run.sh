@@ -38,6 +38,7 @@ echo
 
 supervisord_pid=
 replay_pid=
+stop_status=0
 stop_stack() {
     trap - EXIT INT TERM
     if [[ -n $replay_pid ]] && kill -0 "$replay_pid" 2>/dev/null; then
@@ -48,14 +49,16 @@ stop_stack() {
         echo "stopping tradestream..."
         # supervisord stops the programs in reverse priority order, each with SIGTERM.
         kill -TERM "$supervisord_pid" 2>/dev/null || true
-        wait "$supervisord_pid" || true
+        wait "$supervisord_pid" || stop_status=$?
     fi
 }
 trap stop_stack EXIT
-trap 'stop_stack; exit 130' INT
+# Ctrl-C is how a person stops it: a clean stop of every program exits 0.
+trap 'stop_stack; exit "$stop_status"' INT
 trap 'stop_stack; exit 143' TERM
 
-"$BIN/supervisord" -n -c "$CONFIG" &
+# -u: the user it already is, so that started as root it logs no CRIT line (supervisord.conf).
+"$BIN/supervisord" -n -c "$CONFIG" -u "$(id -u)" &
 supervisord_pid=$!
 
 # Wait until a streamer answers /healthz with the broker up (poll with a deadline).

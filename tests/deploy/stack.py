@@ -109,7 +109,7 @@ class Stack:
         self.demo = json.loads(self.run_bin("tradestream-admin", "demo", "--json").stdout)
         with open(self.root / "var" / "supervisord.out", "wb") as out:
             self.process = subprocess.Popen(
-                [str(BIN / "supervisord"), "-n", "-c", str(self.config)],
+                [str(BIN / "supervisord"), "-n", "-c", str(self.config), "-u", str(os.getuid())],
                 cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )
         try:

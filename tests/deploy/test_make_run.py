@@ -119,7 +119,10 @@ def test_run_script_starts_replays_stops_on_ctrl_c_and_runs_again(project: tuple
             assert len(pids) == 6 and all(pids)
         finally:
             code = run.ctrl_c()
-        assert code == 130, run.output
+        # Ctrl-C is the normal way out: every program stopped, exit 0, no CRIT line, no traceback.
+        assert code == 0, run.output
+        assert "CRIT" not in run.output and "Traceback" not in run.output, run.output
+        assert "stopped: webhook (exit status 0)" in run.output, run.output
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)

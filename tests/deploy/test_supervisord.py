@@ -139,3 +139,5 @@ def test_sigterm_stops_every_program_cleanly_and_removes_the_socket(tmp_path: Pa
     for program in ("broker", "orders", "positions", "streamer-0", "streamer-1", "webhook"):
         assert f"stopped: {program} (exit status 0)" in log, program
     assert not (stack.root / "var" / "supervisor.sock").exists()
+    # The normal path logs no CRIT line (no unauthenticated socket, not root without -u).
+    assert "CRIT" not in log and "CRIT" not in (stack.root / "var" / "supervisord.out").read_text()
