@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
@@ -51,6 +52,7 @@ from producers.errors import (
     WrongToken,
 )
 from producers.intake import Accepted, Intake, payload_text
+from producers.metrics import WebhookMetrics
 from producers.quiet_log import QuietLog
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
 from store import health
@@ -112,6 +114,7 @@ class WebhookService:
         self.wakes_dropped = 0
         self._not_stored = QuietLog(log, logging.WARNING)
         self.in_flight = 0
+        self.metrics = WebhookMetrics()
 
     async def receive(self, content_type: str, body: bytes) -> dict[str, Any]:
         """Run every check and hand the signal on; raises a ProducerError of WEBHOOK_ERRORS otherwise."""
@@ -220,6 +223,7 @@ class WebhookHandler(JsonErrors, RequestHandler):
         if self._too_large:
             if not self._finished:
                 send_error_json(self, TOO_LARGE)
+            self.service.metrics.answered(TOO_LARGE.code)
             return
         try:
             content_type = self.request.headers.get("Content-Type", "")
@@ -231,8 +235,21 @@ class WebhookHandler(JsonErrors, RequestHandler):
             if isinstance(exc, RateLimited):
                 self.set_header("Retry-After", str(exc.retry_after))
             send_error_json(self, error)
+            self.service.metrics.answered(error.code)
             return
         send_json(self, body)
+        self.service.metrics.answered(None, duplicate=bool(body.get("duplicate")))
+
+
+class MetricsHandler(RequestHandler):
+    """`GET /metrics`: the webhook's counters in Prometheus text format."""
+
+    def initialize(self, service: WebhookService) -> None:
+        self.service = service
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.service.metrics.registry))
 
 
 class NotFoundHandler(JsonErrors, RequestHandler):
@@ -261,6 +278,7 @@ def make_app(service: WebhookService) -> Application:
             (r"/api/webhook", WebhookHandler, {"service": service}),
             (r"/healthz", ReadinessHandler, readiness),
             (r"/livez", LivenessHandler),
+            (r"/metrics", MetricsHandler, {"service": service}),
         ],
         default_handler_class=NotFoundHandler,
         log_function=log_request,

@@ -475,3 +475,34 @@ async def test_liveness_and_readiness_answer_with_the_database_named(http_client
     alive = await http_client.fetch(base_url + "/livez")
     assert json.loads(ready.body) == {"status": "ok", "database": "up"}
     assert json.loads(alive.body) == {"status": "ok"}
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of one sample line `name{labels} value` of a /metrics answer (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.gen_test
+async def test_metrics_count_signals_received_accepted_and_refused_by_reason(
+    http_client: AsyncHTTPClient, base_url: str, world: World
+) -> None:
+    accepted = signal(world, id="metrics-1")
+    assert (await post(http_client, base_url, accepted))[0] == 200
+    assert (await post(http_client, base_url, accepted))[0] == 200  # a duplicate
+    assert (await post(http_client, base_url, signal(world, token="wrong")))[0] == 401
+    assert (await post(http_client, base_url, b"{", "application/json"))[0] == 400
+    response = await http_client.fetch(base_url + "/metrics")
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = response.body.decode()
+    expected = {
+        "tradestream_webhook_signals_received_total": 4,
+        'tradestream_webhook_signals_accepted_total{duplicate="false"}': 1,
+        'tradestream_webhook_signals_accepted_total{duplicate="true"}': 1,
+        'tradestream_webhook_signals_refused_total{reason="bad_token"}': 1,
+        'tradestream_webhook_signals_refused_total{reason="invalid_json"}': 1,
+        'tradestream_webhook_signals_refused_total{reason="rate_limited"}': 0,
+    }
+    assert {name: _sample(text, name) for name in expected} == expected
