@@ -115,6 +115,7 @@ class Stack:
         try:
             self.wait_running(PROGRAMS)
             self.wait_healthy()
+            self.wait_listening()
         except BaseException:
             self.stop()  # a failed start must not leave supervisord and its programs behind
             raise
@@ -193,6 +194,22 @@ class Stack:
                 return False
             return status == 200 and body.get("broker") == "up"
         wait_until(healthy, timeout=timeout, what="/healthz with the broker up", poll=0.1)
+
+    def wait_listening(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Wait until every program has logged its `listening` line, which each logs once its SIGTERM handler is set.
+
+        RUNNING only means alive for startsecs (1 s): on a loaded machine a process may still be
+        importing then, and a SIGTERM before its handler is set kills it (`terminated by SIGTERM`,
+        not `exit status 0`: the cause of a flake of test_sigterm_stops_every_program_cleanly).
+        """
+        logs = ("broker", "orders", "positions", "streamer-0", "streamer-1", "webhook")
+
+        def listening() -> bool:
+            return all(
+                (path := self.root / "var" / "log" / f"{name}.log").exists() and " listening " in path.read_text()
+                for name in logs
+            )
+        wait_until(listening, timeout=timeout, what="every program's 'listening' log line", poll=0.1)
 
     def log_tail(self, name: str = "supervisord.log", lines: int = 30) -> str:
         path = self.root / "var" / "log" / name
