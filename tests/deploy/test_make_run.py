@@ -153,7 +153,7 @@ def test_run_script_upgrades_an_older_release_database_in_var(project: tuple[Pat
         wait_until(lambda: rows_of(stack, "positions", token, btc_trend), timeout=30, what="replayed positions", poll=0.2)
     finally:
         code = run.ctrl_c()
-    assert code == 130, run.output
+    assert code == 0, run.output
     engine = make_engine(env["TRADESTREAM_DATABASE_URL"])
     try:
         assert migrate.status(engine).at_head
