@@ -32,9 +32,9 @@ from typing import Any
 
 import zmq
 
-from bus import codec, endpoints, kinds, protocol
+from bus import codec, endpoints, kinds, peersock, protocol
 from bus.ack_ingress import AckIngress
-from bus.errors import DecodeError, JournalError
+from bus.errors import DecodeError, JournalError, PayloadTooLarge
 from bus.frames import recv_frames, send3
 from bus.ingest import Ingest
 from bus.journal import Journal
@@ -44,6 +44,9 @@ from bus.topics import CONTROL_TOPIC, parse_key_topic
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 1024
+# Replay answers queued for one peer at most (ROUTER SNDHWM): a streamer asks one at a time;
+# a peer that does not read loses the answers beyond these (counted), it cannot grow the broker.
+REPLAY_QUEUE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,10 @@ class BrokerConfig:
     ack_ingress: str = setting(endpoints.ACK_INGRESS, kind=kinds.zmq_endpoint, help="ROUTER endpoint of the acknowledged ingress, for the producers' outbox relays (bound)")
     journal: str = setting("", help="SQLite file keeping epoch, heads, histories and producer streams across restarts (empty: none, a new epoch at every start)")
     history: int = setting(100, kind=kinds.positive_int, help="events kept per key for replay")
+    history_bytes: int = setting(1 << 20, kind=kinds.positive_int, help="bytes of events kept per key for replay (header + payload); the oldest go first")
+    history_total_bytes: int = setting(512 << 20, kind=kinds.positive_int, help="bytes of events kept for replay over all keys; beyond it the least recently active key loses its history")
     max_keys: int = setting(100_000, kind=kinds.positive_int, help="keys whose history is kept; the least recently active loses it first")
+    max_payload: int = setting(64 << 10, kind=kinds.int_range(1, codec.MAX_FRAME_BYTES), help="largest event payload accepted, in bytes; a larger one is refused and counted")
     bus_heartbeat: float = setting(1.0, kind=kinds.positive_float, help="seconds between broker heartbeats on the control topic")
     hwm: int = setting(100_000, kind=kinds.positive_int, help="high-water mark of the ingress and of each subscriber's queue, in messages")
 
@@ -70,12 +76,16 @@ class BrokerStats:
     published: int = 0
     control: int = 0
     dropped_malformed: int = 0
+    refused_oversize: int = 0
     replay_requests: int = 0
     replay_gone: int = 0
+    replay_answers_dropped: int = 0
     bad_requests: int = 0
     subscriptions: int = 0
     keys: int = 0
     keys_with_history: int = 0
+    history_bytes: int = 0
+    histories_evicted: int = 0
     journal_commits: int = 0
 
 
@@ -97,6 +107,25 @@ class DropLog:
         self._next = now + self.interval_s
 
 
+class CountLog:
+    """One warning per interval saying how many of something happened since the last one, never one per event."""
+
+    def __init__(self, what: str, interval_s: float = 10.0) -> None:
+        self.what = what  # e.g. "payloads over --max-payload 65536 refused"
+        self.interval_s = interval_s
+        self._reported = 0
+        self._next = 0.0
+
+    def tick(self, total: int) -> None:
+        """Called now and then with the running total; logs when it grew and the interval is over."""
+        now = time.monotonic()
+        if total == self._reported or now < self._next:
+            return
+        log.warning("%d %s (%d in all)", total - self._reported, self.what, total)
+        self._reported = total
+        self._next = now + self.interval_s
+
+
 class Broker:
     """Owns the four sockets, the sequencer and the journal; `run()` until `stop()`.
 
@@ -107,26 +136,27 @@ class Broker:
     def __init__(self, config: BrokerConfig, context: zmq.Context[Any] | None = None) -> None:
         self.config = config
         journal = Journal(config.journal, config.history, config.max_keys) if config.journal else None
-        self.ingest = Ingest.open(journal, config.history, config.max_keys)
+        self.ingest = Ingest.open(
+            journal, config.history, config.max_keys,
+            history_bytes=config.history_bytes, total_bytes=config.history_total_bytes,
+        )
+        self.ingest.max_payload = config.max_payload
         self.sequencer = self.ingest.sequencer
         self.stats = BrokerStats(epoch=self.sequencer.epoch)
         self._drops = DropLog()
+        self._oversize_log = CountLog(f"payloads over --max-payload {config.max_payload} bytes refused")
+        self._replay_drop_log = CountLog("replay answers dropped (the peer's queue is full or it left)")
         self._stopping = False
         ctx = context or zmq.Context.instance()
-        self.ingress = ctx.socket(zmq.PULL)
-        self.ingress.setsockopt(zmq.RCVHWM, config.hwm)
-        self.egress = ctx.socket(zmq.XPUB)
-        self.egress.setsockopt(zmq.SNDHWM, config.hwm)
+        self.ingress = peersock.make(ctx, zmq.PULL, rcvhwm=config.hwm, linger=1000)
+        self.egress = peersock.make(ctx, zmq.XPUB, sndhwm=config.hwm, linger=1000)
         self.egress.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self.router = ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        ack_router = ctx.socket(zmq.ROUTER)
-        ack_router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a relay that left gets no answer; it resends when back
-        ack_router.setsockopt(zmq.RCVHWM, config.hwm)
+        # ROUTER_MANDATORY: a full queue is zmq.Again at send, so an answer is dropped and counted.
+        self.router = peersock.make(ctx, zmq.ROUTER, sndhwm=REPLAY_QUEUE, router_mandatory=True, linger=1000)
+        # A relay that left gets no answer; it resends when back.
+        ack_router = peersock.make(ctx, zmq.ROUTER, rcvhwm=config.hwm, router_mandatory=False, linger=1000)
         self.acks = AckIngress(ack_router, self.ingest, self._drop)
         self._sockets = (self.ingress, self.egress, self.router, ack_router)
-        for sock in self._sockets:
-            sock.setsockopt(zmq.LINGER, 1000)
         try:
             self.ingress.bind(config.ingress)
             self.egress.bind(config.publish)
@@ -209,6 +239,8 @@ class Broker:
             return self._drop(f"{len(frames)} frames, expected [topic, payload]")
         try:
             event = self.ingest.check(*frames)
+        except PayloadTooLarge:
+            return  # counted by Ingest, logged once per interval by the heartbeat
         except DecodeError as exc:
             return self._drop(str(exc))
         self.ingest.accept(event)
@@ -233,6 +265,8 @@ class Broker:
         send3(self.egress, topic, protocol.pack_header(self.sequencer.epoch, head, now, now), protocol.HEAD_PAYLOAD)
 
     def _heartbeat(self) -> None:
+        self._oversize_log.tick(self.ingest.refused_oversize)
+        self._replay_drop_log.tick(self.stats.replay_answers_dropped)
         now = time.time_ns()
         header = protocol.pack_header(self.sequencer.epoch, 0, now, now)
         send3(self.egress, CONTROL_TOPIC, header, protocol.HEARTBEAT_PAYLOAD)
@@ -244,12 +278,22 @@ class Broker:
         except DecodeError as exc:
             self.stats.bad_requests += 1
             reply = [protocol.ERROR, str(exc).encode()]
-        self.router.send_multipart([identity, *reply])
+        try:
+            self.router.send_multipart([identity, *reply], zmq.NOBLOCK)
+        except zmq.Again:
+            self.stats.replay_answers_dropped += 1  # REPLAY_QUEUE answers wait unread already
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self.stats.replay_answers_dropped += 1  # the peer left
 
     def _answer(self, request: list[bytes]) -> list[bytes]:
         if request[:1] == [protocol.STATS]:
             self.stats.keys = len(self.sequencer.heads)
             self.stats.keys_with_history = self.sequencer.keys_with_history
+            self.stats.history_bytes = self.sequencer.bytes_kept
+            self.stats.histories_evicted = self.sequencer.histories_evicted
+            self.stats.refused_oversize = self.ingest.refused_oversize
             self.stats.journal_commits = self.ingest.commits
             return [protocol.STATS, codec.pack({**asdict(self.stats), **asdict(self.acks.stats)})]
         if len(request) != 3 or request[0] != protocol.REPLAY:
@@ -294,8 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     if config.journal:
         log.info("journal %s %s", config.journal, broker.ingest.restored or "new")
     log.info(
-        "broker epoch=%d listening ingress=%s publish=%s replay=%s ack_ingress=%s history=%d",
+        "broker epoch=%d listening ingress=%s publish=%s replay=%s ack_ingress=%s history=%d history_bytes=%d"
+        " history_total_bytes=%d max_payload=%d",
         broker.sequencer.epoch, ends["ingress"], ends["publish"], ends["replay"], ends["ack_ingress"], config.history,
+        config.history_bytes, config.history_total_bytes, config.max_payload,
     )
     try:
         broker.run()

@@ -2,7 +2,8 @@
 
     BusError
      ├── DecodeError          a frame or payload that is not a tradestream message
-     │    └── InvalidEvent    well-formed msgpack, but a field has the wrong type or range
+     │    ├── InvalidEvent    well-formed msgpack, but a field has the wrong type or range
+     │    └── PayloadTooLarge a payload over the broker's --max-payload
      ├── BusUnavailable       a send could not complete in time (peer down, queue full)
      └── JournalError         the broker's journal cannot be opened, read or written
 """
@@ -18,6 +19,10 @@ class DecodeError(BusError):
 
 class InvalidEvent(DecodeError, ValueError):
     """A message decoded fine but breaks the schema of its kind."""
+
+
+class PayloadTooLarge(DecodeError):
+    """A payload larger than the broker accepts (--max-payload); refused before it is decoded."""
 
 
 class BusUnavailable(BusError):

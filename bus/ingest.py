@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 import zmq
 
 from bus import codec, events, protocol
-from bus.errors import DecodeError, JournalError
+from bus.errors import DecodeError, JournalError, PayloadTooLarge
 from bus.frames import send3
 from bus.journal import Journal, JournalBatch
 from bus.producer_streams import ProducerStreams
-from bus.sequencer import Sequencer, new_epoch
+from bus.sequencer import UNBOUNDED, Sequencer, new_epoch
 from bus.topics import CONTROL_TOPIC, key_topic
 
 
@@ -44,6 +44,8 @@ class Ingest:
         self.journal = journal
         self.restored = restored  # what the journal gave back, for the start-up log line
         self.commits = 0
+        self.max_payload = codec.MAX_FRAME_BYTES
+        self.refused_oversize = 0  # payloads over max_payload, from either ingress
         self._frames: list[tuple[bytes, bytes, bytes]] = []
         self._sequenced = 0
         self._batch = JournalBatch()
@@ -51,13 +53,16 @@ class Ingest:
             sequencer.on_forget = self._forget
 
     @classmethod
-    def open(cls, journal: Journal | None, history: int, max_keys: int) -> Ingest:
+    def open(
+        cls, journal: Journal | None, history: int, max_keys: int, *, history_bytes: int = UNBOUNDED, total_bytes: int = UNBOUNDED
+    ) -> Ingest:
         """The state the journal left (same epoch), or a new epoch; closes the journal on JournalError."""
+        bytes_bounds = {"history_bytes": history_bytes, "total_bytes": total_bytes}
         streams = ProducerStreams()
         try:
             restored = journal.restore() if journal is not None else None
             if restored is None:
-                sequencer = Sequencer(new_epoch(), history, max_keys)
+                sequencer = Sequencer(new_epoch(), history, max_keys, **bytes_bounds)
                 if journal is not None:
                     journal.begin_epoch(sequencer.epoch)
                 return cls(sequencer, streams, journal)
@@ -65,14 +70,20 @@ class Ingest:
             assert journal is not None  # only a journal raises it
             journal.close()
             raise
-        sequencer = Sequencer(restored.epoch, history, max_keys)
+        sequencer = Sequencer(restored.epoch, history, max_keys, **bytes_bounds)
         sequencer.restore(restored.heads, restored.rings)
         streams.restore(restored.streams)
         summary = f"restored: {len(sequencer.heads)} keys, {sequencer.keys_with_history} with history, {len(streams)} producer streams"
         return cls(sequencer, streams, journal, summary)
 
     def check(self, topic: bytes, payload: bytes) -> Admitted:
-        """The event a `[topic, payload]` pair carries; DecodeError says what is wrong with it."""
+        """The event a `[topic, payload]` pair carries; DecodeError says what is wrong with it.
+
+        A payload over `max_payload` is PayloadTooLarge (counted here), before anything decodes it.
+        """
+        if len(payload) > self.max_payload:
+            self.refused_oversize += 1
+            raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds --max-payload {self.max_payload}")
         message = events.decode(payload)
         # The schema skips unknown keys unread; decoding the whole map as well guarantees that
         # every subscriber can decode what is sequenced (a bad string there would poison the

@@ -68,6 +68,11 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def int_range(low: int, high: int) -> Kind[int]:
+    """A kind that accepts an integer from `low` to `high`."""
+    return Kind(f"an integer {low}..{high}", _bounded_int(low, high))
+
+
 def one_of(*choices: str, normalize: Callable[[str], str] = str) -> Kind[str]:
     """A kind that accepts only `choices` (after `normalize`, e.g. str.upper)."""
 

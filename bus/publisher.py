@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from bus import codec, events
+from bus import codec, events, peersock
 from bus.errors import BusUnavailable
 from bus.events import KeyEvent, WireMessage
 from bus.topics import CONTROL_TOPIC, key_topic
@@ -40,11 +40,9 @@ class Publisher:
         linger_ms: int = 2000,
     ) -> None:
         self.endpoint = endpoint
-        self._socket = (context or zmq.Context.instance()).socket(zmq.PUSH)
-        self._socket.setsockopt(zmq.SNDHWM, hwm)
+        # On close, give queued messages linger_ms to reach a live peer.
+        self._socket = peersock.make(context or zmq.Context.instance(), zmq.PUSH, sndhwm=hwm, linger=linger_ms)
         self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
-        # On close, give queued messages this long to reach a live peer.
-        self._socket.setsockopt(zmq.LINGER, linger_ms)
         self._flags = zmq.NOBLOCK if send_timeout_ms == 0 else 0
         self._socket.connect(endpoint)
         self._lock = threading.Lock()

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import zmq
 import zmq.asyncio
 
-from bus import codec, protocol
+from bus import codec, peersock, protocol
 from bus.errors import BusUnavailable
 from bus.topics import StreamKey, key_topic
 
@@ -91,8 +91,7 @@ class ReplayClient:
             self._dealer = None
 
     def _open(self) -> zmq.asyncio.Socket:
-        dealer = self._ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
+        dealer = peersock.make(self._ctx, zmq.DEALER, linger=0)
         dealer.connect(self.endpoint)
         self._dealer = dealer
         return dealer

@@ -5,6 +5,11 @@ every broker start), and a ring of its last `history` events for replay.
 Heads are kept for every key ever seen (an int each) so a key's seq never
 restarts inside an epoch; histories are bounded in number too, and the least
 recently active key loses its history first (its replays then answer `gone`).
+Histories are bounded in bytes as well (header + payload of each event kept):
+a key's ring drops its oldest events beyond `history_bytes`, and beyond
+`total_bytes` over all keys the least recently active key loses its whole
+history, as beyond `max_histories`. A replay from before what is kept answers
+`gone` whichever bound dropped it (the subscriber resyncs).
 With a journal (bus/journal.py) the same state comes back after a restart:
 `on_forget` tells it which key lost its history, `restore` loads it again.
 """
@@ -20,6 +25,7 @@ from itertools import islice
 from bus import protocol
 
 Frames = tuple[bytes, bytes]  # (header, payload) as published
+UNBOUNDED = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +52,23 @@ class Sequencer:
         history: int = 100,
         max_histories: int = 100_000,
         on_forget: Callable[[bytes], None] | None = None,
+        *,
+        history_bytes: int = UNBOUNDED,
+        total_bytes: int = UNBOUNDED,
     ) -> None:
-        if history < 1 or max_histories < 1:
-            raise ValueError("history and max_histories must be at least 1")
+        if min(history, max_histories, history_bytes, total_bytes) < 1:
+            raise ValueError("history, max_histories and the byte bounds must be at least 1")
         self.epoch = epoch
         self.history = history
         self.max_histories = max_histories
+        self.history_bytes = min(history_bytes, total_bytes)  # one key may fill the total, not more
+        self.total_bytes = total_bytes
         self.heads: dict[bytes, int] = {}
         self._rings: OrderedDict[bytes, deque[Frames]] = OrderedDict()
+        self._ring_bytes: dict[bytes, int] = {}
+        self.bytes_kept = 0  # header + payload bytes of every event kept, all keys
         self.histories_evicted = 0
+        self.events_evicted_bytes = 0  # events dropped from a ring by the per-key byte bound
         # Told the key whose history was just dropped, before the event that displaced it is kept.
         self.on_forget = on_forget
 
@@ -65,13 +79,31 @@ class Sequencer:
         header = protocol.pack_header(self.epoch, seq, published_ns, now_ns)
         ring = self._rings.get(topic)
         if ring is None:
-            ring = self._rings[topic] = deque(maxlen=self.history)
+            ring = self._rings[topic] = deque()
+            self._ring_bytes[topic] = 0
             if len(self._rings) > self.max_histories:
                 self._forget_oldest()
         else:
             self._rings.move_to_end(topic)
-        ring.append((header, payload))
+        self._keep(topic, ring, (header, payload))
         return header
+
+    def _keep(self, topic: bytes, ring: deque[Frames], frames: Frames) -> None:
+        """Append to `topic`'s ring, then drop what the count and byte bounds no longer keep."""
+        size = len(frames[0]) + len(frames[1])
+        ring.append(frames)
+        kept = self._ring_bytes[topic] + size
+        self.bytes_kept += size
+        while ring and (len(ring) > self.history or kept > self.history_bytes):
+            if len(ring) <= self.history:
+                self.events_evicted_bytes += 1  # not the count bound: the byte bound
+            header, payload = ring.popleft()
+            dropped = len(header) + len(payload)
+            kept -= dropped
+            self.bytes_kept -= dropped
+        self._ring_bytes[topic] = kept
+        while self.bytes_kept > self.total_bytes and len(self._rings) > 1:
+            self._forget_oldest()
 
     def head(self, topic: bytes) -> int:
         """The last seq given to `topic`'s key, 0 when it has none yet."""
@@ -102,13 +134,19 @@ class Sequencer:
         """Load heads and histories (least recently active first, events oldest first), within the bounds."""
         self.heads.update(heads)
         for topic, frames in rings:
-            self._rings[topic] = deque(frames, maxlen=self.history)
+            ring = self._rings.get(topic)
+            if ring is None:
+                ring = self._rings[topic] = deque()
+                self._ring_bytes[topic] = 0
             self._rings.move_to_end(topic)
             if len(self._rings) > self.max_histories:
                 self._forget_oldest()
+            for one in frames:
+                self._keep(topic, ring, one)
 
     def _forget_oldest(self) -> None:
         topic, _ = self._rings.popitem(last=False)
+        self.bytes_kept -= self._ring_bytes.pop(topic)
         self.histories_evicted += 1
         if self.on_forget is not None:
             self.on_forget(topic)

@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 import zmq
 
+from bus import peersock
 from producers.errors import TRANSIENT
 from producers.quiet_log import QuietLog
 from producers.relay import Relay
@@ -106,9 +107,7 @@ class ProducerLoop:
         sweep_s: float = SWEEP_S,
     ) -> None:
         self._worker, self._relay, self._sweep_s = worker, relay, sweep_s
-        self._socket = (context or zmq.Context.instance()).socket(zmq.PULL)
-        self._socket.setsockopt(zmq.RCVHWM, hwm)
-        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket = peersock.make(context or zmq.Context.instance(), zmq.PULL, rcvhwm=hwm, linger=0)
         self._socket.bind(endpoint)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)

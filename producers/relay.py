@@ -23,7 +23,7 @@ from typing import Any
 import zmq
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import protocol
+from bus import peersock, protocol
 from bus.errors import DecodeError
 from producers import outbox
 from producers.quiet_log import QuietLog
@@ -59,10 +59,9 @@ class Relay:
         self.stream = outbox.stream_name(sessions, source)
         with sessions() as session:
             self.window = RelayWindow(outbox.last_sent(session, source), limits)
-        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        # linger 0: unconfirmed rows are in the database, nothing to linger for.
+        self.socket = peersock.make(context or zmq.Context.instance(), zmq.DEALER, sndhwm=self.window.limits.window, linger=0)
         self.socket.setsockopt(zmq.IMMEDIATE, 1)
-        self.socket.setsockopt(zmq.LINGER, 0)  # unconfirmed rows are in the database: nothing to linger for
-        self.socket.setsockopt(zmq.SNDHWM, self.window.limits.window)
         self.socket.connect(endpoint)
         self._malformed = QuietLog(log, logging.WARNING, WARN_EVERY_S, clock)
         self.pruned = 0
