@@ -73,5 +73,19 @@ def pack(obj: Any) -> bytes:
 
 
 def unpack_map(data: bytes) -> dict[str, Any]:
-    """Decode a payload, which must be a map with string keys."""
-    return _MAP.decode(data)
+    """Decode a payload, which must be a map with string keys, at every depth (JSON has no others)."""
+    value = _MAP.decode(data)
+    for inner in value.values():
+        if type(inner) is dict or type(inner) is list:
+            _check_nested(inner)
+    return value
+
+
+def _check_nested(value: dict[Any, Any] | list[Any]) -> None:
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        items = current.values() if type(current) is dict else current
+        if type(current) is dict and any(type(key) is not str for key in current):
+            raise DecodeError("expected a map with string keys at every depth")
+        stack.extend(item for item in items if type(item) is dict or type(item) is list)
