@@ -57,12 +57,11 @@ class Ingest:
         cls, journal: Journal | None, history: int, max_keys: int, *, history_bytes: int = UNBOUNDED, total_bytes: int = UNBOUNDED
     ) -> Ingest:
         """The state the journal left (same epoch), or a new epoch; closes the journal on JournalError."""
-        bytes_bounds = {"history_bytes": history_bytes, "total_bytes": total_bytes}
         streams = ProducerStreams()
         try:
             restored = journal.restore() if journal is not None else None
             if restored is None:
-                sequencer = Sequencer(new_epoch(), history, max_keys, **bytes_bounds)
+                sequencer = Sequencer(new_epoch(), history, max_keys, history_bytes=history_bytes, total_bytes=total_bytes)
                 if journal is not None:
                     journal.begin_epoch(sequencer.epoch)
                 return cls(sequencer, streams, journal)
@@ -70,7 +69,7 @@ class Ingest:
             assert journal is not None  # only a journal raises it
             journal.close()
             raise
-        sequencer = Sequencer(restored.epoch, history, max_keys, **bytes_bounds)
+        sequencer = Sequencer(restored.epoch, history, max_keys, history_bytes=history_bytes, total_bytes=total_bytes)
         sequencer.restore(restored.heads, restored.rings)
         streams.restore(restored.streams)
         summary = f"restored: {len(sequencer.heads)} keys, {sequencer.keys_with_history} with history, {len(streams)} producer streams"
