@@ -198,3 +198,40 @@ def test_sequencer_byte_bounds(history: int, history_bytes: int, total: int, eve
         head = seq.head(topic)
         assert seq.replay(topic, 1, head - count).ok
         assert not seq.replay(topic, 1, head - count - 1).ok or head - count == 0
+
+
+def test_a_subscriber_batch_holds_at_most_drain_bytes_and_one_message() -> None:
+    import asyncio
+
+    from bus import subreader
+
+    async def scenario() -> list[int]:
+        ctx: zmq.Context[Any] = zmq.Context()
+        pub = ctx.socket(zmq.XPUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        port = pub.bind_to_random_port("tcp://127.0.0.1")
+        sizes: list[int] = []
+        got = asyncio.Event()
+        count = 0
+
+        def on_batch(batch: subreader.Batch) -> None:
+            nonlocal count
+            sizes.append(sum(len(f) for frames in batch for f in frames))
+            count += len(batch)
+            if count >= 40:
+                got.set()
+
+        reader = subreader.SubReader(ctx, f"tcp://127.0.0.1:{port}", 1000, on_batch)
+        reader.open(asyncio.get_running_loop(), [TOPIC])
+        pub.recv()  # the subscription arrived
+        body = b"x" * 1_000_000
+        for _ in range(40):
+            pub.send_multipart([TOPIC, b"h", body])
+        await asyncio.wait_for(got.wait(), 30)
+        reader.close()
+        ctx.destroy(linger=0)
+        return sizes
+
+    sizes = asyncio.run(scenario())
+    assert sum(sizes) == 40 * (1_000_000 + len(TOPIC) + 1)
+    assert max(sizes) <= subreader.DRAIN_BYTES + 1_000_000 + len(TOPIC) + 1
