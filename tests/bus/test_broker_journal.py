@@ -77,7 +77,7 @@ def test_a_subscriber_connected_across_a_broker_sigkill_gets_every_event_without
 
 
 def test_a_broker_sigkilled_under_load_never_gives_a_seq_twice(tmp_path: Path, zctx: zmq.Context[Any]) -> None:
-    broker = BrokerProcess(tmp_path, "--journal", str(tmp_path / "journal.db"), "--history", "25000").start()
+    broker = BrokerProcess(tmp_path, "--journal", str(tmp_path / "journal.db"), "--history", "25000", "--history-bytes", "100000000").start()
     keys = KEYS[:2]
     child = SubscriberProcess(broker, keys)
     pub = Publisher(broker.endpoints["ingress"], context=zctx)

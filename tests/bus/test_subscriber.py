@@ -208,7 +208,7 @@ async def _start(broker: BrokerProcess, sink: RecordingSink, ctx: zmq.asyncio.Co
 
 
 def test_a_forced_gap_behind_a_stalled_reader_is_recovered_in_order(tmp_path: Path) -> None:
-    broker = BrokerProcess(tmp_path, "--hwm", "10", "--history", "100000").start()
+    broker = BrokerProcess(tmp_path, "--hwm", "10", "--history", "100000", "--history-bytes", "200000000").start()
     count = 40_000
 
     async def main() -> None:

@@ -68,7 +68,8 @@ class Stack:
         db = ["--database-url", world.url]
         self.args = {
             "broker": ["--ingress", bus["ingress"], "--ack-ingress", bus["ack"], "--publish", bus["publish"],
-                       "--replay", bus["replay"], "--journal", str(folder / "journal.db"), "--history", str(HISTORY)],
+                       "--replay", bus["replay"], "--journal", str(folder / "journal.db"), "--history", str(HISTORY),
+                       "--history-bytes", str(HISTORY * 4096)],
             "orders": [*db, "--ack-ingress", bus["ack"], "--orders", bus["orders"], "--fills", bus["fills"]],
             "positions": [*db, "--ack-ingress", bus["ack"], "--fills", bus["fills"]],
             "webhook": [*db, "--orders", bus["orders"], "--port", str(webhook_port), "--rate-limit", "100000"],
