@@ -130,10 +130,15 @@ def test_resyncs_after_a_broker_restart_and_says_when_the_bus_is_down(stack: Sta
 def test_retries_as_soon_as_the_server_is_back_not_after_its_backoff(stack: Stack, page: Any) -> None:
     client(page, stack)
     stack.ctl("stop", "streamer:*")
-    # Let the backoff grow past a few seconds: a retry that waits for it would be late.
+    wait_until(lambda: next((s for s in record(page)["states"]
+                             if s["state"] == "reconnecting" and s["reason"] == "unreachable"), None),
+               timeout=40, what="a retry after a refused connection", poll=0.1)
+    # From now on a retry that waits for its backoff is 30-60 s late, far beyond a streamer's start:
+    # only the /healthz probe can bring the stream back before it.
+    page.evaluate("Object.assign(stream.options, { retryBaseMs: 60000, retryMaxMs: 60000 })")
     waiting = wait_until(lambda: next((s for s in record(page)["states"]
-                                       if s["state"] == "reconnecting" and s["retryInMs"] >= 3000), None),
-                         timeout=40, what="a retry scheduled 3 s or more ahead", poll=0.1)
+                                       if s["state"] == "reconnecting" and s["retryInMs"] >= 30000), None),
+                         timeout=40, what="a retry scheduled 30 s or more ahead", poll=0.1)
     mark = len(record(page)["states"])
     stack.ctl("start", "streamer:*")
     connected = wait_state(page, "connected", mark)
