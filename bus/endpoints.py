@@ -1,12 +1,17 @@
 """The default endpoints of CONTRACT section 1, in one place.
 
 Every process that binds or connects one of these takes its default from here;
-each is overridable by its flag and its TRADESTREAM_* variable.
+each is overridable by its flag and its TRADESTREAM_* variable. On one host the
+bus is unix sockets in `var/bus/` (relative to the working directory, created
+0700 by whoever binds: bus/ipcdir.py), so no other local account can reach it.
+Across hosts give every process `tcp://` endpoints and CURVE keys (`--bus-keys`,
+bus/security.py; docs/operations.md).
 """
 
-ACK_INGRESS = "tcp://127.0.0.1:5556"  # broker ROUTER; producers' outbox relays DEALER (ACK-PROTOCOL.md)
-INGRESS = "tcp://127.0.0.1:5557"  # broker PULL; streamer, admin and replay --raw PUSH
-PUBLISH = "tcp://127.0.0.1:5558"  # broker XPUB; streamers SUB
-REPLAY = "tcp://127.0.0.1:5559"  # broker ROUTER; streamers DEALER
-ORDERS = "tcp://127.0.0.1:5560"  # order handler PULL; webhook and replay PUSH
-FILLS = "tcp://127.0.0.1:5561"  # position handler PULL; order handler PUSH
+BUS_FOLDER = "var/bus"
+ACK_INGRESS = f"ipc://{BUS_FOLDER}/ack-ingress"  # broker ROUTER; producers' outbox relays DEALER (ACK-PROTOCOL.md)
+INGRESS = f"ipc://{BUS_FOLDER}/ingress"  # broker PULL; streamer, admin and replay --raw PUSH
+PUBLISH = f"ipc://{BUS_FOLDER}/publish"  # broker XPUB; streamers SUB
+REPLAY = f"ipc://{BUS_FOLDER}/replay"  # broker ROUTER; streamers DEALER
+ORDERS = f"ipc://{BUS_FOLDER}/orders"  # order handler PULL; webhook and replay PUSH
+FILLS = f"ipc://{BUS_FOLDER}/fills"  # position handler PULL; order handler PUSH
