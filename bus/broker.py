@@ -32,13 +32,15 @@ from typing import Any
 
 import zmq
 
-from bus import codec, endpoints, kinds, peersock, protocol
+from bus import codec, endpoints, kinds, peersock, protocol, security
 from bus.ack_ingress import AckIngress
-from bus.errors import DecodeError, JournalError, PayloadTooLarge
+from bus.errors import BusError, DecodeError, JournalError, PayloadTooLarge
 from bus.frames import recv_frames, send3
 from bus.ingest import Ingest
 from bus.journal import Journal
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.roles import Domain
+from bus.security import bus_keys_setting
 from bus.topics import CONTROL_TOPIC, parse_key_topic
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class BrokerConfig:
     max_payload: int = setting(64 << 10, kind=kinds.int_range(1, codec.MAX_FRAME_BYTES), help="largest event payload accepted, in bytes; a larger one is refused and counted")
     bus_heartbeat: float = setting(1.0, kind=kinds.positive_float, help="seconds between broker heartbeats on the control topic")
     hwm: int = setting(100_000, kind=kinds.positive_int, help="high-water mark of the ingress and of each subscriber's queue, in messages")
+    bus_keys: str = bus_keys_setting()
 
 
 @dataclass(slots=True)
@@ -157,12 +160,14 @@ class Broker:
         ack_router = peersock.make(ctx, zmq.ROUTER, rcvhwm=config.hwm, router_mandatory=False, linger=1000)
         self.acks = AckIngress(ack_router, self.ingest, self._drop)
         self._sockets = (self.ingress, self.egress, self.router, ack_router)
+        # With CURVE keys the ingresses drop what the sender's roles may not send (bus/roles.py).
+        self._receive = {self.ingress: security.receiver(self.ingress, 0), ack_router: security.receiver(ack_router, 3)}
         try:
-            self.ingress.bind(config.ingress)
-            self.egress.bind(config.publish)
-            self.router.bind(config.replay)
-            ack_router.bind(config.ack_ingress)
-        except zmq.ZMQError:
+            security.bind(self.ingress, config.ingress, Domain.INGRESS)
+            security.bind(self.egress, config.publish, Domain.PUBLISH)
+            security.bind(self.router, config.replay, Domain.REPLAY)
+            security.bind(ack_router, config.ack_ingress, Domain.ACK_INGRESS)
+        except (zmq.ZMQError, BusError):
             self._close(linger=0)
             raise
 
@@ -223,11 +228,14 @@ class Broker:
 
     def _drain(self, sock: zmq.Socket[Any], handle: Any) -> None:
         """Handle what is waiting on `sock`, at most DRAIN_BATCH messages per turn."""
+        receive = self._receive.get(sock, recv_frames)
         for _ in range(DRAIN_BATCH):
             try:
-                frames = recv_frames(sock)
+                frames = receive(sock)
             except zmq.Again:
                 return
+            if frames is None:
+                continue  # refused and counted by bus/security.py
             try:
                 handle(frames)
             except Exception:
@@ -295,7 +303,7 @@ class Broker:
             self.stats.histories_evicted = self.sequencer.histories_evicted
             self.stats.refused_oversize = self.ingest.refused_oversize
             self.stats.journal_commits = self.ingest.commits
-            return [protocol.STATS, codec.pack({**asdict(self.stats), **asdict(self.acks.stats)})]
+            return [protocol.STATS, codec.pack({**asdict(self.stats), **asdict(self.acks.stats), **security.stats(self.ingress)})]
         if len(request) != 3 or request[0] != protocol.REPLAY:
             raise DecodeError("expected [replay, topic, [epoch, after_seq]] or [stats]")
         topic = request[1]
@@ -325,12 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-broker`."""
     config, log_level = parse_config(argv)
     configure_logging("broker", log_level)
+    if not security.start(config.bus_keys, binds=(config.ingress, config.publish, config.replay, config.ack_ingress)):
+        return 1
     try:
         broker = Broker(config)
     except JournalError as exc:
         log.error("%s", exc)  # not a new epoch in silence: the operator decides what to do with the file
         return 1
-    except zmq.ZMQError as exc:
+    except (zmq.ZMQError, BusError) as exc:
         log.error("cannot bind: %s", exc)
         return 1
     stop_on_signals(broker.stop)

@@ -12,6 +12,7 @@ read everybody's. `folder_problem` is the rule (pure, table-tested);
 from __future__ import annotations
 
 import os
+import socket
 import stat
 
 from bus.errors import BusError
@@ -65,3 +66,17 @@ def prepare(endpoint: str, *, bind: bool) -> None:
     problem = folder_problem(info.st_mode, info.st_uid, os.geteuid())
     if problem is not None:
         raise BusFolderError(f"{endpoint}: its folder {os.path.abspath(folder)} {problem}")
+    if bind and _answers(endpoint[len(IPC):]):
+        # libzmq would unlink a live socket's file and take its place: say so, as a taken TCP port would.
+        raise BusFolderError(f"{endpoint}: in use by another process")
+
+
+def _answers(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False  # a file left by a process that died: libzmq replaces it
+    return True

@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from bus import codec, events, peersock
+from bus import codec, events, peersock, security
 from bus.errors import BusUnavailable
 from bus.events import KeyEvent, WireMessage
 from bus.topics import CONTROL_TOPIC, key_topic
@@ -44,7 +44,7 @@ class Publisher:
         self._socket = peersock.make(context or zmq.Context.instance(), zmq.PUSH, sndhwm=hwm, linger=linger_ms)
         self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
         self._flags = zmq.NOBLOCK if send_timeout_ms == 0 else 0
-        self._socket.connect(endpoint)
+        security.connect(self._socket, endpoint)
         self._lock = threading.Lock()
         self.sent = 0
 

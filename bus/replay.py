@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import zmq
 import zmq.asyncio
 
-from bus import codec, peersock, protocol
+from bus import codec, peersock, protocol, security
 from bus.errors import BusUnavailable
 from bus.topics import StreamKey, key_topic
 
@@ -92,7 +92,7 @@ class ReplayClient:
 
     def _open(self) -> zmq.asyncio.Socket:
         dealer = peersock.make(self._ctx, zmq.DEALER, linger=0)
-        dealer.connect(self.endpoint)
+        security.connect(dealer, self.endpoint)
         self._dealer = dealer
         return dealer
 

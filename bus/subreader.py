@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from bus import peersock
+from bus import peersock, security
 from bus.frames import recv_frames
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class SubReader:
     def open(self, loop: asyncio.AbstractEventLoop, topics: Iterable[bytes]) -> None:
         """Connect a new SUB socket subscribed to `topics` and start reading it."""
         sub = peersock.configure(zmq.Socket(self._ctx, zmq.SUB), rcvhwm=self.hwm, linger=0)
-        sub.connect(self.endpoint)
+        security.connect(sub, self.endpoint)
         for topic in topics:
             sub.subscribe(topic)
         self._sub, self._loop = sub, loop

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import endpoints, kinds
+from bus import endpoints, kinds, security
 from bus.errors import BusUnavailable
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
+from bus.security import bus_keys_setting
 from producers import commands, inbox
 from producers.exchange import PaperExchange
 from producers.outbox import Written
@@ -57,6 +58,7 @@ class OrdersConfig:
         endpoints.ORDERS, kind=kinds.zmq_endpoint, help="PULL endpoint woken when the inbox has new rows (bound)"
     )
     fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="position handler endpoint woken for new fills")
+    bus_keys: str = bus_keys_setting()
 
 
 class OrderHandler:
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-orders`."""
     config, log_level = parse_config(argv)
     configure_logging("orders", log_level)
+    if not security.start(config.bus_keys, binds=(config.orders,), connects=(config.ack_ingress, config.fills)):
+        return 1
     try:
         engine = open_database(config.database_url)
     except DatabaseUnavailable as exc:

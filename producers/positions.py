@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import endpoints, kinds
+from bus import endpoints, kinds, security
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.security import bus_keys_setting
 from producers import commands, fills
 from producers.errors import InvalidCommand
 from producers.exchange import QUANTUM
@@ -179,6 +180,7 @@ class PositionsConfig:
         endpoints.ACK_INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint the outbox relay sends events to"
     )
     fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="PULL endpoint woken for new fills (bound)")
+    bus_keys: str = bus_keys_setting()
 
 
 def parse_config(argv: list[str] | None) -> tuple[PositionsConfig, str]:
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-positions`."""
     config, log_level = parse_config(argv)
     configure_logging("positions", log_level)
+    if not security.start(config.bus_keys, binds=(config.fills,), connects=(config.ack_ingress,)):
+        return 1
     try:
         engine = open_database(config.database_url)
     except DatabaseUnavailable as exc:

@@ -35,7 +35,8 @@ from typing import Any, Protocol, TypeVar
 
 import zmq
 
-from bus import peersock
+from bus import peersock, security
+from bus.roles import Domain
 from producers.errors import TRANSIENT
 from producers.quiet_log import QuietLog
 from producers.relay import Relay
@@ -108,7 +109,7 @@ class ProducerLoop:
     ) -> None:
         self._worker, self._relay, self._sweep_s = worker, relay, sweep_s
         self._socket = peersock.make(context or zmq.Context.instance(), zmq.PULL, rcvhwm=hwm, linger=0)
-        self._socket.bind(endpoint)
+        security.bind(self._socket, endpoint, Domain.WAKEUP)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(relay.socket, zmq.POLLIN)

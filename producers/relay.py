@@ -23,7 +23,7 @@ from typing import Any
 import zmq
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import peersock, protocol
+from bus import peersock, protocol, security
 from bus.errors import DecodeError
 from producers import outbox
 from producers.quiet_log import QuietLog
@@ -62,7 +62,7 @@ class Relay:
         # linger 0: unconfirmed rows are in the database, nothing to linger for.
         self.socket = peersock.make(context or zmq.Context.instance(), zmq.DEALER, sndhwm=self.window.limits.window, linger=0)
         self.socket.setsockopt(zmq.IMMEDIATE, 1)
-        self.socket.connect(endpoint)
+        security.connect(self.socket, endpoint)
         self._malformed = QuietLog(log, logging.WARNING, WARN_EVERY_S, clock)
         self.pruned = 0
         self._next_prune = clock() + PRUNE_S

@@ -33,11 +33,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
-from bus import endpoints, kinds
+from bus import endpoints, kinds, security
 from bus.errors import BusUnavailable
 from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
+from bus.security import bus_keys_setting
 from producers import inbox
 from producers.commands import WAKE, Command, SignalCommand, TickCommand
 from producers.errors import TradeLogError
@@ -62,6 +63,7 @@ class ReplayConfig:
     database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL of the order inbox")
     orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint woken for new inbox rows")
     ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint for events (--raw)")
+    bus_keys: str = bus_keys_setting()
     on_error: str = setting("stop", kind=kinds.one_of("stop", "skip"), help="what a bad line does")
     format: str = setting("auto", kind=kinds.one_of("auto", "jsonl", "csv"), help="auto: by file name")
 
@@ -251,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-replay`."""
     config, log_level = parse_config(argv)
     configure_logging("replay", log_level)
+    if not security.start(config.bus_keys, connects=(config.ingress if config.raw else config.orders,)):
+        return 1
     stop = threading.Event()
     stop_on_signals(stop.set)
     try:

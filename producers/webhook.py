@@ -34,10 +34,11 @@ from sqlalchemy import Engine
 from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
-from bus import endpoints, kinds
+from bus import endpoints, kinds, security
 from bus.errors import BusUnavailable
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
+from bus.security import bus_keys_setting
 from producers.commands import WAKE
 from producers.errors import (
     TRANSIENT,
@@ -81,6 +82,7 @@ class WebhookConfig:
     host: str = setting("127.0.0.1", help="HTTP listen address")
     port: int = setting(8081, kind=kinds.tcp_port, help="HTTP listen port (0: any free port, logged)")
     orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint woken for each accepted signal")
+    bus_keys: str = bus_keys_setting()
     rate_limit: float = setting(20.0, kind=kinds.positive_float, help="requests per second per token (bursts of 5x)")
     db_threads: int = setting(4, kind=kinds.positive_int, help="threads for database work")
     header_timeout: float = setting(HEADER_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's headers may take (also: a keep-alive connection's idle time)")
@@ -337,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-webhook`."""
     config, log_level = parse_config(argv)
     configure_logging("webhook", log_level)
+    if not security.start(config.bus_keys, connects=(config.orders,)):
+        return 1
     try:
         engine = open_database(config.database_url)
     except DatabaseUnavailable as exc:

@@ -18,11 +18,13 @@ import orjson
 import zmq
 from sqlalchemy.exc import SQLAlchemyError
 
-from bus import endpoints, kinds
+from bus import endpoints, kinds, security
+from bus.curvekeys import BusKeys, BusKeysError
 from bus.errors import BusError, BusUnavailable
 from bus.events import ControlMessage
 from bus.process import SettingsParser, configure_logging, setting
 from bus.publisher import Publisher
+from bus.security import bus_keys_setting
 from store.db import DEFAULT_DATABASE_URL, first_line, make_session_factory, open_database, sqlalchemy_url
 from store.errors import StoreError
 from store.subcommands import Handler, Outcome, SchemaHandler, add_commands
@@ -40,20 +42,23 @@ class AdminConfig:
     ingress: str = setting(
         endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker ingress (PULL) where control messages are pushed"
     )
+    bus_keys: str = bus_keys_setting()
     log_level: str = "INFO"  # the --log-level every process has
 
 
 class ControlPublisher:
     """Publishes control messages, connecting to the ingress only for the first one."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
+    def __init__(self, endpoint: str, keys: BusKeys | None = None) -> None:
+        self.endpoint, self.keys = endpoint, keys
         self._context: zmq.Context[Any] | None = None
         self._publisher: Publisher | None = None
 
     def __call__(self, message: ControlMessage) -> None:
         if self._publisher is None:
             self._context = zmq.Context()
+            if self.keys is not None:
+                security.install(self._context, self.keys)
             try:
                 self._publisher = Publisher(
                     self.endpoint, context=self._context, linger_ms=CLOSE_LINGER_MS
@@ -67,6 +72,7 @@ class ControlPublisher:
         if self._publisher is not None:
             self._publisher.close()
         if self._context is not None:
+            security.uninstall(self._context)
             self._context.destroy(linger=0)  # only a socket that failed to connect is left
 
 
@@ -93,8 +99,10 @@ def run(config: AdminConfig, handler: Handler | None, args: argparse.Namespace) 
         finally:
             engine.dispose()
     assert handler is not None
+    # Bad keys are an error before any change, not after it.
+    keys = BusKeys.load(config.bus_keys, server=False, client=True) if config.bus_keys else None
     engine = open_database(config.database_url)
-    publish = ControlPublisher(config.ingress)
+    publish = ControlPublisher(config.ingress, keys)
     try:
         with make_session_factory(engine)() as session:
             return handler(session, publish, args)
@@ -110,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     config = AdminConfig(**parser.values(args))
     configure_logging(PROG, config.log_level)
     try:
-        outcome = run(config, args.handler, args)
+        without_database = getattr(args, "without_database", None)
+        outcome = without_database(args) if without_database else run(config, args.handler, args)
+    except BusKeysError as exc:
+        print(f"{PROG}: error: bus keys: {first_line(exc)}", file=sys.stderr)
+        return 1
     except BusError as exc:
         print(f"{PROG}: error: {first_line(exc)} (the change is saved)", file=sys.stderr)
         return 1

@@ -16,7 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from bus import kinds
+from bus.curvekeys import SERVER, make_deployment
 from bus.process import OneLineParser
+from bus.roles import Role, parse_roles
 from store import actions, demo, migrate, rows
 
 # db-status's exit status when the database is not at head (1 is an error, 2 bad flags).
@@ -174,6 +176,26 @@ def describe_demo(world: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _host_plan(text: str) -> tuple[str, frozenset[str]]:
+    name, _, wanted = text.partition("=")
+    roles = {role.strip() for role in wanted.split(",")}
+    try:
+        parse_roles(",".join(roles - {SERVER}) or Role.PUBLISHER.value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    if not name or not wanted:
+        raise argparse.ArgumentTypeError(f"expected NAME=ROLE[,ROLE...], got {text!r}")
+    return name, frozenset(roles)
+
+
+def bus_keys(args: argparse.Namespace) -> Outcome:
+    """`bus-keys DIR --host NAME=ROLES...`: a key folder per host (bus/curvekeys.py); no database."""
+    made = make_deployment(args.folder, dict(args.host))
+    lines = [f"Bus keys in {args.folder}: copy {args.folder}/hosts/NAME to host NAME and point --bus-keys at it."]
+    lines += [f"  {name}: {', '.join(files)}" for name, files in made.items()]
+    return Outcome({"folder": args.folder, "hosts": made}, "\n".join(lines))
+
+
 def _command(
     commands: Any, name: str, handler: Handler | None, summary: str
 ) -> argparse.ArgumentParser:
@@ -199,6 +221,13 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     _command(commands, "db-status", None, f"the schema's revision and head; exit {EXIT_BEHIND} when behind").set_defaults(
         schema=_db_status
     )
+    keys = _command(commands, "bus-keys", None, "make CURVE key folders for a bus across hosts (no database)")
+    keys.add_argument("folder", metavar="DIR", help="the deployment's key folder (made 0700; run again to add hosts)")
+    keys.add_argument(
+        "--host", type=_host_plan, action="append", required=True, metavar="NAME=ROLES",
+        help="a host and its roles: publisher, subscriber, control (client keys) and server (it binds bus sockets)",
+    )
+    keys.set_defaults(without_database=bus_keys)
     _command(commands, "demo", _demo, "create demo users, accounts, strategies; print logins")
     user = _command(commands, "create-user", _create_user, "create a user; print its API token")
     user.add_argument("name", metavar="NAME", help="login name (letters, digits, . _ @ -)")

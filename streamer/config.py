@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bus import endpoints, kinds
 from bus.process import SettingsParser, required_setting, setting
+from bus.security import bus_keys_setting
 from store.db import DEFAULT_DATABASE_URL, sqlalchemy_url
 from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
 
@@ -32,6 +33,7 @@ class StreamerConfig:
     ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker ingress to PUSH control messages to")
     publish: str = setting(endpoints.PUBLISH, kind=kinds.zmq_endpoint, help="broker XPUB endpoint to subscribe to")
     replay: str = setting(endpoints.REPLAY, kind=kinds.zmq_endpoint, help="broker ROUTER endpoint for replay requests")
+    bus_keys: str = bus_keys_setting()
     host: str = setting("127.0.0.1", help="HTTP address to listen on")
     port: int = setting(8080, kind=kinds.tcp_port, help="HTTP port (0: any free port, logged)")
     heartbeat: float = setting(10.0, kind=kinds.positive_float, help="seconds between heartbeat events")

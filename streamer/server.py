@@ -14,6 +14,7 @@ import socket
 
 import tornado.netutil
 
+from bus import security
 from bus.process import configure_logging, stop_on_signals
 from store.db import open_database
 from store.errors import DatabaseUnavailable
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-streamer`."""
     config = parse_config(argv)
     configure_logging("streamer", config.log_level)
+    if not security.start(config.bus_keys, connects=(config.ingress, config.publish, config.replay)):
+        return 1
     try:
         open_database(config.database_url, create_tables=False).dispose()
     except DatabaseUnavailable as exc:
