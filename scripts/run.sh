@@ -28,8 +28,10 @@ if "$BIN/supervisorctl" -c "$CONFIG" pid >/dev/null 2>&1; then
     exit 1
 fi
 
-# supervisord does not create the folders of its socket and logs.
+# supervisord does not create the folders of its socket and logs. The bus is unix
+# sockets in var/bus/, made 0700 (the broker refuses a folder other users can open).
 mkdir -p var/log
+[[ -d var/bus ]] || mkdir -m 0700 var/bus
 
 "$BIN/tradestream-admin" migrate
 logins=$("$BIN/tradestream-admin" demo)
