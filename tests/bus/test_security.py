@@ -189,7 +189,7 @@ def test_a_refused_peer_is_counted_and_its_message_never_sequenced(
     wait_until(lambda: stats(watcher, keyed_broker)[counter] >= 1, what=f"{counter} to count the rogue peer")
     with Publisher(keyed_broker.endpoints["ingress"], context=hosts("publisher").ctx) as publisher:
         publisher.publish(make_order(KEY.user_id, KEY.strategy_id, "real"))
-        topic, header, payload = sub.recv_multipart()
+        _topic, header, payload = sub.recv_multipart()
     assert (protocol.unpack_header(header).seq, codec.unpack_map(payload)["order_id"]) == (1, "real")
     assert all(codec.unpack_map(frames[2])["kind"] != "disconnect" for frames in _drain(control))
 
