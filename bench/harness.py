@@ -165,7 +165,8 @@ def broker_only(cfg: BenchConfig, progress: Progress, root: Path) -> int:
     Flat out without --rate; paced at --rate otherwise. Each its own fresh process.
     """
     rate = cfg.rate or 0.0
-    labels = ["floor", "broker", *(["broker with journal"] if cfg.journal else [])]
+    brokers = ["broker"] if cfg.transport != "both" else ["broker tcp", "broker ipc"]
+    labels = ["floor", *brokers, *(["broker with journal"] if cfg.journal else [])]
     rounds: list[dict[str, dict[str, Any]]] = []
     for number in range(cfg.rounds):
         results: dict[str, dict[str, Any]] = {}
@@ -175,7 +176,8 @@ def broker_only(cfg: BenchConfig, progress: Progress, root: Path) -> int:
             if label == "floor":
                 results[label] = run_floor(cfg.keys, cfg.duration, rate, cfg.pin)
                 continue
-            stack = broker_only_stack(label != "broker", root)
+            transport = "ipc" if label.endswith("ipc") or cfg.transport == "ipc" else "tcp"
+            stack = broker_only_stack(label.endswith("journal"), root, transport)
             if cfg.priority and stack.broker_pid:
                 set_priority(stack.broker_pid, cfg.priority)
             try:

@@ -95,11 +95,15 @@ def _wait_for_log(path: Path, proc: subprocess.Popen[bytes], pattern: re.Pattern
 
 
 def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[bytes]], journal: bool = False,
-                 root: Path = ROOT) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
-    """Start `tradestream-broker` on ephemeral ports (with a journal in `stack_dir`); its process and the listening line."""
+                 root: Path = ROOT, transport: str = "tcp") -> tuple[subprocess.Popen[bytes], re.Match[str]]:
+    """Start `tradestream-broker` on ephemeral ports (with a journal in `stack_dir`); its process and the listening line.
+
+    tcp (loopback, the bench's default: its clients may be anywhere) or ipc (unix sockets in `stack_dir`/bus).
+    """
     log_path = stack_dir / "broker.log"
-    args = [str(BIN / "tradestream-broker"), "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
-            "--replay", "tcp://127.0.0.1:*", "--ack-ingress", "tcp://127.0.0.1:*", "--history", str(history)]
+    args = [str(BIN / "tradestream-broker"), "--history", str(history)]
+    for name in ("ingress", "publish", "replay", "ack-ingress"):
+        args += [f"--{name}", f"ipc://{stack_dir}/bus/{name}" if transport == "ipc" else "tcp://127.0.0.1:*"]
     if journal:
         args += ["--journal", str(stack_dir / "broker-journal.db")]
     with open(log_path, "wb") as log:
@@ -214,9 +218,9 @@ def attach_stack(ingress: str, publish: str, replay: str, host: str, port: int, 
     return stack
 
 
-def broker_only_stack(journal: bool = False, root: Path = ROOT) -> Stack:
-    """Just a broker on ephemeral ports (with a journal, or not), for --broker-only."""
+def broker_only_stack(journal: bool = False, root: Path = ROOT, transport: str = "tcp") -> Stack:
+    """Just a broker on ephemeral ports or unix sockets (with a journal, or not), for --broker-only."""
     workdir = Path(tempfile.mkdtemp(prefix="tradestream-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
-    broker, match = start_broker(workdir, 100, procs, journal, root)
+    broker, match = start_broker(workdir, 100, procs, journal, root, transport)
     return Stack(ingress=match[1], publish=match[2], replay=match[3], broker_pid=broker.pid, workdir=workdir, procs=procs)
