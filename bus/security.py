@@ -61,8 +61,8 @@ def bus_keys_setting() -> str:
 class AuthStats:
     """Refused peers and messages (part of the broker's `stats` answer)."""
 
-    auth_refused_no_key: int = 0  # a peer without CURVE
-    auth_refused_handshake: int = 0  # a CURVE handshake that failed: another server key, garbage
+    auth_refused_no_key: int = 0  # a peer without CURVE, seen as such (ZMTP mechanism mismatch)
+    auth_refused_handshake: int = 0  # any other failed handshake: another server key, a keyless peer libzmq saw as garbage
     auth_refused_unknown_key: int = 0  # a client key nobody authorized
     auth_refused_role: int = 0  # a known key at a socket its roles do not open
     auth_refused_messages: int = 0  # a message its sender's roles may not send (a subscriber publishing...)
@@ -142,7 +142,7 @@ class _Monitors(threading.Thread):
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and event["value"] == _MISMATCH:
             self.refusals.refuse("auth_refused_no_key", f"a peer without CURVE at {where}")
         elif event["event"] in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-            self.refusals.refuse("auth_refused_handshake", f"a failed CURVE handshake at {where} (another server key?)")
+            self.refusals.refuse("auth_refused_handshake", f"a failed CURVE handshake at {where} (no key, or another server's: error {event['value']:#x})")
 
     def stop(self) -> None:
         self._stop.set()
