@@ -5,4 +5,5 @@ reasons.py   why a stream is ended (force_disconnect reasons) and their texts, f
 broker.py = ingest.py (check, sequence, journal, publish) + sequencer.py + journal.py + ack_ingress.py (+ producer_streams.py)
 publisher.py (PUSH in) · subscriber.py (SUB out) = keysync.py (per-key state) + subreader.py + recovery.py + watchdog.py (+ liveness.py)
 replay.py (history client) · frames.py (cheap multipart I/O) · process.py (settings, logging, signals) · kinds.py (setting values) · errors.py
+security.py (bind/connect hooks: ipc folders, CURVE, ZAP) = roles.py (who may do what) + curvekeys.py (key folders) + ipcdir.py (the 0700 rule)
 """
