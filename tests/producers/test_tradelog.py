@@ -187,4 +187,4 @@ def test_replay_defaults_are_the_contract_endpoints(tmp_path: Path) -> None:
     from producers.replay import parse_config
 
     config, _ = parse_config([str(tmp_path / "log.jsonl")])
-    assert (config.orders, config.ingress) == ("tcp://127.0.0.1:5560", "tcp://127.0.0.1:5557")
+    assert (config.orders, config.ingress) == ("ipc://var/bus/orders", "ipc://var/bus/ingress")
