@@ -62,6 +62,12 @@ def _switch_word(text: str) -> bool:
     raise ValueError(text)
 
 
+def _optional_port(text: str) -> int | None:
+    if text.strip().lower() in {"", "off", "none"}:
+        return None
+    return _bounded_int(0, 65535)(text)
+
+
 def _endpoint(text: str) -> str:
     if re.fullmatch(r"(tcp|ipc)://\S+", text) is None:
         raise ValueError(text)
@@ -89,6 +95,7 @@ integer = Kind("an integer", int)
 number = Kind("a number", float)
 positive_int = Kind("an integer >= 1", _bounded_int(1))
 tcp_port = Kind("an integer 0..65535", _bounded_int(0, 65535))
+optional_port = Kind("an integer 0..65535 or off", _optional_port)
 positive_float = Kind("a finite number > 0", _bounded_float(0.0, inclusive=False))
 non_negative_float = Kind("a finite number >= 0", _bounded_float(0.0, inclusive=True))
 switch_word = Kind("one of 1, true, yes, on, 0, false, no, off", _switch_word)

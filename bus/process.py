@@ -90,6 +90,17 @@ def required_setting(*, help: str, kind: Callable[[str], T], shown: str) -> T:
     return field
 
 
+def metrics_port_setting() -> int | None:
+    """The `metrics_port` setting of a process whose only other sockets are ZeroMQ's (orders, positions).
+
+    Off by default (no listener); 0 is any free port, logged in the process's start line.
+    """
+    port: int | None = setting(
+        None, kind=kinds.optional_port, shown="off", help="HTTP port of GET /metrics (0: any free port; off: no listener)"
+    )
+    return port
+
+
 _LOG_LEVEL = Setting("least severe log level written to stderr", kinds.log_level, None)
 
 

@@ -14,7 +14,7 @@ until their Signal or strategy goes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +34,7 @@ class Item:
     id: int
     kind: str
     body: str
+    received_at: datetime
 
 
 def put(session: Session, command: Command, signal_id: int | None = None) -> InboxCommand:
@@ -46,7 +47,7 @@ def put(session: Session, command: Command, signal_id: int | None = None) -> Inb
 def pending(session: Session, limit: int) -> list[Item]:
     """The oldest rows not handled yet, in arrival order."""
     query = (
-        select(InboxCommand.id, InboxCommand.kind, InboxCommand.body)
+        select(InboxCommand.id, InboxCommand.kind, InboxCommand.body, InboxCommand.received_at)
         .where(InboxCommand.handled_at.is_(None))
         .order_by(InboxCommand.id)
         .limit(limit)

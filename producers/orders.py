@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bus import endpoints, kinds, security
 from bus.errors import BusUnavailable
-from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.process import SettingsParser, configure_logging, metrics_port_setting, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
 from producers import commands, inbox
 from producers.exchange import PaperExchange
+from producers.metrics import OrdersMetrics, serve
 from producers.outbox import Written
 from producers.pull_loop import LINGER_MS, ProducerLoop, drain_rows
 from producers.relay import Relay
@@ -59,6 +60,7 @@ class OrdersConfig:
     )
     fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="position handler endpoint woken for new fills")
     bus_keys: str = bus_keys_setting()
+    metrics_port: int | None = metrics_port_setting()
 
 
 class OrderHandler:
@@ -69,8 +71,10 @@ class OrderHandler:
         sessions: sessionmaker[Session],
         committed: Callable[[list[Row]], None],
         wake_fills: Callable[[list[int]], None],
+        metrics: OrdersMetrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics
         self._committed = committed
         self._wake_fills = wake_fills
         self.trader = Trader()
@@ -119,11 +123,16 @@ class OrderHandler:
             self.restore()  # the exchange may hold changes the rolled-back transaction lost
             raise
         self.handled += 1
-        self._committed(work.events.rows())
+        events = work.events.rows()
+        if self._metrics is not None:
+            self._metrics.handled(item.kind, item.received_at, events)
+        self._committed(events)
         self._wake_fills([execution.id for execution in work.fills])
 
     def _fail(self, item: inbox.Item, exc: Exception) -> None:
         self.failed += 1
+        if self._metrics is not None:
+            self._metrics.failed.inc()
         log.error("inbox row %d (%s) failed, recorded and skipped: %s", item.id, item.kind, exc, exc_info=exc)
         inbox.fail(self._sessions, item.id, f"{type(exc).__name__}: {exc}")
 
@@ -169,15 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     wakes = FillWakes(config.fills)
     try:
         relay = Relay(sessions, SOURCE, config.ack_ingress)
-        handler = OrderHandler(sessions, relay.offer, wakes)
+        metrics = OrdersMetrics(relay.window)
+        handler = OrderHandler(sessions, relay.offer, wakes, metrics)
         resting = handler.restore()
         loop = ProducerLoop(config.orders, handler, relay)
+        metrics_at = "off" if config.metrics_port is None else str(serve(metrics.registry, config.metrics_port))
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)
         return 1
     stop_on_signals(loop.stop)
-    log.info("orders listening on %s, %d resting orders restored, relaying %s to %s",
-             loop.endpoint, resting, relay.stream, config.ack_ingress)
+    log.info("orders listening on %s, %d resting orders restored, relaying %s to %s, metrics port %s",
+             loop.endpoint, resting, relay.stream, config.ack_ingress, metrics_at)
     loop.run()
     wakes.publisher.close()
     log.info("orders stopped: %d commands handled, %d failed; relay %s", handler.handled, handler.failed, relay.window.stats)

@@ -27,11 +27,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bus import endpoints, kinds, security
-from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.process import SettingsParser, configure_logging, metrics_port_setting, setting, stop_on_signals
 from bus.security import bus_keys_setting
 from producers import commands, fills
 from producers.errors import InvalidCommand
 from producers.exchange import QUANTUM
+from producers.metrics import PositionsMetrics, serve
 from producers.outbox import Written
 from producers.pull_loop import ProducerLoop, drain_rows
 from producers.relay import Relay
@@ -96,8 +97,12 @@ def position_event_type(before: Holding, after: Holding) -> str:
 class PositionHandler:
     """Applies executions to Position rows, each once, in id order; hands on the events each commit wrote."""
 
-    def __init__(self, sessions: sessionmaker[Session], committed: Callable[[list[Row]], None]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], committed: Callable[[list[Row]], None],
+        metrics: PositionsMetrics | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._metrics = metrics
         self._committed = committed
         self.applied = 0
         self.failed = 0
@@ -129,14 +134,19 @@ class PositionHandler:
         with self._sessions() as session:
             execution = fills.claim(session, fill_id)
             if execution is not None:
+                executed_at = execution.executed_at
                 self._fold(session, execution, written)
                 session.commit()
                 self.applied += 1
+                if self._metrics is not None:
+                    self._metrics.fill_applied(executed_at)
         self._cursor = max(self._cursor, fill_id)
         self._committed(written.rows())
 
     def _fail(self, fill_id: int, exc: Exception) -> None:
         self.failed += 1
+        if self._metrics is not None:
+            self._metrics.failed.inc()
         self._cursor = max(self._cursor, fill_id)
         log.error("fill %d failed, recorded and skipped: %s", fill_id, exc, exc_info=exc)
         fills.fail(self._sessions, fill_id, f"{type(exc).__name__}: {exc}")
@@ -181,6 +191,7 @@ class PositionsConfig:
     )
     fills: str = setting(endpoints.FILLS, kind=kinds.zmq_endpoint, help="PULL endpoint woken for new fills (bound)")
     bus_keys: str = bus_keys_setting()
+    metrics_port: int | None = metrics_port_setting()
 
 
 def parse_config(argv: list[str] | None) -> tuple[PositionsConfig, str]:
@@ -207,13 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     sessions = make_session_factory(engine)
     try:
         relay = Relay(sessions, SOURCE, config.ack_ingress)
-        handler = PositionHandler(sessions, relay.offer)
+        metrics = PositionsMetrics(relay.window)
+        handler = PositionHandler(sessions, relay.offer, metrics)
         loop = ProducerLoop(config.fills, handler, relay)
+        metrics_at = "off" if config.metrics_port is None else str(serve(metrics.registry, config.metrics_port))
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)
         return 1
     stop_on_signals(loop.stop)
-    log.info("positions listening on %s, relaying %s to %s", loop.endpoint, relay.stream, config.ack_ingress)
+    log.info("positions listening on %s, relaying %s to %s, metrics port %s",
+             loop.endpoint, relay.stream, config.ack_ingress, metrics_at)
     loop.run()
     log.info("positions stopped: %d fills applied, %d failed; relay %s", handler.applied, handler.failed, relay.window.stats)
     return 0

@@ -74,6 +74,11 @@ class RelayWindow:
         return self._rows[-1].id if self._rows else self.acked
 
     @property
+    def held(self) -> int:
+        """Rows held in memory, sent or not, that the broker has not confirmed yet."""
+        return len(self._rows)
+
+    @property
     def in_flight(self) -> int:
         """Rows sent and not answered yet."""
         return self._next

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import zmq
+from prometheus_client.parser import text_string_to_metric_families
 
 from bus import codec, protocol
 from bus.topics import StreamKey, key_topic
@@ -91,14 +92,27 @@ class Stack:
         self.webhook_url = f"http://127.0.0.1:{free_port()}/api/webhook"
         common = ["--database-url", world.url, "--ack-ingress", acks]
         self.processes.update({
-            "orders": Process("orders", log_dir, *common, "--orders", self.orders_endpoint, "--fills", fills),
-            "positions": Process("positions", log_dir, *common, "--fills", fills),
+            "orders": Process("orders", log_dir, *common, "--orders", self.orders_endpoint, "--fills", fills,
+                              "--metrics-port", "0"),
+            "positions": Process("positions", log_dir, *common, "--fills", fills, "--metrics-port", "0"),
             "webhook": Process("webhook", log_dir, "--database-url", world.url, "--orders", self.orders_endpoint,
                                "--port", self.webhook_url.split(":")[2].split("/")[0]),
         })
+        self.metrics_ports: dict[str, int] = {}
         for name in ("orders", "positions", "webhook"):
-            self.processes[name].start(f"{name} listening on")
+            started = self.processes[name].start(f"{name} listening on .*metrics port (\\d+)" if name != "webhook"
+                                                 else "webhook listening on")
+            if name != "webhook":
+                self.metrics_ports[name] = int(started.group(1))
         self.sub.connect(self.publish)
+
+    def metrics(self, name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The samples of a handler's GET /metrics, by (name, labels)."""
+        url = f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text) for sample in family.samples}
 
     def subscribe(self, key: StreamKey) -> None:
         """Subscribe, and return once the broker's head marker says the subscription is live."""
@@ -213,6 +227,46 @@ def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_
     assert final["quantity"] == pytest.approx(0.05555556 - 0.01086957)
 
 
+def test_handlers_metrics_count_exactly_the_commands_events_and_fills_done(stack: Stack, tmp_path: Path) -> None:
+    before = {name: stack.metrics(name) for name in ("orders", "positions")}
+    assert stack.post(example(stack, price="80000", id="metrics-limit"))[0] == 200  # below the last tick: rests
+    log = tmp_path / "tick.jsonl"
+    log.write_text('{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": 79000, "volume": 1}\n')
+    result = subprocess.run([str(BIN / "tradestream-replay"), str(log), "--speed", "0", "--orders", stack.orders_endpoint,
+                             "--database-url", stack.world.url], capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    events = stack.events(6)  # both accounts: order_created, order_filled, a position event
+    assert sorted(wire.get("event_type", "") for _, _, wire in events if wire["kind"] == "order_update") == [
+        "order_created", "order_created", "order_filled", "order_filled"]
+    o, p = "tradestream_orders", "tradestream_positions"
+    expected = {
+        "orders": {
+            (f"{o}_commands_handled_total", (("kind", "signal"),)): 1,
+            (f"{o}_commands_handled_total", (("kind", "tick"),)): 1,
+            (f"{o}_order_events_total", (("event_type", "order_created"),)): 2,
+            (f"{o}_order_events_total", (("event_type", "order_filled"),)): 2,
+            (f"{o}_handling_latency_seconds_count", ()): 2,
+            (f"{o}_commands_failed_total", ()): 0,
+            (f"{o}_outbox_relayed_total", ()): 4,
+            (f"{o}_outbox_rejected_total", ()): 0,
+        },
+        "positions": {
+            (f"{p}_fills_applied_total", ()): 2,
+            (f"{p}_fill_latency_seconds_count", ()): 2,
+            (f"{p}_fills_failed_total", ()): 0,
+            (f"{p}_outbox_relayed_total", ()): 2,
+        },
+    }
+
+    def moved(name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        now = stack.metrics(name)
+        return {key: now.get(key, 0.0) - before[name].get(key, 0.0) for key in expected[name]}
+
+    for name in ("orders", "positions"):  # the relay's confirmation may come just after the event
+        wait_until(lambda name=name: moved(name) == expected[name], what=f"{name}'s metrics", poll=0.05)  # type: ignore[misc]
+        assert stack.metrics(name)[(f"{'tradestream_' + name}_outbox_pending_events", ())] == 0
+
+
 def test_oversized_body_gets_a_json_413_from_the_real_server(stack: Stack) -> None:
     body = json.dumps(example(stack, padding="x" * 70_000)).encode()
     assert stack.post(body)[0] == 413
@@ -271,3 +325,16 @@ def test_help_works_and_bad_settings_exit_2_with_a_reason(module: str, capsys: p
         with pytest.raises(SystemExit) as bad_env:
             main([])
         assert bad_env.value.code == 2 and "TRADESTREAM_RATE_LIMIT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["orders", "positions"])
+def test_metrics_port_is_off_by_default_and_a_bad_one_exits_2(
+    module: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parse = __import__(f"producers.{module}", fromlist=["parse_config"]).parse_config
+    monkeypatch.delenv("TRADESTREAM_METRICS_PORT", raising=False)
+    assert [parse(argv)[0].metrics_port for argv in ([], ["--metrics-port", "off"], ["--metrics-port", "0"])] == [None, None, 0]
+    with pytest.raises(SystemExit) as refused:
+        parse(["--metrics-port", "65536"])
+    assert refused.value.code == 2
+    assert "--metrics-port: expected an integer 0..65535 or off, got '65536'" in capsys.readouterr().err
