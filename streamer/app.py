@@ -80,3 +80,18 @@ def make_app(services: Services) -> tornado.web.Application:
         default_handler_args=s,
         log_function=log_request,
     )
+
+
+def make_metrics_app(services: Services) -> tornado.web.Application:
+    """`GET /metrics` alone, for this process's own --metrics-port: the main port's handler and registry.
+
+    Behind --reuse-port the main port's /metrics answers for whichever process
+    the kernel picked; this port is the one process's (docs/operations.md).
+    """
+    s: dict[str, Any] = {"services": services}
+    return tornado.web.Application(
+        [(r"/metrics", MetricsHandler, s)],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=s,
+        log_function=log_request,
+    )

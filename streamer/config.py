@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus import endpoints, kinds
-from bus.process import SettingsParser, required_setting, setting
+from bus.process import SettingsParser, metrics_port_setting, required_setting, setting
 from bus.security import bus_keys_setting
 from store.db import DEFAULT_DATABASE_URL, sqlalchemy_url
 from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
@@ -41,6 +41,7 @@ class StreamerConfig:
     max_streams_per_user: int = setting(20, kind=kinds.positive_int, help="open streams per user (429 beyond)")
     recheck: float = setting(60.0, kind=kinds.positive_float, help="seconds between access re-checks of open streams")
     reuse_port: bool = setting(False, help="SO_REUSEPORT, so several streamer processes share the port")
+    metrics_port: int | None = metrics_port_setting()
     event_loop: str = setting("asyncio", kind=kinds.one_of("uvloop", "asyncio"), help="the event loop: uvloop (libuv, in C) or asyncio's own")
     gc_threshold: int = setting(700, kind=kinds.positive_int, help="allocations between two young-generation collections of the cyclic GC (Python's default 700)")
     no_gc_freeze: bool = setting(False, help="leave start-up's objects to the GC (by default gc.freeze() moves them out of its sight once started)")

@@ -18,7 +18,7 @@ from bus import security
 from bus.process import configure_logging, stop_on_signals
 from store.db import open_database
 from store.errors import DatabaseUnavailable
-from streamer.app import make_app
+from streamer.app import make_app, make_metrics_app
 from streamer.config import StreamerConfig, parse_config
 from streamer.runtime import run, tune_gc
 from streamer.services import Services
@@ -50,23 +50,35 @@ def make_server(services: Services) -> HardenedHTTPServer:
     return server
 
 
-async def serve(config: StreamerConfig, sockets: list[socket.socket]) -> int:
-    """Run the streamer on already bound sockets until a stop signal."""
+async def serve(
+    config: StreamerConfig, sockets: list[socket.socket], metrics_sockets: list[socket.socket] | None = None
+) -> int:
+    """Run the streamer on already bound sockets (and its own /metrics on `metrics_sockets`) until a stop signal."""
     services = Services(config)
     await services.start()
     server = make_server(services)
     server.add_sockets(sockets)
+    metrics_server, metrics_port = None, "off"
+    if metrics_sockets:
+        metrics_server = HardenedHTTPServer(
+            make_metrics_app(services), max_body_size=MAX_BODY_BYTES,
+            header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+        )
+        metrics_server.add_sockets(metrics_sockets)
+        metrics_port = str(metrics_sockets[0].getsockname()[1])
     tune_gc(config.gc_threshold, freeze=not config.no_gc_freeze)
     stopping = asyncio.Event()
     stop_on_signals(stopping.set, asyncio.get_running_loop())
     host, port = sockets[0].getsockname()[:2]
     log.info(
-        "streamer listening on http://%s:%d publish=%s replay=%s ingress=%s reuse_port=%s",
-        host, port, config.publish, config.replay, config.ingress, config.reuse_port,
+        "streamer listening on http://%s:%d publish=%s replay=%s ingress=%s reuse_port=%s metrics_port=%s",
+        host, port, config.publish, config.replay, config.ingress, config.reuse_port, metrics_port,
     )
     await stopping.wait()
     log.info("stopping: %d streams get force_disconnect server_shutdown", services.hub.client_count)
     server.stop()
+    if metrics_server is not None:
+        metrics_server.stop()
     await services.shutdown(SHUTDOWN_STREAMS_S)
     try:
         await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_REQUESTS_S)
@@ -92,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return 1
-    return run(serve(config, sockets), config.event_loop)
+    try:
+        metrics_sockets = (
+            None if config.metrics_port is None else tornado.netutil.bind_sockets(config.metrics_port, config.host)
+        )
+    except OSError as exc:
+        log.error("cannot listen on %s:%d (--metrics-port): %s", config.host, config.metrics_port, exc)
+        return 1
+    return run(serve(config, sockets, metrics_sockets), config.event_loop)
 
 
 if __name__ == "__main__":

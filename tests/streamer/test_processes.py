@@ -116,6 +116,39 @@ def test_two_streamers_share_a_port_and_both_end_streams_on_each_admin_action(
     assert first.terminate() == 0 and second.terminate() == 0
 
 
+def connections_of(port: int) -> int:
+    """`tradestream_streamer_connections` of the /metrics on `port`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        found = re.search(r"^tradestream_streamer_connections (\S+)$", response.read().decode(), re.MULTILINE)
+    assert found is not None
+    return int(float(found[1]))
+
+
+def test_behind_reuse_port_each_streamer_serves_its_own_metrics_on_its_metrics_port(
+    tmp_path: Path, world: World, broker: BrokerThread, spawn: list[StreamerProcess]
+) -> None:
+    first = start(spawn, tmp_path, world, broker, "--port", "0", "--reuse-port", "--metrics-port", "0")
+    second = start(spawn, tmp_path, world, broker, "--port", str(first.port), "--reuse-port", "--metrics-port", "0")
+    ports = []
+    for process in (first, second):
+        found = re.search(r"metrics_port=(\d+)", process.log())
+        assert found is not None
+        ports.append(int(found[1]))
+    assert len({first.port, *ports}) == 3
+
+    async def scenario() -> None:
+        streams = [await open_stream(first.port, world.users["u10"], 1) for _ in range(16)]
+        counts = wait_until(lambda: (lambda c: c if sum(c) == 16 else None)([connections_of(p) for p in ports]),
+                            what="both streamers' metrics to count the 16 streams")
+        assert all(counts), f"SO_REUSEPORT sent every connection to one process: {counts}"
+        assert connections_of(first.port) in counts  # the shared port's /metrics: whichever process answers
+        for stream in streams:
+            await stream.close()
+
+    asyncio.run(scenario())
+    assert first.terminate() == 0 and second.terminate() == 0
+
+
 def test_sigterm_sends_server_shutdown_to_every_stream_and_exits_0_within_5_seconds(
     tmp_path: Path, world: World, broker: BrokerThread, spawn: list[StreamerProcess]
 ) -> None:
