@@ -59,6 +59,10 @@ def stack_environment(root: Path) -> dict[str, str]:
         TRADESTREAM_HOST="127.0.0.1",
         TRADESTREAM_PORT=str(http_port),
         TRADESTREAM_WEBHOOK_PORT=str(webhook_port),
+        # supervisord.conf's fixed metrics ports (9101, 9102, 9110-9111) would collide across stacks: any free one
+        TRADESTREAM_ORDERS_METRICS_PORT="0",
+        TRADESTREAM_POSITIONS_METRICS_PORT="0",
+        TRADESTREAM_STREAMER_METRICS_PORT="0",
     )
     return env
 
