@@ -4,6 +4,8 @@ SIGKILL with no manual step, and the stack stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import os
+import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,20 @@ def test_two_streamers_share_the_http_port(stack: Stack) -> None:
     assert stack.pid("streamer:streamer-0") != stack.pid("streamer:streamer-1")
     # Two listening sockets on one port: SO_REUSEPORT, and neither streamer failed to bind.
     assert listening_sockets(int(stack.env["TRADESTREAM_PORT"])) == 2
+
+
+def test_orders_positions_and_each_streamer_serve_their_metrics_on_their_own_port(stack: Stack) -> None:
+    ports: dict[str, int] = {}
+    for name, pattern in (("orders", r"metrics port (\d+)"), ("positions", r"metrics port (\d+)"),
+                          ("streamer-0", r"metrics_port=(\d+)"), ("streamer-1", r"metrics_port=(\d+)")):
+        logged = re.findall(pattern, (stack.root / "var" / "log" / f"{name}.log").read_text())
+        assert logged, f"{name} logged no metrics port"
+        ports[name] = int(logged[-1])  # the latest start's
+    assert len(set(ports.values())) == 4
+    for name, port in ports.items():
+        prefix = "tradestream_streamer" if name.startswith("streamer") else f"tradestream_{name}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert f"# TYPE {prefix}_" in response.read().decode(), name
 
 
 def test_sigkilled_broker_is_restarted_and_events_flow_again_without_resync(stack: Stack) -> None:
