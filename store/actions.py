@@ -64,10 +64,10 @@ def _label(what: str, value: str) -> str:
     return value
 
 
-def _capital(value: Decimal | int | str) -> Decimal:
+def _capital(value: Decimal | int | float | str) -> Decimal:
     """An exact amount (a JSON number's or a flag's digits, a decimal string), finite and > 0."""
     try:
-        capital = money.exact(value) if type(value) in (Decimal, int, str) else None
+        capital = money.exact(value) if type(value) in (Decimal, int, float, str) else None
     except InvalidOperation:
         capital = None
     if capital is None or not capital.is_finite() or capital <= 0 or abs(capital.adjusted()) > 20:
@@ -185,7 +185,7 @@ def create_account(
     username: str,
     name: str,
     exchange: str,
-    capital: Decimal | int | str,
+    capital: Decimal | int | float | str,
 ) -> Account:
     """Create an account of the named user; Conflict if that user has one of that name."""
     _label("account name", name)

@@ -13,7 +13,7 @@ The rules, documented in CONTRACT §4:
   unit in which a quantity on its step times a price on its step is exact).
   Realised P&L adds one rounded amount per fill that reduces a position.
 
-STEPS is the one table of steps; a symbol not in it has DEFAULT_STEPS: quantities
+Steps are powers of ten. STEPS is the one table of steps; a symbol not in it has DEFAULT_STEPS: quantities
 of 1e-8 (a satoshi) and prices of 1e-12, the webhook's smallest accepted price
 (producers/signals.py BOUNDS), so that no accepted price rounds to zero.
 """
@@ -36,6 +36,12 @@ class Steps:
 
     quantity: Decimal
     price: Decimal
+
+    def __post_init__(self) -> None:
+        # Decimal.quantize rounds to an exponent, so a step is a power of ten (0.01, never 0.05).
+        for step in (self.quantity, self.price):
+            if step != Decimal(1).scaleb(step.adjusted()):
+                raise ValueError(f"step {step} is not a power of ten")
 
     @property
     def average(self) -> Decimal:
