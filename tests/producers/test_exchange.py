@@ -5,15 +5,15 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
-
 from producers.exchange import Fill, PaperExchange, PaperOrder
 
 D = Decimal
+ONE = Decimal(1)
 
 _ids = itertools.count(1)
 
 
-def order(order_type: str, side: str = "BUY", quantity: Decimal = D("1.0"), price: Decimal | None = None,
+def order(order_type: str, side: str = "BUY", quantity: Decimal = ONE, price: Decimal | None = None,
           stop_price: Decimal | None = None, strategy_id: int = 1, symbol: str = "BTC/USDT") -> PaperOrder:
     return PaperOrder(f"o-{next(_ids)}", strategy_id, 1, symbol, side, order_type, quantity, price, stop_price)
 

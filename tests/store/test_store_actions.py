@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import math
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
