@@ -124,4 +124,4 @@ def test_unflushed_order_gets_the_current_time(account: Account) -> None:
     )
     event = rows.order_event(order, account, "order_filled")
     assert event.timestamp.endswith("Z") and event.quantity == "1"
-    assert isinstance(event.average_price, float)
+    assert event.average_price == "91000"
