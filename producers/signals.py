@@ -184,7 +184,12 @@ def _number(prefix: str, name: str, item: Mapping[str, Any], symbol: str, *, req
     low, high = BOUNDS[name]
     if not low <= number <= high:
         raise InvalidSignal(prefix + name, f"expected a number from {low:g} to {high:g}, got {_show(value)}")
-    return steps_of(symbol).round_price(number) if name in PRICES else number
+    if name not in PRICES:
+        return number
+    rounded = steps_of(symbol).round_price(number)
+    if rounded.is_zero():
+        raise InvalidSignal(prefix + name, f"{_show(value)} is below {symbol}'s price step {steps_of(symbol).price}")
+    return rounded
 
 
 def parse_positive(name: str, value: Any) -> Decimal:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import hmac
 import json
 import sqlite3
@@ -254,8 +256,8 @@ async def test_contract_example_is_stored_in_the_inbox_with_its_signal_and_wakes
 # (name, body, the order's (price, stop_price, qty_per) in the command): the edges of what is accepted.
 GOOD_EDGES = [
     ("qty_per 100 percent", _bad(qty_per=100), (90000.0, None, 100.0)),
-    ("qty_per 1e-6 percent", _bad(qty_per="0.000001"), (90000.0, None, 1e-6)),
-    ("price 1e12 and stop_price 1e-12", _bad(order_type="STOP_LIMIT", price="1e12", stop_price=1e-12), (1e12, 1e-12, 5.0)),
+    ("qty_per 1e-6 percent", _bad(qty_per="0.000001"), (90000.0, None, Decimal("0.000001"))),
+    ("price 1e12 and stop_price 1e-12", _bad(order_type="STOP_LIMIT", symbol="NEW/USDT", price="1e12", stop_price=1e-12), (1e12, Decimal("1e-12"), 5.0)),
     ("an emoji as an escaped surrogate pair", _raw('{' + _SIGNAL + ', "note": "\\ud83d\\ude00"}'), (90000.0, None, 5.0)),
     ("nested 32 deep in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "[" * 31 + "]" * 31 + '}'), (90000.0, None, 5.0)),
     ("integer 2^63 - 1 in an unknown field", _raw('{' + _SIGNAL + f', "extra": {2**63 - 1}}}'), (90000.0, None, 5.0)),
