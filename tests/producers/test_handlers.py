@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import func, select
 
@@ -76,10 +78,11 @@ def count(world: World, model: type[object]) -> int:
 
 
 def test_quantity_is_qty_per_percent_of_capital_at_the_order_price() -> None:
-    assert order_quantity(100_000.0, 5.0, 90_000.0) == 0.05555556
-    assert order_quantity(100.0, 1e-12, 90_000.0) is None
-    assert order_quantity(1e300, 1e300, 1e-300) is None
-    assert order_quantity(100.0, 5.0, None) is None
+    D = Decimal
+    assert order_quantity("BTC/USDT", D(100_000), D(5), D(90_000)) == D("0.05555555")  # rounded down to the step
+    assert order_quantity("BTC/USDT", D(100), D("1e-12"), D(90_000)) is None
+    assert order_quantity("BTC/USDT", D("0.1"), D("0.3"), D("0.1")) == D("0.003")  # exact: no 0.30000000000000004
+    assert order_quantity("BTC/USDT", D(100), D(5), None) is None
 
 
 def test_signal_places_one_order_per_linked_account_on_its_owners_key(handler: OrderHandler, out: Recorder, world: World) -> None:
