@@ -332,8 +332,8 @@ async def test_market_order_without_price_is_accepted_once_a_fill_or_a_tick_is_k
     with world.sessions() as session:
         session.add(Order(
             order_id="paper-1", account_id=world.account_ids["alice"], strategy_id=world.strategy_ids["btc-trend"],
-            user_id=world.user_ids["alice"], symbol="BTC/USDT", side="BUY", order_type="MARKET", quantity=1.0,
-            status="FILLED", filled_quantity=1.0, average_price=90000.0,
+            user_id=world.user_ids["alice"], symbol="BTC/USDT", side="BUY", order_type="MARKET", quantity=Decimal(1),
+            status="FILLED", filled_quantity=Decimal(1), average_price=Decimal(90000),
         ))
         session.commit()
     body = {k: v for k, v in signal(world, order_type="MARKET").items() if k != "price"}
@@ -342,7 +342,7 @@ async def test_market_order_without_price_is_accepted_once_a_fill_or_a_tick_is_k
     eth = {**body, "symbol": "ETH/USDT"}
     assert (await post(http_client, base_url, eth))[0] == 400
     with world.sessions() as session:
-        session.add(MarketPrice(symbol="ETH/USDT", price=3000.0))  # a tick the order handler handled
+        session.add(MarketPrice(symbol="ETH/USDT", price=Decimal(3000)))  # a tick the order handler handled
         session.commit()
     assert (await post(http_client, base_url, eth))[0] == 200
 
