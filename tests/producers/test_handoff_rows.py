@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, select, update

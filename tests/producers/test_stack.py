@@ -7,8 +7,6 @@ per module (starting Python processes is the slow part); tests run in order.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import json
 import os
 import re
@@ -21,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
