@@ -256,6 +256,9 @@ async def test_contract_example_is_stored_in_the_inbox_with_its_signal_and_wakes
 GOOD_EDGES = [
     ("qty_per 100 percent", _bad(qty_per=100), (90000.0, None, 100.0)),
     ("qty_per 1e-6 percent", _bad(qty_per="0.000001"), (90000.0, None, Decimal("0.000001"))),
+    # A JSON number is read as its decimal digits, never through a double (0.1 != Decimal(0.1)):
+    ("qty_per the JSON number 0.1", _bad(qty_per=0.1), (90000.0, None, Decimal("0.1"))),
+    ("price the JSON number 90000.07", _bad(price=90000.07), (Decimal("90000.07"), None, 5.0)),
     ("price 1e12 and stop_price 1e-12", _bad(order_type="STOP_LIMIT", symbol="NEW/USDT", price="1e12", stop_price=1e-12), (1e12, Decimal("1e-12"), 5.0)),
     ("an emoji as an escaped surrogate pair", _raw('{' + _SIGNAL + ', "note": "\\ud83d\\ude00"}'), (90000.0, None, 5.0)),
     ("nested 32 deep in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "[" * 31 + "]" * 31 + '}'), (90000.0, None, 5.0)),
@@ -274,6 +277,7 @@ async def test_numbers_at_their_bounds_and_any_unicode_text_are_accepted(
     ((command, _),) = inbox_commands(world)
     (order,) = command.orders
     assert (order.price, order.stop_price, order.qty_per) == expected
+    assert all(value is None or type(value) is Decimal for value in (order.price, order.stop_price, order.qty_per))
 
 
 @pytest.mark.gen_test
