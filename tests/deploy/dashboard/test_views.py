@@ -4,6 +4,7 @@ the last batch after a reload, the narrow layout, P&L and exact decimals. Real C
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -111,8 +112,8 @@ def insert_history(stack: Stack, count: int) -> int:
         with make_session_factory(engine)() as session:
             session.add_all(
                 Order(order_id=f"hist-{n:04d}", account_id=account_id, strategy_id=strategy_id, user_id=alice,
-                      symbol="HIST/USDT", side="BUY", order_type="LIMIT", quantity=1, price=10 + n, status="CANCELLED",
-                      filled_quantity=0)
+                      symbol="HIST/USDT", side="BUY", order_type="LIMIT", quantity=Decimal(1), price=Decimal(10 + n),
+                      status="CANCELLED", filled_quantity=Decimal(0))
                 for n in range(count)
             )
             session.commit()
