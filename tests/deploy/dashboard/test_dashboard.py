@@ -182,7 +182,8 @@ def test_after_partial_fills_the_live_row_equals_the_snapshot_row_field_by_field
         fresh.reload()
         fresh.wait_for_selector(f'#orders tbody tr[data-id="{order_id}"]')
         expected = row_fields(fresh, order_id)
-        assert expected is not None and expected[6][0] == "10" and expected[7][0] == f"{filled:g}"  # Qty, Filled
+        # Qty and Filled digit for digit, as the server's decimal strings say them (the quantity step's 8 decimals)
+        assert expected is not None and expected[6][0] == "10.00000000" and expected[7][0] == f"{Decimal(str(filled)):.8f}"
         wait_until(lambda e=expected: row_fields(page, order_id) == e, timeout=10,
                    what=f"the live row to equal the snapshot's after {filled} filled: {expected}")
     fresh.close()
