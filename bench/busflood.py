@@ -74,7 +74,7 @@ def payload(size: int, n: int = 0) -> bytes:
     """A valid order event of key 1/1 padded to about `size` bytes with an unknown field."""
     event = OrderEvent(
         event_type="order_created", order_id=f"o-{n}", symbol="BTC/USDT", strategy_id=1, user_id=1, side="BUY",
-        quantity=1.0, price=100.0, status="NEW", timestamp=utc_now(), order_type="LIMIT", stop_price=None,
+        quantity="1.0", price="100.0", status="NEW", timestamp=utc_now(), order_type="LIMIT", stop_price=None,
         account=Account(1, "main", "paper"), suppress_toast=False,
     )
     return codec.pack({**event.to_wire(), "note": "x" * max(0, size - 400)})

@@ -161,7 +161,7 @@ def _start(target: str, stack: Stack, workdir: Path, fd_limit: int, orders: str)
 def _order(user_id: int, strategy_id: int, number: int) -> OrderEvent:
     return OrderEvent(
         event_type="order_created", order_id=f"flood-{number}", symbol="BTC/USDT", strategy_id=strategy_id,
-        user_id=user_id, side="BUY", quantity=1.0, price=100.0, status="NEW", timestamp=utc_now(),
+        user_id=user_id, side="BUY", quantity="1", price="100", status="NEW", timestamp=utc_now(),
         order_type="LIMIT", stop_price=None, account=Account(1, "acct", "paper"), suppress_toast=False,
     )
 

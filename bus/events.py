@@ -13,21 +13,19 @@ it to the map, the broker reads it from the map (a non-negative int, else its
 own receive time) and the streamer leaves it out of what browsers see.
 
 The field types below are the bounds (CONTRACT sections 2 and 4): ids 1..2^63-1,
-finite numbers (an int stays an int), texts of 1..256 characters, the one
-timestamp format, the choices of each enumerated field. Quantities and prices
-have a type each (`Quantity`, `Price`) so that moving them to Decimal is one
-line per type.
+quantities, prices and money as decimal strings (`Amount`, bus/decimals.py;
+a plain publisher's finite number is let in too), texts of 1..256 characters,
+the one timestamp format, the choices of each enumerated field.
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 
 from msgspec import Meta, Struct
 
-from bus import codec, reasons
+from bus import codec, decimals, reasons
 from bus.errors import InvalidEvent
 from bus.topics import MAX_ID, StreamKey
 
@@ -39,11 +37,19 @@ Id = Annotated[int, Meta(gt=0, le=MAX_ID)]
 Count = Annotated[int, Meta(ge=0, le=MAX_ID)]
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 Timestamp = Annotated[str, Meta(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")]
-# msgspec has no "finite" constraint; the float range excludes inf, and NaN fails every comparison.
-_FiniteFloat = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
-Number = int | _FiniteFloat  # an int on the wire stays an int (a float field would turn 5 into 5.0)
-Quantity = Number
-Price = Number
+# Quantities, prices and money are decimal strings (bus/decimals.py: finite, at most 24 + 24 digits).
+# A plain publisher's msgpack number is accepted too, within the same bounds (the streamer turns it
+# into a string); msgspec has no "finite" constraint, but the range excludes inf and NaN fails it.
+DecimalText = Annotated[str, Meta(pattern=decimals.PATTERN)]
+_BoundedInt = int  # msgpack ints are 64-bit: within the bound already
+_BoundedFloat = Annotated[float, Meta(gt=-float(decimals.NUMBER_LIMIT), lt=float(decimals.NUMBER_LIMIT))]
+if TYPE_CHECKING:
+    Amount: TypeAlias = str  # what code builds (decimals.text); decoding also lets the numbers in
+else:
+    Amount = DecimalText | _BoundedInt | _BoundedFloat
+Quantity = Amount
+Price = Amount
+Money = Amount
 
 if TYPE_CHECKING:
     # Code builds events from database columns typed `str` (CHECK-constrained to these choices,
@@ -56,7 +62,7 @@ if TYPE_CHECKING:
     DisconnectReason: TypeAlias = str
 else:
     OrderEventType = Literal["order_created", "order_updated", "order_filled", "order_cancelled", "trade_executed"]
-    PositionEventType = Literal["position_created", "position_updated", "position_closed"]
+    PositionEventType = Literal["position_created", "position_updated", "position_closed", "position_marked"]
     Side = Literal["BUY", "SELL"]
     OrderType = Literal["MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT"]
     OrderStatus = Literal["NEW", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "TRIGGERED"]
@@ -82,12 +88,15 @@ def utc_now() -> str:
 
 
 # gc=False: messages hold only scalars, strings and other such structs, so they cannot form cycles.
-class Account(Struct, frozen=True, gc=False):
-    """The account an order or position belongs to."""
+class Account(Struct, frozen=True, gc=False, omit_defaults=True):
+    """The account an order or position belongs to; a position's carries the account's equity."""
 
     account_id: Id
     name: Text
     exchange: Text
+    # Position events only (left out of order events): capital + the P&L of the account's positions
+    # in this strategy (CONTRACT §4).
+    equity: Money | None = None
 
 
 class BatchSummary(Struct, frozen=True, gc=False):
@@ -165,6 +174,10 @@ class PositionEvent(KeyEvent, frozen=True, tag="position_update", kw_only=True):
     account: Account
     account_name: Text
     exchange: Text
+    # P&L (CONTRACT §4): realised by the fills that reduced it (average cost), unrealised at mark_price.
+    realized_pnl: Money | None = None
+    unrealized_pnl: Money | None = None
+    mark_price: Price | None = None
 
 
 class OrderBatchEvent(KeyEvent, frozen=True, tag="order_batch_update"):
@@ -229,6 +242,11 @@ Message = (
     | StreamCountsMessage
 )
 KEY_EVENT_KINDS = frozenset({"order_update", "position_update", "order_batch_update"})
+# The decimal fields of key events (and of their `account`), which the streamer writes as strings.
+DECIMAL_FIELDS = frozenset({
+    "quantity", "price", "stop_price", "filled_quantity", "average_price", "fill_quantity", "fill_price",
+    "entry_price", "previous_quantity", "realized_pnl", "unrealized_pnl", "mark_price",
+})
 CONTROL_KINDS = frozenset({"disconnect", "cleanup_strategy", "end_sessions", "stream_counts"})
 
 _SCHEMA: codec.Schema[Message] = codec.Schema(Message)

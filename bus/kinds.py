@@ -12,6 +12,7 @@ import argparse
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -90,9 +91,17 @@ def one_of(*choices: str, normalize: Callable[[str], str] = str) -> Kind[str]:
     return Kind(f"one of {', '.join(choices)}", convert, metavar="{" + ",".join(choices) + "}")
 
 
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(text) from None
+
+
 text = Kind("text", str)
 integer = Kind("an integer", int)
 number = Kind("a number", float)
+decimal_number = Kind("a decimal number", _decimal)  # money: its exact digits (store/money.py)
 positive_int = Kind("an integer >= 1", _bounded_int(1))
 tcp_port = Kind("an integer 0..65535", _bounded_int(0, 65535))
 optional_port = Kind("an integer 0..65535 or off", _optional_port)

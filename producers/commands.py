@@ -11,19 +11,20 @@ failure) instead of an error deep inside the exchange.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from bus import codec
+from bus import codec, decimals
 from bus.errors import DecodeError
 from bus.topics import MAX_ID
 from producers.errors import InvalidCommand, InvalidSignal
-from producers.signals import MAX_BATCH, MAX_NAME, OrderSpec, parse_order, parse_symbol
+from producers.signals import MAX_BATCH, MAX_NAME, OrderSpec, parse_order, parse_positive, parse_symbol
 from store.models import INBOX_SIGNAL, INBOX_TICK
+from store.money import steps_of
 
 WAKE = (b"wake", b"")  # [topic, payload] like every frame pair of bus.publisher; the payload is unused
 FILL = b"fill"
@@ -42,10 +43,6 @@ def _is_id(value: Any) -> bool:
 
 def _is_text(value: Any) -> bool:
     return type(value) is str and 0 < len(value) <= MAX_NAME
-
-
-def _is_positive(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and value > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,24 +88,34 @@ class SignalCommand:
 
 @dataclass(frozen=True, slots=True)
 class TickCommand:
-    """A market price for a symbol; `volume` (base units) bounds what it can fill, None: no bound."""
+    """A market price for a symbol; `volume` (base units) bounds what it can fill, None: no bound.
+
+    `tick` rounds the price to the symbol's price step and the volume down to its quantity step.
+    """
 
     symbol: str
-    price: float
-    volume: float | None = None
+    price: Decimal
+    volume: Decimal | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"symbol": self.symbol, "price": decimals.text(self.price), "volume": decimals.optional_text(self.volume)}
+
+    @classmethod
+    def tick(cls, symbol: str, price: Decimal, volume: Decimal | None = None) -> TickCommand:
+        """A tick on the symbol's steps."""
+        steps = steps_of(symbol)
+        return cls(symbol, steps.round_price(price), None if volume is None else steps.round_quantity(volume))
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> TickCommand:
+        """Numbers as decimal strings (or an old row's JSON numbers)."""
         try:
             symbol = parse_symbol("symbol", wire.get("symbol"))
+            price = parse_positive("price", wire.get("price"))
+            volume = wire.get("volume")
+            return cls.tick(symbol, price, None if volume is None else parse_positive("volume", volume))
         except InvalidSignal as exc:
             raise InvalidCommand(str(exc)) from None
-        price = _get(wire, "price", _is_positive)
-        volume = _get(wire, "volume", _is_positive, optional=True)
-        return cls(symbol, float(price), None if volume is None else float(volume))
 
 
 Command = SignalCommand | TickCommand
@@ -125,7 +132,7 @@ def kind_of(command: Command) -> str:
 
 
 def encode_body(command: Command) -> str:
-    """The inbox body of a command: its wire map as JSON (floats round-trip exactly; every one is finite)."""
+    """The inbox body of a command: its wire map as JSON (numbers as decimal strings: exact)."""
     return orjson.dumps(command.to_wire()).decode()
 
 

@@ -13,10 +13,11 @@ order that will not fill.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from bus.events import BatchSummary, OrderBatchEvent
 from bus.topics import StreamKey
-from producers.exchange import QUANTUM, Fill, OrderChange
+from producers.exchange import Fill, OrderChange
 
 # Summaries list order types in this order, whatever order the batch had.
 SUMMARY_ORDER = ("MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT")
@@ -30,11 +31,11 @@ class Emission:
     fill: Fill | None = None
 
     @property
-    def fill_quantity(self) -> float | None:
+    def fill_quantity(self) -> Decimal | None:
         return None if self.fill is None else self.fill.quantity
 
     @property
-    def fill_price(self) -> float | None:
+    def fill_price(self) -> Decimal | None:
         return None if self.fill is None else self.fill.price
 
 
@@ -50,7 +51,7 @@ def emit_order_events_smart(change: OrderChange) -> list[Emission]:
     order = change.order
     is_new = change.previous_filled is None
     fill = change.fill
-    filled = [Emission("order_filled", fill)] if fill is not None and fill.quantity > QUANTUM else []
+    filled = [Emission("order_filled", fill)] if fill is not None and fill.quantity > 0 else []
     if order.status in ("CANCELLED", "REJECTED"):
         return [Emission("order_cancelled")]
     if order.order_type == "MARKET" or order.status == "FILLED":

@@ -12,15 +12,20 @@ Rules (CONTRACT §5):
 - A tick's volume is shared by the orders it fills, oldest first; an order that
   gets less than its remainder is PARTIALLY_FILLED. No volume: no bound.
 - CANCEL_ALL_ORDER cancels every resting order of one (strategy, symbol).
+
+Quantities and prices are Decimals on their symbol's steps (store/money.py), so
+a fill's remainder is exact: an order is FILLED when nothing remains, not when
+what remains is small. The average price is rounded to the average step.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from decimal import Decimal
 
-# Quantities are computed in floats; a remainder below this is float noise, not an order.
-QUANTUM = 1e-9
+from store.money import CONTEXT, ZERO, steps_of
+
 RESTING = frozenset({"NEW", "OPEN", "PARTIALLY_FILLED", "TRIGGERED"})
 STOPS = frozenset({"STOP_MARKET", "STOP_LIMIT"})
 
@@ -35,39 +40,39 @@ class PaperOrder:
     symbol: str
     side: str
     order_type: str
-    quantity: float
-    price: float | None = None
-    stop_price: float | None = None
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
     status: str = "NEW"
-    filled_quantity: float = 0.0
-    average_price: float | None = None
+    filled_quantity: Decimal = ZERO
+    average_price: Decimal | None = None
 
     @property
-    def remaining(self) -> float:
-        return self.quantity - self.filled_quantity
+    def remaining(self) -> Decimal:
+        return CONTEXT.subtract(self.quantity, self.filled_quantity)
 
     @property
     def triggered(self) -> bool:
         """Whether a stop order has turned into a market or limit order."""
         return self.order_type in STOPS and self.status != "NEW"
 
-    def fill(self, quantity: float, price: float) -> None:
+    def fill(self, quantity: Decimal, price: Decimal) -> None:
         """Execute `quantity` at `price`: weighted average price, FILLED when nothing remains."""
-        filled = self.filled_quantity + quantity
-        previous = (self.average_price or 0.0) * self.filled_quantity
-        self.average_price = (previous + price * quantity) / filled
-        if self.quantity - filled <= QUANTUM:
-            self.filled_quantity, self.status = self.quantity, "FILLED"
-        else:
-            self.filled_quantity, self.status = filled, "PARTIALLY_FILLED"
+        c = CONTEXT
+        filled = c.add(self.filled_quantity, quantity)
+        previous = c.multiply(self.average_price or ZERO, self.filled_quantity)
+        average = c.divide(c.add(previous, c.multiply(price, quantity)), filled)
+        self.average_price = steps_of(self.symbol).round_average(average)
+        self.filled_quantity = filled
+        self.status = "FILLED" if filled >= self.quantity else "PARTIALLY_FILLED"
 
 
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution of an order."""
 
-    quantity: float
-    price: float
+    quantity: Decimal
+    price: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,7 @@ class OrderChange:
     """An order after a change; `previous_filled` is None when the order is new."""
 
     order: PaperOrder
-    previous_filled: float | None
+    previous_filled: Decimal | None
     fill: Fill | None = None
 
 
@@ -84,14 +89,14 @@ class PaperExchange:
 
     def __init__(self) -> None:
         self.books: defaultdict[str, list[PaperOrder]] = defaultdict(list)
-        self.last_prices: dict[str, float] = {}
+        self.last_prices: dict[str, Decimal] = {}
 
     def restore(self, order: PaperOrder) -> None:
         """Put back a resting order read from the database (at start-up)."""
         if order.status in RESTING:
             self.books[order.symbol].append(order)
 
-    def place(self, order: PaperOrder, market_price: float | None = None) -> OrderChange:
+    def place(self, order: PaperOrder, market_price: Decimal | None = None) -> OrderChange:
         """Accept a new order: a MARKET fills (or is rejected) now, the others rest."""
         if order.order_type != "MARKET":
             order.status = "NEW"
@@ -116,7 +121,7 @@ class PaperExchange:
             changes.append(OrderChange(order, previous))
         return changes
 
-    def tick(self, symbol: str, price: float, volume: float | None = None) -> list[OrderChange]:
+    def tick(self, symbol: str, price: Decimal, volume: Decimal | None = None) -> list[OrderChange]:
         """Apply a market price: trigger stops, fill what it crosses, within its volume."""
         self.last_prices[symbol] = price
         left = volume
@@ -125,10 +130,10 @@ class PaperExchange:
             previous = order.filled_quantity
             triggered_now = _trigger(order, price)
             execution = _execution_price(order, price)
-            if execution is not None and (left is None or left > QUANTUM):
+            if execution is not None and (left is None or left > ZERO):
                 amount = order.remaining if left is None else min(order.remaining, left)
                 order.fill(amount, execution)
-                left = None if left is None else left - amount
+                left = None if left is None else CONTEXT.subtract(left, amount)
                 changes.append(OrderChange(order, previous, Fill(amount, execution)))
             elif triggered_now:
                 changes.append(OrderChange(order, previous))
@@ -142,7 +147,7 @@ class PaperExchange:
         return [order for book in self.books.values() for order in book]
 
 
-def _trigger(order: PaperOrder, price: float) -> bool:
+def _trigger(order: PaperOrder, price: Decimal) -> bool:
     """Trigger a NEW stop order the price reached; True if it triggered now."""
     if order.order_type not in STOPS or order.triggered or order.stop_price is None:
         return False
@@ -152,7 +157,7 @@ def _trigger(order: PaperOrder, price: float) -> bool:
     return reached
 
 
-def _execution_price(order: PaperOrder, price: float) -> float | None:
+def _execution_price(order: PaperOrder, price: Decimal) -> Decimal | None:
     """The price at which `order` executes against a tick at `price`, None if it does not."""
     if order.order_type in STOPS and not order.triggered:
         return None

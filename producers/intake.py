@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import orjson
 from sqlalchemy import select
@@ -121,7 +122,7 @@ class Intake:
 
 def _check_market_prices(session: Session, orders: tuple[OrderSpec, ...], is_batch: bool) -> None:
     """A MARKET order needs a price: its own, or a last price known for its symbol."""
-    known: dict[str, float | None] = {}
+    known: dict[str, Decimal | None] = {}
     for index, order in enumerate(orders):
         if order.order_type != "MARKET" or order.price is not None:
             continue
@@ -136,5 +137,12 @@ def payload_text(body: object) -> str:
     """The JSON text stored in a Signal row (the token left out: only its hash is ever kept)."""
     if isinstance(body, dict):
         body = {key: value for key, value in body.items() if key != "token"}
-    # web/jsonbody.py read it: its integers fit 64 bits and its strings are UTF-8, as orjson requires.
-    return orjson.dumps(body).decode()
+    # web/jsonbody.py read it: its integers fit 64 bits and its strings are UTF-8, as orjson requires;
+    # its other numbers are Decimals, kept as their digits (a string: orjson writes no raw number).
+    return orjson.dumps(body, default=_decimal_text).decode()
+
+
+def _decimal_text(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -2,7 +2,8 @@
 
     order_inbox row ─▶ SignalCommand / TickCommand ─▶ PaperExchange
         ─▶ Order rows · Execution rows · outbox events · inbox row handled ─▶ ONE commit
-        ─▶ relay ─▶ broker (acknowledged ingress)       ─▶ PUSH [fill, id] --fills ─▶ positions (a wake-up)
+        ─▶ relay ─▶ broker (acknowledged ingress)       ─▶ PUSH [fill, id] --fills ─▶ positions (a wake-up;
+                                                           a tick without fills: [wake], to re-mark positions)
 
 The inbox is read at start, on every wake-up on --orders and every sweep
 (pull_loop.py), oldest row first; each row is claimed, applied (trading.py) and
@@ -115,7 +116,8 @@ class OrderHandler:
             with self._sessions() as session:
                 if not inbox.claim(session, item.id):
                     return  # handled meanwhile: nothing to do twice
-                outcome, reason = self.trader.apply(session, commands.decode_body(item.kind, item.body), work)
+                command = commands.decode_body(item.kind, item.body)
+                outcome, reason = self.trader.apply(session, command, work)
                 if outcome != OUTCOME_DONE:
                     inbox.finish(session, item.id, outcome, reason)
                 session.commit()
@@ -127,7 +129,9 @@ class OrderHandler:
         if self._metrics is not None:
             self._metrics.handled(item.kind, item.received_at, events)
         self._committed(events)
-        self._wake_fills([execution.id for execution in work.fills])
+        if work.fills or isinstance(command, commands.TickCommand):
+            # No fill but a tick: an empty list wakes the position handler to re-mark (positions.py).
+            self._wake_fills([execution.id for execution in work.fills])
 
     def _fail(self, item: inbox.Item, exc: Exception) -> None:
         self.failed += 1
@@ -145,9 +149,11 @@ class FillWakes:
         self.dropped = 0
 
     def __call__(self, fill_ids: list[int]) -> None:
-        for fill_id in fill_ids:
+        """A wake-up per fill; none: one plain wake-up (a new price to mark positions at)."""
+        frames = [commands.fill_wake(fill_id) for fill_id in fill_ids] or [commands.WAKE]
+        for frame in frames:
             try:
-                self.publisher.send(*commands.fill_wake(fill_id))
+                self.publisher.send(*frame)
             except BusUnavailable:
                 self.dropped += 1
 

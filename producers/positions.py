@@ -8,13 +8,22 @@ a wake-up shows a gap (its id is not the next one) and every sweep, the handler
 reads the pending fills from the database; a wake-up for the very next fill is
 applied at once. A fill whose application raises is recorded and skipped.
 
-A position is one row per (account, strategy, symbol) with a signed quantity
-(BUY adds, SELL subtracts), the weighted average entry price of what is open
-and the PnL realised by reducing it. A fill larger than the position flips it:
-the rest opens the other side at the fill's price. Events: position_created
-when it opens from flat, position_closed when it returns to flat,
-position_updated otherwise (each with previous_quantity). Same loop and
-delivery guarantees as the order handler (pull_loop.py).
+A position is one row per (account, strategy, symbol) with a signed quantity,
+the average entry price of what is open and its P&L (ledger.py: average cost,
+exact Decimals). Events: position_created when it opens from flat,
+position_closed when it returns to flat, position_updated otherwise (each with
+previous_quantity), and position_marked when only the mark moved.
+
+Marks: a position's `mark_price` is its symbol's last known price
+(prices.last_known_price: the last tick, else the last fill) and
+`unrealized_pnl` is taken at it. A fill marks its own position and re-marks
+the symbol's other open positions in its transaction; ticks reach the order
+handler, which commits the new price and wakes this one (any wake-up): each
+catch-up re-marks the open positions of every symbol whose price differs from
+the one it last applied (all of them after a start), each position_marked event
+in the transaction of its row's change. So a mark is as durable and idempotent
+as a fill: state compared with state, applied once. Same loop and delivery
+guarantees as the order handler (pull_loop.py).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,67 +41,24 @@ from bus.process import SettingsParser, configure_logging, metrics_port_setting,
 from bus.security import bus_keys_setting
 from producers import commands, fills
 from producers.errors import InvalidCommand
-from producers.exchange import QUANTUM
+from producers.ledger import Holding, apply_fill, position_event_type, unrealized_pnl
 from producers.metrics import PositionsMetrics, serve
 from producers.outbox import Written
+from producers.prices import last_known_price
 from producers.pull_loop import ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import Row
-from store import rows
+from store import ledger, rows
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
-from store.models import Account, Execution, Position, utc_now
+from store.models import Account, Execution, MarketPrice, Position, utc_now
+from store.money import ZERO, steps_of
 
 log = logging.getLogger(__name__)
 
 SOURCE = "positions"
 FILL_BATCH = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Holding:
-    """A position's state: signed quantity, entry price (None when flat), realised PnL."""
-
-    quantity: float = 0.0
-    entry_price: float | None = None
-    realized_pnl: float = 0.0
-
-    @property
-    def is_flat(self) -> bool:
-        return abs(self.quantity) <= QUANTUM
-
-
-def apply_fill(holding: Holding, side: str, quantity: float, price: float) -> Holding:
-    """The holding after buying or selling `quantity` at `price`."""
-    signed = quantity if side == "BUY" else -quantity
-    if holding.is_flat or (holding.quantity > 0) == (signed > 0):
-        return _add(holding, signed, price)
-    entry = holding.entry_price if holding.entry_price is not None else price
-    closed = min(abs(holding.quantity), quantity)
-    direction = 1.0 if holding.quantity > 0 else -1.0
-    realized = holding.realized_pnl + closed * (price - entry) * direction
-    remaining = holding.quantity + signed
-    if abs(remaining) <= QUANTUM:
-        return Holding(0.0, None, realized)
-    if (remaining > 0) != (holding.quantity > 0):
-        return Holding(remaining, price, realized)  # flipped: the rest opened at this price
-    return Holding(remaining, entry, realized)
-
-
-def _add(holding: Holding, signed: float, price: float) -> Holding:
-    """Open or increase: the entry price becomes the weighted average."""
-    held = 0.0 if holding.is_flat else holding.quantity
-    total = held + signed
-    entry = holding.entry_price if holding.entry_price is not None and held else price
-    average = (abs(held) * entry + abs(signed) * price) / abs(total)
-    return Holding(total, average, holding.realized_pnl)
-
-
-def position_event_type(before: Holding, after: Holding) -> str:
-    """position_created from flat, position_closed to flat, position_updated otherwise."""
-    if before.is_flat:
-        return "position_created"
-    return "position_closed" if after.is_flat else "position_updated"
+MARKED = "position_marked"
 
 
 class PositionHandler:
@@ -106,6 +73,10 @@ class PositionHandler:
         self._committed = committed
         self.applied = 0
         self.failed = 0
+        # The price each symbol's open positions were last marked at by this process; empty at start,
+        # so the first catch-up re-marks every symbol.
+        self._marked: dict[str, Decimal] | None = None
+        self.marks = 0
         with sessions() as session:
             self._cursor = fills.last_applied(session)  # every fill up to here is applied (single writer)
 
@@ -122,8 +93,29 @@ class PositionHandler:
         return False  # an older id: applied already
 
     def catch_up(self, stopping: Callable[[], bool]) -> None:
-        """Apply every pending fill in id order, until none is left or `stopping()`."""
+        """Apply every pending fill in id order, until none is left or `stopping()`; then re-mark."""
         drain_rows(self._pending, self._apply, self._fail, stopping, limit=FILL_BATCH)
+        if not stopping():
+            self.remark()
+
+    def remark(self) -> None:
+        """Re-mark the open positions of every symbol whose last known price moved, in one transaction."""
+        written = Written(SOURCE)
+        with self._sessions() as session:
+            if self._marked is None:
+                symbols = set(session.scalars(select(Position.symbol).distinct()))
+            else:
+                prices = session.execute(select(MarketPrice.symbol, MarketPrice.price)).all()
+                symbols = {symbol for symbol, price in prices if self._marked.get(symbol) != price}
+            marked = {}
+            for symbol in sorted(symbols):
+                price = last_known_price(session, symbol)
+                if price is not None:
+                    self._mark_symbol(session, symbol, price, written, skip=None)
+                    marked[symbol] = price
+            session.commit()
+        self._marked = {**(self._marked or {}), **marked}
+        self._committed(written.rows())
 
     def _pending(self) -> list[int]:
         with self._sessions() as session:
@@ -156,14 +148,39 @@ class PositionHandler:
         if account is None:
             raise LookupError(f"account {fill.account_id} of fill {fill.id} is gone")
         position = self._position(session, fill)
+        steps = steps_of(fill.symbol)
         before = Holding(position.quantity, position.entry_price, position.realized_pnl)
-        after = apply_fill(before, fill.side, fill.quantity, fill.price)
+        after = apply_fill(before, fill.side, fill.quantity, fill.price, steps)
         if before.is_flat and after.is_flat:
             return
+        mark = last_known_price(session, fill.symbol) or fill.price  # the fill's order row is committed already
         position.quantity, position.entry_price = after.quantity, after.entry_price
         position.realized_pnl, position.updated_at = after.realized_pnl, utc_now()
+        position.mark_price, position.unrealized_pnl = mark, unrealized_pnl(after, mark, steps)
         session.flush()  # a new position's id is in its event
-        written.add(session, rows.position_event(position, account, position_event_type(before, after), before.quantity))
+        event_type = position_event_type(before, after)
+        equity = ledger.equity(session, account, position.strategy_id)
+        written.add(session, rows.position_event(position, account, event_type, before.quantity, equity))
+        self._mark_symbol(session, fill.symbol, mark, written, skip=position.id)
+        if self._marked is not None:
+            self._marked[fill.symbol] = mark
+
+    def _mark_symbol(self, session: Session, symbol: str, price: Decimal, written: Written, skip: int | None) -> None:
+        """Mark the symbol's open positions (but `skip`) at `price`: a position_marked for each that moved."""
+        steps = steps_of(symbol)
+        for position in session.scalars(select(Position).where(Position.symbol == symbol).order_by(Position.id)):
+            if position.id == skip or position.quantity.is_zero() or position.mark_price == price:
+                continue
+            holding = Holding(position.quantity, position.entry_price, position.realized_pnl)
+            position.mark_price, position.unrealized_pnl = price, unrealized_pnl(holding, price, steps)
+            position.updated_at = utc_now()
+            session.flush()
+            account = session.get(Account, position.account_id)
+            if account is None:
+                continue  # deleted meanwhile: its positions go with it
+            equity = ledger.equity(session, account, position.strategy_id)
+            written.add(session, rows.position_event(position, account, MARKED, position.quantity, equity))
+            self.marks += 1
 
     def _position(self, session: Session, fill: Execution) -> Position:
         query = select(Position).where(
@@ -175,7 +192,7 @@ class PositionHandler:
         if position is None:
             position = Position(
                 account_id=fill.account_id, strategy_id=fill.strategy_id, user_id=fill.user_id,
-                symbol=fill.symbol, quantity=0.0, entry_price=None, realized_pnl=0.0,
+                symbol=fill.symbol, quantity=ZERO, entry_price=None, realized_pnl=ZERO, unrealized_pnl=ZERO,
             )
             session.add(position)
         return position
@@ -229,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("positions listening on %s, relaying %s to %s, metrics port %s",
              loop.endpoint, relay.stream, config.ack_ingress, metrics_at)
     loop.run()
-    log.info("positions stopped: %d fills applied, %d failed; relay %s", handler.applied, handler.failed, relay.window.stats)
+    log.info("positions stopped: %d fills applied, %d failed, %d re-marks; relay %s",
+             handler.applied, handler.failed, handler.marks, relay.window.stats)
     return 0
 
 

@@ -7,19 +7,27 @@ depth and numbers, storable strings), `parse_envelope` (shape) and `parse_orders
 (fields, each number within its BOUNDS).
 Each failure is an InvalidSignal naming the field, e.g. `orders[3].price`.
 The replay tool runs the same checks on every logged signal.
+
+Numbers become Decimals exactly as written: a JSON number's own digits (the
+body is read with parse_float=Decimal, web/jsonbody.py), a numeric string's
+digits, never a float on the way (`0.1` is Decimal('0.1'), not
+0.1000000000000000055...). Prices are then rounded to the symbol's price step
+(store/money.py); `qty_per` is kept as given.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from bus import decimals
 from bus.events import ORDER_TYPES as PLACED_TYPES
 from producers.errors import InvalidSignal
+from store.money import steps_of
 from web.jsonbody import parse_json_body
 
 CANCEL_ALL = "CANCEL_ALL_ORDER"
@@ -31,13 +39,18 @@ MAX_NAME = 64
 MAX_TOKEN = 256
 # BASE/QUOTE of ASCII letters and digits; \Z so that a trailing newline is refused too.
 _SYMBOL = re.compile(r"[A-Za-z0-9]{1,15}/[A-Za-z0-9]{1,15}\Z")
-# What float() accepts minus its surprises: no inf/nan words, no underscores, no spaces.
+# What Decimal() accepts minus its surprises: no inf/nan words, no underscores, no spaces.
 _NUMERIC = re.compile(r"\+?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _MAX_NUMERIC_TEXT = 64
 # CONTRACT section 5: the range of each number of an order (a finite 1e300 is a 400 naming the field).
 # qty_per is a percent of each account's capital (over 100 would be leverage, which no account has);
 # prices span a meme coin quoted in BTC (1e-10) to BTC quoted in a weak currency (1e9), with room.
-BOUNDS = {"price": (1e-12, 1e12), "stop_price": (1e-12, 1e12), "qty_per": (1e-6, 100.0)}
+BOUNDS = {
+    "price": (Decimal("1e-12"), Decimal("1e12")),
+    "stop_price": (Decimal("1e-12"), Decimal("1e12")),
+    "qty_per": (Decimal("0.000001"), Decimal(100)),
+}
+PRICES = frozenset({"price", "stop_price"})  # rounded to the symbol's price step
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +60,26 @@ class OrderSpec:
     order_type: str
     symbol: str
     side: str | None = None
-    price: float | None = None
-    stop_price: float | None = None
-    qty_per: float | None = None
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    qty_per: Decimal | None = None
 
     @property
-    def sizing_price(self) -> float | None:
+    def sizing_price(self) -> Decimal | None:
         """The price that turns qty_per of capital into a quantity (None: a MARKET without price)."""
         if self.order_type == "STOP_MARKET":
             return self.stop_price
         return self.price
 
     def to_wire(self) -> dict[str, Any]:
-        """The map form, which `parse_order` accepts back."""
+        """The map form (numbers as decimal strings), which `parse_order` accepts back."""
         wire: dict[str, Any] = {"order_type": self.order_type, "symbol": self.symbol}
-        for name in ("side", "price", "stop_price", "qty_per"):
+        if self.side is not None:
+            wire["side"] = self.side.lower()
+        for name in ("price", "stop_price", "qty_per"):
             value = getattr(self, name)
             if value is not None:
-                wire[name] = value.lower() if name == "side" else value
+                wire[name] = decimals.text(value)
         return wire
 
 
@@ -137,9 +152,9 @@ def parse_order(item: Mapping[str, Any], prefix: str = "") -> OrderSpec:
     if order_type == CANCEL_ALL:
         return OrderSpec(order_type, symbol)
     side = _side(prefix + "side", item.get("side"))
-    price = _number(prefix, "price", item, required=order_type in ("LIMIT", "STOP_LIMIT"))
-    stop_price = _number(prefix, "stop_price", item, required=order_type.startswith("STOP"))
-    qty_per = _number(prefix, "qty_per", item, required=True)
+    price = _number(prefix, "price", item, symbol, required=order_type in ("LIMIT", "STOP_LIMIT"))
+    stop_price = _number(prefix, "stop_price", item, symbol, required=order_type.startswith("STOP"))
+    qty_per = _number(prefix, "qty_per", item, symbol, required=True)
     if order_type == "LIMIT" or order_type == "MARKET":
         stop_price = None  # meaningless there; ignored like any unknown field
     return OrderSpec(order_type, symbol, side, price, stop_price, qty_per)
@@ -159,7 +174,7 @@ def _side(name: str, value: Any) -> str:
     return side
 
 
-def _number(prefix: str, name: str, item: Mapping[str, Any], *, required: bool) -> float | None:
+def _number(prefix: str, name: str, item: Mapping[str, Any], symbol: str, *, required: bool) -> Decimal | None:
     value = item.get(name)
     if value is None:
         if required:
@@ -169,26 +184,38 @@ def _number(prefix: str, name: str, item: Mapping[str, Any], *, required: bool) 
     low, high = BOUNDS[name]
     if not low <= number <= high:
         raise InvalidSignal(prefix + name, f"expected a number from {low:g} to {high:g}, got {_show(value)}")
-    return number
+    if name not in PRICES:
+        return number
+    rounded = steps_of(symbol).round_price(number)
+    if rounded.is_zero():
+        raise InvalidSignal(prefix + name, f"{_show(value)} is below {symbol}'s price step {steps_of(symbol).price}")
+    return rounded
 
 
-def parse_positive(name: str, value: Any) -> float:
-    """A finite number > 0, given as a JSON number or a numeric string."""
-    number = math.nan
-    if type(value) in (int, float) or (type(value) is str and len(value) <= _MAX_NUMERIC_TEXT and _NUMERIC.match(value)):
-        number = _to_float(value)
-    if not (math.isfinite(number) and number > 0):
+def parse_positive(name: str, value: Any) -> Decimal:
+    """A finite number > 0, given as a JSON number (a Decimal, an int, or an old row's float) or a numeric string."""
+    number = _to_decimal(value)
+    if number is None or not (number.is_finite() and number > 0):
         raise InvalidSignal(name, f"expected a finite number greater than 0, got {_show(value)}")
     return number
 
 
-def _to_float(value: int | float | str) -> float:
+def _to_decimal(value: Any) -> Decimal | None:
+    if type(value) is str and not (len(value) <= _MAX_NUMERIC_TEXT and _NUMERIC.match(value)):
+        return None
+    if type(value) is float:
+        value = repr(value)  # a float of an old inbox row: its shortest digits
+    if type(value) not in (str, int, Decimal):
+        return None
     try:
-        return float(value)
-    except OverflowError:
-        return math.inf
+        return Decimal(value)
+    except (InvalidOperation, ValueError):
+        return None
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+    if isinstance(value, Decimal):
+        text = str(value)  # a JSON number, shown with the digits it was written with
+    else:
+        text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
     return text if len(text) <= 40 else text[:37] + "..."

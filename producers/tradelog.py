@@ -12,7 +12,11 @@ JSONL, one object per line (blank lines and lines starting with `#` are skipped)
 - `signal`: the webhook's fields (CONTRACT §5) minus the token, checked by the
   same rules; `group_name` names the strategy, which the order handler looks up.
 - `tick`: a market price; `volume` (base units, optional) bounds what it fills.
-- `event`: a bus event's wire map, published as is with `--raw`.
+- `event`: a bus event's wire map, published as is with `--raw` (its numbers as
+  decimal strings, CONTRACT §4).
+
+Numbers are read exactly: a JSON line's numbers with a fraction are Decimals of
+their digits (never floats) and CSV cells are text, so `0.1` replays as 0.1.
 
 CSV: a header row, then one row per line with the columns
 `ts,type,group_name,symbol,side,order_type,price,stop_price,qty_per,volume`
@@ -23,14 +27,15 @@ events need JSONL.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-import orjson
-
+from bus import decimals
 from bus.errors import DecodeError
 from bus.events import WireMessage, from_wire
 from producers.commands import SignalCommand, TickCommand
@@ -57,7 +62,7 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
         if not text or text.startswith("#"):
             continue
         try:
-            document = orjson.loads(text)
+            document = json.loads(text, parse_float=Decimal)
             if not isinstance(document, dict):
                 raise TradeLogError(number, "expected a JSON object")
             yield record_of(number, document)
@@ -104,7 +109,7 @@ def record_of(number: int, document: Mapping[str, Any]) -> LogRecord:
 
 def parse_ts(number: int, value: Any) -> float:
     """Unix seconds of an ISO 8601 time or a number."""
-    if type(value) in (int, float) and math.isfinite(value):
+    if type(value) in (int, float, Decimal) and math.isfinite(value):
         return float(value)
     if type(value) is str:
         try:
@@ -129,7 +134,7 @@ def _tick(document: Mapping[str, Any]) -> TickCommand:
     symbol = parse_symbol("symbol", document.get("symbol"))
     price = parse_positive("price", document.get("price"))
     volume = document.get("volume")
-    return TickCommand(symbol, price, None if volume is None else parse_positive("volume", volume))
+    return TickCommand.tick(symbol, price, None if volume is None else parse_positive("volume", volume))
 
 
 def _signal(document: Mapping[str, Any]) -> SignalCommand:
@@ -150,4 +155,15 @@ def _signal(document: Mapping[str, Any]) -> SignalCommand:
 def _event(event: Any) -> WireMessage:
     if not isinstance(event, dict):
         raise InvalidCommand("event: expected the wire map of a bus event")
-    return from_wire(event)
+    return from_wire(_decimal_texts(event))
+
+
+def _decimal_texts(value: Any) -> Any:
+    """The map with its Decimals as wire strings (what the schema and the bus carry)."""
+    if isinstance(value, Decimal):
+        return decimals.text(value) if value.is_finite() else value
+    if isinstance(value, dict):
+        return {key: _decimal_texts(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decimal_texts(item) for item in value]
+    return value

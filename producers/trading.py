@@ -6,7 +6,8 @@
 A signal is applied to every account linked to its strategy, in list order for
 a batch; each order is sized as `qty_per` percent of the account's capital at
 the order's price (MARKET: the signal's price, else the last tick, else the
-last fill in the database; none of them: REJECTED). Events are built as each
+last fill in the database; none of them: REJECTED), rounded down to the
+symbol's quantity step (store/money.py): exact Decimals throughout. Events are built as each
 change happens (an order created and cancelled by the same batch yields both);
 the caller writes them with the rows and commits (orders.py). The exchange in
 memory changes as it goes: if the transaction fails, the caller rebuilds it from
@@ -16,10 +17,10 @@ the database (`OrderHandler.restore`).
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,10 +36,10 @@ from producers.signals import CANCEL_ALL, OrderSpec
 from store import access, rows
 from store.models import OUTCOME_DONE, OUTCOME_REJECTED, Account, Execution, MarketPrice, Money, Order, Strategy
 from store.models import utc_now as utc_moment
+from store.money import CONTEXT, ZERO, steps_of
 
 log = logging.getLogger(__name__)
 
-QUANTITY_DECIMALS = 8
 PAPER_FIELDS = ("order_id", "strategy_id", "account_id", "symbol", "side", "order_type",
                 "quantity", "price", "stop_price", "status", "filled_quantity", "average_price")
 
@@ -51,12 +52,13 @@ class Work:
     fills: list[Execution]
 
 
-def order_quantity(capital: Money, qty_per: float, price: Money | None) -> Money | None:
-    """`qty_per` percent of `capital` at `price`, rounded; None when it cannot be a quantity."""
-    if price is None:
+def order_quantity(symbol: str, capital: Money, qty_per: Decimal, price: Money | None) -> Money | None:
+    """`qty_per` percent of `capital` at `price`, rounded down to the symbol's step; None when that is 0."""
+    if price is None or price <= 0:
         return None
-    quantity = round(capital * qty_per / 100.0 / price, QUANTITY_DECIMALS)
-    return quantity if math.isfinite(quantity) and quantity > 0 else None
+    spend = CONTEXT.divide(CONTEXT.multiply(capital, qty_per), 100)
+    quantity = steps_of(symbol).round_quantity(CONTEXT.divide(spend, price))
+    return quantity if quantity > 0 else None
 
 
 def new_order_id() -> str:
@@ -124,10 +126,10 @@ class Trader:
         account: Account, work: Work, tally: BatchTally | None,
     ) -> None:
         market = self._market_price(session, spec) if spec.order_type == "MARKET" else None
-        quantity = order_quantity(account.capital, spec.qty_per or 0.0, spec.sizing_price or market)
+        quantity = order_quantity(spec.symbol, account.capital, spec.qty_per or ZERO, spec.sizing_price or market)
         order = PaperOrder(
             new_order_id(), strategy_id, account.id, spec.symbol, spec.side or "BUY",
-            spec.order_type, quantity or 0.0, spec.price, spec.stop_price,
+            spec.order_type, quantity or ZERO, spec.price, spec.stop_price,
         )
         if quantity is None:
             order.status = "REJECTED"
@@ -141,7 +143,7 @@ class Trader:
         if tally is not None and order.status != "REJECTED":
             tally.created(StreamKey(account.user_id, strategy_id), order.order_type)
 
-    def _market_price(self, session: Session, spec: OrderSpec) -> float | None:
+    def _market_price(self, session: Session, spec: OrderSpec) -> Decimal | None:
         if spec.price is not None:
             return spec.price
         return self.exchange.last_prices.get(spec.symbol) or last_fill_price(session, spec.symbol)
@@ -181,7 +183,7 @@ class Trader:
             work.fills.append(execution)
 
 
-def _remember_price(session: Session, symbol: str, price: float) -> None:
+def _remember_price(session: Session, symbol: str, price: Decimal) -> None:
     known = session.get(MarketPrice, symbol)
     if known is None:
         session.add(MarketPrice(symbol=symbol, price=price))

@@ -9,9 +9,9 @@ wire them all alike; `None` publishes nothing. Errors are store.errors.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Select, select
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from bus import reasons
 from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage, EndSessionsMessage
 from bus.topics import MAX_ID
-from store import auth, sessions
+from store import auth, money, sessions
 from store.access import can_stream
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import NAME_LENGTH, Account, Base, Strategy, StrategyAccount, User
@@ -64,10 +64,15 @@ def _label(what: str, value: str) -> str:
     return value
 
 
-def _capital(value: float) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+def _capital(value: Decimal | int | float | str) -> Decimal:
+    """An exact amount (a JSON number's or a flag's digits, a decimal string), finite and > 0."""
+    try:
+        capital = money.exact(value) if type(value) in (Decimal, int, float, str) else None
+    except InvalidOperation:
+        capital = None
+    if capital is None or not capital.is_finite() or capital <= 0 or abs(capital.adjusted()) > 20:
         raise InvalidInput(f"capital {value!r:.40}: expected a finite number greater than 0")
-    return float(value)
+    return capital
 
 
 def _password(value: str) -> str:
@@ -180,7 +185,7 @@ def create_account(
     username: str,
     name: str,
     exchange: str,
-    capital: float,
+    capital: Decimal | int | float | str,
 ) -> Account:
     """Create an account of the named user; Conflict if that user has one of that name."""
     _label("account name", name)

@@ -7,6 +7,7 @@ her account. Running it again reuses the rows and gives new passwords and tokens
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from store.actions import Publish, commit_or_conflict
 from store.models import Account, Strategy, StrategyAccount, User
 
 DEMO_USERS = (("alice", True), ("bob", False), ("carol", False))
-DEMO_ACCOUNTS = {"alice": 100_000.0, "bob": 50_000.0, "carol": 25_000.0}
+DEMO_ACCOUNTS = {"alice": Decimal(100_000), "bob": Decimal(50_000), "carol": Decimal(25_000)}
 DEMO_STRATEGIES = (
     ("alice", "BTC Trend", "btc-trend", ("alice", "bob")),
     ("alice", "ETH Swing", "eth-swing", ("alice", "carol")),

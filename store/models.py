@@ -18,6 +18,7 @@ would look to the broker like an event it already sequenced.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -26,11 +27,11 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
-    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -38,17 +39,17 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from bus import decimals
 from bus.events import ORDER_STATUSES, ORDER_TYPES, SIDES
+from store import money
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 NAME_LENGTH = 64
 TOKEN_HASH_LENGTH = 64  # sha256 hex
-# Quantities and prices: binary floats until the exact-decimal work replaces this one type and alias.
-Money = float
-MONEY = Float
+DECIMAL_TEXT_LENGTH = 64  # bus/decimals.py: a sign, 24 + 24 digits and a point fit
 ERROR_LENGTH = 1000  # what is kept of an error's text on a failed row
 NEVER_REUSED_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
 
@@ -77,6 +78,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A Decimal kept exactly: NUMERIC on PostgreSQL, its decimal text on SQLite.
+
+    SQLite's NUMERIC affinity turns `0.20392143` into a REAL (a double, 15
+    significant digits) and SQLAlchemy's Numeric reads that float back, so on
+    SQLite the column is VARCHAR (TEXT affinity: stored as written) holding the
+    plain decimal text of bus/decimals.py. Money columns are never compared or
+    summed in SQL (store/money.py does the arithmetic), so text loses nothing.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(DECIMAL_TEXT_LENGTH))
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError(f"{value!r:.40}: money columns take finite Decimals")
+        return decimals.text(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return money.exact(value)
+
+
+Money = Decimal
+MONEY = ExactDecimal
 
 
 def _one_of(table: str, column: str, choices: frozenset[str]) -> CheckConstraint:
@@ -215,14 +251,14 @@ class Order(Base):
     price: Mapped[Money | None] = mapped_column(MONEY)
     stop_price: Mapped[Money | None] = mapped_column(MONEY)
     status: Mapped[str] = mapped_column(String(16))
-    filled_quantity: Mapped[Money] = mapped_column(MONEY, default=0.0)
+    filled_quantity: Mapped[Money] = mapped_column(MONEY, default=money.ZERO)
     average_price: Mapped[Money | None] = mapped_column(MONEY)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
 
 class Position(Base):
-    """The net holding of one account in one symbol for one strategy (signed quantity)."""
+    """The net holding of one account in one symbol for one strategy (signed quantity), with its P&L."""
 
     __tablename__ = "positions"
     __table_args__ = (
@@ -235,9 +271,13 @@ class Position(Base):
     strategy_id: Mapped[int] = _cascading_fk("strategies.id", index=True)
     user_id: Mapped[int] = _cascading_fk("users.id")
     symbol: Mapped[str] = mapped_column(String(32))
-    quantity: Mapped[Money] = mapped_column(MONEY, default=0.0)
+    quantity: Mapped[Money] = mapped_column(MONEY, default=money.ZERO)
     entry_price: Mapped[Money | None] = mapped_column(MONEY)
-    realized_pnl: Mapped[Money] = mapped_column(MONEY, default=0.0)
+    realized_pnl: Mapped[Money] = mapped_column(MONEY, default=money.ZERO)
+    # The symbol's last known price when the position was last marked (producers/positions.py), and
+    # quantity x (mark_price - entry_price) at it; server defaults for rows older than these columns.
+    mark_price: Mapped[Money | None] = mapped_column(MONEY)
+    unrealized_pnl: Mapped[Money] = mapped_column(MONEY, default=money.ZERO, server_default="0")
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 

@@ -9,9 +9,10 @@ endpoints (CONTRACT §6).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from bus import events
+from bus import decimals, events
 from store.models import Account, Order, Position, Strategy, User, utc_now
 
 SNAPSHOT_OMITS = ("kind", "event_type")
@@ -19,8 +20,7 @@ SNAPSHOT_OMITS = ("kind", "event_type")
 ORDER_SNAPSHOT_OMITS = (*SNAPSHOT_OMITS, "fill_quantity", "fill_price")
 
 
-def _number(value: float | None) -> float | None:
-    return None if value is None else float(value)
+_number = decimals.optional_text  # quantities, prices and money leave as decimal strings (CONTRACT §4)
 
 
 def _timestamp(moment: datetime | None) -> str:
@@ -28,9 +28,11 @@ def _timestamp(moment: datetime | None) -> str:
     return events.format_timestamp(moment or utc_now())
 
 
-def account_ref(account: Account) -> events.Account:
-    """The `account` field of order and position events."""
-    return events.Account(account_id=account.id, name=account.name, exchange=account.exchange)
+def account_ref(account: Account, equity: Decimal | None = None) -> events.Account:
+    """The `account` field of order events, and with the account's equity of position events."""
+    return events.Account(
+        account_id=account.id, name=account.name, exchange=account.exchange, equity=_number(equity)
+    )
 
 
 def order_event(
@@ -39,8 +41,8 @@ def order_event(
     event_type: str,
     *,
     suppress_toast: bool = False,
-    fill_quantity: float | None = None,
-    fill_price: float | None = None,
+    fill_quantity: Decimal | None = None,
+    fill_price: Decimal | None = None,
 ) -> events.OrderEvent:
     """The `order_update` event of an order, in full; an `order_filled` also names its fill's size and price."""
     return events.OrderEvent(
@@ -50,7 +52,7 @@ def order_event(
         strategy_id=order.strategy_id,
         user_id=order.user_id,
         side=order.side,
-        quantity=float(order.quantity),
+        quantity=decimals.text(order.quantity),
         price=_number(order.price),
         status=order.status,
         timestamp=_timestamp(order.updated_at),
@@ -66,22 +68,25 @@ def order_event(
 
 
 def position_event(
-    position: Position, account: Account, event_type: str, previous_quantity: float | None
+    position: Position, account: Account, event_type: str, previous_quantity: Decimal | None, equity: Decimal
 ) -> events.PositionEvent:
-    """The `position_update` event of a position that was `previous_quantity` before."""
+    """The `position_update` event of a position that was `previous_quantity` before (store/ledger.py's equity)."""
     return events.PositionEvent(
         event_type=event_type,
         position_id=position.id,
         symbol=position.symbol,
         strategy_id=position.strategy_id,
         user_id=position.user_id,
-        quantity=float(position.quantity),
+        quantity=decimals.text(position.quantity),
         entry_price=_number(position.entry_price),
         timestamp=_timestamp(position.updated_at),
         previous_quantity=_number(previous_quantity),
-        account=account_ref(account),
+        account=account_ref(account, equity),
         account_name=account.name,
         exchange=account.exchange,
+        realized_pnl=decimals.text(position.realized_pnl),
+        unrealized_pnl=decimals.text(position.unrealized_pnl),
+        mark_price=_number(position.mark_price),
     )
 
 
@@ -97,9 +102,9 @@ def order_snapshot(order: Order, account: Account) -> dict[str, Any]:
     return _snapshot(order_event(order, account, "order_updated"), ORDER_SNAPSHOT_OMITS)
 
 
-def position_snapshot(position: Position, account: Account) -> dict[str, Any]:
+def position_snapshot(position: Position, account: Account, equity: Decimal) -> dict[str, Any]:
     """A row of `GET /api/positions` (its previous_quantity is null)."""
-    return _snapshot(position_event(position, account, "position_updated", None))
+    return _snapshot(position_event(position, account, "position_updated", None, equity))
 
 
 def user_json(user: User, api_token: str) -> dict[str, Any]:
@@ -129,7 +134,7 @@ def account_json(account: Account) -> dict[str, Any]:
         "user_id": account.user_id,
         "name": account.name,
         "exchange": account.exchange,
-        "capital": float(account.capital),
+        "capital": decimals.text(account.capital),
     }
 
 

@@ -100,7 +100,7 @@ def _create_account(session: Session, publish: Publish, args: argparse.Namespace
     )
     text = (
         f"Created account {account.name!r} (id {account.id}) of user {args.user!r}"
-        f" on {account.exchange}, capital {account.capital:g}."
+        f" on {account.exchange}, capital {account.capital}."
     )
     return Outcome(rows.account_json(account), text)
 
@@ -170,7 +170,7 @@ def describe_demo(world: Mapping[str, Any]) -> str:
     lines += ["", "Accounts:"]
     lines += [
         f"  id {a['id']:<3} {a['name']!r} of {names.get(a['user_id'], '?')}"
-        f" on {a['exchange']}, capital {a['capital']:g}"
+        f" on {a['exchange']}, capital {a['capital']}"
         for a in world["accounts"]
     ]
     return "\n".join(lines)
@@ -245,7 +245,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     account.add_argument("--user", required=True, metavar="NAME", help="owner's login name")
     account.add_argument("--name", required=True, help="account name, unique per user")
     account.add_argument("--exchange", required=True, help="exchange name, e.g. paper")
-    account.add_argument("--capital", type=kinds.number, required=True, help="capital (> 0)")
+    account.add_argument("--capital", type=kinds.decimal_number, required=True, help="capital (> 0)")
     strategy = _command(
         commands, "create-strategy", _create_strategy, "create a strategy; print its webhook token"
     )

@@ -21,6 +21,7 @@ down the change still stands and the periodic access re-check ends them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -45,7 +46,7 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], defau
     value = body.get(name, default)
     # bool is an int to Python, never to this API.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        names = {str: "a string", bool: "true or false", int: "a number", float: "a number"}
+        names = {str: "a string", bool: "true or false", int: "a number", Decimal: "a number"}
         expected = names[kind[0] if isinstance(kind, tuple) else kind]
         raise InvalidInput(f"{name}: expected {expected}")
     return value
@@ -89,7 +90,7 @@ def activate_user(session: Session, publish: actions.Publish, _: dict[str, Any],
 def create_account(session: Session, publish: actions.Publish, body: dict[str, Any], _: int | None) -> tuple[int, dict[str, Any]]:
     account = actions.create_account(
         session, publish, _field(body, "username", str), _field(body, "name", str),
-        _field(body, "exchange", str), _field(body, "capital", (int, float)),
+        _field(body, "exchange", str), _field(body, "capital", (int, Decimal, str)),
     )
     return 201, rows.account_json(account)
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bus import reasons
 from bus.topics import StreamKey
-from store import auth, health, rows, sessions
+from store import auth, health, ledger, rows, sessions
 from store.access import can_stream, streamable_among, streamable_strategies
 from store.db import make_engine, make_session_factory
 from store.models import Account, Order, Position, Strategy, User
@@ -207,4 +207,6 @@ def positions_of(session: Session, user_id: int, strategy_id: int) -> list[dict[
         .where(Position.user_id == user_id, Position.strategy_id == strategy_id)
         .order_by(Position.id)
     )
-    return [rows.position_snapshot(position, account) for position, account in session.execute(query).all()]
+    found = session.execute(query).all()
+    equities = {account.id: ledger.equity(session, account, strategy_id) for _, account in found}
+    return [rows.position_snapshot(position, account, equities[account.id]) for position, account in found]

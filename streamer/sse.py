@@ -18,6 +18,9 @@ from typing import Any
 
 import orjson
 
+from bus import decimals
+from bus.events import DECIMAL_FIELDS
+
 RETRY_MS = 3000
 RETRY_FRAME = b"retry: %d\n\n" % RETRY_MS
 CONNECTION, HEARTBEAT, RESYNC, FORCE_DISCONNECT = "connection", "heartbeat", "resync", "force_disconnect"
@@ -87,8 +90,21 @@ def force_disconnect_frame(reason: str, message: str) -> bytes:
 
 
 def event_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """What a browser sees of a bus event: its payload without the bus's internal fields."""
-    return {k: v for k, v in payload.items() if k not in INTERNAL_FIELDS}
+    """What a browser sees of a bus event: its payload without the bus's internal fields.
+
+    Quantities, prices and money are decimal strings (CONTRACT §4); a plain publisher's msgpack
+    number there is written as one (bus/decimals.py), so a browser never meets a float.
+    """
+    seen = {}
+    for key, value in payload.items():
+        if key in INTERNAL_FIELDS:
+            continue
+        if key in DECIMAL_FIELDS and (type(value) is int or type(value) is float):
+            value = decimals.normalize(value)
+        elif key == "account" and type(value) is dict and type(value.get("equity")) in (int, float):
+            value = {**value, "equity": decimals.normalize(value["equity"])}
+        seen[key] = value
+    return seen
 
 
 def event_data(payload: Mapping[str, Any]) -> bytes:

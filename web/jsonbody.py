@@ -7,6 +7,10 @@ A body is refused with InvalidJson (a ValueError whose message says why) when:
 - it nests deeper than MAX_DEPTH (Python's parser would raise RecursionError);
 - a number is not a finite double or is an integer beyond 64 bits (1e999 reads
   as inf; an int of 4,000 digits cannot become a float);
+
+A number with a fraction or an exponent is read as a `Decimal` of exactly its
+digits (`0.1` is Decimal('0.1'), never the double 0.1000000000000000055...):
+quantities and prices are exact decimals (store/money.py). Integers stay ints.
 - a string, key or value, holds a lone surrogate ("\\ud800" is not Unicode: it
   cannot be encoded to UTF-8, hashed or stored) or U+0000 (PostgreSQL text
   cannot hold it; no field has a use for it).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
 from typing import Any
 
 MAX_DEPTH = 32
@@ -46,11 +51,10 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
+def _finite_decimal(text: str) -> Decimal:
+    if not math.isfinite(float(text)):  # the rule of the contract: what a double cannot hold is refused
         raise InvalidJson(f"number {text[:40]} is out of range")
-    return number
+    return Decimal(text)
 
 
 def _bounded_int(text: str) -> int:
@@ -74,7 +78,7 @@ def parse_json_body(body: bytes) -> Any:
         raise InvalidJson(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         document = json.loads(
-            text, object_pairs_hook=_unique_object, parse_float=_finite_float, parse_int=_bounded_int,
+            text, object_pairs_hook=_unique_object, parse_float=_finite_decimal, parse_int=_bounded_int,
             parse_constant=_refuse_constant,
         )
     except RecursionError:

@@ -6,14 +6,16 @@ from datetime import UTC
 
 from hypothesis import strategies as st
 
-from bus import events
+from bus import decimals, events
 from bus.topics import MAX_ID, StreamKey
 
 ids = st.integers(min_value=1, max_value=MAX_ID)
 keys = st.builds(StreamKey, ids, ids)
 texts = st.text(min_size=1, max_size=events.MAX_TEXT)
 numbers = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**63), 2**63 - 1))
-optional_numbers = st.one_of(st.none(), numbers)
+# Quantities, prices and money: decimal strings of the wire format (bus/decimals.py), any digits it allows.
+amounts = st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**23), max_value=10**23, places=12).map(decimals.text)
+optional_amounts = st.one_of(st.none(), amounts)
 timestamps = st.datetimes(timezones=st.just(UTC)).map(events.format_timestamp)
 accounts = st.builds(events.Account, ids, texts, texts)
 
@@ -30,16 +32,16 @@ order_events = st.builds(
     strategy_id=ids,
     user_id=ids,
     side=choice(events.SIDES),
-    quantity=numbers,
-    price=optional_numbers,
+    quantity=amounts,
+    price=optional_amounts,
     status=choice(events.ORDER_STATUSES),
     timestamp=timestamps,
     order_type=choice(events.ORDER_TYPES),
-    stop_price=optional_numbers,
+    stop_price=optional_amounts,
     account=accounts,
     suppress_toast=st.booleans(),
-    filled_quantity=optional_numbers,
-    average_price=optional_numbers,
+    filled_quantity=optional_amounts,
+    average_price=optional_amounts,
 )
 position_events = st.builds(
     events.PositionEvent,
@@ -48,10 +50,10 @@ position_events = st.builds(
     symbol=texts,
     strategy_id=ids,
     user_id=ids,
-    quantity=numbers,
-    entry_price=optional_numbers,
+    quantity=amounts,
+    entry_price=optional_amounts,
     timestamp=timestamps,
-    previous_quantity=optional_numbers,
+    previous_quantity=optional_amounts,
     account=accounts,
     account_name=texts,
     exchange=texts,

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,12 @@ def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
 
 
 def order_priced(price: str) -> Any:
-    return lambda event: event["event"] == "order_update" and str(event["data"].get("price")) in (price, f"{price}.0")
+    """Predicate: an order_update at `price` (its price a decimal string, "201.00": CONTRACT §4)."""
+    def matches(event: dict[str, Any]) -> bool:
+        found = event["data"].get("price") if event["event"] == "order_update" else None
+        return found is not None and Decimal(str(found)) == Decimal(price)
+
+    return matches
 
 
 def latencies(deployment: Deployment, web: str, count: int) -> list[float]:

@@ -21,6 +21,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -339,4 +340,8 @@ class EventStream:
 
 def order_with_price(price: float) -> Callable[[dict[str, Any]], bool]:
     """Predicate: an order_update whose price identifies the test's own signal."""
-    return lambda event: event["event"] == "order_update" and event["data"].get("price") == price
+    def matches(event: dict[str, Any]) -> bool:
+        price_text = event["data"].get("price") if event["event"] == "order_update" else None
+        return price_text is not None and Decimal(price_text) == Decimal(price)  # a decimal string (CONTRACT §4)
+
+    return matches

@@ -15,8 +15,8 @@ test names every broken promise at once:
 from __future__ import annotations
 
 import itertools
-import math
 from collections import Counter, defaultdict
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from bus import codec
 from bus.topics import StreamKey, key_topic
 from store.models import Execution, InboxCommand, Order, OutboxEvent, Position, Signal
+from store.money import ZERO
 from tests.faults.stack import Received
 
 SOURCE_OF_EVENT = {"order_update": "orders", "order_batch_update": "orders", "position_update": "positions"}
@@ -52,19 +53,19 @@ def outcomes(session: Session, answered: dict[str, int], orders_per_signal: int)
 
 
 def ledger(session: Session) -> list[str]:
-    """Positions equal the signed sum of their applied fills; fills are applied; orders equal their fills."""
+    """Positions equal the signed sum of their applied fills; fills are applied; orders equal their fills (exactly)."""
     problems = [f"fill {e.id} not applied" for e in session.scalars(select(Execution).where(Execution.applied_at.is_(None)))]
-    sums: dict[tuple[int, int, str], float] = defaultdict(float)
+    sums: dict[tuple[int, int, str], Decimal] = defaultdict(Decimal)
+    filled: dict[int, Decimal] = defaultdict(Decimal)  # summed here: money columns are never summed in SQL
     for e in session.scalars(select(Execution).where(Execution.error.is_(None))):
         sums[(e.account_id, e.strategy_id, e.symbol)] += e.quantity if e.side == "BUY" else -e.quantity
+        filled[e.order_id] += e.quantity
     held = {(p.account_id, p.strategy_id, p.symbol): p.quantity for p in session.scalars(select(Position))}
     for key in set(sums) | set(held):
-        if not math.isclose(sums.get(key, 0.0), held.get(key, 0.0), abs_tol=1e-6):
+        if sums.get(key, ZERO) != held.get(key, ZERO):
             problems.append(f"position {key}: quantity {held.get(key)} but its fills sum to {sums.get(key)}")
-    applied = select(Execution.order_id, func.sum(Execution.quantity)).where(Execution.error.is_(None))
-    filled = dict(session.execute(applied.group_by(Execution.order_id)).all())
-    for order in session.scalars(select(Order).where(Order.filled_quantity > 0)):
-        if not math.isclose(filled.get(order.id, 0.0), order.filled_quantity, abs_tol=1e-9):
+    for order in session.scalars(select(Order)):
+        if order.filled_quantity > 0 and filled.get(order.id, ZERO) != order.filled_quantity:
             problems.append(f"order {order.order_id}: filled {order.filled_quantity} but its fills sum to {filled.get(order.id)}")
     return problems
 

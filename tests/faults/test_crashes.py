@@ -11,6 +11,7 @@ tests/faults/invariants.py must hold.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -130,7 +131,7 @@ def test_poison_commands_and_fills_are_recorded_failed_and_skipped_while_the_han
             session.add(InboxCommand(kind="signal", body='{"group_name": "btc-trend", "orders": 7}'))
             session.add(InboxCommand(kind="tick", body='{"symbol": "BTC/USDT", "price": -1}'))
             session.add(Execution(order_id=order.id, account_id=999_999, strategy_id=1, user_id=1,
-                                  symbol="BTC/USDT", side="BUY", quantity=1.0, price=1.0))  # its account is gone
+                                  symbol="BTC/USDT", side="BUY", quantity=Decimal(1), price=Decimal(1)))  # its account is gone
             session.commit()
         pipeline.stack.crash_and_restart("orders", "positions")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from bus import codec
@@ -18,19 +20,27 @@ from producers.commands import (
 from producers.errors import InvalidCommand
 from producers.signals import OrderSpec
 
+D = Decimal
 COMMANDS = [
-    SignalCommand("btc-trend", (OrderSpec("LIMIT", "BTC/USDT", "BUY", 90000.0, None, 5.0),), False, 1, 7),
-    SignalCommand("eth-swing", (OrderSpec("STOP_LIMIT", "ETH/USDT", "SELL", 3000.0, 2990.0, 1.5), OrderSpec("CANCEL_ALL_ORDER", "ETH/USDT")), True),
-    SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 2.0),)),
-    SignalCommand("sol-scalp", (OrderSpec("LIMIT", "SOL/USDT", "BUY", 0.1 + 0.2, None, 1e-6 + 1e-17),)),
-    TickCommand("BTC/USDT", 90000.5, 0.25),
-    TickCommand("BTC/USDT", 90000.5),
+    SignalCommand("btc-trend", (OrderSpec("LIMIT", "BTC/USDT", "BUY", D("90000.00"), None, D(5)),), False, 1, 7),
+    SignalCommand("eth-swing", (OrderSpec("STOP_LIMIT", "ETH/USDT", "SELL", D("3000.00"), D("2990.00"), D("1.5")), OrderSpec("CANCEL_ALL_ORDER", "ETH/USDT")), True),
+    SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, D(2)),)),
+    SignalCommand("new-coin", (OrderSpec("LIMIT", "NEW/USDT", "BUY", D("0.000000000123"), None, D("0.00000100000000001")),)),
+    TickCommand("BTC/USDT", D("90000.50"), D("0.25000000")),
+    TickCommand("BTC/USDT", D("90000.50")),
 ]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: type(c).__name__)
 def test_command_round_trips_through_its_inbox_body_exactly(command: Command) -> None:
-    assert decode_body(kind_of(command), encode_body(command)) == command
+    decoded = decode_body(kind_of(command), encode_body(command))
+    assert decoded == command
+    assert str(decoded) == str(command)  # the same digits, not only equal numbers
+
+
+def test_an_old_rows_json_numbers_are_read_by_their_shortest_digits() -> None:
+    tick = decode_body("tick", '{"symbol": "BTC/USDT", "price": 90000.5, "volume": 0.1}')
+    assert tick == TickCommand("BTC/USDT", D("90000.50"), D("0.10000000"))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -19,13 +20,16 @@ TIMESTAMP = "2025-01-06T09:30:00.000000Z"
 
 def change(order_type: str, status: str, filled: float, previous: float | None) -> OrderChange:
     """An order change as the exchange makes it: a Fill of what this change filled (at 100), if anything."""
-    order = PaperOrder("o-1", 1, 1, "BTC/USDT", "BUY", order_type, 10.0, 100.0, None, status, filled, 100.0 if filled else None)
-    newly = filled - (previous or 0.0)
-    return OrderChange(order, previous, Fill(newly, 100.0) if newly > 0 else None)
+    now = Decimal(str(filled))
+    before = None if previous is None else Decimal(str(previous))
+    hundred = Decimal(100)
+    order = PaperOrder("o-1", 1, 1, "BTC/USDT", "BUY", order_type, Decimal(10), hundred, None, status, now, hundred if filled else None)
+    newly = now - (before or 0)
+    return OrderChange(order, before, Fill(newly, hundred) if newly > 0 else None)
 
 
 def filled_by(quantity: float) -> Emission:
-    return Emission("order_filled", Fill(quantity, 100.0))
+    return Emission("order_filled", Fill(Decimal(str(quantity)), Decimal(100)))
 
 
 EMISSIONS = [

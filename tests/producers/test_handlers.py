@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import func, select
 
@@ -55,8 +57,24 @@ def submit(world: World, handler: OrderHandler, *commands: Command) -> None:
     handler.catch_up(NEVER)
 
 
+def exact(value: float | None) -> Decimal | None:
+    """A literal of these tests as the webhook parses it (a number by its shortest digits)."""
+    return None if value is None else Decimal(repr(value))
+
+
+def spec(
+    order_type: str, symbol: str, side: str | None = None, price: float | None = None,
+    stop_price: float | None = None, qty_per: float | None = None,
+) -> OrderSpec:
+    return OrderSpec(order_type, symbol, side, exact(price), exact(stop_price), exact(qty_per))
+
+
+def tick(symbol: str, price: float, volume: float | None = None) -> TickCommand:
+    return TickCommand(symbol, Decimal(repr(price)), exact(volume))
+
+
 def limit(price: float, side: str = "BUY", qty_per: float = 5.0, symbol: str = "BTC/USDT") -> OrderSpec:
-    return OrderSpec("LIMIT", symbol, side, price, None, qty_per)
+    return spec("LIMIT", symbol, side, price, None, qty_per)
 
 
 def summary(event: WireMessage) -> list[tuple[str, int, int]]:
@@ -76,18 +94,19 @@ def count(world: World, model: type[object]) -> int:
 
 
 def test_quantity_is_qty_per_percent_of_capital_at_the_order_price() -> None:
-    assert order_quantity(100_000.0, 5.0, 90_000.0) == 0.05555556
-    assert order_quantity(100.0, 1e-12, 90_000.0) is None
-    assert order_quantity(1e300, 1e300, 1e-300) is None
-    assert order_quantity(100.0, 5.0, None) is None
+    D = Decimal
+    assert order_quantity("BTC/USDT", D(100_000), D(5), D(90_000)) == D("0.05555555")  # rounded down to the step
+    assert order_quantity("BTC/USDT", D(100), D("1e-12"), D(90_000)) is None
+    assert order_quantity("BTC/USDT", D("0.1"), D("0.3"), D("0.1")) == D("0.003")  # exact: no 0.30000000000000004
+    assert order_quantity("BTC/USDT", D(100), D(5), None) is None
 
 
 def test_signal_places_one_order_per_linked_account_on_its_owners_key(handler: OrderHandler, out: Recorder, world: World) -> None:
     submit(world, handler, SignalCommand("btc-trend", (limit(90_000.0),), strategy_id=world.strategy_ids["btc-trend"]))
     events = out.take()
     assert [(e.event_type, e.user_id, e.strategy_id, e.quantity, e.suppress_toast) for e in events] == [  # type: ignore[attr-defined]
-        ("order_created", world.user_ids["alice"], 1, 0.05555556, False),
-        ("order_created", world.user_ids["bob"], 1, 0.02777778, False),
+        ("order_created", world.user_ids["alice"], 1, "0.05555555", False),
+        ("order_created", world.user_ids["bob"], 1, "0.02777777", False),
     ]
     with world.sessions() as session:
         rows = session.scalars(select(Order).order_by(Order.id)).all()
@@ -150,9 +169,9 @@ def test_batch_suppresses_toasts_and_ends_with_one_summary_per_key(handler: Orde
     submit(world, handler, SignalCommand("btc-trend", (limit(80_000.0),)))
     out.take()
     batch = (
-        OrderSpec("STOP_MARKET", "BTC/USDT", "SELL", None, 70_000.0, 2.0),
-        OrderSpec("CANCEL_ALL_ORDER", "BTC/USDT"),
-        OrderSpec("MARKET", "BTC/USDT", "BUY", 90_000.0, None, 1.0),
+        spec("STOP_MARKET", "BTC/USDT", "SELL", None, 70_000.0, 2.0),
+        spec("CANCEL_ALL_ORDER", "BTC/USDT"),
+        spec("MARKET", "BTC/USDT", "BUY", 90_000.0, None, 1.0),
     )
     submit(world, handler, SignalCommand("btc-trend", batch, is_batch=True))
     events = out.take()
@@ -169,18 +188,18 @@ def test_batch_suppresses_toasts_and_ends_with_one_summary_per_key(handler: Orde
 
 
 def test_batch_that_changes_nothing_sends_no_summary(handler: OrderHandler, out: Recorder, world: World) -> None:
-    submit(world, handler, SignalCommand("btc-trend", (OrderSpec("CANCEL_ALL_ORDER", "BTC/USDT"),), is_batch=True))
+    submit(world, handler, SignalCommand("btc-trend", (spec("CANCEL_ALL_ORDER", "BTC/USDT"),), is_batch=True))
     assert out.take() == []
 
 
 def test_ticks_fill_resting_orders_partially_then_fully_writing_executions(handler: OrderHandler, out: Recorder, world: World) -> None:
     submit(world, handler, SignalCommand("sol-scalp", (limit(100.0, symbol="SOL/USDT", qty_per=1.0),)))  # bob: 5 SOL
     out.take()
-    submit(world, handler, TickCommand("SOL/USDT", 101.0, 10.0), TickCommand("SOL/USDT", 99.0, 2.0), TickCommand("SOL/USDT", 98.0, 10.0))
+    submit(world, handler, tick("SOL/USDT", 101.0, 10.0), tick("SOL/USDT", 99.0, 2.0), tick("SOL/USDT", 98.0, 10.0))
     assert [(e.event_type, e.status, e.quantity, e.filled_quantity, e.fill_quantity, e.fill_price) for e in out.take()] == [  # type: ignore[attr-defined]
-        ("order_updated", "PARTIALLY_FILLED", 5.0, 2.0, None, None),
-        ("order_filled", "PARTIALLY_FILLED", 5.0, 2.0, 2.0, 100.0),
-        ("order_filled", "FILLED", 5.0, 5.0, 3.0, 100.0),
+        ("order_updated", "PARTIALLY_FILLED", "5.00000000", "2.00000000", None, None),
+        ("order_filled", "PARTIALLY_FILLED", "5.00000000", "2.00000000", "2.00000000", "100.00"),
+        ("order_filled", "FILLED", "5.00000000", "5.00000000", "3.00000000", "100.00"),
     ]
     with world.sessions() as session:
         (row,) = session.scalars(select(Order)).all()
@@ -194,31 +213,31 @@ def test_ticks_fill_resting_orders_partially_then_fully_writing_executions(handl
 
 def test_signals_and_ticks_keep_one_arrival_order(handler: OrderHandler, out: Recorder, world: World) -> None:
     resting = SignalCommand("sol-scalp", (limit(100.0, symbol="SOL/USDT", qty_per=1.0),))
-    submit(world, handler, TickCommand("SOL/USDT", 99.0), resting)  # the tick came first: the order rests
+    submit(world, handler, tick("SOL/USDT", 99.0), resting)  # the tick came first: the order rests
     assert [e.event_type for e in out.take()] == ["order_created"]  # type: ignore[attr-defined]
-    submit(world, handler, resting, TickCommand("SOL/USDT", 99.0))  # the tick after: it fills both
+    submit(world, handler, resting, tick("SOL/USDT", 99.0))  # the tick after: it fills both
     assert [e.event_type for e in out.take()] == ["order_created", "order_filled", "order_filled"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.expect_log('rejected: no price known')
 def test_market_without_any_price_is_rejected_and_reported_cancelled(handler: OrderHandler, out: Recorder, world: World) -> None:
-    submit(world, handler, SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
+    submit(world, handler, SignalCommand("sol-scalp", (spec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
     (event,) = out.take()
     assert (event.event_type, event.status) == ("order_cancelled", "REJECTED")  # type: ignore[attr-defined]
-    submit(world, handler, TickCommand("SOL/USDT", 50.0), SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
+    submit(world, handler, tick("SOL/USDT", 50.0), SignalCommand("sol-scalp", (spec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
     (filled,) = out.take()
-    assert (filled.event_type, filled.average_price, filled.quantity, filled.fill_quantity) == ("order_filled", 50.0, 10.0, 10.0)  # type: ignore[attr-defined]
+    assert (filled.event_type, filled.average_price, filled.quantity, filled.fill_quantity) == ("order_filled", "50.0000000000", "10.00000000", "10.00000000")  # type: ignore[attr-defined]
     assert outcomes(world)[0] == ("signal", "done", None)  # its outcome is its (rejected) order
 
 
 def test_a_restarted_handler_restores_resting_orders_and_last_prices_from_the_database(world: World, out: Recorder) -> None:
     first = OrderHandler(world.sessions, out.committed, out.fills.extend)
-    submit(world, first, SignalCommand("sol-scalp", (OrderSpec("STOP_MARKET", "SOL/USDT", "BUY", None, 110.0, 1.0),)),
-           TickCommand("ETH/USDT", 3000.0))
+    submit(world, first, SignalCommand("sol-scalp", (spec("STOP_MARKET", "SOL/USDT", "BUY", None, 110.0, 1.0),)),
+           tick("ETH/USDT", 3000.0))
     out.take()
     restarted = OrderHandler(world.sessions, out.committed, out.fills.extend)
     assert restarted.restore() == 1 and restarted.exchange.last_prices == {"ETH/USDT": 3000.0}
-    submit(world, restarted, TickCommand("SOL/USDT", 111.0))
+    submit(world, restarted, tick("SOL/USDT", 111.0))
     assert [e.event_type for e in out.take()] == ["order_filled"]  # type: ignore[attr-defined]
 
 
@@ -226,7 +245,7 @@ def fill_orders(world: World, out: Recorder, *steps: tuple[str, float, float]) -
     """Bob's MARKET orders in sol-scalp, through the order handler: their executions' ids."""
     handler = OrderHandler(world.sessions, out.committed, out.fills.extend)
     for side, qty_per, price in steps:
-        submit(world, handler, SignalCommand("sol-scalp", (OrderSpec("MARKET", "SOL/USDT", side, price, None, qty_per),)))
+        submit(world, handler, SignalCommand("sol-scalp", (spec("MARKET", "SOL/USDT", side, price, None, qty_per),)))
     out.take()
     fills, out.fills = out.fills, []
     return fills
@@ -240,12 +259,15 @@ def test_fills_open_add_reduce_and_close_a_position_with_events(world: World, ou
     events = out.take()
     assert all(isinstance(e, PositionEvent) for e in events)
     assert [(e.event_type, e.quantity, e.previous_quantity) for e in events] == [  # type: ignore[attr-defined]
-        ("position_created", 5.0, 0.0), ("position_updated", 7.0, 5.0), ("position_updated", 6.0, 7.0), ("position_closed", 0.0, 6.0),
+        ("position_created", "5.00000000", "0"), ("position_updated", "7.00000000", "5.00000000"),
+        ("position_updated", "6.00000000", "7.00000000"), ("position_closed", "0", "6.00000000"),
     ]
     assert len({e.position_id for e in events}) == 1 and len(fill_ids) == 4  # type: ignore[attr-defined]
     with world.sessions() as session:
         (row,) = session.scalars(select(Position)).all()
-        assert row.realized_pnl == pytest.approx(7 * 250.0 - (5 * 100 + 2 * 250))
+        # 7 * 250 - (5 * 100 + 2 * 250) = 750, with the average cost 1,000 / 7 kept to 1e-10 (the price step and
+        # AVERAGE_EXTRA_PLACES): 142.8571428571 a SOL, so the 7 sold make 7 x 0.0000000000429 more.
+        assert row.realized_pnl == Decimal("750.0000000003")
         assert all(e.applied_at is not None for e in session.scalars(select(Execution)))
 
 
@@ -258,7 +280,7 @@ def test_a_fill_is_applied_once_whatever_wakes_the_handler_and_a_gap_is_read_fro
     positions.catch_up(NEVER)
     assert positions.on_message([b"fill", codec.pack({"fill_id": second})]) is False
     PositionHandler(world.sessions, out.committed).catch_up(NEVER)  # a restart applies nothing again
-    assert [e.quantity for e in out.take()] == [5.0, 10.0, 15.0]  # type: ignore[attr-defined]
+    assert [e.quantity for e in out.take()] == ["5.00000000", "10.00000000", "15.00000000"]  # type: ignore[attr-defined]
     assert positions.on_message([b"wake", b""]) is True and positions.on_message([b"fill", b"\xc1"]) is True
 
 
@@ -275,4 +297,4 @@ def test_a_fill_that_raises_is_recorded_and_the_next_one_is_applied(world: World
         bad_row, good_row = session.get(Execution, bad), session.get(Execution, good)
         assert bad_row is not None and bad_row.error is not None and bad_row.applied_at is not None
         assert good_row is not None and good_row.error is None and good_row.applied_at is not None
-    assert [e.quantity for e in out.take()] == [5.0] and positions.failed == 1  # type: ignore[attr-defined]
+    assert [e.quantity for e in out.take()] == ["5.00000000"] and positions.failed == 1  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -22,7 +23,7 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 
 
 def tick(price: float) -> TickCommand:
-    return TickCommand("BTC/USDT", price)
+    return TickCommand("BTC/USDT", Decimal(repr(price)))
 
 
 def summary(created: int) -> OrderBatchEvent:
@@ -63,12 +64,12 @@ def _order(session: Session) -> Order:
     user = User(username="u", password_hash="x", api_token_hash="h")
     session.add(user)
     session.flush()
-    account = Account(user_id=user.id, name="a", exchange="paper", capital=1.0)
+    account = Account(user_id=user.id, name="a", exchange="paper", capital=Decimal(1))
     strategy = Strategy(owner_id=user.id, name="s", group_name="g", webhook_token_hash="t")
     session.add_all([account, strategy])
     session.flush()
     order = Order(order_id="o", account_id=account.id, strategy_id=strategy.id, user_id=user.id, symbol="A/B",
-                  side="BUY", order_type="MARKET", quantity=1.0, status="FILLED")
+                  side="BUY", order_type="MARKET", quantity=Decimal(1), status="FILLED")
     session.add(order)
     session.flush()
     return order
@@ -77,9 +78,9 @@ def _order(session: Session) -> Order:
 def test_fills_are_claimed_once_in_id_order(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         order = _order(session)
-        for quantity in (1.0, 2.0):
+        for quantity in (Decimal(1), Decimal(2)):
             session.add(Execution(order_id=order.id, account_id=order.account_id, strategy_id=order.strategy_id,
-                                  user_id=order.user_id, symbol="A/B", side="BUY", quantity=quantity, price=1.0))
+                                  user_id=order.user_id, symbol="A/B", side="BUY", quantity=quantity, price=Decimal(1)))
         session.commit()
         first, second = fills.pending(session, 10)
         assert fills.last_applied(session) == 0

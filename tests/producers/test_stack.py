@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ def test_webhook_post_reaches_a_subscriber_on_each_account_owners_key(stack: Sta
     assert keys_of(events) == {alice: [(1, "order_created")], bob: [(1, "order_created")]}
     for topic, _, wire in events:
         assert key_topic(StreamKey(wire["user_id"], wire["strategy_id"])) == topic
-        assert (wire["symbol"], wire["side"], wire["status"], wire["price"]) == ("BTC/USDT", "BUY", "NEW", 90000.0)
+        assert (wire["symbol"], wire["side"], wire["status"], wire["price"]) == ("BTC/USDT", "BUY", "NEW", "90000.00")
 
 
 def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_path: Path) -> None:
@@ -221,10 +222,10 @@ def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_
         assert [seq for seq, _ in received] == [2, 3, 4, 5]
     alice = [w for _, _, w in events if w["user_id"] == stack.world.user_ids["alice"]]
     limit_fill, market_fill = (w for w in alice if w["kind"] == "order_update")
-    assert (limit_fill["status"], limit_fill["quantity"], limit_fill["average_price"]) == ("FILLED", 0.05555556, 90000.0)
-    assert (market_fill["order_type"], market_fill["side"], market_fill["quantity"]) == ("MARKET", "SELL", 0.01086957)
+    assert (limit_fill["status"], limit_fill["quantity"], limit_fill["average_price"]) == ("FILLED", "0.05555555", "90000.0000000000")
+    assert (market_fill["order_type"], market_fill["side"], market_fill["quantity"]) == ("MARKET", "SELL", "0.01086956")
     final = [w for w in alice if w["kind"] == "position_update"][-1]
-    assert final["quantity"] == pytest.approx(0.05555556 - 0.01086957)
+    assert Decimal(final["quantity"]) == Decimal("0.05555555") - Decimal("0.01086956")  # exact
 
 
 def test_handlers_metrics_count_exactly_the_commands_events_and_fills_done(stack: Stack, tmp_path: Path) -> None:
@@ -278,7 +279,7 @@ def test_command_accepted_while_the_order_handler_restarts_is_not_lost(stack: St
     assert stack.post(example(stack, price="85000", id="during-restart"))[0] == 200
     orders.start("orders listening on")
     events = stack.events(2)
-    assert [(w["event_type"], w["price"]) for _, _, w in events] == [("order_created", 85000.0)] * 2
+    assert [(w["event_type"], w["price"]) for _, _, w in events] == [("order_created", "85000.00")] * 2
 
 
 def test_raw_replay_publishes_logged_events_straight_to_the_broker(stack: Stack, tmp_path: Path) -> None:
@@ -299,7 +300,9 @@ def test_raw_replay_publishes_logged_events_straight_to_the_broker(stack: Stack,
     assert b"1 records sent" in result.stderr and b"1 of the other mode passed over" in result.stderr
     ((topic, _, wire),) = stack.events(1)
     assert topic == key_topic(StreamKey(alice, 1))
-    assert {k: v for k, v in wire.items() if k != "published_ns"} == event
+    # A plain publisher's numbers arrive as decimal strings of their shortest digits (CONTRACT §4).
+    as_strings = {"quantity": "2.0", "price": "3100.0", "filled_quantity": "0.0"}
+    assert {k: v for k, v in wire.items() if k != "published_ns"} == {**event, **as_strings}
 
 
 def test_every_process_exits_0_within_5_s_on_sigterm(stack: Stack) -> None:

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -254,8 +255,11 @@ async def test_contract_example_is_stored_in_the_inbox_with_its_signal_and_wakes
 # (name, body, the order's (price, stop_price, qty_per) in the command): the edges of what is accepted.
 GOOD_EDGES = [
     ("qty_per 100 percent", _bad(qty_per=100), (90000.0, None, 100.0)),
-    ("qty_per 1e-6 percent", _bad(qty_per="0.000001"), (90000.0, None, 1e-6)),
-    ("price 1e12 and stop_price 1e-12", _bad(order_type="STOP_LIMIT", price="1e12", stop_price=1e-12), (1e12, 1e-12, 5.0)),
+    ("qty_per 1e-6 percent", _bad(qty_per="0.000001"), (90000.0, None, Decimal("0.000001"))),
+    # A JSON number is read as its decimal digits, never through a double (0.1 != Decimal(0.1)):
+    ("qty_per the JSON number 0.1", _bad(qty_per=0.1), (90000.0, None, Decimal("0.1"))),
+    ("price the JSON number 90000.07", _bad(price=90000.07), (Decimal("90000.07"), None, 5.0)),
+    ("price 1e12 and stop_price 1e-12", _bad(order_type="STOP_LIMIT", symbol="NEW/USDT", price="1e12", stop_price=1e-12), (1e12, Decimal("1e-12"), 5.0)),
     ("an emoji as an escaped surrogate pair", _raw('{' + _SIGNAL + ', "note": "\\ud83d\\ude00"}'), (90000.0, None, 5.0)),
     ("nested 32 deep in an unknown field", _raw('{' + _SIGNAL + ', "extra": ' + "[" * 31 + "]" * 31 + '}'), (90000.0, None, 5.0)),
     ("integer 2^63 - 1 in an unknown field", _raw('{' + _SIGNAL + f', "extra": {2**63 - 1}}}'), (90000.0, None, 5.0)),
@@ -273,6 +277,7 @@ async def test_numbers_at_their_bounds_and_any_unicode_text_are_accepted(
     ((command, _),) = inbox_commands(world)
     (order,) = command.orders
     assert (order.price, order.stop_price, order.qty_per) == expected
+    assert all(value is None or type(value) is Decimal for value in (order.price, order.stop_price, order.qty_per))
 
 
 @pytest.mark.gen_test
@@ -331,8 +336,8 @@ async def test_market_order_without_price_is_accepted_once_a_fill_or_a_tick_is_k
     with world.sessions() as session:
         session.add(Order(
             order_id="paper-1", account_id=world.account_ids["alice"], strategy_id=world.strategy_ids["btc-trend"],
-            user_id=world.user_ids["alice"], symbol="BTC/USDT", side="BUY", order_type="MARKET", quantity=1.0,
-            status="FILLED", filled_quantity=1.0, average_price=90000.0,
+            user_id=world.user_ids["alice"], symbol="BTC/USDT", side="BUY", order_type="MARKET", quantity=Decimal(1),
+            status="FILLED", filled_quantity=Decimal(1), average_price=Decimal(90000),
         ))
         session.commit()
     body = {k: v for k, v in signal(world, order_type="MARKET").items() if k != "price"}
@@ -341,7 +346,7 @@ async def test_market_order_without_price_is_accepted_once_a_fill_or_a_tick_is_k
     eth = {**body, "symbol": "ETH/USDT"}
     assert (await post(http_client, base_url, eth))[0] == 400
     with world.sessions() as session:
-        session.add(MarketPrice(symbol="ETH/USDT", price=3000.0))  # a tick the order handler handled
+        session.add(MarketPrice(symbol="ETH/USDT", price=Decimal(3000)))  # a tick the order handler handled
         session.commit()
     assert (await post(http_client, base_url, eth))[0] == 200
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy.orm import Session
 
 from store import auth
@@ -25,7 +27,7 @@ def add_account(
     session: Session, user: User, name: str, account_id: int | None = None
 ) -> Account:
     """A paper account of `user` with 10,000 capital."""
-    account = Account(id=account_id, user_id=user.id, name=name, exchange="paper", capital=10_000.0)
+    account = Account(id=account_id, user_id=user.id, name=name, exchange="paper", capital=Decimal(10_000))
     session.add(account)
     session.flush()
     return account
@@ -63,8 +65,8 @@ def add_order(session: Session, strategy: Strategy, account: Account, order_id: 
         symbol="BTC/USDT",
         side="BUY",
         order_type="LIMIT",
-        quantity=0.5,
-        price=90_000.0,
+        quantity=Decimal("0.5"),
+        price=Decimal("90000.00"),
         status="NEW",
     )
     session.add(order)
@@ -79,8 +81,8 @@ def add_position(session: Session, strategy: Strategy, account: Account) -> Posi
         strategy_id=strategy.id,
         user_id=account.user_id,
         symbol="ETH/USDT",
-        quantity=-2.0,
-        entry_price=3_000.0,
+        quantity=Decimal("-2.0"),
+        entry_price=Decimal("3000.00"),
     )
     session.add(position)
     session.flush()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,18 @@ from sqlalchemy.engine import make_url
 
 from store import migrate
 from store.db import init_db, make_engine, make_session_factory
-from store.models import Base, Order, Position, Signal, Strategy, StrategyAccount, User
+from store.models import (
+    Account,
+    Base,
+    Execution,
+    MarketPrice,
+    Order,
+    Position,
+    Signal,
+    Strategy,
+    StrategyAccount,
+    User,
+)
 from tests.conftest import DATABASES, POSTGRES_URL
 from tests.store.legacy import release_0001, release_0002
 
@@ -128,7 +140,9 @@ def test_upgrade_head_makes_exactly_the_models_schema(new_database: NewDatabase,
 def test_the_comparison_sees_a_model_the_revisions_lack(database: tuple[str, Engine]) -> None:
     _, engine = database
     migrate.upgrade(engine, "0002")
-    assert {diff[0] for diff in differences(engine)} >= {"add_table", "add_column"}
+    # A table's difference is a tuple ("add_table", ...), a column's type a list of ("modify_type", ...) tuples.
+    kinds = {diff[0] if isinstance(diff, tuple) else diff[0][0] for diff in differences(engine)}
+    assert kinds >= {"add_table", "add_column", "modify_type"}
 
 
 def _old_release_rows(engine: Engine, metadata: MetaData) -> None:
@@ -203,7 +217,9 @@ def test_downgrade_one_step_and_up_again_keeps_the_rows(new_database: NewDatabas
     migrate.upgrade(engine)
 
     down = migrate.downgrade(engine, "-1")
-    assert (down.before.current, down.after) == (migrate.head(), "0002")
+    assert (down.before.current, down.after) == (migrate.head(), "0003")
+    assert schema_of(engine) == schema_at_revision(new_database, "0003")  # money columns doubles again
+    assert migrate.downgrade(engine, "-1").after == "0002"
     # Batch mode copied users to drop is_active: with foreign keys on, dropping the old copy would have cascaded.
     assert schema_of(engine) == schema_of_release(new_database, "0002")
     with engine.connect() as connection:
@@ -213,6 +229,15 @@ def test_downgrade_one_step_and_up_again_keeps_the_rows(new_database: NewDatabas
     assert migrate.upgrade(engine).after == migrate.head()
     _assert_old_rows_survived(engine)
     assert differences(engine) == []
+
+
+def schema_at_revision(new_database: NewDatabase, revision: str) -> dict[str, Any]:
+    engine = make_engine(new_database())
+    try:
+        migrate.upgrade(engine, revision)
+        return schema_of(engine)
+    finally:
+        engine.dispose()
 
 
 def schema_of_release(new_database: NewDatabase, release: str) -> dict[str, Any]:
@@ -316,3 +341,59 @@ def test_the_fast_path_migrates_an_older_release_database_instead_of_stamping_it
     init_db(engine)
     assert differences(engine) == []
     _assert_old_rows_survived(engine)
+
+
+# (a double as an older release stored it, the Decimal 0004 makes of it: its shortest round-trip digits)
+FLOAT_TO_DECIMAL = [
+    (0.1 + 0.2, Decimal("0.30000000000000004")),  # SQLite's and PostgreSQL's own casts would say 0.3 (15 digits)
+    (0.20392143, Decimal("0.20392143")),
+    (90000.0, Decimal("90000.0")),
+    (64123.45, Decimal("64123.45")),
+    (1e-07, Decimal("1E-7")),
+    (123456789.12345679, Decimal("123456789.12345679")),  # 17 significant digits
+]
+
+
+def test_a_0003_database_with_float_rows_upgrades_to_exact_decimals(database: tuple[str, Engine]) -> None:
+    _, engine = database
+    migrate.upgrade(engine, "0003")
+    _old_release_rows(engine, LEGACY["0002"])  # 0003 only added user_sessions and users.is_active (server default)
+    now = datetime.now(UTC)
+    t = LEGACY["0002"].tables
+    doubles = [double for double, _ in FLOAT_TO_DECIMAL]
+    with engine.begin() as connection:
+        connection.execute(t["orders"].insert(), [
+            {"id": 1 + n, "order_id": f"f-{n}", "signal_id": 1, "account_id": 1, "strategy_id": 1, "user_id": 1,
+             "symbol": "BTC/USDT", "side": "BUY", "order_type": "LIMIT", "quantity": double, "price": double,
+             "stop_price": None, "status": "FILLED", "filled_quantity": double, "average_price": double,
+             "created_at": now, "updated_at": now}
+            for n, double in enumerate(doubles, start=1)
+        ])
+        connection.execute(t["executions"].insert(), [
+            {"id": n, "order_id": 1 + n, "account_id": 1, "strategy_id": 1, "user_id": 1, "symbol": "BTC/USDT",
+             "side": "BUY", "quantity": double, "price": double, "executed_at": now}
+            for n, double in enumerate(doubles, start=1)
+        ])
+        connection.execute(t["market_prices"].insert(), [
+            {"symbol": f"S{n}", "price": double, "updated_at": now} for n, double in enumerate(doubles, start=1)
+        ])
+        connection.execute(t["positions"].update().values(realized_pnl=0.1 + 0.2, quantity=0.20392143))
+
+    assert migrate.upgrade(engine).after == migrate.head()
+    wanted = [exact for _, exact in FLOAT_TO_DECIMAL]
+    with make_session_factory(engine)() as session:
+        orders = session.scalars(select(Order).where(Order.order_id.startswith("f-")).order_by(Order.id)).all()
+        for order, exact in zip(orders, wanted, strict=True):
+            values = (order.quantity, order.price, order.filled_quantity, order.average_price)
+            assert all(type(value) is Decimal for value in values)
+            assert values == (exact,) * 4, order.order_id
+            assert order.stop_price is None
+        executions = session.scalars(select(Execution).order_by(Execution.id)).all()
+        assert [(e.quantity, e.price) for e in executions] == [(exact, exact) for exact in wanted]
+        prices = session.scalars(select(MarketPrice).order_by(MarketPrice.symbol)).all()
+        assert [p.price for p in prices] == wanted
+        position = session.scalars(select(Position)).one()
+        assert (position.quantity, position.realized_pnl) == (Decimal("0.20392143"), Decimal("0.30000000000000004"))
+        assert (position.entry_price, position.mark_price, position.unrealized_pnl) == (Decimal("90000.0"), None, 0)
+        assert session.scalars(select(Account.capital)).one() == Decimal("1000.5")
+    assert differences(engine) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -208,7 +209,7 @@ def test_demo_builds_a_world_with_a_strategy_shared_by_two_users(session: Sessio
         assert world[section] and all(set(item) == keys for item in world[section]), section
     assert len({s["group_name"] for s in world["strategies"]}) == len(world["strategies"]) >= 3
     assert any(u["username"] == "alice" for u in world["users"])
-    assert all(a["exchange"] == "paper" and a["capital"] > 0 for a in world["accounts"])
+    assert all(a["exchange"] == "paper" and Decimal(a["capital"]) > 0 for a in world["accounts"])
     owners_by_strategy = {
         s["id"]: {a.user_id for a in _linked(session, s["id"])} for s in world["strategies"]
     }

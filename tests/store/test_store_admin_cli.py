@@ -99,7 +99,7 @@ def test_every_subcommand_prints_its_contract_keys_and_publishes_its_messages(
         ok_json(admin("create-user", name, "--password", "pw", "--json"))
     account = ok_json(admin(*ACCOUNT, "--user", "bob", "--capital", "2500.5", "--json"))
     assert set(account) == {"id", "user_id", "name", "exchange", "capital"}
-    assert account["capital"] == 2500.5
+    assert account["capital"] == "2500.5"
     group = ("--name", "BTC Trend", "--group", "btc-trend", "--json")
     strategy = ok_json(admin("create-strategy", "--owner", "alice", *group))
     assert set(strategy) == {"id", "owner_id", "name", "group_name", "webhook_token", "is_active"}

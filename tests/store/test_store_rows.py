@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy.orm import Session
@@ -40,6 +41,9 @@ def position(session: Session, account: Account) -> Position:
     return position
 
 
+D = Decimal
+
+
 def _through_the_bus(event: OrderEvent | PositionEvent) -> object:
     wire = codec.unpack_map(codec.pack(event.to_wire()))
     decoded = from_wire(wire)
@@ -55,29 +59,29 @@ def test_order_event_carries_the_order_and_survives_the_wire(
     assert (event.order_id, event.symbol) == ("PAPER-42", "BTC/USDT")
     assert (event.user_id, event.strategy_id) == (account.user_id, order.strategy_id)
     assert (event.side, event.order_type, event.status) == ("BUY", "LIMIT", "NEW")
-    assert (event.quantity, event.price, event.stop_price) == (0.5, 90_000.0, None)
-    assert (event.filled_quantity, event.average_price) == (0.0, None)
+    assert (event.quantity, event.price, event.stop_price) == ("0.5", "90000.00", None)
+    assert (event.filled_quantity, event.average_price) == ("0", None)
     assert event.account == AccountRef(account_id=account.id, name="dana main", exchange="paper")
     assert event.timestamp == "2026-01-02T03:04:05.678901Z"
     assert event.suppress_toast is False
 
 
 def test_order_filled_keeps_the_orders_quantity_and_names_its_fill(order: Order, account: Account) -> None:
-    event = rows.order_event(order, account, "order_filled", suppress_toast=True, fill_quantity=0.2, fill_price=89_990.5)
-    assert (event.quantity, event.fill_quantity, event.fill_price) == (0.5, 0.2, 89_990.5)  # full state + the fill
+    event = rows.order_event(order, account, "order_filled", suppress_toast=True, fill_quantity=D("0.2"), fill_price=D("89990.50"))
+    assert (event.quantity, event.fill_quantity, event.fill_price) == ("0.5", "0.2", "89990.50")  # full state + the fill
     assert (event.suppress_toast, event.event_type) == (True, "order_filled")
     assert _through_the_bus(event) == event
 
 
 def test_other_order_events_carry_null_fill_fields(order: Order, account: Account) -> None:
     wire = rows.order_event(order, account, "order_created").to_wire()
-    assert (wire["quantity"], wire["fill_quantity"], wire["fill_price"]) == (0.5, None, None)
+    assert (wire["quantity"], wire["fill_quantity"], wire["fill_price"]) == ("0.5", None, None)
 
 
 def test_order_snapshot_has_the_event_fields_without_kind_event_type_and_the_fill(
     order: Order, account: Account
 ) -> None:
-    wire = rows.order_event(order, account, "order_filled", fill_quantity=0.2, fill_price=1.0).to_wire()
+    wire = rows.order_event(order, account, "order_filled", fill_quantity=D("0.2"), fill_price=D("1.0")).to_wire()
     snapshot = rows.order_snapshot(order, account)
     assert snapshot == {k: v for k, v in wire.items() if k not in ("kind", "event_type", "fill_quantity", "fill_price")}
     assert "kind" not in snapshot and "event_type" not in snapshot and "fill_quantity" not in snapshot
@@ -86,10 +90,10 @@ def test_order_snapshot_has_the_event_fields_without_kind_event_type_and_the_fil
 def test_position_event_carries_the_position_and_survives_the_wire(
     position: Position, account: Account
 ) -> None:
-    event = rows.position_event(position, account, "position_updated", -1.5)
+    event = rows.position_event(position, account, "position_updated", D("-1.5"), D("10000"))
     assert _through_the_bus(event) == event
-    assert (event.position_id, event.symbol, event.quantity) == (position.id, "ETH/USDT", -2.0)
-    assert (event.entry_price, event.previous_quantity) == (3_000.0, -1.5)
+    assert (event.position_id, event.symbol, event.quantity) == (position.id, "ETH/USDT", "-2.0")
+    assert (event.entry_price, event.previous_quantity) == ("3000.00", "-1.5")
     assert (event.account_name, event.exchange) == ("dana main", "paper")
     assert event.account.account_id == account.id
     assert event.timestamp == "2026-01-02T03:04:05.678901Z"
@@ -98,8 +102,8 @@ def test_position_event_carries_the_position_and_survives_the_wire(
 def test_position_snapshot_has_the_event_fields_and_no_previous_quantity(
     position: Position, account: Account
 ) -> None:
-    wire = rows.position_event(position, account, "position_created", None).to_wire()
-    snapshot = rows.position_snapshot(position, account)
+    wire = rows.position_event(position, account, "position_created", None, D(10_000)).to_wire()
+    snapshot = rows.position_snapshot(position, account, D(10_000))
     assert snapshot == {k: v for k, v in wire.items() if k not in ("kind", "event_type")}
     assert snapshot["previous_quantity"] is None
 
@@ -113,11 +117,11 @@ def test_unflushed_order_gets_the_current_time(account: Account) -> None:
         symbol="BTC/USDT",
         side="SELL",
         order_type="MARKET",
-        quantity=1,
+        quantity=D(1),
         status="FILLED",
-        filled_quantity=1,
-        average_price=91_000,
+        filled_quantity=D(1),
+        average_price=D(91_000),
     )
     event = rows.order_event(order, account, "order_filled")
-    assert event.timestamp.endswith("Z") and event.quantity == 1.0
-    assert isinstance(event.average_price, float)
+    assert event.timestamp.endswith("Z") and event.quantity == "1"
+    assert event.average_price == "91000"

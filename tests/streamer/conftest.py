@@ -189,7 +189,7 @@ def order(user_id: int, strategy_id: int, order_id: str) -> OrderEvent:
     """A valid order_update of the key (user_id, strategy_id)."""
     return OrderEvent(
         event_type="order_created", order_id=order_id, symbol="BTC/USDT", strategy_id=strategy_id, user_id=user_id,
-        side="BUY", quantity=1.0, price=100.0, status="NEW", timestamp=utc_now(), order_type="LIMIT", stop_price=None,
+        side="BUY", quantity="1", price="100", status="NEW", timestamp=utc_now(), order_type="LIMIT", stop_price=None,
         account=Account(1, "acct", "paper"), suppress_toast=False,
     )
 

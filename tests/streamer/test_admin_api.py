@@ -26,7 +26,7 @@ async def test_admin_endpoints_create_link_unlink_and_manage_strategies(http_cli
     code, user = await call(http_client, api + "/users", "POST", {"username": "dora", "password": "dora-pw"}, root)
     assert code == 201 and set(user) == {"id", "username", "is_admin", "api_token"} and user["is_admin"] is False
     code, account = await call(http_client, api + "/accounts", "POST", {"username": "dora", "name": "main", "exchange": "paper", "capital": 500}, root)
-    assert (code, account) == (201, {"id": account["id"], "user_id": user["id"], "name": "main", "exchange": "paper", "capital": 500.0})
+    assert (code, account) == (201, {"id": account["id"], "user_id": user["id"], "name": "main", "exchange": "paper", "capital": "500"})
     code, strategy = await call(http_client, api + "/strategies", "POST", {"owner": "dora", "name": "Dora's", "group_name": "dora-1"}, root)
     assert code == 201 and set(strategy) == {"id", "owner_id", "name", "group_name", "webhook_token", "is_active"}
     link = {"strategy_id": 1, "account_id": account["id"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -49,7 +50,8 @@ ACCEPTED = [
     ("an object", b'{"a": 1, "b": [1.5, "x", null, true]}', {"a": 1, "b": [1.5, "x", None, True]}),
     ("the same key in two objects", b'[{"a": 1}, {"a": 2}]', [{"a": 1}, {"a": 2}]),
     ("2^63 - 1 and -(2^63 - 1)", b"[9223372036854775807, -9223372036854775807]", [2**63 - 1, -(2**63 - 1)]),
-    ("1e300", b"[1e300]", [1e300]),
+    ("1e300", b"[1e300]", [Decimal("1e300")]),
+    ("a fraction is the Decimal of its digits, not a double", b"[0.1]", [Decimal("0.1")]),
     ("MAX_DEPTH levels", b"[" * MAX_DEPTH + b"]" * MAX_DEPTH, _nested(MAX_DEPTH)),
     ("an escaped surrogate pair", b'["\\ud83d\\ude00"]', ["\U0001f600"]),
     ("other control characters", b'["\\u0001\\t"]', ["\x01\t"]),

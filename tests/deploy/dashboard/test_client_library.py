@@ -7,6 +7,7 @@ broker runs without its journal here (conftest.py), so that a restart is a new e
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -69,8 +70,9 @@ def wait_state(page: Any, state: str, after: int = 0) -> dict[str, Any]:
     return wait_until(reached, timeout=40, what=f"the stream to be {state}", poll=0.1)
 
 
-def prices(page: Any) -> list[float]:
-    return [e["price"] for e in record(page)["events"] if e["type"] == "order_update"]
+def prices(page: Any) -> list[Decimal]:
+    """The order events' prices (decimal strings, CONTRACT §4) in arrival order."""
+    return [Decimal(e["price"]) for e in record(page)["events"] if e["type"] == "order_update"]
 
 
 def wait_prices(page: Any, wanted: list[float]) -> None:

@@ -7,6 +7,7 @@ and reads what a trader sees. The page's console must stay clean (browser.py).
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,15 @@ def order_row(page: Any, text: str) -> Any:
     return page.locator("#orders tbody tr", has_text=text)
 
 
-def wait_for_order_in_database(stack: Stack, price: float) -> None:
+def wait_for_order_in_database(stack: Stack, price: int) -> None:
     """Wait until the order handler committed the order (it publishes right after)."""
     engine = make_engine(stack.env["TRADESTREAM_DATABASE_URL"])
     try:
         sessions = make_session_factory(engine)
 
         def committed() -> bool:
-            with sessions() as session:
-                return session.scalars(select(Order).where(Order.price == price)).first() is not None
+            with sessions() as session:  # money columns are compared in Python, not SQL (decimal text on SQLite)
+                return any(order_price == price for order_price in session.scalars(select(Order.price)))
 
         wait_until(committed, timeout=20, what=f"the order at {price} in the database", poll=0.1)
     finally:
@@ -175,13 +176,14 @@ def test_after_partial_fills_the_live_row_equals_the_snapshot_row_field_by_field
 
     for volume, filled, status in ((3, 3, "PARTIALLY_FILLED"), (4.5, 7.5, "PARTIALLY_FILLED"), (5, 10, "FILLED")):
         replay_ticks(stack, tmp_path, {"symbol": "PFX/USDT", "price": 99, "volume": volume})
-        snapshot = wait_until(lambda f=filled: (o := rest_order(stack, "alice", "btc-trend", "PFX/USDT")) and o["filled_quantity"] == f and o,
+        snapshot = wait_until(lambda f=filled: (o := rest_order(stack, "alice", "btc-trend", "PFX/USDT")) and Decimal(o["filled_quantity"]) == Decimal(str(f)) and o,
                               timeout=20, what=f"{filled} filled in the database")
-        assert (snapshot["quantity"], snapshot["status"]) == (10, status)
+        assert (Decimal(snapshot["quantity"]), snapshot["status"]) == (10, status)
         fresh.reload()
         fresh.wait_for_selector(f'#orders tbody tr[data-id="{order_id}"]')
         expected = row_fields(fresh, order_id)
-        assert expected is not None and expected[6][0] == "10" and expected[7][0] == f"{filled:g}"  # Qty, Filled
+        # Qty and Filled digit for digit, as the server's decimal strings say them (the quantity step's 8 decimals)
+        assert expected is not None and expected[6][0] == "10.00000000" and expected[7][0] == f"{Decimal(str(filled)):.8f}"
         wait_until(lambda e=expected: row_fields(page, order_id) == e, timeout=10,
                    what=f"the live row to equal the snapshot's after {filled} filled: {expected}")
     fresh.close()

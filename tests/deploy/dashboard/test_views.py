@@ -4,6 +4,7 @@ the last batch after a reload, the narrow layout, P&L and exact decimals. Real C
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -111,8 +112,8 @@ def insert_history(stack: Stack, count: int) -> int:
         with make_session_factory(engine)() as session:
             session.add_all(
                 Order(order_id=f"hist-{n:04d}", account_id=account_id, strategy_id=strategy_id, user_id=alice,
-                      symbol="HIST/USDT", side="BUY", order_type="LIMIT", quantity=1, price=10 + n, status="CANCELLED",
-                      filled_quantity=0)
+                      symbol="HIST/USDT", side="BUY", order_type="LIMIT", quantity=Decimal(1), price=Decimal(10 + n),
+                      status="CANCELLED", filled_quantity=Decimal(0))
                 for n in range(count)
             )
             session.commit()
@@ -191,7 +192,6 @@ def publish_raw_position(stack: Stack, wire: dict[str, Any]) -> None:
 
 def test_positions_show_mark_price_pnl_and_equity_exactly_when_the_server_sends_them(stack: Stack, page: Any) -> None:
     log_in(page, stack, "alice", "btc-trend")
-    assert page.locator("#positions.has-pnl").count() == 0  # no P&L fields yet: no empty P&L columns
     alice, strategy_id = stack.user("alice")["id"], stack.strategy("btc-trend")["id"]
     account_id = next(a["id"] for a in stack.demo["accounts"] if a["user_id"] == alice)
     base = {
@@ -212,6 +212,7 @@ def test_positions_show_mark_price_pnl_and_equity_exactly_when_the_server_sends_
     assert "loss" in (strings.nth(4).get_attribute("class") or "") and "gain" in (strings.nth(5).get_attribute("class") or "")
     assert [numbers.nth(i).inner_text() for i in (3, 4, 5)] == ["0.1", "+0.30000000000000004", "0"]
     assert page.inner_text("#equity") == "Equity · alice paper: 100,012.50"
+    assert page.locator("#positions.has-pnl").count() == 1  # the P&L columns are shown
 
 
 FORMAT_CASES = [
