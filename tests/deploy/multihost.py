@@ -7,6 +7,7 @@
       ts-<id>-h4 ─ web1         10.A.B.4   streamer HTTP :8080, subscriber + control key
       ts-<id>-h5 ─ web2         10.A.B.5   streamer HTTP :8080, subscriber + control key
       ts-<id>-h6 ─ rogue        10.A.B.6   no key at all
+      ts-<id>-h7 ─ client       10.A.B.7   a trader's browser (`Network.launcher`), no key
 
 Every name starts with `ts-` and a random suffix; `Network.close` removes them
 all, on failure too. The SQLite database is one file: namespaces share the
@@ -22,6 +23,7 @@ import json
 import os
 import random
 import secrets
+import shlex
 import signal
 import statistics
 import subprocess
@@ -35,7 +37,7 @@ from bus.curvekeys import make_deployment
 from tests.deploy.stack import PROJECT, EventStream
 from tests.waiting import wait_until
 
-HOSTS = ("broker", "trading", "webhook", "web1", "web2", "rogue")
+HOSTS = ("broker", "trading", "webhook", "web1", "web2", "rogue", "client")
 KEY_PLAN = {
     "broker": frozenset({"server"}),
     "trading": frozenset({"server", "publisher"}),
@@ -99,6 +101,21 @@ class Network:
         done = subprocess.run(["tc", "qdisc", "add", "dev", self.links[host], "root", "netem", *spec],
                               capture_output=True, text=True, timeout=20)
         return None if done.returncode == 0 else f"tc netem unavailable here: {done.stderr.strip()}"
+
+    def launcher(self, host: str, program: str, folder: Path) -> Path:
+        """A script that runs `program` (with its arguments) inside the host's namespace and writes its pid to
+        `<script>.pid` first: an `executable_path` for Playwright, whose pipes to the browser pass through."""
+        script = folder / f"in-{host}.sh"
+        pidfile = shlex.quote(str(script) + ".pid")
+        script.write_text(f'#!/bin/sh\necho $$ > {pidfile}\n'
+                          f'exec ip netns exec {shlex.quote(self.namespaces[host])} {shlex.quote(program)} "$@"\n')
+        script.chmod(0o755)
+        return script
+
+    def holds(self, host: str, pid: int) -> bool:
+        """Whether process `pid` runs in the host's network namespace."""
+        inode = os.stat(f"/run/netns/{self.namespaces[host]}").st_ino
+        return os.readlink(f"/proc/{pid}/ns/net") == f"net:[{inode}]"
 
     def close(self) -> None:
         for namespace in self.namespaces.values():

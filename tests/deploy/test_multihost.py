@@ -1,19 +1,27 @@
 """The bus across hosts: broker, producers and two streamers in network namespaces, tcp:// and CURVE between them.
 
 A system test (root, `ip netns`, tc): skipped with its reason where namespaces
-cannot be made. The browser and the webhook's caller are the root namespace,
-reaching the hosts over the bridge (tests/deploy/multihost.py draws it).
+cannot be made. The SSE clients and the webhook's caller are the root namespace,
+reaching the hosts over the bridge (tests/deploy/multihost.py draws it); the real
+Chromium runs on a host of its own, "client" (skipped without Chromium or Playwright).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import sys
 import textwrap
 from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from tests.deploy.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, Console, new_page, sign_in, sync_api
 from tests.deploy.multihost import Deployment, Network, available, order_priced
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.system
 REASON = available()
@@ -38,6 +46,12 @@ ROGUE = textwrap.dedent("""
     print(received)
     ctx.destroy(linger=0)
 """)
+
+
+PRICE_CELLS = """() => {
+    const column = [...document.querySelectorAll('#orders thead th')].findIndex(th => th.textContent.trim() === 'Price');
+    return [...document.querySelectorAll('#orders tbody tr')].map(row => row.cells[column].innerText);
+}"""  # the orders table's Price column, top row first
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +113,55 @@ def test_events_arrive_in_order_over_a_delayed_lossy_link(deployment: Deployment
         assert ids == sorted(ids) and len(set(ids)) == len(prices)
     finally:
         stream.close()
+
+
+def test_a_browser_on_a_client_host_shows_a_webhook_on_another_host_live_and_in_order(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    api = sync_api()
+    strategy, user = deployment.owner()
+    launcher = deployment.net.launcher("client", CHROMIUM, tmp_path)
+    console = Console()
+    with api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(launcher), args=CHROMIUM_ARGS)
+        pid = int(Path(f"{launcher}.pid").read_text())
+        try:
+            assert deployment.net.holds("client", pid)  # the browser is on the client host, not in the root namespace
+            page = new_page(browser, console)
+            sign_in(page, deployment.url("web1", 8080), user["username"], user["password"], strategy["id"])
+            prices = ["411", "412", "413"]
+            for price in prices:
+                deployment.post_signal(price)
+
+            def ours() -> list[str]:
+                rows = page.evaluate(PRICE_CELLS)
+                shown = [text.replace(",", "") for text in rows]  # "—" or "stop …" for orders of other prices
+                return [price for price in prices_in(shown) if price in prices]
+
+            wait_until(lambda: len(ours()) >= len(prices), timeout=30, what="the three orders in the page's table")
+            assert ours() == prices[::-1]  # each once, the newest change on top
+            assert console.unexpected() == []
+        finally:
+            browser.close()
+            _end(pid)
+
+
+def prices_in(texts: list[str]) -> list[str]:
+    """The plain prices among a table's price cells, normalized ("411.00" → "411")."""
+    return [str(Decimal(text).normalize()) for text in texts if re.fullmatch(r"\d+(\.\d+)?", text)]
+
+
+def _end(pid: int) -> None:
+    """Kill the browser if `close()` left it (it normally does not)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), timeout=10, what=f"browser {pid} to end")
+
+
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def deployment_python() -> str:

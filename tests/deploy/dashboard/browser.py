@@ -65,11 +65,17 @@ def new_page(browser: Any, console: Console, width: int = 1280, height: int = 80
 
 def log_in(page: Any, stack: Stack, username: str, group_name: str | None = None) -> None:
     """Open the dashboard, sign in and pick a strategy; returns once the stream is connected."""
-    page.goto(stack.base_url + "/")
+    strategy_id = None if group_name is None else stack.strategy(group_name)["id"]
+    sign_in(page, stack.base_url, username, stack.user(username)["password"], strategy_id)
+
+
+def sign_in(page: Any, base_url: str, username: str, password: str, strategy_id: int | None = None) -> None:
+    """`log_in` on any streamer's URL: sign in, pick the strategy (if given), wait for the stream."""
+    page.goto(base_url + "/")
     page.fill("#login-form input[name=username]", username)
-    page.fill("#login-form input[name=password]", stack.user(username)["password"])
+    page.fill("#login-form input[name=password]", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#dashboard:not([hidden])")
-    if group_name is not None:
-        page.select_option("#strategy", str(stack.strategy(group_name)["id"]))
+    if strategy_id is not None:
+        page.select_option("#strategy", str(strategy_id))
     page.wait_for_selector("#connection[data-state=connected]")
