@@ -216,8 +216,9 @@ async def test_login_attempts_beyond_the_limits_are_429_with_retry_after_and_cou
     for answer in answers:
         if answer.code == 429:
             assert json.loads(answer.body)["error"] == "rate_limited"
-            # One attempt more every 300 / 3 = 100 s (per user) or 300 / 5 = 60 s (per address).
-            assert answer.headers["Retry-After"] in ("100", "60")
+            # One attempt more every 300 / 3 = 100 s (per user) or 300 / 5 = 60 s (per address): the wait
+            # left, in whole seconds, is at most that and counts down while a loaded machine runs the test.
+            assert 1 <= int(answer.headers["Retry-After"]) <= 100
             assert "Set-Cookie" not in answer.headers
 
 
