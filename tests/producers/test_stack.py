@@ -156,6 +156,16 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, demo_template: tuple[Path, dict[str, Any]]) -> Iterator[Stack]:
+    yield from _new_stack(tmp_path_factory, demo_template)
+
+
+@pytest.fixture
+def own_stack(tmp_path_factory: pytest.TempPathFactory, demo_template: tuple[Path, dict[str, Any]]) -> Iterator[Stack]:
+    """A stack of the test's own: its positions and re-marks do not reach the module's other tests."""
+    yield from _new_stack(tmp_path_factory, demo_template)
+
+
+def _new_stack(tmp_path_factory: pytest.TempPathFactory, demo_template: tuple[Path, dict[str, Any]]) -> Iterator[Stack]:
     template, demo = demo_template
     folder = tmp_path_factory.mktemp("stack")
     (folder / "var").mkdir()
@@ -228,15 +238,15 @@ def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_
     assert Decimal(final["quantity"]) == Decimal("0.05555555") - Decimal("0.01086956")  # exact
 
 
-def test_handlers_metrics_count_exactly_the_commands_events_and_fills_done(stack: Stack, tmp_path: Path) -> None:
-    before = {name: stack.metrics(name) for name in ("orders", "positions")}
-    assert stack.post(example(stack, price="80000", id="metrics-limit"))[0] == 200  # below the last tick: rests
+def test_handlers_metrics_count_exactly_the_commands_events_and_fills_done(own_stack: Stack, tmp_path: Path) -> None:
+    before = {name: own_stack.metrics(name) for name in ("orders", "positions")}
+    assert own_stack.post(example(own_stack, price="80000", id="metrics-limit"))[0] == 200  # below the last tick: rests
     log = tmp_path / "tick.jsonl"
     log.write_text('{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": 79000, "volume": 1}\n')
-    result = subprocess.run([str(BIN / "tradestream-replay"), str(log), "--speed", "0", "--orders", stack.orders_endpoint,
-                             "--database-url", stack.world.url], capture_output=True, timeout=30)
+    result = subprocess.run([str(BIN / "tradestream-replay"), str(log), "--speed", "0", "--orders", own_stack.orders_endpoint,
+                             "--database-url", own_stack.world.url], capture_output=True, timeout=30)
     assert result.returncode == 0, result.stderr.decode()
-    events = stack.events(6)  # both accounts: order_created, order_filled, a position event
+    events = own_stack.events(6)  # both accounts: order_created, order_filled, a position event
     assert sorted(wire.get("event_type", "") for _, _, wire in events if wire["kind"] == "order_update") == [
         "order_created", "order_created", "order_filled", "order_filled"]
     o, p = "tradestream_orders", "tradestream_positions"
@@ -260,12 +270,12 @@ def test_handlers_metrics_count_exactly_the_commands_events_and_fills_done(stack
     }
 
     def moved(name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        now = stack.metrics(name)
+        now = own_stack.metrics(name)
         return {key: now.get(key, 0.0) - before[name].get(key, 0.0) for key in expected[name]}
 
     for name in ("orders", "positions"):  # the relay's confirmation may come just after the event
         wait_until(lambda name=name: moved(name) == expected[name], what=f"{name}'s metrics", poll=0.05)  # type: ignore[misc]
-        assert stack.metrics(name)[(f"{'tradestream_' + name}_outbox_pending_events", ())] == 0
+        assert own_stack.metrics(name)[(f"{'tradestream_' + name}_outbox_pending_events", ())] == 0
 
 
 def test_oversized_body_gets_a_json_413_from_the_real_server(stack: Stack) -> None:
