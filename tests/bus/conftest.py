@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.waiting import wait_until
 
 _LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+) ack_ingress=(\S+)")
 ENDPOINTS = ("ingress", "publish", "replay", "ack_ingress")
+START_TIMEOUT_S = 30.0  # a deadline on a loaded machine, not a wait
 
 
 class BrokerProcess:
@@ -33,16 +35,39 @@ class BrokerProcess:
         self.starts = 0
 
     def start(self) -> BrokerProcess:
+        """Start the broker and wait for its `listening` line.
+
+        A restart binds the ports the first start chose. Between the two, another test's process
+        may bind one of them for a moment (port 0 picks any free port): the broker then exits
+        with "cannot bind", and a restart is tried again until the port is free or the deadline passes.
+        """
+        restart = self.proc is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            match, log_text = self._launch(deadline)
+            if match is not None:
+                self.endpoints = dict(zip(ENDPOINTS, match.groups()))
+                return self
+            if not restart or "cannot bind" not in log_text or time.monotonic() > deadline:
+                raise AssertionError(f"the broker exited {self.proc and self.proc.returncode} before listening:\n{log_text}")
+
+    def _launch(self, deadline: float) -> tuple[re.Match[str] | None, str]:
+        """One broker process: its `listening` line, or None and its log once it has exited."""
         self.starts += 1
         log_path = self.log_dir / f"broker-{self.starts}.log"
         args = [sys.executable, "-m", "bus.broker", "--bus-heartbeat", "0.1", *self.extra]
         for name, endpoint in self.endpoints.items():
             args += [f"--{name.replace('_', '-')}", endpoint]
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        match = wait_until(lambda: _LISTENING.search(log_path.read_text()), what="the broker to listen")
-        self.endpoints = dict(zip(ENDPOINTS, match.groups()))
-        return self
+            proc = self.proc = subprocess.Popen(args, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+        def listening_or_exited() -> re.Match[str] | str | None:
+            text = log_path.read_text()
+            return _LISTENING.search(text) or (None if proc.poll() is None else text or "(empty log)")
+
+        outcome = wait_until(listening_or_exited, timeout=max(deadline - time.monotonic(), 0.1),
+                             what=f"the broker to listen (log: {log_path})")
+        return (outcome, "") if isinstance(outcome, re.Match) else (None, outcome)
 
     def kill(self) -> None:
         assert self.proc is not None

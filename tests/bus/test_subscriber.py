@@ -201,10 +201,17 @@ def test_control_messages_reach_the_sink() -> None:
     run_scripted(scenario)
 
 
-async def _start(broker: BrokerProcess, sink: RecordingSink, ctx: zmq.asyncio.Context, **kwargs: Any) -> Subscriber:
+@contextlib.asynccontextmanager
+async def started(broker: BrokerProcess, sink: RecordingSink, **kwargs: Any) -> AsyncIterator[Subscriber]:
+    """A started Subscriber on a real broker; closed with its context whatever the test does."""
+    ctx = zmq.asyncio.Context()
     subscriber = Subscriber(broker.endpoints["publish"], broker.endpoints["replay"], sink, context=ctx, **kwargs)
-    await subscriber.start(timeout=5)
-    return subscriber
+    try:
+        await subscriber.start(timeout=5)
+        yield subscriber
+    finally:
+        await subscriber.close()
+        ctx.destroy(linger=0)
 
 
 def test_a_forced_gap_behind_a_stalled_reader_is_recovered_in_order(tmp_path: Path) -> None:
@@ -212,22 +219,19 @@ def test_a_forced_gap_behind_a_stalled_reader_is_recovered_in_order(tmp_path: Pa
     count = 40_000
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
         sink = RecordingSink()
-        subscriber = await _start(broker, sink, ctx, hwm=10, replay_timeout=10)
-        await subscriber.subscribe(KEY)
-        with Publisher(broker.endpoints["ingress"]) as pub:
-            # The loop is blocked here, so the SUB stops reading and the broker drops at its HWM.
-            for i in range(count):
-                pub.publish(make_order(*KEY, order_id=str(i)))
-            wait_until(lambda: broker_stats(zmq.Context.instance(), broker.endpoints["replay"])["published"] == count, timeout=60, what="all events sequenced")
-        await async_wait_until(lambda: len(sink.events) == count, timeout=60, what="every event delivered")
-        assert sink.seqs() == list(range(1, count + 1))
-        assert [e.payload["order_id"] for e in sink.events] == [str(i) for i in range(count)]
-        assert subscriber.stats.gaps_detected >= 1, "the test did not force a gap"
-        assert subscriber.stats.gaps_recovered >= 1
-        await subscriber.close()
-        ctx.destroy(linger=0)
+        async with started(broker, sink, hwm=10, replay_timeout=10) as subscriber:
+            await subscriber.subscribe(KEY)
+            with Publisher(broker.endpoints["ingress"]) as pub:
+                # The loop is blocked here, so the SUB stops reading and the broker drops at its HWM.
+                for i in range(count):
+                    pub.publish(make_order(*KEY, order_id=str(i)))
+                wait_until(lambda: broker_stats(zmq.Context.instance(), broker.endpoints["replay"])["published"] == count, timeout=60, what="all events sequenced")
+            await async_wait_until(lambda: len(sink.events) == count, timeout=60, what="every event delivered")
+            assert sink.seqs() == list(range(1, count + 1))
+            assert [e.payload["order_id"] for e in sink.events] == [str(i) for i in range(count)]
+            assert subscriber.stats.gaps_detected >= 1, "the test did not force a gap"
+            assert subscriber.stats.gaps_recovered >= 1
 
     try:
         asyncio.run(main())
@@ -240,25 +244,22 @@ def test_broker_restart_is_survived_and_reported_as_resync(tmp_path: Path) -> No
     broker = BrokerProcess(tmp_path).start()
 
     async def main() -> None:
-        ctx = zmq.asyncio.Context()
         sink = RecordingSink()
-        subscriber = await _start(broker, sink, ctx, heartbeat_timeout=0.5)
-        first = await subscriber.subscribe(KEY)
-        with Publisher(broker.endpoints["ingress"]) as pub:
-            pub.publish(make_order(*KEY))
-            await async_wait_until(lambda: sink.seqs() == [1], what="first event")
-            broker.kill()
-            await async_wait_until(lambda: False in sink.broker_status, what="broker reported down")
-            broker.start()
-            await async_wait_until(lambda: sink.broker_status[-1] is True, what="broker reported up")
-            pub.publish(make_order(*KEY, order_id="after"))
-            await async_wait_until(lambda: sink.events[-1].payload["order_id"] == "after", what="event after restart")
-        assert sink.resyncs and sink.resyncs[0][1] == "epoch_changed"
-        assert sink.events[-1].epoch != first.epoch
-        # The dead broker closed the connection: libzmq reconnected and resubscribed on the same socket.
-        assert subscriber.stats.socket_recreations == 0
-        await subscriber.close()
-        ctx.destroy(linger=0)
+        async with started(broker, sink, heartbeat_timeout=0.5) as subscriber:
+            first = await subscriber.subscribe(KEY)
+            with Publisher(broker.endpoints["ingress"]) as pub:
+                pub.publish(make_order(*KEY))
+                await async_wait_until(lambda: sink.seqs() == [1], what="first event")
+                broker.kill()
+                await async_wait_until(lambda: False in sink.broker_status, what="broker reported down")
+                broker.start()
+                await async_wait_until(lambda: sink.broker_status[-1] is True, what="broker reported up")
+                pub.publish(make_order(*KEY, order_id="after"))
+                await async_wait_until(lambda: sink.events[-1].payload["order_id"] == "after", what="event after restart")
+            assert sink.resyncs and sink.resyncs[0][1] == "epoch_changed"
+            assert sink.events[-1].epoch != first.epoch
+            # The dead broker closed the connection: libzmq reconnected and resubscribed on the same socket.
+            assert subscriber.stats.socket_recreations == 0
 
     try:
         asyncio.run(main())

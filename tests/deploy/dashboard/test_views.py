@@ -103,7 +103,7 @@ def test_orders_filter_by_symbol_side_and_status(stack: Stack, page: Any) -> Non
 
 
 def insert_history(stack: Stack, count: int) -> int:
-    """`count` old orders of alice's account in btc-trend, straight into the database; alice's total there."""
+    """`count` old HIST/USDT orders (and one other) of alice's in btc-trend, straight into the database; her total there."""
     alice = stack.user("alice")["id"]
     strategy_id = stack.strategy("btc-trend")["id"]
     account_id = next(a["id"] for a in stack.demo["accounts"] if a["user_id"] == alice)
@@ -116,6 +116,11 @@ def insert_history(stack: Stack, count: int) -> int:
                       status="CANCELLED", filled_quantity=Decimal(0))
                 for n in range(count)
             )
+            # One order of another symbol, so that filtering on HIST/USDT has something to leave out
+            # even when this test runs alone on its stack.
+            session.add(Order(order_id="hist-other", account_id=account_id, strategy_id=strategy_id, user_id=alice,
+                              symbol="ELSE/USDT", side="SELL", order_type="LIMIT", quantity=Decimal(1),
+                              price=Decimal(5), status="CANCELLED", filled_quantity=Decimal(0)))
             session.commit()
             return int(session.scalar(select(func.count()).select_from(Order).where(
                 Order.user_id == alice, Order.strategy_id == strategy_id)) or 0)
@@ -128,8 +133,13 @@ def test_history_pages_back_beyond_the_newest_orders(stack: Stack, page: Any) ->
     log_in(page, stack, "alice", "btc-trend")
     assert int(page.inner_text("#orders-count")) == 500
     while page.locator("#orders-older").is_visible():
+        held = page.inner_text("#orders-count")
         page.click("#orders-older")
-        page.wait_for_function("!document.getElementById('orders-older').disabled")  # the page arrived
+        # The page arrived and was drawn: the table renders on the next animation frame, and the
+        # button's `hidden` is set in that render, so `disabled` alone would let us look too early.
+        page.wait_for_function(
+            "held => !document.getElementById('orders-older').disabled"
+            " && document.getElementById('orders-count').textContent !== held", arg=held)
     assert int(page.inner_text("#orders-count")) == total
     page.select_option("#filter-symbol", "HIST/USDT")
     assert page.inner_text("#orders-shown") == f"1100 of {total} match"
