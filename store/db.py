@@ -1,6 +1,6 @@
 """Engines, sessions and the schema for any SQLAlchemy URL (its migrations: store/migrate.py).
 
-SQLite gets the pragmas that make it a fair multi-process store: foreign keys
+PostgreSQL gets a connect timeout (PG_CONNECT_TIMEOUT_S). SQLite gets the pragmas that make it a fair multi-process store: foreign keys
 enforced (so ON DELETE CASCADE works), write-ahead logging (readers never wait
 for the writer) and a busy timeout (writers queue instead of failing at once).
 
@@ -29,6 +29,10 @@ from store.models import Base
 
 DEFAULT_DATABASE_URL = "sqlite:///var/tradestream.db"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A database host that drops packets would hold a connect for the kernel's SYN retries (about two
+# minutes), and a request with it; libpq gives up after this many seconds. `?connect_timeout=N`
+# in the URL wins.
+PG_CONNECT_TIMEOUT_S = 5
 
 
 def _parse_database_url(text: str) -> str:
@@ -52,6 +56,8 @@ def make_engine(url: str | URL, **options: Any) -> Engine:
     """An engine for `url`; for a SQLite file, the pragmas are set (see the module docstring for its folder)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            options["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S, **options.get("connect_args", {})}
         return create_engine(parsed, pool_pre_ping=True, **options)
     _check_sqlite_folder(parsed)
     engine = create_engine(parsed, **options)

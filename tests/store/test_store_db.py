@@ -64,3 +64,16 @@ def test_a_check_without_tables_creates_none(tmp_path: Path) -> None:
         assert inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+def test_a_postgresql_host_that_never_answers_is_one_line_after_the_connect_timeout() -> None:
+    # A listener that never accepts: the kernel completes the handshake, then nothing ever answers
+    # libpq's startup packet, as with a host whose database hangs. Without a connect timeout this
+    # call would wait for ever.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(DatabaseUnavailable) as refused:
+            open_database(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+    assert "timeout" in str(refused.value) and len(str(refused.value).splitlines()) == 1

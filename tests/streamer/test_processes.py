@@ -39,7 +39,9 @@ class StreamerProcess:
         args = [
             *streamer_command(), "--database-url", url_of(world),
             "--ingress", broker.endpoints["ingress"], "--publish", broker.endpoints["publish"],
-            "--replay", broker.endpoints["replay"], "--host", "127.0.0.1", *extra,
+            "--replay", broker.endpoints["replay"], "--host", "127.0.0.1",
+            *(() if "--port" in extra else ("--port", "0")),  # never the default 8080: `make run` may hold it
+            *extra,
         ]
         if fd_limit is not None:
             args = fd_limited(args, fd_limit)
