@@ -26,6 +26,7 @@ import functools
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -266,6 +267,23 @@ def ensure_head(engine: Engine) -> Migrated | None:
     if migrated.changed:
         log.info("%s", migrated.describe())
     return migrated
+
+
+def wait_for_head(engine: Engine, timeout_s: float, poll_s: float = 0.5) -> Status:
+    """What a process that does not migrate does at start (the streamer): wait for another to do it.
+
+    Returns at once when the database is at head or at a revision this release does not know (a
+    newer release's: waiting cannot help); else logs once and polls until head or `timeout_s`.
+    The caller refuses to start unless the returned status is at head.
+    """
+    deadline = time.monotonic() + timeout_s
+    found = status(engine)
+    if not found.at_head and found.known:
+        log.warning("%s Waiting up to %.0f s for it.", found.describe(), timeout_s)
+    while not found.at_head and found.known and time.monotonic() < deadline:
+        time.sleep(poll_s)  # the pace of polling another process's migration
+        found = status(engine)
+    return found
 
 
 def stamp_head(connection: Connection) -> None:

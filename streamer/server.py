@@ -13,10 +13,12 @@ import logging
 import socket
 
 import tornado.netutil
+from sqlalchemy.exc import SQLAlchemyError
 
 from bus import security
 from bus.process import configure_logging, stop_on_signals
-from store.db import open_database
+from store import migrate
+from store.db import first_line, open_database
 from store.errors import DatabaseUnavailable
 from streamer.app import make_app, make_metrics_app
 from streamer.config import StreamerConfig, parse_config
@@ -33,6 +35,8 @@ LISTEN_BACKLOG = 2048
 # Of the 5 s a stop may take: streams get this long to take their last frame.
 SHUTDOWN_STREAMS_S = 2.0
 SHUTDOWN_REQUESTS_S = 1.0
+# A stack's producers migrate the schema as they start, the streamer only waits for it.
+SCHEMA_WAIT_S = 30.0
 
 
 def make_server(services: Services) -> HardenedHTTPServer:
@@ -95,9 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     if not security.start(config.bus_keys, connects=(config.ingress, config.publish, config.replay)):
         return 1
     try:
-        open_database(config.database_url, create_tables=False).dispose()
+        engine = open_database(config.database_url, create_tables=False)
     except DatabaseUnavailable as exc:
         log.error("%s", exc)
+        return 1
+    try:
+        # The producers migrate at start; a streamer on an older schema would answer 500s.
+        schema = migrate.wait_for_head(engine, SCHEMA_WAIT_S)
+    except SQLAlchemyError as exc:
+        log.error("cannot read the database schema's revision: %s", first_line(exc))
+        return 1
+    finally:
+        engine.dispose()
+    if not schema.at_head:
+        log.error("%s The streamer does not start on it.", schema.describe())
         return 1
     try:
         sockets = tornado.netutil.bind_sockets(config.port, config.host, reuse_port=config.reuse_port, backlog=LISTEN_BACKLOG)

@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from store import migrate
+from store.db import make_engine
 from streamer.config import parse_config
 from tests.limits import fd_limited
 from tests.streamer.conftest import BrokerThread, World, url_of
@@ -198,3 +201,43 @@ def test_settings_come_from_the_environment_and_the_secret_is_generated_once(tmp
     assert config.secret == again.secret == (tmp_path / "var" / "secret").read_text().strip()
     assert len(config.secret) >= 32 and given.secret == "from-env"
     assert (config.port, config.client_buffer, config.max_streams_per_user, config.recheck) == (8080, 50, 20, 60.0)
+
+
+def _streamer_on(database_url: str, broker: BrokerThread, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = workdir / "streamer.log"
+    args = [*streamer_command(), "--database-url", database_url, "--ingress", broker.endpoints["ingress"],
+            "--publish", broker.endpoints["publish"], "--replay", broker.endpoints["replay"], "--host", "127.0.0.1",
+            "--port", "0"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, stderr=log, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return proc, log_path
+
+
+def test_a_streamer_on_an_older_schema_waits_for_the_migration_and_then_serves(tmp_path: Path, broker: BrokerThread) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine, "0002")  # before the sessions table the streamer writes
+    proc, log_path = _streamer_on(url, broker, tmp_path)
+    try:
+        wait_until(lambda: "Waiting up to 30 s" in log_path.read_text(), what="the streamer to say it waits")
+        assert "at revision 0002" in log_path.read_text() and proc.poll() is None
+        migrate.upgrade(engine)  # as the webhook or `tradestream-admin migrate` does
+        wait_until(lambda: _LISTENING.search(log_path.read_text()), what="the streamer to listen after the migration")
+    finally:
+        proc.kill()
+        proc.wait()
+        engine.dispose()
+
+
+def test_a_streamer_on_a_newer_releases_schema_exits_1_at_once_saying_so(tmp_path: Path, broker: BrokerThread) -> None:
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    proc, log_path = _streamer_on(url, broker, tmp_path)
+    assert proc.wait(timeout=20) == 1
+    text_of_log = log_path.read_text()
+    assert "revision 9999, unknown to this release" in text_of_log and "does not start" in text_of_log
+    assert "Traceback" not in text_of_log and "Waiting" not in text_of_log
