@@ -76,6 +76,7 @@ def measure(pid: int, ingress: str, publish: str, count: Callable[[], int], keys
     load = os.getloadavg()[0]
     try:
         reader_conn.recv()
+        pusher_conn.recv()  # "ready": under load a spawned process takes seconds to import
         pusher_conn.send("go")
         # Measure a window inside the push, so the process is busy from its first to its last sample.
         warmup = min(1.0, duration_s / 4)

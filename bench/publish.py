@@ -86,10 +86,11 @@ def push_flat_out(ingress: str, keys: list[StreamKey], duration_s: float) -> int
 
 def publisher_process(conn: Connection, ingress: str, keys: list[StreamKey], rate: float,
                       duration_s: float, cores: set[int] | None) -> None:
-    """Entry of the publisher process: wait for "go", publish, send back the counts per key."""
+    """Entry of the publisher process: say "ready", wait for "go", publish, send back the counts per key."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness tears us down
     if cores:
         os.sched_setaffinity(0, cores)
+    conn.send("ready")  # started and imported: a window timed from "go" is all publishing
     conn.recv()
     if rate > 0:
         conn.send(publish_paced(ingress, keys, rate, duration_s))

@@ -71,6 +71,7 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         for proc in (*procs, publisher):
             proc.start()
         hellos = [pipe.recv() for pipe in pipes]
+        pub_here.recv()  # the publisher's "ready"
         connected = sum(h["connected"] for h in hellos)
         failed = sum(h["failed"] for h in hellos)
         if failed:
