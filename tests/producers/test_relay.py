@@ -24,6 +24,9 @@ from tests.producers.conftest import World
 from tests.waiting import wait_until
 
 FAST = WindowLimits(window=4, retry_s=0.05, max_retry_s=0.2)
+# No timeout fires within a test: the stand-in's answers alone drive the relay, however slow the machine
+# (with FAST's 50 ms, a loaded machine's late answer let a timeout rewind first, and resends came twice).
+CALM = WindowLimits(window=4, retry_s=60.0, max_retry_s=60.0)
 HEAD = codec.Schema[tuple[str, int, int]](tuple[str, int, int])
 
 
@@ -69,8 +72,8 @@ def broker(zctx: zmq.Context[Any]) -> Iterator[StandInBroker]:
     stand_in.socket.close()
 
 
-def make_relay(world: World, endpoint: str, ctx: zmq.Context[Any]) -> Relay:
-    return Relay(world.sessions, "orders", endpoint, context=ctx, limits=FAST)
+def make_relay(world: World, endpoint: str, ctx: zmq.Context[Any], limits: WindowLimits = CALM) -> Relay:
+    return Relay(world.sessions, "orders", endpoint, context=ctx, limits=limits)
 
 
 def summary(user_id: int, created: int) -> OrderBatchEvent:
@@ -161,7 +164,7 @@ def test_rows_committed_while_no_broker_listens_go_out_once_it_binds(world: Worl
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-    relay = make_relay(world, endpoint, zctx)
+    relay = make_relay(world, endpoint, zctx, FAST)  # its retry is what reaches the late broker
     rows = commit_events(world, summary(world.user_ids["alice"], 1))
     relay.offer(rows)
     assert relay.window.in_flight == 0 and relay.deadline() is not None  # refused: no connection yet
