@@ -9,6 +9,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# The deadline for a subprocess to start (import, open its database, bind): ~1 s on a quiet machine,
+# over 10 s seen with the machine's two cores shared by a full suite and a benchmark.
+PROCESS_START_S = 30.0
+
 
 def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, what: str = "condition", poll: float = 0.01) -> T:
     """Return the first truthy value of `condition()`; fail the test after `timeout` seconds."""

@@ -17,11 +17,10 @@ import zmq
 
 from bus import codec, protocol
 from bus.events import Account, OrderEvent, utc_now
-from tests.waiting import wait_until
+from tests.waiting import PROCESS_START_S, wait_until
 
 _LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+) ack_ingress=(\S+)")
 ENDPOINTS = ("ingress", "publish", "replay", "ack_ingress")
-START_TIMEOUT_S = 30.0  # a deadline on a loaded machine, not a wait
 
 
 class BrokerProcess:
@@ -42,7 +41,7 @@ class BrokerProcess:
         with "cannot bind", and a restart is tried again until the port is free or the deadline passes.
         """
         restart = self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + PROCESS_START_S
         while True:
             match, log_text = self._launch(deadline)
             if match is not None:

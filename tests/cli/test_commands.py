@@ -29,7 +29,7 @@ from producers.webhook import WebhookConfig
 from store.admin import AdminConfig
 from streamer.config import StreamerConfig
 from tests.store.test_store_db import UNAVAILABLE
-from tests.waiting import wait_until
+from tests.waiting import PROCESS_START_S, wait_until
 
 BIN = Path(sys.executable).parent
 RUN_DEADLINE_S = 30  # a process that should have exited at once but serves instead fails, not hangs
@@ -139,11 +139,14 @@ _LISTENING = re.compile(r"(streamer|webhook) listening on http://127\.0\.0\.1:(\
 @pytest.mark.parametrize("command", ["streamer", "webhook"])
 def test_port_0_listens_on_a_free_port_and_logs_it(command: str, tmp_path: Path) -> None:
     log_path = tmp_path / f"{command}.log"
-    args = ["--port", "0", "--host", "127.0.0.1", "--database-url", f"sqlite:///{tmp_path / 'db.sqlite'}"]
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    if command == "streamer":  # it does not migrate: it waits for the schema a writer brings to head
+        assert run("admin", "--database-url", url, "migrate", cwd=tmp_path).returncode == 0
+    args = ["--port", "0", "--host", "127.0.0.1", "--database-url", url]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([str(BIN / f"tradestream-{command}"), *args], cwd=tmp_path, env=environment(), stderr=log)
     try:
-        match = wait_until(lambda: _LISTENING.search(log_path.read_text()), what=f"{command} to log its port")
+        match = wait_until(lambda: _LISTENING.search(log_path.read_text()), timeout=PROCESS_START_S, what=f"{command} to log its port")
         port = int(match[2])
         assert port != 0
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=5) as response:  # no broker here

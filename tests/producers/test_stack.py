@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bus import codec, protocol
 from bus.topics import StreamKey, key_topic
 from tests.producers.conftest import World, world_at
-from tests.waiting import wait_until
+from tests.waiting import PROCESS_START_S, wait_until
 
 BIN = Path(sys.executable).parent
 STOP_DEADLINE_S = 5.0
@@ -56,7 +56,7 @@ class Process:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([str(BIN / f"tradestream-{self.name}"), *self.args], stderr=log)
         pattern = re.compile(ready)
-        return wait_until(lambda: pattern.search(self.log_path.read_text()[offset:]), what=f"{self.name} to be ready")
+        return wait_until(lambda: pattern.search(self.log_path.read_text()[offset:]), timeout=PROCESS_START_S, what=f"{self.name} to be ready")
 
     def terminate(self) -> int:
         assert self.proc is not None

@@ -26,7 +26,7 @@ from producers.intake import Intake
 from producers.webhook import WebhookConfig, WebhookService, make_server
 from tests.limits import fd_limited
 from tests.producers.conftest import WakeSink, World
-from tests.waiting import wait_until
+from tests.waiting import PROCESS_START_S, wait_until
 from tests.web.test_server import DROP_DEADLINE_S, SLOW_CLIENTS, TIMEOUT_S, dropped_within
 from web.ratelimit import RateLimiter
 
@@ -44,7 +44,7 @@ class WebhookProcess:
         args = [str(_SCRIPT), "--database-url", world.url, "--orders", orders, "--port", str(port), "--header-timeout", "60"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(fd_limited(args, FD_LIMIT), stderr=log, cwd=workdir)
-        wait_until(lambda: _LISTENING.search(self.log()), what="the webhook to listen")
+        wait_until(lambda: _LISTENING.search(self.log()), timeout=PROCESS_START_S, what="the webhook to listen")
         self.port = port
 
     def log(self) -> str:

@@ -27,7 +27,7 @@ from tests.producers.test_webhook_hostile import _SCRIPT as WEBHOOK_SCRIPT
 from tests.relay import Relay
 from tests.streamer.conftest import BrokerThread, World
 from tests.streamer.test_processes import StreamerProcess
-from tests.waiting import wait_until
+from tests.waiting import PROCESS_START_S, wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -75,7 +75,7 @@ class WebhookProcess:
         args = [str(WEBHOOK_SCRIPT), "--database-url", database_url, "--orders", "tcp://127.0.0.1:9", "--port", "0"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, stderr=log, cwd=workdir)
-        match = wait_until(lambda: WEBHOOK_LISTENING.search(self.log_path.read_text()), what="the webhook to listen")
+        match = wait_until(lambda: WEBHOOK_LISTENING.search(self.log_path.read_text()), timeout=PROCESS_START_S, what="the webhook to listen")
         self.port = int(match[1])
 
 

@@ -22,7 +22,7 @@ from streamer.config import parse_config
 from tests.limits import fd_limited
 from tests.streamer.conftest import BrokerThread, World, url_of
 from tests.streamer.test_stream import open_stream
-from tests.waiting import wait_until
+from tests.waiting import PROCESS_START_S, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"streamer listening on http://[^:]+:(\d+)")
@@ -51,7 +51,7 @@ class StreamerProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(args, stderr=log, cwd=workdir, env=env)
-        match = wait_until(lambda: _LISTENING.search(self.log()), what=f"{name} to listen")
+        match = wait_until(lambda: _LISTENING.search(self.log()), timeout=PROCESS_START_S, what=f"{name} to listen")
         assert match is not None  # wait_until returns only a truthy value
         self.port = int(match[1])
 
