@@ -185,6 +185,8 @@ def _number(prefix: str, name: str, item: Mapping[str, Any], symbol: str, *, req
     if not low <= number <= high:
         raise InvalidSignal(prefix + name, f"expected a number from {low:g} to {high:g}, got {_show(value)}")
     if name not in PRICES:
+        if len(decimals.text(number)) > _MAX_NUMERIC_TEXT:  # the inbox row carries it so: it must read back
+            raise InvalidSignal(prefix + name, f"expected at most {_MAX_NUMERIC_TEXT} characters written out, got {_show(value)}")
         return number
     rounded = steps_of(symbol).round_price(number)
     if rounded.is_zero():

@@ -54,7 +54,10 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _finite_decimal(text: str) -> Decimal:
     if not math.isfinite(float(text)):  # the rule of the contract: what a double cannot hold is refused
         raise InvalidJson(f"number {text[:40]} is out of range")
-    return Decimal(text)
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # InvalidOperation: an exponent past Decimal's (1e-9999999999999999999 is 0.0 as a double)
+        raise InvalidJson(f"number {text[:40]} is out of range") from None
 
 
 def _bounded_int(text: str) -> int:

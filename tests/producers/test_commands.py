@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bus import codec
 from producers.commands import (
@@ -17,8 +19,9 @@ from producers.commands import (
     kind_of,
     parse_fill_wake,
 )
-from producers.errors import InvalidCommand
-from producers.signals import OrderSpec
+from producers.errors import InvalidCommand, InvalidSignal
+from producers.signals import OrderSpec, parse_order
+from web.jsonbody import InvalidJson, parse_json_body
 
 D = Decimal
 COMMANDS = [
@@ -70,3 +73,24 @@ def test_fill_wake_names_its_execution_and_other_wake_ups_name_none() -> None:
     for frames in ([b"fill"], [b"fill", b"\xc1"], [b"fill", codec.pack({"fill_id": 0})], [b"fill", codec.pack({"fill_id": "1"})]):
         with pytest.raises(InvalidCommand):
             parse_fill_wake(frames)
+
+
+_NUMBER_TEXT = st.one_of(
+    st.decimals(min_value=Decimal("1e-14"), max_value=Decimal("1e13"), allow_nan=False, allow_infinity=False).map(str),
+    # Up to 70 digits scaled near 1: within qty_per's range, and as long as a sender may write them.
+    st.builds(lambda digits, shift: f"{digits}e{shift - len(digits)}",
+              st.integers(1, 70).flatmap(lambda n: st.text("123456789", min_size=n, max_size=n)), st.integers(-5, 2)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(qty_per=_NUMBER_TEXT, order_type=st.sampled_from(["LIMIT", "MARKET", "STOP_LIMIT"]))
+def test_every_order_the_webhook_accepts_reads_back_from_its_inbox_body(qty_per: str, order_type: str) -> None:
+    body = ('{"symbol": "BTC/USDT", "side": "buy", "order_type": "' + order_type + '", "price": "90000",'
+            ' "stop_price": "89000", "qty_per": ' + qty_per + "}")  # qty_per as the JSON number a sender wrote
+    try:
+        spec = parse_order(parse_json_body(body.encode()))
+    except (InvalidSignal, InvalidJson):
+        return  # refused at the webhook: a 400, never a row
+    command = SignalCommand("btc-trend", (spec,), False, 1, 7)
+    assert decode_body(kind_of(command), encode_body(command)) == command  # an accepted signal is never a failed row

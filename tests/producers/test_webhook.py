@@ -187,6 +187,10 @@ BAD_WEBHOOKS = [
     ("qty_per 1e300", _bad(qty_per=1e300), "application/json", 400, "invalid_request", "qty_per"),
     ("qty_per over 100 percent", _bad(qty_per="100.5"), "application/json", 400, "invalid_request", "qty_per"),
     ("qty_per 1e-300", _bad(qty_per=1e-300), "application/json", 400, "invalid_request", "qty_per"),
+    # Kept exact, so its written-out digits go into the inbox row and must read back (the handler read up to 64).
+    ("qty_per of 72 digits", _raw('{' + _SIGNAL.replace('"qty_per": 5', '"qty_per": 0.' + "1" * 70) + '}'), "application/json", 400, "invalid_request", "qty_per"),
+    ("qty_per of 62 characters, 65 written out", _raw('{' + _SIGNAL.replace('"qty_per": 5', '"qty_per": 1.' + "0" * 57 + "e-6") + '}'), "application/json", 400, "invalid_request", "qty_per"),
+    ("a number past Decimal's exponent", _raw('{' + _SIGNAL + ', "extra": 1e-9999999999999999999}'), "application/json", 400, "invalid_json", "body"),
     ("price 1e300", _bad(price=1e300), "application/json", 400, "invalid_request", "price"),
     ("price string 1e13", _bad(price="1e13"), "application/json", 400, "invalid_request", "price"),
     ("price 1e-300", _bad(price="1e-300"), "application/json", 400, "invalid_request", "price"),

@@ -18,6 +18,7 @@ REFUSED = [
     ("a duplicate key nested in a list", b'[{"x": [{"b": 1, "b": 1}]}]', 'duplicate key "b"'),
     ("1e999", b"[1e999]", "out of range"),
     ("-1e999", b"[-1e999]", "out of range"),
+    ("an exponent past Decimal's", b"[1e-9999999999999999999]", "out of range"),  # 0.0 as a double
     ("2^63", b"[9223372036854775808]", "out of range (64 bits)"),
     ("-2^63", b"[-9223372036854775808]", "out of range (64 bits)"),
     ("5,000 digits", b"[" + b"9" * 5000 + b"]", "out of range (64 bits)"),
