@@ -13,6 +13,7 @@ from producers import inbox
 from producers.commands import Command, SignalCommand, TickCommand
 from producers.orders import OrderHandler
 from producers.positions import PositionHandler
+from producers.prices import last_fill_price
 from producers.relay_window import Row
 from producers.signals import OrderSpec
 from producers.trading import order_quantity
@@ -228,6 +229,28 @@ def test_market_without_any_price_is_rejected_and_reported_cancelled(handler: Or
     (filled,) = out.take()
     assert (filled.event_type, filled.average_price, filled.quantity, filled.fill_quantity) == ("order_filled", "50.0000000000", "10.00000000", "10.00000000")  # type: ignore[attr-defined]
     assert outcomes(world)[0] == ("signal", "done", None)  # its outcome is its (rejected) order
+
+
+def test_without_a_tick_a_market_order_takes_the_last_fills_price_on_the_step_not_an_average(world: World, out: Recorder) -> None:
+    first = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    submit(world, first, SignalCommand("sol-scalp", (limit(100.0, symbol="SOL/USDT", qty_per=1.0),)), tick("SOL/USDT", 99.0))
+    with world.sessions() as session:  # as a database whose ticks were never recorded, with an order's long average
+        session.query(MarketPrice).delete()
+        session.scalars(select(Order)).one().average_price = Decimal("100.0043478261")
+        session.commit()
+        assert last_fill_price(session, "SOL/USDT") == Decimal("100.00")  # the newest execution's
+    out.take()
+    restarted = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    restarted.restore()
+    submit(world, restarted, SignalCommand("sol-scalp", (spec("MARKET", "SOL/USDT", "BUY", None, None, 1.0),)))
+    (filled,) = out.take()
+    assert (filled.event_type, filled.fill_price) == ("order_filled", "100.00")  # type: ignore[attr-defined]
+    with world.sessions() as session:  # an older release's database: fills only as orders' averages
+        session.query(Execution).delete()
+        for order in session.scalars(select(Order)):
+            order.average_price = Decimal("100.0043478261")
+        session.commit()
+        assert last_fill_price(session, "SOL/USDT") == Decimal("100.00")  # the newest average, on the step
 
 
 def test_a_restarted_handler_restores_resting_orders_and_last_prices_from_the_database(world: World, out: Recorder) -> None:
