@@ -98,10 +98,17 @@ def _decimal(text: str) -> Decimal:
         raise ValueError(text) from None
 
 
+def _positive_decimal(text: str) -> Decimal:
+    value = _decimal(text)
+    if not value.is_finite() or value <= 0:
+        raise ValueError(text)
+    return value
+
+
 text = Kind("text", str)
 integer = Kind("an integer", int)
 number = Kind("a number", float)
-decimal_number = Kind("a decimal number", _decimal)  # money: its exact digits (store/money.py)
+positive_decimal = Kind("a decimal number > 0", _positive_decimal)  # money: its exact digits (store/money.py)
 positive_int = Kind("an integer >= 1", _bounded_int(1))
 tcp_port = Kind("an integer 0..65535", _bounded_int(0, 65535))
 optional_port = Kind("an integer 0..65535 or off", _optional_port)

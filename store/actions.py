@@ -71,7 +71,9 @@ def _capital(value: Decimal | int | float | str) -> Decimal:
     except InvalidOperation:
         capital = None
     if capital is None or not capital.is_finite() or capital <= 0 or abs(capital.adjusted()) > 20:
-        raise InvalidInput(f"capital {value!r:.40}: expected a finite number greater than 0")
+        # The value as its sender wrote it ('-5', not Decimal('-5')): this line reaches users of the CLI and the API.
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise InvalidInput(f"capital: expected a finite number greater than 0, got {shown:.40}")
     return capital
 
 

@@ -245,7 +245,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     account.add_argument("--user", required=True, metavar="NAME", help="owner's login name")
     account.add_argument("--name", required=True, help="account name, unique per user")
     account.add_argument("--exchange", required=True, help="exchange name, e.g. paper")
-    account.add_argument("--capital", type=kinds.decimal_number, required=True, help="capital (> 0)")
+    account.add_argument("--capital", type=kinds.positive_decimal, required=True, help="capital (> 0), e.g. 10000 or 2500.50")
     strategy = _command(
         commands, "create-strategy", _create_strategy, "create a strategy; print its webhook token"
     )

@@ -73,8 +73,9 @@ def test_create_account_refuses_unknown_user_and_duplicate_name(
 def test_create_account_refuses_capital_that_is_not_finite_and_positive(
     session: Session, dana: User, capital: float
 ) -> None:
-    with pytest.raises(InvalidInput, match="capital"):
+    with pytest.raises(InvalidInput, match="capital") as refused:
         actions.create_account(session, None, "dana", "Main", "paper", capital)
+    assert str(refused.value) == f"capital: expected a finite number greater than 0, got {capital}"
 
 
 @pytest.mark.parametrize(("name", "exchange"), [("", "paper"), ("Main", ""), ("Main\n", "paper")])

@@ -143,7 +143,6 @@ ACCOUNT = ["create-account", "--name", "Main", "--exchange", "paper"]
     [
         ([*ACCOUNT, "--user", "nobody", "--capital", "1"], "no user named 'nobody'"),
         ([*ACCOUNT, "--user", "alice", "--capital", "1"], "already has an account"),
-        ([*ACCOUNT, "--user", "alice", "--capital", "nan"], "capital"),
         (["create-user", "alice", "--password", "again"], "already exists"),
         (["create-user", "al ice", "--password", "pw"], "username"),
         (["create-strategy", "--owner", "alice", "--name", "X", "--group", "btc-trend"], "taken"),
@@ -187,6 +186,9 @@ def test_database_errors_exit_1_with_one_line(tmp_path: Path) -> None:
         (["create-user", "bob"], {}),
         (["link", "--strategy", "abc", "--account", "1"], {}),
         ([*ACCOUNT, "--user", "a", "--capital", "lots"], {}),
+        ([*ACCOUNT, "--user", "a", "--capital", "-5"], {}),
+        ([*ACCOUNT, "--user", "a", "--capital", "0"], {}),
+        ([*ACCOUNT, "--user", "a", "--capital", "NaN"], {}),
         (["frobnicate"], {}),
         ([], {}),
         (["--json", "demo"], {}),
@@ -203,6 +205,15 @@ def test_bad_flags_exit_2_with_a_reason(
     assert "error:" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "var").exists()
 
+
+
+@pytest.mark.parametrize("capital", ["-5", "0", "Infinity", "lots"])
+def test_a_capital_that_is_not_a_positive_amount_is_named_as_typed(tmp_path: Path, capital: str) -> None:
+    """It once said `capital Decimal('-5'): ...` (exit 1): the flag is named and the value shown as typed."""
+    result = run_admin(*ACCOUNT, "--user", "a", "--capital", capital, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"tradestream-admin create-account: error: --capital: expected a decimal number > 0, got {capital!r}")
 
 SUBCOMMANDS = [
     *("init-db", "demo", "create-user", "create-account", "create-strategy"),

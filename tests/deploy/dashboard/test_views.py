@@ -3,6 +3,7 @@ the last batch after a reload, the narrow layout, P&L and exact decimals. Real C
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from bus.publisher import Publisher
 from bus.topics import StreamKey, key_topic
 from store.db import make_engine, make_session_factory
 from store.models import Order
-from tests.deploy.dashboard.browser import Console, log_in, new_page
+from tests.deploy.dashboard.browser import Console, log_in, new_page, sign_in
 from tests.deploy.stack import Stack
 from tests.waiting import wait_until
 
@@ -224,6 +225,50 @@ def test_positions_show_mark_price_pnl_and_equity_exactly_when_the_server_sends_
     assert page.inner_text("#equity") == "Equity · alice paper: 100,012.50"
     assert page.locator("#positions.has-pnl").count() == 1  # the P&L columns are shown
 
+
+
+def overflow(page: Any, table: str) -> int:
+    """How many pixels of a table its card hides behind a sideways scroll."""
+    return int(page.evaluate(f"(() => {{ const w = document.querySelector('#{table}').closest('.table-wrap');"
+                             " return w.scrollWidth - w.clientWidth; })()"))
+
+
+@pytest.mark.parametrize("width", [1280, 1600, 1920])
+def test_on_a_laptop_or_a_wide_screen_every_column_of_positions_and_orders_is_in_view(
+        stack: Stack, browser: Any, console: Console, width: int) -> None:
+    """A side column used to squeeze the positions table: at 1500 px and wider its P&L columns (and the
+    orders' price and account) were behind a sideways scroll, at 1280 its account and time. A strategy of
+    its own: the shared ones hold other tests' deliberately odd rows."""
+    alice = stack.user("alice")
+    account_id = next(a["id"] for a in stack.demo["accounts"] if a["user_id"] == alice["id"])
+    group = f"wide-{width}"
+    made = json.loads(stack.run_bin("tradestream-admin", "create-strategy", "--owner", "alice", "--name", group,
+                                    "--group", group, "--json").stdout)
+    stack.run_bin("tradestream-admin", "link", "--strategy", str(made["id"]), "--account", str(account_id))
+    screen = new_page(browser, console, width=width, height=900)
+    sign_in(screen, stack.base_url, "alice", alice["password"], made["id"])
+    position_id = 900_100 + width
+    # What the ledger sends for a real position: an average entry price with 8 more decimals than the price
+    # step, P&L to quantity step x price step, six-figure amounts.
+    publish_raw_position(stack, {
+        "kind": "position_update", "event_type": "position_marked", "position_id": position_id,
+        "symbol": "BTC/USDT", "strategy_id": made["id"], "user_id": alice["id"], "quantity": "0.29651529",
+        "entry_price": "86986.1730323714", "timestamp": "2026-01-02T03:04:05.678901Z", "previous_quantity": "0.29651529",
+        "account_name": "alice paper", "exchange": "paper", "mark_price": "84722.70",
+        "unrealized_pnl": "-671.1543626008", "realized_pnl": "-159.2656832224",
+        "account": {"account_id": account_id, "name": "alice paper", "exchange": "paper", "equity": "99169.5799541768"},
+    })
+    signal = {"group_name": group, "token": made["webhook_token"], "symbol": "BTC/USDT", "side": "sell",
+              "order_type": "STOP_MARKET", "stop_price": "84333.70", "qty_per": 1}
+    assert stack.request("POST", "/api/webhook", signal, base_url=stack.webhook_url)[0] == 200
+    screen.locator(f'#positions tr[data-id="{position_id}"]').wait_for()
+    screen.locator("#orders tbody tr").first.wait_for()
+    assert screen.locator("#positions.has-pnl").count() == 1
+    assert (overflow(screen, "positions"), overflow(screen, "orders")) == (0, 0)
+    realized = screen.locator(f'#positions tr[data-id="{position_id}"] td').nth(5)
+    box = realized.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= width and realized.inner_text() == "−159.2656832224"
+    screen.context.close()
 
 FORMAT_CASES = [
     # value, options, shown (en-US)
