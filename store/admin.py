@@ -9,6 +9,7 @@ opened only when there is a message, and closing it waits at most CLOSE_LINGER_M
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, SQLAlchemyError, OSError) as exc:
         print(f"{PROG}: error: {first_line(exc)}", file=sys.stderr)
         return 1
-    print(orjson.dumps(outcome.data, option=orjson.OPT_INDENT_2).decode() if args.json else outcome.text)
+    try:
+        print(orjson.dumps(outcome.data, option=orjson.OPT_INDENT_2).decode() if args.json else outcome.text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader left; one line, not a traceback (a token may be unseen)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # interpreter exit flushes nowhere
+        print(f"{PROG}: error: the output's reader closed it before it was all written (the change is saved)",
+              file=sys.stderr)
+        return 1
     return outcome.status
 
 

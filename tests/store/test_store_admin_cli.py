@@ -215,6 +215,25 @@ def test_a_capital_that_is_not_a_positive_amount_is_named_as_typed(tmp_path: Pat
     assert result.stderr.splitlines()[-1] == (
         f"tradestream-admin create-account: error: --capital: expected a decimal number > 0, got {capital!r}")
 
+
+def test_a_reader_that_closes_the_output_gets_one_line_and_the_change_is_kept(tmp_path: Path) -> None:
+    """`tradestream-admin demo | head` printed a BrokenPipeError traceback. A pipe whose reader is gone
+    before the command writes makes every write fail (EPIPE), as `head` does once it has its lines."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTREAM_")}
+        result = subprocess.run([str(ADMIN), "demo"], cwd=tmp_path, env=environ, stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=RUN_DEADLINE_S, check=False)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (  # after the log line of the new database's migration
+        "tradestream-admin: error: the output's reader closed it before it was all written (the change is saved)")
+    assert "Traceback" not in result.stderr
+    listed = run_admin("demo", "--json", cwd=tmp_path)  # the demo rows were made: running again reuses them
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)["users"]) == 3
+
 SUBCOMMANDS = [
     *("init-db", "demo", "create-user", "create-account", "create-strategy"),
     *("link", "unlink", "deactivate", "activate", "delete-strategy"),
