@@ -40,6 +40,10 @@ _ID = re.compile(rb"[1-9][0-9]*")
 NOT_YOURS = "No such strategy, or you may not see it."
 BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT = "bus_unavailable", "The event bus does not answer; try again."
 UNAUTHORIZED = "Log in, or send Authorization: Bearer <api token>."
+# A credential that was sent but is refused says so: "send a token" to someone who sent one reads as a bug.
+TOKEN_REFUSED = ("This API token is not accepted: it is wrong, it was replaced (make run and"
+                 " `tradestream-admin demo` give the demo users new ones) or its user is deactivated.")
+SESSION_REFUSED = "Your session has ended (logged out, password changed or user deactivated): log in again."
 # What a handler may let escape, and its answer (web/errors.py: written, not logged as a traceback).
 STREAMER_ERRORS: ErrorTable = {DatabaseUnavailable: (503, "database_unavailable")}
 
@@ -86,16 +90,19 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
         header = self.request.headers.get("Authorization")
         auth = self.services.auth
         viewer = None
+        refused = UNAUTHORIZED  # no credential (or not one of ours): say how to send one
         if header is not None:
             token = bearer_token(header)
             if token:
                 viewer, self.read_at = await auth.by_token(token)
+                refused = TOKEN_REFUSED
         else:
             token = self.session_token()
             if token:
                 viewer, self.read_at = await auth.by_session(token)
+                refused = SESSION_REFUSED
         if viewer is None:
-            raise ApiError(401, "unauthorized", UNAUTHORIZED)
+            raise ApiError(401, "unauthorized", refused)
         return viewer
 
     def session_token(self) -> str | None:

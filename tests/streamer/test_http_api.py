@@ -15,7 +15,7 @@ from bus.events import OrderEvent, PositionEvent
 from bus.publisher import Publisher
 from store.db import make_engine, make_session_factory
 from store.models import Account, Strategy
-from streamer.handlers import parse_id
+from streamer.handlers import SESSION_REFUSED, TOKEN_REFUSED, UNAUTHORIZED, parse_id
 from streamer.latency import BUCKETS_S
 from streamer.services import Services
 from tests.store.factories import add_order, add_position
@@ -49,6 +49,8 @@ async def test_login_sets_a_signed_httponly_lax_cookie_that_authenticates(http_c
     assert set(strategies[0]) == {"id", "name", "group_name", "is_active", "owner_id"}
     logout = await call(http_client, base_url + "/api/logout", "POST", b"", headers=session)
     assert logout.code == 200 and "tradestream_session=;" in logout.headers["Set-Cookie"].replace('""', "")
+    after = await call(http_client, base_url + "/api/strategies", headers=session)  # the old cookie, kept
+    assert after.code == 401 and body(after) == {"error": "unauthorized", "message": SESSION_REFUSED}
 
 
 @pytest.mark.gen_test
@@ -71,22 +73,23 @@ async def test_malformed_login_bodies_are_400(http_client: AsyncHTTPClient, base
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "message"),
     [
-        {},
-        {"Authorization": "Bearer not-a-token"},
-        {"Authorization": "Basic dTEwOnUxMC1wdw=="},
-        {"Authorization": "Bearer"},
-        {"Cookie": "tradestream_session=10"},
-        {"Cookie": 'tradestream_session="2|1:0|10:1700000000|19:tradestream_session|4:MTA=|00"'},
+        ({}, UNAUTHORIZED),
+        ({"Authorization": "Bearer not-a-token"}, TOKEN_REFUSED),  # a token sent: it is the token that is wrong
+        ({"Authorization": "Basic dTEwOnUxMC1wdw=="}, UNAUTHORIZED),
+        ({"Authorization": "Bearer"}, UNAUTHORIZED),
+        ({"Cookie": "tradestream_session=10"}, UNAUTHORIZED),  # not signed by this server: no session at all
+        ({"Cookie": 'tradestream_session="2|1:0|10:1700000000|19:tradestream_session|4:MTA=|00"'}, UNAUTHORIZED),
     ],
 )
-async def test_unauthenticated_requests_are_401_everywhere(http_client: AsyncHTTPClient, base_url: str, headers: dict[str, str]) -> None:
+async def test_unauthenticated_requests_are_401_everywhere(http_client: AsyncHTTPClient, base_url: str,
+                                                           headers: dict[str, str], message: str) -> None:
     for path in ("/api/events/stream?strategy_id=1", "/api/strategies", "/api/orders?strategy_id=1",
                  "/api/positions?strategy_id=1", "/api/events/stats"):
         response = await call(http_client, base_url + path, headers=headers)
         assert response.code == 401, path
-        assert body(response)["error"] == "unauthorized"
+        assert body(response) == {"error": "unauthorized", "message": message}
 
 
 @pytest.mark.gen_test
