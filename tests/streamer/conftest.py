@@ -40,6 +40,7 @@ LINKED_STRATEGIES = (1, 10, 11)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "streamer_config(**fields): StreamerConfig fields for this test's app")
+    config.addinivalue_line("markers", "broker_config(**fields): BrokerConfig fields for this test's broker")
 
 
 @pytest.fixture
@@ -125,7 +126,8 @@ def url_of(world: World) -> str:
 class BrokerThread:
     """A real bus.broker.Broker on ephemeral ports, run in a thread; restartable on the same ports."""
 
-    def __init__(self) -> None:
+    def __init__(self, **overrides: Any) -> None:
+        self.overrides = overrides  # BrokerConfig fields (the broker_config marker), kept across restarts
         self.context: zmq.Context[Any] = zmq.Context()
         self.endpoints = {"ingress": "tcp://127.0.0.1:*", "publish": "tcp://127.0.0.1:*", "replay": "tcp://127.0.0.1:*"}
         self.broker: Broker | None = None
@@ -136,7 +138,7 @@ class BrokerThread:
         endpoints = self.endpoints
         config = BrokerConfig(
             ingress=endpoints["ingress"], publish=endpoints["publish"], replay=endpoints["replay"],
-            ack_ingress=endpoints.get("ack_ingress", "tcp://127.0.0.1:*"), bus_heartbeat=0.1,
+            ack_ingress=endpoints.get("ack_ingress", "tcp://127.0.0.1:*"), bus_heartbeat=0.1, **self.overrides,
         )
         self.broker = Broker(config, self.context)
         self.endpoints = self.broker.endpoints
@@ -171,8 +173,10 @@ class BrokerThread:
 
 
 @pytest.fixture
-def broker() -> Iterator[BrokerThread]:
-    running = BrokerThread().start()
+def broker(request: pytest.FixtureRequest) -> Iterator[BrokerThread]:
+    """A broker in a thread (`broker_config` marker overrides BrokerConfig fields)."""
+    marker = request.node.get_closest_marker("broker_config")
+    running = BrokerThread(**(marker.kwargs if marker else {})).start()
     yield running
     running.stop()
     running.context.destroy(linger=0)
