@@ -11,10 +11,12 @@
      │    └── StrategyInactive   the strategy is deactivated
      ├── StoreUnavailable    the database could not store the signal: it was not taken
      ├── InvalidCommand      an inbox row or a wake-up between producers is not one we know
+     ├── NotRestored         a handler's state in memory cannot be rebuilt from the database: rows wait
      └── TradeLogError       a trade-log line cannot be replayed (carries its line number)
 
 None of them knows HTTP: the webhook maps them to statuses in one table (producers/webhook.py).
-TRANSIENT names the database's own failures (not ours): the work is retried, never recorded as failed.
+TRANSIENT names the database's own failures (not ours): the work is retried, never recorded as failed;
+RETRIED adds NotRestored, the other failure that is not the row's.
 """
 
 from __future__ import annotations
@@ -87,3 +89,11 @@ class TradeLogError(ProducerError, ValueError):
         super().__init__(f"line {line}: {message}")
         self.line = line
         self.message = message
+
+
+class NotRestored(ProducerError):
+    """A handler's state in memory may not match the database and rebuilding it failed: no row is handled on it."""
+
+
+# What drain_rows (pull_loop.py) lets through to the next sweep, the row left pending.
+RETRIED = (*TRANSIENT, NotRestored)

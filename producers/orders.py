@@ -13,6 +13,13 @@ events is lost, and a reader of the REST snapshot never sees an event ahead of
 its row. A row that raises is recorded `failed` with its error and skipped. The
 exchange's state (resting orders, last tick per symbol) is in the database too:
 a restarted handler restores it.
+
+The exchange in memory changes as a command is applied, before its commit: from
+then until that commit succeeds it is `stale` (it may hold changes the database
+lost), as it is at start. No command is applied to a stale exchange: the next
+one first rebuilds it from the database (`restore`), and while that fails (the
+database still down) the row waits, pending, instead of being decided on
+changes that were never stored.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from bus.process import SettingsParser, configure_logging, metrics_port_setting,
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
 from producers import commands, inbox
+from producers.errors import NotRestored
 from producers.exchange import PaperExchange
 from producers.metrics import OrdersMetrics, serve
 from producers.outbox import Written
@@ -79,6 +87,7 @@ class OrderHandler:
         self._committed = committed
         self._wake_fills = wake_fills
         self.trader = Trader()
+        self.stale = True  # the exchange is not known to match the database (module docstring)
         self.handled = 0
         self.failed = 0
         self._next_prune = time.monotonic() + PRUNE_S
@@ -87,6 +96,7 @@ class OrderHandler:
         """Load the resting orders and last prices from the database into a fresh exchange; how many orders."""
         with self._sessions() as session:
             self.trader = Trader.restored(session)
+        self.stale = False
         return len(self.exchange.open_orders())
 
     @property
@@ -111,19 +121,19 @@ class OrderHandler:
             return inbox.pending(session, INBOX_BATCH)
 
     def _handle(self, item: inbox.Item) -> None:
+        if self.stale:
+            self._restore_before(item)
         work = Work(Written(SOURCE), [])
-        try:
-            with self._sessions() as session:
-                if not inbox.claim(session, item.id):
-                    return  # handled meanwhile: nothing to do twice
-                command = commands.decode_body(item.kind, item.body)
-                outcome, reason = self.trader.apply(session, command, work)
-                if outcome != OUTCOME_DONE:
-                    inbox.finish(session, item.id, outcome, reason)
-                session.commit()
-        except Exception:
-            self.restore()  # the exchange may hold changes the rolled-back transaction lost
-            raise
+        with self._sessions() as session:
+            if not inbox.claim(session, item.id):
+                return  # handled meanwhile: nothing to do twice
+            command = commands.decode_body(item.kind, item.body)
+            self.stale = True  # until the commit: the exchange may hold changes the database will not
+            outcome, reason = self.trader.apply(session, command, work)
+            if outcome != OUTCOME_DONE:
+                inbox.finish(session, item.id, outcome, reason)
+            session.commit()
+        self.stale = False
         self.handled += 1
         events = work.events.rows()
         if self._metrics is not None:
@@ -132,6 +142,13 @@ class OrderHandler:
         if work.fills or isinstance(command, commands.TickCommand):
             # No fill but a tick: an empty list wakes the position handler to re-mark (positions.py).
             self._wake_fills([execution.id for execution in work.fills])
+
+    def _restore_before(self, item: inbox.Item) -> None:
+        """Rebuild the exchange from the database; failing that, the row is not handled (and not its fault)."""
+        try:
+            self.restore()
+        except Exception as exc:
+            raise NotRestored(f"the exchange cannot be restored before inbox row {item.id}: {exc}") from exc
 
     def _fail(self, item: inbox.Item, exc: Exception) -> None:
         self.failed += 1

@@ -126,9 +126,12 @@ class PositionHandler:
         with self._sessions() as session:
             execution = fills.claim(session, fill_id)
             if execution is not None:
-                executed_at = execution.executed_at
-                self._fold(session, execution, written)
+                executed_at, symbol = execution.executed_at, execution.symbol
+                mark = self._fold(session, execution, written)
                 session.commit()
+                # Only what is committed is remembered: a lost commit leaves the fill pending, its marks unknown.
+                if mark is not None and self._marked is not None:
+                    self._marked[symbol] = mark
                 self.applied += 1
                 if self._metrics is not None:
                     self._metrics.fill_applied(executed_at)
@@ -139,11 +142,12 @@ class PositionHandler:
         self.failed += 1
         if self._metrics is not None:
             self._metrics.failed.inc()
-        self._cursor = max(self._cursor, fill_id)
         log.error("fill %d failed, recorded and skipped: %s", fill_id, exc, exc_info=exc)
         fills.fail(self._sessions, fill_id, f"{type(exc).__name__}: {exc}")
+        self._cursor = max(self._cursor, fill_id)  # once recorded: while it is pending, no later fill goes first
 
-    def _fold(self, session: Session, fill: Execution, written: Written) -> None:
+    def _fold(self, session: Session, fill: Execution, written: Written) -> Decimal | None:
+        """Apply the fill to its position and mark the symbol's positions; the mark price, None if nothing moved."""
         account = session.get(Account, fill.account_id)
         if account is None:
             raise LookupError(f"account {fill.account_id} of fill {fill.id} is gone")
@@ -152,7 +156,7 @@ class PositionHandler:
         before = Holding(position.quantity, position.entry_price, position.realized_pnl)
         after = apply_fill(before, fill.side, fill.quantity, fill.price, steps)
         if before.is_flat and after.is_flat:
-            return
+            return None
         mark = last_known_price(session, fill.symbol) or fill.price  # the fill's order row is committed already
         position.quantity, position.entry_price = after.quantity, after.entry_price
         position.realized_pnl, position.updated_at = after.realized_pnl, utc_now()
@@ -162,8 +166,7 @@ class PositionHandler:
         equity = ledger.equity(session, account, position.strategy_id)
         written.add(session, rows.position_event(position, account, event_type, before.quantity, equity))
         self._mark_symbol(session, fill.symbol, mark, written, skip=position.id)
-        if self._marked is not None:
-            self._marked[fill.symbol] = mark
+        return mark
 
     def _mark_symbol(self, session: Session, symbol: str, price: Decimal, written: Written, skip: int | None) -> None:
         """Mark the symbol's open positions (but `skip`) at `price`: a position_marked for each that moved."""

@@ -37,7 +37,7 @@ import zmq
 
 from bus import peersock, security
 from bus.roles import Domain
-from producers.errors import TRANSIENT
+from producers.errors import RETRIED
 from producers.quiet_log import QuietLog
 from producers.relay import Relay
 
@@ -74,8 +74,9 @@ def drain_rows(
 
     `fetch` returns at most `limit` rows: fewer means none is left (rows
     committed meanwhile come with their own wake-up), which saves a query per
-    wake-up. A TRANSIENT error is not the row's fault: it propagates, and the
-    row stays pending for the next sweep instead of being recorded as failed.
+    wake-up. A TRANSIENT error (or a worker's NotRestored) is not the row's fault:
+    it propagates, and the row stays pending for the next sweep instead of being
+    recorded as failed.
     """
     while not stopping():
         batch = fetch()
@@ -86,7 +87,7 @@ def drain_rows(
                 return
             try:
                 handle(item)
-            except TRANSIENT:
+            except RETRIED:
                 raise
             except Exception as exc:
                 fail(item, exc)

@@ -10,8 +10,9 @@ last fill in the database; none of them: REJECTED), rounded down to the
 symbol's quantity step (store/money.py): exact Decimals throughout. Events are built as each
 change happens (an order created and cancelled by the same batch yields both);
 the caller writes them with the rows and commits (orders.py). The exchange in
-memory changes as it goes: if the transaction fails, the caller rebuilds it from
-the database (`OrderHandler.restore`).
+memory changes as it goes: until the transaction commits, the caller counts it
+stale and rebuilds it from the database before the next command
+(`OrderHandler.stale`, `OrderHandler.restore`).
 """
 
 from __future__ import annotations

@@ -50,7 +50,11 @@ def make_demo(path: Path) -> dict[str, Any]:
 
 def world_at(path: Path, demo: dict[str, Any]) -> World:
     """The World of a copy of the demo database at `path`."""
-    url = f"sqlite:///{path}"
+    return world_of(f"sqlite:///{path}", demo)
+
+
+def world_of(url: str, demo: dict[str, Any]) -> World:
+    """The World of the demo database at `url` (its `demo` output)."""
     users = {user["username"]: user["id"] for user in demo["users"]}
     engine = make_engine(url)
     return World(

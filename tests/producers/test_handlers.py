@@ -264,6 +264,17 @@ def test_a_restarted_handler_restores_resting_orders_and_last_prices_from_the_da
     assert [e.event_type for e in out.take()] == ["order_filled"]  # type: ignore[attr-defined]
 
 
+def test_a_handler_applies_nothing_before_its_exchange_is_restored_from_the_database(world: World, out: Recorder) -> None:
+    first = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    submit(world, first, SignalCommand("sol-scalp", (limit(150.0, symbol="SOL/USDT"),)))
+    out.take()
+    second = OrderHandler(world.sessions, out.committed, out.fills.extend)  # restore() never called
+    assert second.stale
+    submit(world, second, tick("SOL/USDT", 140.0))
+    assert not second.stale and [e.event_type for e in out.take()] == ["order_filled"]  # type: ignore[attr-defined]
+    assert outcomes(world) == [("signal", "done", None), ("tick", "done", None)]
+
+
 def fill_orders(world: World, out: Recorder, *steps: tuple[str, float, float]) -> list[int]:
     """Bob's MARKET orders in sol-scalp, through the order handler: their executions' ids."""
     handler = OrderHandler(world.sessions, out.committed, out.fills.extend)
