@@ -8,15 +8,44 @@ from typing import Any
 
 import pytest
 import zmq
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bus.protocol import ACK
-from producers.pull_loop import ProducerLoop
+from producers.errors import NotRestored
+from producers.pull_loop import ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import WindowLimits
 from tests.producers.conftest import World
 from tests.producers.test_relay import StandInBroker, commit_events, summary
 from tests.waiting import wait_until
+
+
+@pytest.mark.parametrize(("raised", "retried"), [
+    (OperationalError("COMMIT", {}, Exception("server closed the connection")), True),
+    (InterfaceError("SELECT 1", {}, Exception("connection already closed")), True),
+    (NotRestored("the exchange cannot be restored"), True),
+    (KeyError("paper-1"), False),
+    (ValueError("not a signal"), False),
+])
+def test_drain_rows_leaves_a_row_pending_on_what_is_not_its_fault_and_fails_it_otherwise(raised: Exception, retried: bool) -> None:
+    handled: list[int] = []
+    failed: list[tuple[int, Exception]] = []
+
+    def handle(row: int) -> None:
+        if row == 2:
+            raise raised
+        handled.append(row)
+
+    def run() -> None:
+        drain_rows(lambda: [1, 2, 3], handle, lambda row, exc: failed.append((row, exc)), lambda: False, limit=10)
+
+    if retried:
+        with pytest.raises(type(raised)):
+            run()
+        assert (handled, failed) == ([1], [])  # row 2 stays pending, and so does every row after it
+    else:
+        run()
+        assert (handled, failed) == ([1, 3], [(2, raised)])
 
 
 class CountingWorker:
