@@ -1,14 +1,20 @@
 """Where a resuming stream starts: its Last-Event-ID against the key's live head.
 
-`plan_resume` is pure. An id `<epoch>-<seq>` of the head's epoch and at most
-its seq is honoured by replaying the events after it; anything else gets a
-`resync` and the live stream, never an HTTP error:
+`plan_resume` is pure. `head` is where this streamer's subscription of the key
+stands, which may lag the broker's by the events on their way (a snapshot's
+`last_event_id` is the broker's head, read on its ROUTER). An id `<epoch>-<seq>`
+of the head's epoch is honoured by replaying the events after it, and only the
+broker can say that a seq is beyond its history; anything else gets a `resync`
+and the live stream, never an HTTP error:
 
     no id / empty           → live from the head
-    unparsable, ahead       → resync "history_gone" (no history we know matches it)
+    unparsable              → resync "history_gone" (no history we know matches it)
     another epoch           → resync "epoch_changed" (the broker restarted since)
     equal to the head       → live (nothing missed)
-    older than the head     → replay after it; a "gone" answer becomes a resync too
+    older than the head     → replay after it; a "gone" answer becomes a resync
+    ahead of the head       → replay after it too: the broker answers what came after
+                              (CatchUp then waits for the live stream to pass it), or
+                              "gone" when the id is beyond its own head (a resync)
 """
 
 from __future__ import annotations
@@ -55,8 +61,6 @@ def plan_resume(last_event_id: str | None, head: Position) -> ResumePlan:
         return ResumePlan(resync=HISTORY_GONE)
     if seen.epoch != head.epoch:
         return ResumePlan(resync=EPOCH_CHANGED)
-    if seen.seq > head.seq:
-        return ResumePlan(resync=HISTORY_GONE)
     if seen.seq == head.seq:
         return LIVE
     return ResumePlan(replay_after=seen)
