@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -105,7 +105,17 @@ class Intake:
         if earlier is not None and now - earlier.received_at < IDEMPOTENCY_WINDOW:
             return Accepted(strategy_id, earlier.id, duplicate=True)
         if earlier is not None:
-            earlier.payload, earlier.received_at = payload, now
+            # Reused only if nobody reused it since we read it: two retries racing (each read the old
+            # row) must place the orders once, so the second finds its condition false: a duplicate.
+            reused = session.execute(
+                update(Signal)
+                .where(Signal.id == earlier.id, Signal.received_at == earlier.received_at)
+                .values(payload=payload, received_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if reused.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult's
+                session.rollback()
+                return Accepted(strategy_id, earlier.id, duplicate=True)
             return self._enqueue(session, command, earlier)
         try:
             return self._store_new(session, command, client_id, payload)
