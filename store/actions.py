@@ -18,7 +18,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bus import reasons
+from bus import decimals, reasons
 from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage, EndSessionsMessage
 from bus.topics import MAX_ID
 from store import auth, money, sessions
@@ -70,10 +70,13 @@ def _capital(value: Decimal | int | float | str) -> Decimal:
         capital = money.exact(value) if type(value) in (Decimal, int, float, str) else None
     except InvalidOperation:
         capital = None
+    # The value as its sender wrote it ('-5', not Decimal('-5')): this line reaches users of the CLI and the API.
+    shown = repr(value) if isinstance(value, str) else str(value)
     if capital is None or not capital.is_finite() or capital <= 0 or abs(capital.adjusted()) > 20:
-        # The value as its sender wrote it ('-5', not Decimal('-5')): this line reaches users of the CLI and the API.
-        shown = repr(value) if isinstance(value, str) else str(value)
         raise InvalidInput(f"capital: expected a finite number greater than 0, got {shown:.40}")
+    if -capital.normalize(money.CONTEXT).as_tuple().exponent > decimals.MAX_FRACTION_DIGITS:  # type: ignore[operator]
+        # The account's equity (capital + P&L) goes on the wire, which carries at most that many.
+        raise InvalidInput(f"capital: expected at most {decimals.MAX_FRACTION_DIGITS} decimals, got {shown:.40}")
     return capital
 
 

@@ -78,6 +78,14 @@ def test_create_account_refuses_capital_that_is_not_finite_and_positive(
     assert str(refused.value) == f"capital: expected a finite number greater than 0, got {capital}"
 
 
+def test_capital_has_at_most_the_wires_decimals_since_the_equity_carries_them(session: Session, dana: User) -> None:
+    # 25 decimals: every position event of the account would carry an equity the wire refuses.
+    with pytest.raises(InvalidInput, match="at most 24 decimals"):
+        actions.create_account(session, None, "dana", "Main", "paper", "1." + "0" * 24 + "1")
+    account = actions.create_account(session, None, "dana", "Main", "paper", "5." + "0" * 30)  # trailing zeros are 5
+    assert account.capital == Decimal(5)
+
+
 @pytest.mark.parametrize(("name", "exchange"), [("", "paper"), ("Main", ""), ("Main\n", "paper")])
 def test_create_account_refuses_empty_names(
     session: Session, dana: User, name: str, exchange: str
