@@ -67,6 +67,7 @@ class Relay:
         self.pruned = 0
         self._next_prune = clock() + PRUNE_S
         self._mark: int | None = None  # confirmed, not written to the outbox yet
+        self._failed: list[tuple[int, str]] = []  # rejected, not written yet (kept until a commit takes them)
         self._marked = self.window.acked  # written: every row up to it is marked sent
         self._next_mark = 0.0
         self._load()  # the rows a previous run left unconfirmed, before the producer commits new ones
@@ -83,7 +84,7 @@ class Relay:
 
     def deadline(self) -> float | None:
         """When the relay must act even if nothing arrives (a retry, a mark to write), on its clock."""
-        deadlines = [d for d in (self.window.deadline, self._next_mark if self._mark else None) if d is not None]
+        deadlines = [d for d in (self.window.deadline, self._next_mark if self._mark or self._failed else None) if d is not None]
         return min(deadlines, default=None)
 
     def offer(self, rows: Iterable[Row]) -> None:
@@ -121,26 +122,32 @@ class Relay:
 
     def receive(self) -> None:
         """Apply every answer already received; write the marks when MARK_EVERY_S has passed (a reject: now)."""
-        failed: list[tuple[int, str]] = []
+        rejected = len(self._failed)
         for _ in range(RECEIVE_BATCH):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            marked = self._answer(frames, failed)
+            marked = self._answer(frames, self._failed)
             if marked is not None:
                 self._mark = max(self._mark or 0, marked)
-        if failed or (self._mark is not None and self._clock() >= self._next_mark):
-            self.write_marks(failed)
+        due = (self._mark is not None or self._failed) and self._clock() >= self._next_mark
+        if len(self._failed) > rejected or due:  # a new rejection is written at once
+            self.write_marks()
 
-    def write_marks(self, failed: Iterable[tuple[int, str]] = ()) -> None:
-        """Write what the broker confirmed (and rejected) to the outbox, in one transaction."""
+    def write_marks(self) -> None:
+        """Write what the broker confirmed (and rejected) to the outbox, in one transaction.
+
+        When the database is down this raises and forgets nothing: the rejections and the
+        confirmed mark wait for the next write.
+        """
         with self._sessions() as session:
-            for event_id, reason in failed:
+            for event_id, reason in self._failed:
                 outbox.mark_failed(session, self.source, event_id, reason)
             if self._mark is not None:
                 outbox.mark_sent(session, self.source, self._marked, self._mark)
             session.commit()
+        self._failed = []
         if self._mark is not None:
             self._marked = max(self._marked, self._mark)
         self._mark, self._next_mark = None, self._clock() + MARK_EVERY_S
@@ -176,7 +183,7 @@ class Relay:
     def close(self) -> None:
         """Write the last marks and close the socket (unconfirmed rows stay in the outbox for the next start)."""
         try:
-            if self._mark is not None:
+            if self._mark is not None or self._failed:
                 self.write_marks()
         finally:
             self.socket.close()

@@ -18,9 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import zmq
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
+from bus.protocol import ACK, REJECT
 from producers import inbox
 from producers.commands import Command, SignalCommand
 from producers.errors import TRANSIENT
@@ -32,7 +34,9 @@ from store.models import Execution, Order, Position
 from tests.conftest import POSTGRES_URL, _postgres_schema_url
 from tests.producers.conftest import World, world_of
 from tests.producers.test_handlers import NEVER, Recorder, limit, outcomes, spec, submit, tick
+from tests.producers.test_relay import StandInBroker, commit_events, make_relay, sent_marks, summary
 from tests.relay import Relay
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -147,3 +151,34 @@ def test_the_connection_lost_in_the_commit_of_a_fill_then_back_the_position_hold
         assert (position.quantity, position.mark_price) == (Decimal("5.00000000"), Decimal("100.0"))
         assert all(e.applied_at is not None and e.error is None for e in session.scalars(select(Execution)))
     assert positions.applied == 1 and positions.failed == 0
+
+
+@pytest.mark.expect_log("rejected by the broker")
+def test_a_rejection_answered_while_the_database_is_down_is_recorded_once_it_is_back(relayed: tuple[World, Relay]) -> None:
+    world, relay = relayed
+    ctx: zmq.Context[Any] = zmq.Context()
+    broker = StandInBroker(ctx)
+    outbox_relay = make_relay(world, broker.endpoint, ctx)
+    try:
+        rows = commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 3)))
+        outbox_relay.offer(rows)
+        broker.receive(outbox_relay, 2)
+        relay.cut()
+        broker.answer(REJECT, outbox_relay.stream, rows[0].id, b"summaries: bad")
+        broker.answer(ACK, outbox_relay.stream, rows[1].id)
+
+        def write_refused() -> bool:
+            try:
+                outbox_relay.pump()
+            except TRANSIENT:
+                return True
+            return False
+
+        wait_until(write_refused, what="the relay's write to fail while the database is down")
+        relay.restore()
+        wait_until(lambda: (outbox_relay.pump(), sent_marks(world)[1][1])[1], what="the marks written once it is back")
+        assert sent_marks(world) == [(rows[0].id, True, "summaries: bad"), (rows[1].id, True, None)]
+    finally:
+        outbox_relay.close()
+        broker.socket.close()
+        ctx.destroy(linger=0)
