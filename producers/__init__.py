@@ -1,6 +1,6 @@
 """The processes that make events: webhook → orders (paper exchange) → positions, and replay.
 
-webhook.py    tradestream-webhook · signals.py validation (pure) · intake.py its database side
+webhook.py    tradestream-webhook (HTTP) · webhook_service.py its work · signals.py validation (pure) · intake.py storing
 orders.py     tradestream-orders · trading.py a command's rows · exchange.py, emission.py (pure) · prices.py
 positions.py  tradestream-positions · pull_loop.py their loop · inbox.py, fills.py the rows they take in
 outbox.py     the events they write · relay.py sends them to the broker, relay_window.py its state (pure)

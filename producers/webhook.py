@@ -16,7 +16,8 @@ counted. A request in flight when the process dies either committed (its retry
 with the same `id` is then a duplicate) or did not (the retry is new). The
 per-token rate limit runs after the shape check (the token must be read
 first) and before any database work; its 429 says when to retry (Retry-After). Errors are web.errors' `{"error", "message", "field"}`: the
-service raises domain errors (producers.errors), WEBHOOK_ERRORS gives their statuses.
+service (producers/webhook_service.py: the work, without HTTP) raises domain errors
+(producers.errors), WEBHOOK_ERRORS gives their statuses.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
@@ -35,13 +34,10 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from bus import endpoints, kinds, security
-from bus.errors import BusUnavailable
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
-from producers.commands import WAKE
 from producers.errors import (
-    TRANSIENT,
     InvalidJSON,
     InvalidSignal,
     NotJSON,
@@ -52,16 +48,14 @@ from producers.errors import (
     UnknownGroup,
     WrongToken,
 )
-from producers.intake import Accepted, Intake, payload_text
-from producers.metrics import WebhookMetrics
-from producers.quiet_log import QuietLog
-from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
+from producers.intake import Intake
+from producers.webhook_service import WebhookService
 from store import health
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
 from web.errors import ApiError, ErrorTable, JsonErrors, send_error_json
 from web.health import LivenessHandler, Probe, ReadinessHandler
-from web.ratelimit import RateLimiter, retry_after
+from web.ratelimit import RateLimiter
 from web.replies import send_json
 from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, HardenedHTTPServer
 
@@ -101,91 +95,6 @@ WEBHOOK_ERRORS: ErrorTable = {
     StoreUnavailable: (503, "store_unavailable"),
 }
 TOO_LARGE = ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
-
-
-class WebhookService:
-    """Everything a webhook request needs, shared by the handlers of one process."""
-
-    def __init__(
-        self, intake: Intake, wakes: Publisher, executor: ThreadPoolExecutor, limiter: RateLimiter,
-        database: Probe | None = None,
-    ) -> None:
-        self.intake, self.wakes, self.executor, self.limiter = intake, wakes, executor, limiter
-        # Without a started probe of its own (tests), readiness follows what requests met.
-        self.database = database or Probe("database", lambda: None)
-        self.wakes_dropped = 0
-        self._not_stored = QuietLog(log, logging.WARNING)
-        self.in_flight = 0
-        self.metrics = WebhookMetrics()
-
-    async def receive(self, content_type: str, body: bytes) -> dict[str, Any]:
-        """Run every check and hand the signal on; raises a ProducerError of WEBHOOK_ERRORS otherwise."""
-        self.in_flight += 1
-        try:
-            return await self._receive(content_type, body)
-        finally:
-            self.in_flight -= 1
-
-    async def drained(self, timeout: float) -> bool:
-        """Wait until no request is between its checks and its answer (at shutdown); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return not self.in_flight
-
-    async def _receive(self, content_type: str, body: bytes) -> dict[str, Any]:
-        document = _json_document(content_type, body)
-        envelope = parse_envelope(document)
-        wait = self.limiter.wait(envelope.token)
-        if wait:
-            raise RateLimited(f"more than {self.limiter.rate:g} requests per second with this token", retry_after(wait))
-        try:
-            orders, field_error = parse_orders(envelope), None
-        except InvalidSignal as exc:
-            orders, field_error = (), exc  # reported only after the group, token and strategy checks
-        accepted = await self._accept(envelope, orders, field_error, payload_text(document))
-        if accepted.duplicate:
-            return {"status": "accepted", "signals": len(orders), "duplicate": True}
-        self._wake()
-        return {"status": "accepted", "signals": len(orders)}
-
-    async def _accept(
-        self, envelope: Envelope, orders: tuple[OrderSpec, ...], field_error: InvalidSignal | None, payload: str
-    ) -> Accepted:
-        loop = asyncio.get_running_loop()
-        try:
-            accepted = await loop.run_in_executor(
-                self.executor, self.intake.accept, envelope, orders, field_error, payload
-            )
-        except TRANSIENT as exc:  # nothing was committed: the sender retries, and a retry with its id is new
-            self._not_stored("signal not stored: %s", str(exc).splitlines()[0][:200])
-            if health.unavailable(exc):
-                self.database.failed(health.describe(exc))
-            raise StoreUnavailable("the signal could not be stored; retry later") from None
-        self.database.succeeded()
-        return accepted
-
-    def _wake(self) -> None:
-        """Tell the order handler its inbox has a new row; the row is the hand-off, so a refusal is only counted."""
-        try:
-            self.wakes.send(*WAKE)
-        except BusUnavailable:
-            self.wakes_dropped += 1
-
-
-def _json_document(content_type: str, body: bytes) -> Any:
-    """The decoded body: NotJSON unless the content type is JSON, InvalidJSON unless the body is."""
-    if not _is_json(content_type):
-        raise NotJSON("Content-Type must be application/json")
-    try:
-        return parse_json(body)
-    except ValueError as exc:
-        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
-
-
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 @stream_request_body
