@@ -18,10 +18,13 @@ class Channel:
     nothing under the loop; `catching_up` maps each resuming client to its core.
     """
 
-    __slots__ = ("catching_up", "events", "head", "key", "last_latency_ms", "live", "members", "slow_consumer_disconnects")
+    __slots__ = (
+        "catching_up", "events", "hash", "head", "key", "last_latency_ms", "live", "members", "slow_consumer_disconnects",
+    )
 
     def __init__(self, key: StreamKey, head: Position) -> None:
         self.key = key
+        self.hash = hash(key)  # the heartbeat's slice is taken from it without hashing the key again
         self.members: tuple[Client, ...] = ()  # every client, in arrival order
         self.live: tuple[Client, ...] = ()
         self.catching_up: dict[Client, CatchUp] = {}

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.util import ObjectDict
 
 from bus import reasons
 from bus.errors import BusError
@@ -66,6 +67,10 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
     def initialize(self, services: Services) -> None:
         self.services = services
         self.read_at = 0.0  # when the viewer's credential was read (see Authenticator.ended)
+        # Tornado's template namespace refers back to the handler: a reference cycle per request,
+        # left for the cyclic GC (a stream's request lives long enough to reach its oldest
+        # generation). No handler here renders a template: without it a request is freed when done.
+        self.ui = ObjectDict()
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")

@@ -64,6 +64,7 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_client_closed = self._client_closed  # one bound method for every client, not one each
 
     async def start(self) -> None:
         """Start the Subscriber (it connects in the background; the broker may come later)."""
@@ -105,7 +106,10 @@ class Hub:
         `session_id` is the login session it was opened with (None: an API token).
         """
         assert self._loop is not None
-        client = Client(sock, key, self.config.client_buffer, self._client_closed, self._loop)
+        channel = self.channels.get(key)
+        if channel is not None:
+            key = channel.key  # the key's clients share one StreamKey
+        client = Client(sock, key, self.config.client_buffer, self._on_client_closed, self._loop)
         client.session_id = session_id
         log.info("stream opened key=%s peer=%s head=%s resume=%.40r", key, client.peer, head, last_event_id)
         plan = plan_resume(last_event_id, head)

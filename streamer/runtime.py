@@ -4,7 +4,9 @@ The event loop: uvloop (libuv, in C) when `--event-loop uvloop`, asyncio's own
 otherwise; Tornado runs on either. The cyclic GC: `gc.freeze()` once start-up
 is over, so the modules, the app and the database engine are never scanned again,
 and a first-generation threshold of `--gc-threshold` (Python's default is 700); `--no-gc-freeze` leaves start-up to the GC.
-The measurements that chose the defaults are in docs/benchmarks.md.
+Later, `Refreezer` freezes again what the streams opened since (when
+streamer/gcpolicy.py says so): their objects are not scanned by every full
+collection either. The measurements that chose the defaults are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from tornado.ioloop import PeriodicCallback
+
+from streamer.gcpolicy import TICK_S, Action, FreezePolicy
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +55,47 @@ def tune_gc(threshold: int, freeze: bool) -> None:
         gc.collect()  # what start-up left as garbage goes first: frozen objects are never collected
         gc.freeze()
     log.info("gc threshold %d, %d objects frozen", threshold, gc.get_freeze_count())
+
+
+def apply_gc(action: Action) -> None:
+    """Do what the freeze policy decided: freeze the heap again, or collect all of it once and freeze it."""
+    if action is Action.FREEZE:
+        gc.collect(1)  # the young generations' garbage first: what is frozen is never collected
+        gc.freeze()
+    elif action is Action.FULL:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+
+class Refreezer:
+    """Samples the streams opened and closed every TICK_S and applies the freeze policy's answer."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int, int]], policy: FreezePolicy | None = None) -> None:
+        self.counts = counts  # (opened so far, closed so far, open now)
+        self.policy = policy or FreezePolicy()
+        self._timer = PeriodicCallback(self._on_timer, TICK_S * 1000)
+
+    def start(self) -> None:
+        """Start ticking (on the running loop); start-up's own freeze counts as the last one."""
+        self.policy.started = time.monotonic()
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Stop ticking."""
+        self._timer.stop()
+
+    def _on_timer(self) -> None:
+        self.tick()
+
+    def tick(self) -> Action:
+        """One sample: freeze, collect fully, or nothing."""
+        action = self.policy.tick(time.monotonic(), *self.counts())
+        if action is Action.NOTHING:
+            return action
+        started = time.perf_counter()
+        apply_gc(action)
+        level = logging.INFO if action is Action.FULL else logging.DEBUG
+        log.log(level, "gc %s in %.1f ms: %d objects frozen", action.value, (time.perf_counter() - started) * 1000,
+                gc.get_freeze_count())
+        return action

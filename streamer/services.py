@@ -10,6 +10,7 @@ a control message lost on the way.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import asdict
@@ -35,6 +36,7 @@ from streamer.hub import Hub
 from streamer.login import LoginGate
 from streamer.peers import PeerCounts
 from streamer.queries import Database
+from streamer.runtime import Refreezer
 from streamer.stats import StatsCollector, StreamerStats
 from web.backoff import AcceptBackoff
 from web.health import DOWN, UP
@@ -68,6 +70,8 @@ class Services:
         self.server_backoff: AcceptBackoff | None = None  # the HTTP server's, attached by streamer/server.py
         self.heartbeat = Heartbeat(self.hub.channels, self.stats, config.heartbeat)
         self._recheck = PeriodicCallback(self.recheck, config.recheck * 1000)
+        self.refreezer = None if config.no_gc_freeze else Refreezer(
+            lambda: (self.stats.connects, self.stats.disconnects, self.hub.client_count))
         # Last: registering describes the collector, which reads a snapshot of everything above.
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(StatsCollector(lambda: self.snapshot(per_key=False)))
@@ -81,6 +85,8 @@ class Services:
         self.peers.start()
         self.heartbeat.start()
         self._recheck.start()
+        if self.refreezer is not None:
+            self.refreezer.start()
 
     def readiness(self) -> dict[str, bool]:
         """What `/healthz` reports: is each dependency up?"""
@@ -103,6 +109,7 @@ class Services:
             **self._guard_counters(),
             "broker": sse.bus_word(hub.subscriber.broker_up),
             "bus": asdict(bus),
+            **self._gc_counters(),
         }
         if per_key:
             snapshot["timings"] = stats.timings.snapshot()
@@ -121,6 +128,15 @@ class Services:
             "peer_streamers": self.hub.admission.peers,
             "streams_elsewhere": self.hub.admission.elsewhere_total(time.monotonic()),
             "counts_unsent": self.peers.unsent,
+        }
+
+    def _gc_counters(self) -> dict[str, int]:
+        """The re-freezes and full collections of streamer/gcpolicy.py, and the objects frozen now."""
+        policy = self.refreezer.policy if self.refreezer is not None else None
+        return {
+            "gc_freezes": policy.freezes if policy else 0,
+            "gc_full_collections": policy.full_collections if policy else 0,
+            "gc_frozen_objects": gc.get_freeze_count(),
         }
 
     def accept_failures(self) -> int:
@@ -184,6 +200,8 @@ class Services:
     def _stop_timers(self) -> None:
         self.heartbeat.stop()
         self._recheck.stop()
+        if self.refreezer is not None:
+            self.refreezer.stop()
         self.peers.stop()
 
     def _release(self) -> None:

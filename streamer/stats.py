@@ -71,6 +71,8 @@ _COUNTERS = (
     ("accept_failures", "accept() calls that failed (out of file descriptors); accepting paused meanwhile", "accept_failures"),
     ("database_failures", "Database checks and queries that found the database unavailable", "database_failures"),
     ("counts_unsent", "Stream-count announcements the bus did not take (dropped; repeated every second)", "counts_unsent"),
+    ("gc_freezes", "Times the heap was frozen again once new streams settled (streamer/gcpolicy.py)", "gc_freezes"),
+    ("gc_full_collections", "Full collections of the frozen heap, after the streams turned over (streamer/gcpolicy.py)", "gc_full_collections"),
 )
 
 
@@ -92,6 +94,7 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily(f"{p}_broker_up", "1 while the broker answers heartbeats", value=stats["broker"] == "up")
         yield GaugeMetricFamily(f"{p}_database_up", "1 while the database answers", value=stats["database"] == "up")
         yield GaugeMetricFamily(f"{p}_peer_streamers", "Other streamers whose stream counts are heard", value=stats["peer_streamers"])
+        yield GaugeMetricFamily(f"{p}_gc_frozen_objects", "Objects frozen out of the cyclic GC's scans (gc.get_freeze_count())", value=stats["gc_frozen_objects"])
         latency = GaugeMetricFamily(
             f"{p}_latency_ms", "Published-to-written latency of recent events", labels=["quantile"]
         )
