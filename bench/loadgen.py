@@ -4,6 +4,12 @@ One asyncio Protocol per stream; the HTTP/1.1 request is written by hand, the
 chunked body is decoded by slicing, and of every event only the `id:` seq and
 the `bench-<ns>` publish time in the data line are read. The receive time is
 taken once per socket read, not once per event.
+
+Each read goes into one buffer shared by every stream (a BufferedProtocol:
+`recv_into`), not a fresh bytes object: asyncio's plain Protocol allocates
+256 KiB per read and shrinks it, which at ~40,000 reads/s cost the load
+generator ~a third of its CPU on the core it shares with the broker and the
+publisher (docs/benchmarks.md, issue 13); what is measured is the same.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from bench.publish import ORDER_ID_PREFIX
 from bench.report import SeqTracker
 
 CONNECT_CONCURRENCY = 256
+READ_BUFFER = 64 * 1024
+# One buffer for every stream: each read is consumed (copied out) before the next recv_into.
+_BUFFER = memoryview(bytearray(READ_BUFFER))
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class StreamSpec:
     token: str
 
 
-class SseClient(asyncio.Protocol):
+class SseClient(asyncio.BufferedProtocol):
     """One SSE stream: header parsing, chunked decoding, seq and latency accounting."""
 
     def __init__(self, request: bytes, latencies: array[int], per_second: dict[int, int]) -> None:
@@ -59,6 +68,15 @@ class SseClient(asyncio.Protocol):
         self.closed = True
         if not self.connected.done():
             self.connected.set_exception(ConnectionError(f"closed before connected (HTTP {self.status})"))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _BUFFER
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_BUFFER[:nbytes]))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: the stream ended
 
     def data_received(self, data: bytes) -> None:
         if not self.headers_done:
@@ -207,18 +225,20 @@ async def session(conn: Connection, host: str, port: int, specs: list[StreamSpec
     clients, errors = await open_streams(host, port, specs, latencies, per_second)
     conn.send({"connected": len(clients), "connect_s": time.monotonic() - start, "errors": errors[:5],
                "failed": len(errors)})
+    cpu_start, wall_start = time.process_time(), time.monotonic()
     loop = asyncio.get_running_loop()
     message: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
     published: dict[int, int] = message["published"]
     targets = [published.get(spec_of(c, specs), 0) for c in clients]
     await drain(clients, targets, message["quiet_s"], message["deadline_s"])
+    cpu_s, wall_s = time.process_time() - cpu_start, time.monotonic() - wall_start
     lost = sum(c.tracker.lost(t) if c.tracker else t for c, t in zip(clients, targets))
     closed = sum(1 for c in clients if c.closed)
     conn.send({
         "received": sum(c.tracker.received if c.tracker else 0 for c in clients),
         "lost": lost, "duplicated": sum(c.tracker.duplicated if c.tracker else 0 for c in clients),
         "streams_closed": closed, "forced": [c.forced for c in clients if c.forced][:3],
-        "latencies": latencies.tobytes(), "per_second": per_second,
+        "latencies": latencies.tobytes(), "per_second": per_second, "cpu_s": cpu_s, "wall_s": wall_s,
     })
     # Streams stay open until the harness has read the streamer's figures: 10,000 closes are not the run's.
     await loop.run_in_executor(None, conn.recv)

@@ -17,7 +17,7 @@ RUN_KEYS = (
     "slow_consumer_disconnects", "streamer_cpu_us_per_delivery", "streamer_rss_kib_per_connection", "connect_s",
 )
 # Since issue 13, after those of the contract: where the time went and how busy the machine was.
-DIAGNOSTIC_KEYS = ("stages_ms", "streamer_cpu_share", "streamer_runqueue_wait", "load_average")
+DIAGNOSTIC_KEYS = ("stages_ms", "streamer_cpu_share", "streamer_runqueue_wait", "load_average", "loadgen_cpu_share")
 LATENCY_KEYS = (*tuple(name for name, _ in PERCENTILES), "max")
 
 
@@ -91,6 +91,7 @@ class RunResult:
     streamer_cpu_share: float | None = None  # of one core, while publishing and draining
     load_average: float | None = None  # 1-minute, when publishing began
     streamer_runqueue_wait: float | None = None  # share of the time the streamer was runnable but another had its core
+    loadgen_cpu_share: float | None = None  # the load generators' CPU (all processes), of one core, while waiting for events
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -112,6 +113,7 @@ class RunResult:
             "streamer_cpu_share": self.streamer_cpu_share,
             "streamer_runqueue_wait": self.streamer_runqueue_wait,
             "load_average": self.load_average,
+            "loadgen_cpu_share": self.loadgen_cpu_share,
         }
 
     def passes(self, expected_deliveries: int) -> bool:
@@ -155,6 +157,7 @@ def table(run: RunResult, title: str = "run") -> str:
         ("connect time (s)", _fmt(run.connect_s)),
         ("streamer core busy", _fmt(run.streamer_cpu_share)),
         ("streamer waiting for a core", _fmt(run.streamer_runqueue_wait)),
+        ("load generator core busy", _fmt(run.loadgen_cpu_share)),
         ("load average (1 min)", _fmt(run.load_average)),
     ]
     rows += [(name, _fmt(value)) for name, value in run.extra.items() if not isinstance(value, (list, dict))]

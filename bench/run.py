@@ -125,6 +125,7 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         streamer_cpu_share=round((cpu_after - cpu_before) / (wall_after - wall_before), 3) if pid else None,
         load_average=round(load, 2),
         streamer_runqueue_wait=round((wait_after - wait_before) / (wall_after - wall_before), 3) if pid else None,
+        loadgen_cpu_share=round(sum(r["cpu_s"] for r in results) / max(r["wall_s"] for r in results), 3),
         extra={"published": sum(sent), "expected_deliveries": sum(published[s.strategy_id] for p in split_specs(stack, cfg.connections, 1) for s in p),
                "received": received, "streams_connected": connected, "streams_failed": failed, "streams_closed": closed},
     )
