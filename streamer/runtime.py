@@ -95,7 +95,9 @@ class Refreezer:
             return action
         started = time.perf_counter()
         apply_gc(action)
-        level = logging.INFO if action is Action.FULL else logging.DEBUG
-        log.log(level, "gc %s in %.1f ms: %d objects frozen", action.value, (time.perf_counter() - started) * 1000,
-                gc.get_freeze_count())
+        if action is Action.FULL:  # rare, and a long pause already: the frozen count (a walk of them all) adds little
+            log.info("gc full collection in %.1f ms: %d objects frozen", (time.perf_counter() - started) * 1000,
+                     gc.get_freeze_count())
+        else:
+            log.debug("gc freeze in %.1f ms", (time.perf_counter() - started) * 1000)
         return action

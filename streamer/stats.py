@@ -94,7 +94,6 @@ class StatsCollector(Collector):
         yield GaugeMetricFamily(f"{p}_broker_up", "1 while the broker answers heartbeats", value=stats["broker"] == "up")
         yield GaugeMetricFamily(f"{p}_database_up", "1 while the database answers", value=stats["database"] == "up")
         yield GaugeMetricFamily(f"{p}_peer_streamers", "Other streamers whose stream counts are heard", value=stats["peer_streamers"])
-        yield GaugeMetricFamily(f"{p}_gc_frozen_objects", "Objects frozen out of the cyclic GC's scans (gc.get_freeze_count())", value=stats["gc_frozen_objects"])
         latency = GaugeMetricFamily(
             f"{p}_latency_ms", "Published-to-written latency of recent events", labels=["quantile"]
         )
