@@ -29,7 +29,12 @@ class StreamKey(NamedTuple):
 
 def key_topic(key: StreamKey) -> bytes:
     """The topic of a stream key."""
-    return b"k/%d/%d/" % (key.user_id, key.strategy_id)
+    return ids_topic(key.user_id, key.strategy_id)
+
+
+def ids_topic(user_id: int, strategy_id: int) -> bytes:
+    """The topic of the stream key (user_id, strategy_id), without making the key (the broker's hot path)."""
+    return b"k/%d/%d/" % (user_id, strategy_id)
 
 
 def parse_key_topic(topic: bytes) -> StreamKey:

@@ -134,3 +134,57 @@ def test_a_bad_unknown_field_passes_the_schema_but_not_the_map_decode(extra: byt
 def test_encoding_a_message_gives_the_bytes_of_its_wire_map(message: events.WireMessage) -> None:
     assert codec.pack(message) == codec.pack(message.to_wire())
     assert codec.unpack_map(codec.pack(message))["kind"] == message.kind
+
+
+def without_transport(message: events.Message) -> dict[str, Any]:
+    return {name: value for name, value in message.to_wire().items() if name != "published_ns"}
+
+
+@pytest.mark.parametrize(("rule", "wire"), REJECTED, ids=[rule for rule, _ in REJECTED])
+def test_the_one_pass_check_refuses_every_payload_breaking_a_rule(rule: str, wire: dict[str, Any]) -> None:
+    """decode_exact is the broker's fast path: it must never let in what decode() refuses."""
+    assert events.decode_exact(codec.pack(wire)) is None
+    assert events.decode_exact(codec.pack({**wire, "published_ns": 5})) is None
+
+
+@pytest.mark.parametrize(("case", "wire"), ACCEPTED, ids=[case for case, _ in ACCEPTED])
+def test_the_one_pass_check_gives_the_message_decode_gives_or_leaves_it_to_decode(case: str, wire: dict[str, Any]) -> None:
+    exact = events.decode_exact(codec.pack({**wire, "published_ns": 7}))
+    if "note" in wire:
+        assert exact is None  # an unknown field: decode() and the whole-map decode decide
+        return
+    assert exact is not None
+    message, published_ns = exact
+    assert published_ns == 7
+    assert isinstance(message, type(events.decode(codec.pack(wire))))
+    assert without_transport(message) == events.decode(codec.pack(wire)).to_wire()
+
+
+@pytest.mark.parametrize(
+    ("case", "wire", "expected"),
+    [
+        ("published_ns absent", ORDER, (True, None)),
+        ("published_ns an int", changed(ORDER, published_ns=123), (True, 123)),
+        ("published_ns negative (the broker stamps its own)", changed(ORDER, published_ns=-1), (True, -1)),
+        ("published_ns a float", changed(ORDER, published_ns=1.5), (False, None)),
+        ("published_ns a string", changed(ORDER, published_ns="1"), (False, None)),
+        ("an unknown field", changed(ORDER, note="fine"), (False, None)),
+        ("an unknown field in the account", changed(ORDER, account={**ORDER["account"], "note": 1}), (False, None)),
+        ("an unknown field in a batch summary", changed(BATCH, summaries=[{**BATCH["summaries"][0], "note": 1}]), (False, None)),
+        ("a control message", CONTROL, (True, None)),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_what_the_one_pass_check_takes_itself(case: str, wire: dict[str, Any], expected: tuple[bool, int | None]) -> None:
+    exact = events.decode_exact(codec.pack(wire))
+    assert (exact is not None, exact[1] if exact else None) == expected
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"\xa2\xff\xfe", b"\xd4\x01\x00", b"\x91" * 5000 + b"\xc0"],
+    ids=["invalid UTF-8", "extension type", "nested too deep"],
+)
+def test_a_bad_unknown_field_is_left_to_the_two_passes(extra: bytes) -> None:
+    payload = codec.pack({**ORDER, "note": "placeholder"}).replace(codec.pack("placeholder"), extra)
+    assert events.decode_exact(payload) is None

@@ -84,3 +84,46 @@ def test_any_msgpack_value_decoded_by_the_schema_is_a_valid_message_or_raises_de
     except DecodeError:
         return
     assert decoded == events.from_wire(value)
+
+
+def both_passes(payload: bytes) -> tuple[events.Message, object] | None:
+    """What the broker's two passes make of a payload (the reference for its one-pass check)."""
+    try:
+        return events.decode(payload), codec.unpack_map(payload).get("published_ns")
+    except DecodeError:
+        return None
+
+
+@given(every_message, st.one_of(st.none(), st.integers(min_value=0, max_value=2**64 - 1)))
+def test_the_one_pass_check_takes_every_message_of_the_schema(message: events.WireMessage, published_ns: int | None) -> None:
+    wire = message.to_wire() if published_ns is None else {**message.to_wire(), "published_ns": published_ns}
+    exact = events.decode_exact(codec.pack(wire))
+    assert exact is not None
+    assert exact[1] == published_ns
+    assert {k: v for k, v in exact[0].to_wire().items() if k != "published_ns"} == message.to_wire()
+
+
+@given(wire_values)
+def test_what_the_one_pass_check_takes_the_two_passes_take_alike(value: object) -> None:
+    payload = codec.pack(value)
+    exact = events.decode_exact(payload)
+    if exact is None:
+        return
+    reference = both_passes(payload)
+    assert reference is not None
+    assert reference[1] == exact[1]
+    assert reference[0].to_wire() == {k: v for k, v in exact[0].to_wire().items() if k != "published_ns"}
+
+
+@given(every_message, st.sampled_from(["user_id", "strategy_id", "kind", "reason", "timestamp", "account", "quantity", "summaries", "published_ns", "note"]), wire_values)
+def test_a_field_replaced_by_anything_is_taken_by_the_one_pass_check_only_if_the_two_passes_take_it(
+    message: events.WireMessage, name: str, value: object,
+) -> None:
+    payload = codec.pack({**message.to_wire(), name: value})
+    exact = events.decode_exact(payload)
+    if exact is None:
+        return
+    reference = both_passes(payload)
+    assert reference is not None
+    assert reference[1] == exact[1]
+    assert reference[0].to_wire() == {k: v for k, v in exact[0].to_wire().items() if k != "published_ns"}
