@@ -117,11 +117,11 @@ def run_broker(stack: Stack, keys: int, duration_s: float, rate: float, pinned: 
                    keys, duration_s, rate, pinned)
 
 
-def run_floor(keys: int, duration_s: float, rate: float, pinned: bool) -> dict[str, Any]:
+def run_floor(keys: int, duration_s: float, rate: float, pinned: bool, transport: str = "tcp") -> dict[str, Any]:
     """The floor (bench/floor.py) in a process of its own, counted by itself."""
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
-    proc = ctx.Process(target=floor_process, args=(there, {0} if pinned else None), daemon=True)
+    proc = ctx.Process(target=floor_process, args=(there, {0} if pinned else None, transport), daemon=True)
     proc.start()
     assert proc.pid is not None
     try:

@@ -165,18 +165,20 @@ def broker_only(cfg: BenchConfig, progress: Progress, root: Path) -> int:
     Flat out without --rate; paced at --rate otherwise. Each its own fresh process.
     """
     rate = cfg.rate or 0.0
-    brokers = ["broker"] if cfg.transport != "both" else ["broker tcp", "broker ipc"]
-    labels = ["floor", *brokers, *(["broker with journal"] if cfg.journal else [])]
+    both = cfg.transport == "both"
+    floors = ["floor tcp", "floor ipc"] if both else ["floor"]
+    brokers = ["broker tcp", "broker ipc"] if both else ["broker"]
+    labels = [*floors, *brokers, *(["broker with journal"] if cfg.journal else [])]
     rounds: list[dict[str, dict[str, Any]]] = []
     for number in range(cfg.rounds):
         results: dict[str, dict[str, Any]] = {}
         for label in labels:
             progress.note(f"round {number + 1}: {label}, {'paced at ' + format(rate, ',.0f') + '/s' if rate else 'flat out'} "
                           f"over {cfg.keys} keys for {cfg.duration:g} s")
-            if label == "floor":
-                results[label] = run_floor(cfg.keys, cfg.duration, rate, cfg.pin)
-                continue
             transport = "ipc" if label.endswith("ipc") or cfg.transport == "ipc" else "tcp"
+            if label.startswith("floor"):
+                results[label] = run_floor(cfg.keys, cfg.duration, rate, cfg.pin, transport)
+                continue
             stack = broker_only_stack(label.endswith("journal"), root, transport)
             if cfg.priority and stack.broker_pid:
                 set_priority(stack.broker_pid, cfg.priority)

@@ -182,10 +182,10 @@ def test_a_history_with_a_hole_is_refused(tmp_path: Path) -> None:
     journaled = Journaled(path)
     for i in range(3):
         journaled.sequence(A, b"%d" % i)
-    journaled.commit()
+        journaled.commit()  # one run per event
     journaled.journal.close()
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("DELETE FROM events WHERE seq = 2")
+        db.execute("DELETE FROM runs WHERE last = 2")
     with pytest.raises(JournalError, match="does not end at its head"):
         Journaled(path)
 
@@ -212,3 +212,74 @@ def test_a_journal_path_that_cannot_be_a_file_is_refused(tmp_path: Path) -> None
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(JournalError):
         Journal(tmp_path / "dir.db", 3, 2)
+
+
+@pytest.mark.parametrize(("per_batch", "history"), [(1, 3), (2, 3), (3, 3), (5, 3), (7, 4), (1, 1), (1, 100), (9, 100), (250, 100)])
+def test_a_key_keeps_fewer_than_twice_its_history_and_a_step_on_disk_whatever_its_batches(tmp_path: Path, per_batch: int, history: int) -> None:
+    journaled = Journaled(tmp_path / "j.db", history=history, max_keys=2)
+    step = journaled.journal.trim_step
+    batches = max(12, 3 * history // per_batch)
+    for batch in range(batches):
+        for i in range(per_batch):
+            journaled.sequence(A, b"%d-%d" % (batch, i))
+        journaled.commit()
+        rows = journaled.journal.rows()
+        assert history <= rows["events"] or rows["events"] == (batch + 1) * per_batch
+        assert rows["events"] < 2 * history + step
+        assert rows["runs"] <= history + step
+    journaled.journal.close()
+    again = Journaled(tmp_path / "j.db", history=history, max_keys=2)
+    total = batches * per_batch
+    after = max(0, total - history)
+    assert [p for _, p in again.sequencer.replay(A, 77, after).events] == [b"%d-%d" % divmod(n, per_batch) for n in range(after, total)]
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE heads (topic BLOB PRIMARY KEY, head INTEGER NOT NULL, touched INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE events (
+    topic BLOB NOT NULL, slot INTEGER NOT NULL, seq INTEGER NOT NULL, header BLOB NOT NULL, payload BLOB NOT NULL,
+    UNIQUE (topic, slot)
+);
+CREATE TABLE streams (stream TEXT PRIMARY KEY, last INTEGER NOT NULL, touched INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema', 1), ('epoch', 77), ('history', 3);
+"""
+
+
+def test_a_journal_of_schema_1_comes_back_migrated(tmp_path: Path) -> None:
+    """The journal a broker before issue 13 left (one row per event) is read and rewritten as runs."""
+    path = tmp_path / "j.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(SCHEMA_1)
+        db.executemany("INSERT INTO heads VALUES (?, ?, ?)", [(A, 5, 2), (B, 1, 3)])
+        db.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+            [(A, seq % 3, seq, b"h%d" % seq, b"a%d" % seq) for seq in (3, 4, 5)] + [(B, 1, 1, b"h1", b"b1")],
+        )
+        db.execute("INSERT INTO streams VALUES ('orders:x', 9, 3)")
+    again = Journaled(path, history=3, max_keys=2)
+    assert again.restored is not None and again.restored.epoch == 77
+    assert again.restored.streams == [("orders:x", 9)]
+    assert [p for _, p in again.sequencer.replay(A, 77, 2).events] == [b"a3", b"a4", b"a5"]
+    assert [p for _, p in again.sequencer.replay(B, 77, 0).events] == [b"b1"]
+    assert again.journal.rows() == {"heads": 2, "runs": 2, "streams": 1, "events": 4}
+    again.sequence(A, b"a6")
+    again.commit()
+    again.journal.close()
+    third = Journaled(path, history=3, max_keys=2)
+    assert [p for _, p in third.sequencer.replay(A, 77, 3).events] == [b"a4", b"a5", b"a6"]
+
+
+@pytest.mark.parametrize("damage", ["UPDATE runs SET first = 2", "UPDATE runs SET events = x'c1'", "UPDATE runs SET events = x'90'"])
+def test_a_run_that_is_not_what_its_row_says_is_refused(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "j.db"
+    journaled = Journaled(path)
+    for i in range(3):
+        journaled.sequence(A, b"%d" % i)
+    journaled.commit()
+    journaled.journal.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute(damage)
+    with pytest.raises(JournalError, match="corrupt"):
+        Journaled(path)
