@@ -245,7 +245,7 @@ class Broker:
         """The PULL ingress: `_drain` with `_handle_ingress` inlined, the broker's hot loop."""
         sock = self.ingress
         receive = self._receive[sock]
-        check, accept = self.ingest.check, self.ingest.accept
+        take = self.ingest.take
         received = 0
         try:
             for _ in range(DRAIN_BATCH):
@@ -260,7 +260,7 @@ class Broker:
                     self._drop(f"{len(frames)} frames, expected [topic, payload]")
                     continue
                 try:
-                    accept(check(frames[0], frames[1]))
+                    take(frames[0], frames[1])
                 except PayloadTooLarge:
                     pass  # counted by Ingest, logged once per interval by the heartbeat
                 except DecodeError as exc:

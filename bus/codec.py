@@ -55,6 +55,12 @@ class Schema(Generic[T]):
         except (msgspec.DecodeError, ValueError, RecursionError) as exc:  # ValueError: from _no_extensions
             _fail(exc)
 
+    @property
+    def raw_decode(self) -> Any:
+        """msgspec's own decode, for a hot path that bounds the frame's size and catches
+        msgspec.DecodeError (ValidationError is one), ValueError and RecursionError itself."""
+        return self._decoder.decode
+
     def convert(self, value: Any) -> T:
         """The value of `kind` built from already decoded builtins; InvalidEvent when they break the schema."""
         try:

@@ -30,7 +30,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from bus import codec, decimals, reasons
-from bus.errors import DecodeError, InvalidEvent
+from bus.errors import InvalidEvent
 from bus.topics import MAX_ID, StreamKey
 
 MAX_TEXT = 256
@@ -271,9 +271,11 @@ def decode_exact(payload: bytes) -> tuple[Message, int | None] | None:
     is None, and decode() with the map decode decide as before: what this accepts they accept.
     Measured here: 3.7 against 8.9 µs per event for decode() + codec.unpack_map (load 9).
     """
+    if len(payload) > codec.MAX_FRAME_BYTES:
+        return None
     try:
-        message = _EXACT.decode(payload)
-    except DecodeError:
+        message = _EXACT_DECODE(payload)  # codec.Schema.decode without its Python frame
+    except (msgspec.DecodeError, ValueError, RecursionError):  # what codec.Schema.decode turns into DecodeError
         return None
     return message, message.published_ns
 
@@ -321,4 +323,4 @@ def _exact_schema() -> codec.Schema[Any]:
     return codec.Schema[Any](reduce(operator.or_, variants))
 
 
-_EXACT = _exact_schema()
+_EXACT_DECODE = _exact_schema().raw_decode

@@ -75,11 +75,18 @@ class Ingest:
         summary = f"restored: {len(sequencer.heads)} keys, {sequencer.keys_with_history} with history, {len(streams)} producer streams"
         return cls(sequencer, streams, journal, summary)
 
+    def take(self, topic: bytes, payload: bytes) -> None:
+        """accept(check(topic, payload)) without an Admitted in between: the PULL ingress's hot path."""
+        self._accept(*self._check(topic, payload))
+
     def check(self, topic: bytes, payload: bytes) -> Admitted:
         """The event a `[topic, payload]` pair carries; DecodeError says what is wrong with it.
 
         A payload over `max_payload` is PayloadTooLarge (counted here), before anything decodes it.
         """
+        return Admitted(*self._check(topic, payload))
+
+    def _check(self, topic: bytes, payload: bytes) -> tuple[bytes, bytes, int, bool]:
         if len(payload) > self.max_payload:
             self.refused_oversize += 1
             raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds --max-payload {self.max_payload}")
@@ -96,22 +103,25 @@ class Ingest:
             published_ns = time.time_ns()
         if isinstance(message, events.ControlMessage):
             if topic == CONTROL_TOPIC:
-                return Admitted(topic, payload, published_ns, True)
+                return topic, payload, published_ns, True
         elif topic == ids_topic(message.user_id, message.strategy_id):
-            return Admitted(topic, payload, published_ns, False)
+            return topic, payload, published_ns, False
         raise DecodeError(f"topic {topic[:40]!r} does not match a {message.kind} payload")
 
     def accept(self, event: Admitted) -> None:
         """Sequence a key event (a control message takes no seq) and queue its frames for `flush()`."""
+        self._accept(*event)
+
+    def _accept(self, topic: bytes, payload: bytes, published_ns: int, control: bool) -> None:
         now = time.time_ns()
-        if event.control:
-            header = protocol.pack_header(self.sequencer.epoch, 0, event.published_ns, now)
+        if control:
+            header = protocol.pack_header(self.sequencer.epoch, 0, published_ns, now)
         else:
-            header = self.sequencer.sequence(event.topic, event.payload, event.published_ns, now)
+            header = self.sequencer.sequence(topic, payload, published_ns, now)
             self._sequenced += 1
             if self.journal is not None:
-                self._batch.add(event.topic, self.sequencer.head(event.topic), header, event.payload)
-        self._frames.append((event.topic, header, event.payload))
+                self._batch.add(topic, self.sequencer.heads[topic], header, payload)
+        self._frames.append((topic, header, payload))
 
     def flush(self, egress: zmq.Socket[Any]) -> tuple[int, int]:
         """Journal the batch (JournalError if that fails: nothing of it may be shown), then publish it.
