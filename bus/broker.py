@@ -187,27 +187,53 @@ class Broker:
         A JournalError (the journal cannot be written) ends it at once: nothing of the
         batch was published or acknowledged, and the journal holds the state before it.
         """
+        # The two ROUTERs are polled by their file descriptors (ZMQ_FD), not as zmq sockets: zmq_poll
+        # checks each zmq socket it is given before and after it waits (ZMQ_EVENTS: a poll() and a
+        # getpid() syscall each in libzmq's mailbox), at every wake-up, and events rarely come there
+        # (docs/benchmarks.md, issue 13: 22.9 -> ~17 syscalls per event paced at 1,000/s). Their FD says
+        # that commands arrived, not that a message waits, so each is drained until EAGAIN (or rechecked
+        # with ZMQ_EVENTS after being used), and rechecked at every heartbeat.
         poller = zmq.Poller()
-        for sock in self._sockets:
-            poller.register(sock, zmq.POLLIN)
+        poller.register(self.ingress, zmq.POLLIN)
+        poller.register(self.egress, zmq.POLLIN)
+        by_fd = {sock.getsockopt(zmq.FD): sock for sock in (self.router, self.acks.sock)}
+        for fd in by_fd:
+            poller.register(fd, zmq.POLLIN)
+        waiting = set(by_fd.values())  # ROUTERs that may hold messages their FD will not announce again
         next_heartbeat = time.monotonic()
         try:
             while not self._stopping:
-                timeout_ms = max(0, min(100, int((next_heartbeat - time.monotonic()) * 1000)))
+                timeout_ms = 0 if waiting else max(0, min(100, int((next_heartbeat - time.monotonic()) * 1000)))
                 ready = dict(poller.poll(timeout_ms))
+                waiting.update(sock for fd, sock in by_fd.items() if fd in ready)
                 if self.egress in ready:
                     self._drain(self.egress, self._handle_subscription)
-                self._ingest(self.ingress in ready, self.acks.sock in ready)
-                if self.router in ready:
+                acks = self.acks.sock in waiting
+                self._ingest(self.ingress in ready, acks)
+                if acks:
+                    self._recheck(self.acks.sock, waiting)  # after its answers were sent
+                if self.router in waiting:
                     self._drain(self.router, self._handle_request)
+                    self._recheck(self.router, waiting)
                 if time.monotonic() >= next_heartbeat:
                     self._heartbeat()
+                    for sock in by_fd.values():
+                        self._recheck(sock, waiting)
                     next_heartbeat = time.monotonic() + self.config.bus_heartbeat
             self._ingest(True, True)
         except JournalError:
             self._close(linger=0)
             raise
         self._close()
+
+    @staticmethod
+    def _recheck(sock: zmq.Socket[Any], waiting: set[zmq.Socket[Any]]) -> None:
+        """Whether `sock` (polled by its FD) holds a message: ZMQ_EVENTS, which also re-arms its FD."""
+        events = sock.getsockopt(zmq.EVENTS)
+        if isinstance(events, int) and events & zmq.POLLIN:
+            waiting.add(sock)
+        else:
+            waiting.discard(sock)
 
     def _ingest(self, pull: bool, acks: bool) -> None:
         """One batch from the ingresses: sequenced, journaled, published, then acknowledged."""
