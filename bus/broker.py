@@ -190,7 +190,7 @@ class Broker:
         # The two ROUTERs are polled by their file descriptors (ZMQ_FD), not as zmq sockets: zmq_poll
         # checks each zmq socket it is given before and after it waits (ZMQ_EVENTS: a poll() and a
         # getpid() syscall each in libzmq's mailbox), at every wake-up, and events rarely come there
-        # (docs/benchmarks.md, issue 13: 22.9 -> ~17 syscalls per event paced at 1,000/s). Their FD says
+        # (docs/benchmarks.md, issue 13: 22.9 -> 14.9 syscalls per event paced at 1,000/s). Their FD says
         # that commands arrived, not that a message waits, so each is drained until EAGAIN (or rechecked
         # with ZMQ_EVENTS after being used), and rechecked at every heartbeat.
         poller = zmq.Poller()
