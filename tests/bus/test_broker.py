@@ -184,3 +184,31 @@ def test_a_taken_port_is_one_line_on_stderr_and_exit_1(broker: BrokerProcess) ->
     )
     assert result.returncode == 1
     assert "cannot bind" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_more_requests_than_one_drain_takes_are_all_answered(broker: BrokerProcess, zctx: zmq.Context[Any]) -> None:
+    """The replay ROUTER is polled by its FD: what one drain (1,024) leaves is found again (ZMQ_EVENTS)."""
+    dealers: list[zmq.Socket[Any]] = []
+    try:
+        for _ in range(300):
+            dealer = zctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.connect(broker.endpoints["replay"])
+            dealers.append(dealer)
+        for dealer in dealers:
+            for _ in range(4):  # REPLAY_QUEUE answers per peer wait unread at most
+                dealer.send_multipart([protocol.STATS])
+        answered = [0] * len(dealers)
+
+        def all_answered() -> bool:
+            for index, dealer in enumerate(dealers):
+                while dealer.poll(0):
+                    assert dealer.recv_multipart()[0] == protocol.STATS
+                    answered[index] += 1
+            return sum(answered) == 4 * len(dealers)
+
+        wait_until(all_answered, timeout=30, what="1,200 stats answers")
+    finally:
+        for dealer in dealers:
+            dealer.close()
+    assert broker_stats(zctx, broker.endpoints["replay"])["replay_answers_dropped"] == 0
