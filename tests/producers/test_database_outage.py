@@ -85,13 +85,24 @@ def orders_and_fills(world: World) -> tuple[list[tuple[str, str, bool]], list[in
         return filled, executions
 
 
+def restored_handler(world: World) -> tuple[Recorder, OrderHandler]:
+    """An order handler on the world, its exchange restored from the database, and what it emits."""
+    out = Recorder()
+    handler = OrderHandler(world.sessions, out.committed, out.fills.extend)
+    handler.restore()
+    return out, handler
+
+
+def assert_both_filled(orders: list[tuple[str, str, bool]]) -> None:
+    """The two accounts' orders of the signal are FILLED, each in full."""
+    assert [(status, whole) for _, status, whole in orders] == [("FILLED", True), ("FILLED", True)]
+
+
 def test_the_connection_lost_in_the_commit_of_a_tick_that_fills_resting_orders_then_back_the_fills_exist(
     relayed: tuple[World, Relay],
 ) -> None:
     world, relay = relayed
-    out = Recorder()
-    handler = OrderHandler(world.sessions, out.committed, out.fills.extend)
-    handler.restore()
+    out, handler = restored_handler(world)
     submit(world, handler, SignalCommand("btc-trend", (limit(90_000.0),)))  # alice's and bob's accounts
     assert len(handler.exchange.open_orders()) == 2
     store(world, tick("BTC/USDT", 89_000.0))
@@ -103,7 +114,7 @@ def test_the_connection_lost_in_the_commit_of_a_tick_that_fills_resting_orders_t
     relay.restore()
     handler.catch_up(NEVER)
     orders, executions = orders_and_fills(world)
-    assert [(status, whole) for _, status, whole in orders] == [("FILLED", True), ("FILLED", True)]
+    assert_both_filled(orders)
     with world.sessions() as session:
         ids = {row.order_id: row.id for row in session.scalars(select(Order))}
     assert sorted(executions) == sorted(ids.values())
@@ -115,9 +126,7 @@ def test_the_connection_lost_in_the_commit_of_a_signal_then_back_a_crossing_tick
     relayed: tuple[World, Relay],
 ) -> None:
     world, relay = relayed
-    out = Recorder()
-    handler = OrderHandler(world.sessions, out.committed, out.fills.extend)
-    handler.restore()
+    _, handler = restored_handler(world)
     store(world, SignalCommand("btc-trend", (limit(90_000.0),)))
     cut_at_next_commit(world, relay)
     with pytest.raises(TRANSIENT):
@@ -127,7 +136,7 @@ def test_the_connection_lost_in_the_commit_of_a_signal_then_back_a_crossing_tick
     assert len(handler.exchange.open_orders()) == 2
     submit(world, handler, tick("BTC/USDT", 89_000.0))
     orders, executions = orders_and_fills(world)
-    assert [(status, whole) for _, status, whole in orders] == [("FILLED", True), ("FILLED", True)]
+    assert_both_filled(orders)
     assert len(executions) == 2 and len(set(executions)) == 2
     assert outcomes(world) == [("signal", "done", None), ("tick", "done", None)]
     assert handler.exchange.open_orders() == [] and handler.failed == 0
