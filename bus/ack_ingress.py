@@ -1,14 +1,15 @@
 """The broker's acknowledged ingress: a ROUTER for the producers' outbox relays (CONTRACT section 2).
 
-    relay DEALER ─ [pub, [stream, event_id, prev_id], topic, payload] ─▶ ROUTER --ack-ingress
+    relay DEALER ─ [pub, [stream, event_id, prev_id], topic, payload] · [hello, [stream, acked]] ─▶ ROUTER --ack-ingress
                  ◀ [ack, [stream, last]] · [resend, [stream, last]] · [reject, [stream, event_id], reason]
+                   · [unknown, [stream, event_id]]
 
 ProducerStreams (a pure core) decides what each event is; this module reads the
 envelope, hands the events to sequence to the broker, and collects the answers
 of a drained batch. The broker sends them with `answer()` only after the batch is
 journaled and published, so an ack never runs ahead of what a crash would keep.
 Per batch: one `reject` per rejected event, then one cumulative `ack` per stream
-and sender, then at most one `resend` per stream and sender.
+and sender, then at most one `resend` and one `unknown` per stream and sender.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class AckStats:
     ack_resends: int = 0
     ack_rejected: int = 0
     ack_malformed: int = 0
+    ack_unknown: int = 0
+    ack_hellos: int = 0
     ack_answers: int = 0
     streams: int = 0
     streams_evicted: int = 0
@@ -51,12 +54,15 @@ class AckIngress:
         self._rejects: list[list[bytes]] = []
         self._acks: dict[tuple[bytes, str], int] = {}
         self._resends: dict[tuple[bytes, str], int] = {}
+        self._unknowns: dict[tuple[bytes, str], int] = {}
 
     def handle(self, frames: list[bytes]) -> None:
-        """One message from a relay: `[identity, pub, envelope, topic, payload]`."""
+        """One message from a relay: `[identity, pub, envelope, topic, payload]` or `[identity, hello, body]`."""
         self.stats.ack_received += 1
+        if len(frames) == 3 and frames[1] == protocol.HELLO:
+            return self._hello(frames[0], frames[2])
         if len(frames) != 5 or frames[1] != protocol.PUB:
-            return self._malformed(f"{len(frames) - 1} frames, expected [pub, envelope, topic, payload]")
+            return self._malformed(f"{len(frames) - 1} frames, expected [pub, envelope, topic, payload] or [hello, body]")
         identity, _, envelope, topic, payload = frames
         try:
             stream, event_id, prev_id = protocol.unpack_envelope(envelope)
@@ -73,6 +79,10 @@ class AckIngress:
             self.stats.ack_resends += 1
             self._resends[identity, stream] = last
             return
+        if verdict is Verdict.UNKNOWN:
+            self.stats.ack_unknown += 1
+            self._unknowns.setdefault((identity, stream), event_id)
+            return
         if verdict is Verdict.SEQUENCE:
             assert event is not None  # SEQUENCE only for a valid event
             self.stats.ack_sequenced += 1
@@ -83,6 +93,19 @@ class AckIngress:
         else:
             self.stats.ack_duplicates += 1
         self._acks[identity, stream] = last
+
+    def _hello(self, identity: bytes, body: bytes) -> None:
+        try:
+            stream, acked = protocol.unpack_hello(body)
+        except DecodeError as exc:
+            return self._malformed(f"hello: {exc}")
+        self.stats.ack_hellos += 1
+        verdict, last = self.ingest.streams.hello(stream, acked)
+        self._unknowns.pop((identity, stream), None)  # known from here: an earlier event's `unknown` is moot
+        if verdict is Verdict.RESEND:
+            self._resends[identity, stream] = last
+        else:
+            self._acks[identity, stream] = max(last, self._acks.get((identity, stream), 0))
 
     def _malformed(self, reason: str) -> None:
         self.stats.ack_malformed += 1
@@ -99,7 +122,10 @@ class AckIngress:
             sock.send_multipart(protocol.ack_message(identity, stream, last))
         for (identity, stream), last in self._resends.items():
             sock.send_multipart(protocol.resend_message(identity, stream, last))
-        self.stats.ack_answers += len(self._rejects) + len(self._acks) + len(self._resends)
+        for (identity, stream), event_id in self._unknowns.items():
+            sock.send_multipart(protocol.unknown_message(identity, stream, event_id))
+        self.stats.ack_answers += len(self._rejects) + len(self._acks) + len(self._resends) + len(self._unknowns)
         self._rejects.clear()
         self._acks.clear()
         self._resends.clear()
+        self._unknowns.clear()

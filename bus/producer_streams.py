@@ -7,17 +7,25 @@ malformed). A re-sent event is recognised by `event_id <= last` and never
 sequenced twice; an event whose `prev_id` is not `last` follows a loss in
 transit and is refused until the relay resends from `last`.
 
-    unknown ──valid──▶ known(last = event_id)    SEQUENCE
-       │    ─malformed─▶ known(last = event_id)    REJECT
-    known(last), event_id <= last                DUPLICATE   (stays; answered `ack last`)
-    known(last), prev_id == last, valid          SEQUENCE    last = event_id
-    known(last), prev_id == last, malformed      REJECT      last = event_id
-    known(last), prev_id != last                 RESEND      (stays; answered `resend last`)
+    unknown, prev_id == 0, valid                  SEQUENCE    known(last = event_id)
+    unknown, prev_id == 0, malformed              REJECT      known(last = event_id)
+    unknown, prev_id != 0                         UNKNOWN     (stays unknown; answered `unknown`)
+    unknown, hello(acked)                         known(last = acked)         answered `ack acked`
+    known(last), hello(acked), acked <= last      (stays; answered `ack last`)
+    known(last), hello(acked), acked > last       (stays; answered `resend last`)
+    known(last), event_id <= last                 DUPLICATE   (stays; answered `ack last`)
+    known(last), prev_id == last, valid           SEQUENCE    last = event_id
+    known(last), prev_id == last, malformed       REJECT      last = event_id
+    known(last), prev_id != last                  RESEND      (stays; answered `resend last`)
 
-An unknown stream takes any `prev_id`: a broker without a journal, or one that
-forgot the stream, cannot tell a gap from its own amnesia (without a journal
-the epoch is new anyway, and every client resyncs). Known streams are bounded:
-the least recently used is forgotten first, and counted.
+An unknown stream takes an event only at the stream's start (`prev_id` 0).
+After that it cannot tell a loss in transit from its own amnesia (a broker
+restarted without a journal, or one that forgot the stream): events a relay had
+in flight when the broker died may never have arrived, and taking the next one
+would acknowledge them too. So it answers `unknown`, and the relay says with
+`hello` the last id it has confirmed; the stream is known from there, and the
+relay sends again what follows. Known streams are bounded: the least recently
+used is forgotten first, and counted.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ class Verdict(enum.Enum):
     REJECT = "reject"
     DUPLICATE = "duplicate"
     RESEND = "resend"
+    UNKNOWN = "unknown"
 
 
 class Decision(NamedTuple):
@@ -67,8 +76,23 @@ class ProducerStreams:
                 return Decision(Verdict.DUPLICATE, last)
             if prev_id != last:
                 return Decision(Verdict.RESEND, last)
+        elif prev_id != 0:
+            return Decision(Verdict.UNKNOWN, event_id)
         self._set(stream, event_id)
         return Decision(Verdict.SEQUENCE if valid else Verdict.REJECT, event_id)
+
+    def hello(self, stream: str, acked: int) -> Decision:
+        """A relay's `hello`: an unknown stream is known from `acked`; a known one keeps its `last`.
+
+        DUPLICATE (answered `ack last`) when the broker has everything up to `acked`,
+        RESEND (answered `resend last`) when it has less than the relay was told.
+        """
+        last = self._last.get(stream)
+        if last is None:
+            self._set(stream, acked)
+            return Decision(Verdict.DUPLICATE, acked)
+        self._last.move_to_end(stream)
+        return Decision(Verdict.DUPLICATE if acked <= last else Verdict.RESEND, last)
 
     def last(self, stream: str) -> int | None:
         """The stream's `last`, None when it is unknown."""

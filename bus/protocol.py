@@ -87,6 +87,8 @@ PUB = b"pub"
 ACK = b"ack"
 RESEND = b"resend"
 REJECT = b"reject"
+UNKNOWN = b"unknown"
+HELLO = b"hello"
 MAX_STREAM_NAME = 64
 MAX_REASON = 200  # characters of a reject's reason
 
@@ -104,7 +106,7 @@ class Envelope(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """The broker's answer to a relay: `ack`/`resend` carry `last`, `reject` an event id and a reason."""
+    """The broker's answer to a relay: `ack`/`resend` carry `last`, `reject` an event id and a reason, `unknown` an event id."""
 
     verb: bytes
     stream: str
@@ -114,6 +116,7 @@ class Answer(NamedTuple):
 
 _ENVELOPE = codec.Schema[Envelope](Envelope, shape="envelope [stream (1-64 characters), event_id > 0, prev_id >= 0]")
 _STREAM_NUMBER = codec.Schema[tuple[StreamName, _EventId]](tuple[StreamName, _EventId], shape="[stream, id > 0]")
+_STREAM_ACKED = codec.Schema[tuple[StreamName, _PrevId]](tuple[StreamName, _PrevId], shape="[stream, acked >= 0]")
 
 
 def pub_message(stream: str, event_id: int, prev_id: int, topic: bytes, payload: bytes) -> list[bytes]:
@@ -139,6 +142,24 @@ def resend_message(identity: bytes, stream: str, last: int) -> list[bytes]:
     return [identity, RESEND, codec.pack((stream, last))]
 
 
+def unknown_message(identity: bytes, stream: str, event_id: int) -> list[bytes]:
+    """The broker does not know `stream` (restarted without a journal, or forgot it): nothing was taken.
+
+    The relay answers `hello` with the last id it has confirmed, then sends again from there.
+    """
+    return [identity, UNKNOWN, codec.pack((stream, event_id))]
+
+
+def hello_message(stream: str, acked: int) -> list[bytes]:
+    """A relay's answer to `unknown`: every event of `stream` up to `acked` was confirmed to it."""
+    return [HELLO, codec.pack((stream, acked))]
+
+
+def unpack_hello(data: bytes) -> tuple[str, int]:
+    """Decode a `hello` message's body: DecodeError unless it is [stream, acked >= 0]."""
+    return _STREAM_ACKED.decode(data)
+
+
 def reject_message(identity: bytes, stream: str, event_id: int, reason: str) -> list[bytes]:
     """This event breaks the schema and will never be sequenced; it counts as handled."""
     return [identity, REJECT, codec.pack((stream, event_id)), reason[:MAX_REASON].encode()]
@@ -146,7 +167,7 @@ def reject_message(identity: bytes, stream: str, event_id: int, reason: str) -> 
 
 def parse_answer(frames: list[bytes]) -> Answer:
     """A relay's view of one answer; DecodeError for anything else."""
-    if len(frames) == 2 and frames[0] in (ACK, RESEND):
+    if len(frames) == 2 and frames[0] in (ACK, RESEND, UNKNOWN):
         stream, number = _STREAM_NUMBER.decode(frames[1])
         return Answer(frames[0], stream, number)
     if len(frames) == 3 and frames[0] == REJECT:

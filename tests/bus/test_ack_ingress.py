@@ -69,6 +69,27 @@ def test_a_gap_gets_resend_from_last_and_nothing_after_it_is_sequenced(broker: B
     assert broker_stats(zctx, broker.endpoints["replay"])["ack_resends"] == 2
 
 
+def test_an_unknown_stream_is_refused_after_its_start_until_hello_says_where_it_restarts(
+    broker: BrokerProcess, zctx: zmq.Context[Any], client: AckClient
+) -> None:
+    # A broker restarted without a journal: the relay had 5 and 6 in flight to the one before, and
+    # sends 7. Taking 7 would acknowledge 5 and 6, which may never have arrived.
+    send_rows(client, [7, 8], 6)
+    client.wait_for(lambda a: Answer(protocol.UNKNOWN, STREAM, 7) in a, "unknown at 7")
+    assert history(zctx, broker) == [] and broker_stats(zctx, broker.endpoints["replay"])["streams"] == 0
+    client.send_raw(*protocol.hello_message(STREAM, 4))  # the relay confirmed up to 4
+    client.acked(STREAM, 4)
+    send_rows(client, [5, 6, 7, 8], 4)
+    client.acked(STREAM, 8)
+    assert history(zctx, broker) == ["row-5", "row-6", "row-7", "row-8"]
+    answered = len(client.answers)
+    client.send_raw(*protocol.hello_message(STREAM, 2))  # a late hello of a known stream: its last
+    client.wait_for(lambda a: len(a) > answered, "the late hello's answer")
+    assert client.answers[answered:] == [Answer(protocol.ACK, STREAM, 8)]
+    stats = broker_stats(zctx, broker.endpoints["replay"])
+    assert (stats["ack_unknown"], stats["ack_hellos"], stats["ack_sequenced"]) == (2, 2, 4)
+
+
 @pytest.mark.expect_log("dropped malformed frame")
 def test_a_malformed_event_is_rejected_with_its_reason_and_counts_as_handled(broker: BrokerProcess, zctx: zmq.Context[Any], client: AckClient) -> None:
     client.send(STREAM, 1, 0, TOPIC, event(1))

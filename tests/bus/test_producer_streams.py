@@ -6,12 +6,13 @@ import pytest
 
 from bus.producer_streams import Decision, ProducerStreams, Verdict
 
-S, D, R, X = Verdict.SEQUENCE, Verdict.DUPLICATE, Verdict.RESEND, Verdict.REJECT
+S, D, R, X, U = Verdict.SEQUENCE, Verdict.DUPLICATE, Verdict.RESEND, Verdict.REJECT, Verdict.UNKNOWN
 
 # Each row: the stream's history as (event_id, prev_id, valid) steps, and the decision of each step.
 TABLE: list[tuple[str, list[tuple[int, int, bool]], list[Decision]]] = [
     ("first event of an unknown stream, prev 0", [(1, 0, True)], [Decision(S, 1)]),
-    ("unknown stream takes any prev (a broker without journal)", [(7, 5, True)], [Decision(S, 7)]),
+    ("unknown stream refuses an event after its start: the ones before may be lost", [(7, 5, True)], [Decision(U, 7)]),
+    ("unknown stays unknown for a malformed event after its start", [(7, 5, False), (8, 7, True)], [Decision(U, 7), Decision(U, 8)]),
     ("in order", [(1, 0, True), (2, 1, True), (5, 2, True)], [Decision(S, 1), Decision(S, 2), Decision(S, 5)]),
     ("re-sent last event", [(1, 0, True), (1, 0, True)], [Decision(S, 1), Decision(D, 1)]),
     ("re-sent older event", [(1, 0, True), (2, 1, True), (1, 0, True)], [Decision(S, 1), Decision(S, 2), Decision(D, 2)]),
@@ -49,8 +50,8 @@ def test_the_least_recently_used_stream_is_forgotten_first_and_counted() -> None
     streams.decide("c", 1, 0, True)
     assert (streams.last("a"), streams.last("b"), streams.last("c")) == (1, None, 1)
     assert (len(streams), streams.evicted) == (2, 1)
-    # forgotten: its next event is taken whatever its prev_id (the protocol's unknown-stream rule)
-    assert streams.decide("b", 9, 4, True) == Decision(S, 9)
+    # forgotten: unknown again, so an event after its start is refused until the relay says hello
+    assert streams.decide("b", 9, 4, True) == Decision(U, 9)
 
 
 def test_changes_name_new_lasts_and_forgotten_streams_once() -> None:
@@ -76,3 +77,32 @@ def test_restore_loads_lasts_in_lru_order_and_is_not_a_change() -> None:
 def test_the_bound_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ProducerStreams(max_streams=0)
+
+
+# Each row: `last` before the hello (None: unknown), the relay's acked, the decision, `last` after.
+HELLOS: list[tuple[str, int | None, int, Decision, int]] = [
+    ("unknown stream is known from the relay's acked", None, 4, Decision(D, 4), 4),
+    ("unknown stream, nothing confirmed yet", None, 0, Decision(D, 0), 0),
+    ("known and level with the relay: ack last", 4, 4, Decision(D, 4), 4),
+    ("known and ahead (the relay's acks were lost): ack last", 6, 4, Decision(D, 6), 6),
+    ("known and behind what the relay was told: resend last", 2, 4, Decision(R, 2), 2),
+]
+
+
+@pytest.mark.parametrize(("before", "acked", "decision", "after"), [pytest.param(*h[1:], id=h[0]) for h in HELLOS])
+def test_hello_says_where_an_unknown_stream_restarts(before: int | None, acked: int, decision: Decision, after: int) -> None:
+    streams = ProducerStreams()
+    if before is not None:
+        streams.hello("a", before)
+    assert streams.hello("a", acked) == decision
+    assert streams.last("a") == after
+
+
+def test_after_hello_the_stream_chains_from_acked_and_the_hello_is_journaled() -> None:
+    streams = ProducerStreams()
+    assert streams.decide("a", 7, 6, True) == Decision(U, 7)
+    assert streams.take_changes() == ({}, set())  # an `unknown` changes nothing
+    streams.hello("a", 4)
+    assert streams.take_changes() == ({"a": 4}, set())
+    assert streams.decide("a", 7, 6, True) == Decision(R, 4)  # still in flight from before the hello
+    assert streams.decide("a", 5, 4, True) == Decision(S, 5)

@@ -42,10 +42,17 @@ def test_the_acknowledged_ingress_speaks_the_contracts_frames() -> None:
     assert protocol.ack_message(b"id", "s", 9) == [b"id", b"ack", b"\x92\xa1s\x09"]
     assert protocol.resend_message(b"id", "s", 9) == [b"id", b"resend", b"\x92\xa1s\x09"]
     assert protocol.reject_message(b"id", "s", 9, "why") == [b"id", b"reject", b"\x92\xa1s\x09", b"why"]
+    assert protocol.unknown_message(b"id", "s", 9) == [b"id", b"unknown", b"\x92\xa1s\x09"]
+    assert protocol.hello_message("s", 0) == [b"hello", b"\x92\xa1s\x00"]
+    assert protocol.unpack_hello(b"\x92\xa1s\x00") == ("s", 0)
+    for body in (codec.pack(("s", -1)), codec.pack(("", 1)), codec.pack(("s",)), b"\xc1"):
+        with pytest.raises(DecodeError):
+            protocol.unpack_hello(body)
 
 
 def test_a_relay_reads_each_answer_and_nothing_else() -> None:
-    for message in (protocol.ack_message(b"i", "s", 3), protocol.resend_message(b"i", "s", 3), protocol.reject_message(b"i", "s", 3, "bad")):
+    for message in (protocol.ack_message(b"i", "s", 3), protocol.resend_message(b"i", "s", 3), protocol.reject_message(b"i", "s", 3, "bad"),
+                    protocol.unknown_message(b"i", "s", 3)):
         answer = protocol.parse_answer(message[1:])
         assert (answer.verb, answer.stream, answer.number) == (message[1], "s", 3)
     assert protocol.parse_answer(protocol.reject_message(b"i", "s", 3, "bad")[1:]).reason == "bad"
