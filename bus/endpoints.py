@@ -9,7 +9,7 @@ bus/security.py; docs/operations.md).
 """
 
 BUS_FOLDER = "var/bus"
-ACK_INGRESS = f"ipc://{BUS_FOLDER}/ack-ingress"  # broker ROUTER; producers' outbox relays DEALER (ACK-PROTOCOL.md)
+ACK_INGRESS = f"ipc://{BUS_FOLDER}/ack-ingress"  # broker ROUTER; producers' outbox relays DEALER (CONTRACT section 2)
 INGRESS = f"ipc://{BUS_FOLDER}/ingress"  # broker PULL; streamer, admin and replay --raw PUSH
 PUBLISH = f"ipc://{BUS_FOLDER}/publish"  # broker XPUB; streamers SUB
 REPLAY = f"ipc://{BUS_FOLDER}/replay"  # broker ROUTER; streamers DEALER

@@ -2,9 +2,10 @@
 
     handler commit ─▶ offer(rows) ─▶ RelayWindow ─▶ DEALER [pub, [stream, id, prev_id], topic, payload] ─▶ broker
     broker ─▶ [ack | resend, [stream, last]] · [reject, [stream, id], reason] ─▶ window ─▶ outbox marks (one commit)
+    broker ─▶ [unknown, [stream, id]] ─▶ DEALER [hello, [stream, acked]], then the rows after acked again
 
-The wire is /work/team/ACK-PROTOCOL.md's (its words and frames in bus/protocol.py);
-the decisions are RelayWindow's (pure).
+The wire is CONTRACT section 2's (docs/contract.md; its words and frames in
+bus/protocol.py); the decisions are RelayWindow's (pure).
 This is wiring: a DEALER socket the producer's poll loop (pull_loop.py) watches,
 and the database reads and marks of outbox.py. Rows the window cannot hold
 stay in the database and are read back when it has room, so a burst or a long
@@ -166,9 +167,21 @@ class Relay:
             return self.window.ack(event_id, now)
         if word == protocol.RESEND:
             return self.window.resend(event_id, now)
+        if word == protocol.UNKNOWN:
+            # A broker that lost this stream (restarted without a journal): say where it restarts,
+            # then send again from there (the hello goes out before the rows: one DEALER, in order).
+            self._hello()
+            self.window.unknown(now)
+            return None
         failed.append((event_id, reason))
         log.error("event %d of %s rejected by the broker: %s", event_id, self.stream, reason[:200])
         return self.window.reject(event_id, now)
+
+    def _hello(self) -> None:
+        try:
+            self.socket.send_multipart(protocol.hello_message(self.stream, self.window.acked), zmq.NOBLOCK)
+        except zmq.Again:  # no broker: the rows' timeout comes back here through the next `unknown`
+            pass
 
     def _send(self, now: float) -> None:
         taken = self.window.take(now)

@@ -1,7 +1,7 @@
-"""The relay's state for one outbox stream (ACK-PROTOCOL.md, relay rules). Pure: no socket, no database.
+"""The relay's state for one outbox stream (CONTRACT section 2, the relay's rules). Pure: no socket, no database.
 
     offer / loaded ─▶ rows after `acked`, in id order ─▶ take() ─▶ (row, prev_id) to send
-    ack(last) · resend(last) · reject(id) · expire(now) ◀─ the broker's answers and the clock
+    ack(last) · resend(last) · reject(id) · unknown() · expire(now) ◀─ the broker's answers and the clock
 
 `acked` is the highest event id the broker confirmed: every row up to it is
 sequenced (or rejected) and marked sent in the database. The rows after it are
@@ -170,6 +170,10 @@ class RelayWindow:
         if self._rewound_at != last:  # one rewind per gap, however many in-flight rows report it
             self._rewind(last, now)
         return marked
+
+    def unknown(self, now: float) -> None:
+        """`unknown`: the broker lost the stream; the relay said `hello acked`, so send again after `acked`."""
+        self._rewind(self.acked, now)
 
     def reject(self, event_id: int, now: float) -> int | None:
         """`reject event_id`: that row will never be sequenced and counts as handled."""

@@ -1,25 +1,29 @@
-"""The outbox relay against a real ROUTER socket standing in as the broker, on the demo database."""
+"""The outbox relay against a real ROUTER socket standing in as the broker (and a real broker killed), on the demo database."""
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
 from sqlalchemy import select, update
 
-from bus import codec
+from bus import codec, protocol
 from bus.events import BatchSummary as Summary
 from bus.events import OrderBatchEvent, from_wire
-from bus.protocol import ACK, PUB, REJECT, RESEND
+from bus.protocol import ACK, PUB, REJECT, RESEND, UNKNOWN
+from bus.topics import StreamKey, key_topic
 from producers import outbox
 from producers.outbox import Written
 from producers.relay import Relay
 from producers.relay_window import Row, WindowLimits
 from store.models import OutboxEvent, utc_now
+from tests.bus.conftest import BrokerProcess, request
 from tests.producers.conftest import World
 from tests.waiting import wait_until
 
@@ -159,6 +163,25 @@ def test_resend_rewinds_and_reject_marks_the_row_failed_and_goes_on(
     relay.close()
 
 
+def test_unknown_gets_hello_with_the_last_confirmed_then_the_rows_after_it(
+    world: World, broker: StandInBroker, zctx: zmq.Context[Any]
+) -> None:
+    relay = make_relay(world, broker.endpoint, zctx)
+    rows = commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 4)))
+    relay.offer(rows)
+    broker.receive(relay, 3)
+    broker.answer(ACK, relay.stream, rows[0].id)
+    broker.answer(UNKNOWN, relay.stream, rows[2].id)  # a broker that lost the stream got row 3 only
+
+    def hello() -> list[bytes] | None:
+        relay.pump()
+        return broker.socket.recv_multipart()[1:] if broker.socket.poll(0, zmq.POLLIN) else None
+
+    assert wait_until(hello, what="the relay's hello") == protocol.hello_message(relay.stream, rows[0].id)
+    again = broker.receive(relay, 2)
+    assert [(i, p) for _, i, p, _ in again] == [(rows[1].id, rows[0].id), (rows[2].id, rows[1].id)]
+    relay.close()
+
 
 def test_rows_committed_while_no_broker_listens_go_out_once_it_binds(world: World, zctx: zmq.Context[Any]) -> None:
     with socket.socket() as probe:
@@ -200,3 +223,43 @@ def test_prune_keeps_unsent_and_rejected_rows_and_recent_sent_ones(world: World)
         assert outbox.prune(session, "positions") == 0
         session.commit()
     assert [i for i, _, _ in sent_marks(world)] == ids[1:2] + ids[3:]
+
+
+def test_rows_in_flight_when_a_broker_without_journal_dies_reach_the_next_one(
+    world: World, zctx: zmq.Context[Any], tmp_path: Path
+) -> None:
+    """SIGSTOP, then SIGKILL, with rows sent: they die in the socket; the restarted broker must get them again.
+
+    Before `unknown`/`hello`, the new broker took the next row whatever its prev_id and its ack
+    covered the lost rows: they were marked sent and never on the stream.
+    """
+    broker = BrokerProcess(tmp_path).start()  # no --journal: a new broker remembers no stream
+    relay = make_relay(world, broker.endpoints["ack_ingress"], zctx)
+    user = world.user_ids["alice"]
+    try:
+        relay.offer(commit_events(world, *(summary(user, n) for n in (1, 2))))
+        wait_until(lambda: (relay.pump(), relay.idle)[1], what="rows 1-2 confirmed")
+        broker.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        relay.offer(commit_events(world, *(summary(user, n) for n in (3, 4))))
+        relay.pump()
+        assert relay.window.in_flight == 2  # sent into a connection whose broker is frozen
+        broker.kill()
+        broker.start()  # same ports, a new epoch, no streams
+        relay.offer(commit_events(world, summary(user, 5)))  # goes out as soon as the DEALER reconnects
+        wait_until(lambda: (relay.pump(), relay.idle)[1], what="rows 3-5 confirmed by the new broker")
+        assert [created for created, _ in new_broker_history(zctx, broker, user)] == [3, 4, 5]
+        wait_until(lambda: (relay.pump(), all(sent for _, sent, _ in sent_marks(world)))[1], what="all 5 marked sent")
+    finally:
+        relay.close()
+        broker.kill()
+
+
+def new_broker_history(ctx: zmq.Context[Any], broker: BrokerProcess, user_id: int) -> list[tuple[int, int]]:
+    """(created, seq) of every order summary the broker's history holds for (user_id, strategy 1)."""
+    topic = key_topic(StreamKey(user_id, 1))
+    _, pair = request(ctx, broker.endpoints["replay"], *protocol.replay_request(topic, 0, protocol.HEAD_ONLY))
+    epoch = protocol.unpack_int_pair(pair)[0]
+    status, _, *frames = request(ctx, broker.endpoints["replay"], *protocol.replay_request(topic, epoch, 0))
+    assert status == protocol.OK
+    return [(codec.unpack_map(p)["summaries"][0]["created"], protocol.unpack_header(h).seq)
+            for h, p in zip(frames[0::2], frames[1::2])]

@@ -1,4 +1,4 @@
-"""The relay's state per stream (ACK-PROTOCOL.md relay rules), as tables of steps and what is sent."""
+"""The relay's state per stream (CONTRACT section 2, the relay's rules), as tables of steps and what is sent."""
 
 from __future__ import annotations
 
@@ -60,6 +60,17 @@ def test_answers_of_the_broker(steps: list[tuple[str, int]], then_sent: list[tup
     assert sent(window) == then_sent
     assert window.acked == acked
     assert got_marks == marks
+
+
+def test_unknown_sends_again_after_the_last_confirmed_whatever_was_rewound_before() -> None:
+    window = started(0, 1, 2, 3, 4)
+    assert sent(window) == [(1, 0), (2, 1), (3, 2)]
+    assert window.ack(1, 0.1) == 1
+    window.unknown(0.2)  # a restarted broker: the relay said `hello 1`
+    assert sent(window) == [(2, 1), (3, 2), (4, 3)]
+    window.unknown(0.3)  # a second `unknown` (rows in flight before the hello): from acked again
+    assert sent(window) == [(2, 1), (3, 2), (4, 3)]
+    assert (window.acked, window.stats.rewinds) == (1, 2)
 
 
 def test_no_answer_in_time_resends_from_the_last_confirmed_and_backs_off() -> None:
