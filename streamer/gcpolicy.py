@@ -7,10 +7,17 @@ of them in a full collection each time that generation has grown by a quarter:
 45-90 ms at 10,000 streams, a pause every event arriving meanwhile waits for.
 
 So once a burst of connections has settled (no stream opened or closed for
-`quiet_s`), or when a long stream of connects never settles but `burst` more
-streams opened, the streamer freezes the heap again (`gc.collect(1)`, then
-`gc.freeze()`: the young generations' garbage goes first; a freeze itself is a
-list splice, O(1)). At most once per `min_interval_s`.
+`quiet_s`), at most once per `min_interval_s`, the streamer freezes the heap
+again (`gc.collect(1)`, then `gc.freeze()`: the young generations' garbage goes
+first; a freeze itself is a list splice, O(1)); and while connects keep coming,
+every `burst` new streams however soon. During a burst CPython collects its
+oldest generation every tenth middle collection: after a freeze the unfrozen
+rest it compares its growth with is small (a full collection sets
+`long_lived_total` to what it found unfrozen), so every full collection scans
+all the streams opened since the last freeze. Limited to one freeze per 5 s,
+10,000 connects paid 11 full collections of 9-27 ms (189 ms, 7% of the burst's
+CPU); freezing every 512 streams keeps each scan to about that many
+streams' objects (docs/benchmarks.md, issue 13, third pass).
 
 What it costs: cyclic garbage among frozen objects is not collected until the
 heap is unfrozen. A stream leaves none (its request's cycle is broken in
@@ -39,7 +46,7 @@ class Action(Enum):
 
 
 QUIET_S = 1.0
-BURST = 2048
+BURST = 512
 MIN_INTERVAL_S = 5.0
 MIN_NEW = 64
 FULL_MIN_CLOSES = 10_000
@@ -75,15 +82,15 @@ class FreezePolicy:
         frozen_at = self.started if self._frozen_at is None else self._frozen_at
         full_at = self.started if self._full_at is None else self._full_at
         settled = self._changed_at is None or now - self._changed_at >= self.quiet_s
-        if now - frozen_at < self.min_interval_s:
-            return Action.NOTHING
+        spaced = now - frozen_at >= self.min_interval_s
         turned_over = closed - self._closed_at_full >= max(self.full_min_closes, self._open_at_full)
-        if settled and turned_over and now - full_at >= self.full_interval_s:
+        if spaced and settled and turned_over and now - full_at >= self.full_interval_s:
             self.full_collections += 1
             self._full_at, self._closed_at_full, self._open_at_full = now, closed, open_now
             return self._freeze(now, opened, Action.FULL)
         new = opened - self._opened_at_freeze
-        if (settled and new >= self.min_new) or new >= self.burst:
+        # A burst is frozen every `burst` streams however soon: its own count bounds how often.
+        if new >= self.burst or (spaced and settled and new >= self.min_new):
             return self._freeze(now, opened, Action.FREEZE)
         return Action.NOTHING
 

@@ -29,8 +29,10 @@ def policy() -> FreezePolicy:
         ([(6, 50, 0, 50), (6.5, 60, 0, 60), (7.4, 60, 0, 60), (7.6, 60, 0, 60)], [N, N, N, F]),
         # too few new streams to be worth it, settled or not
         ([(6, 9, 0, 9), (20, 9, 0, 9)], [N, N]),
-        # a stream of connects that never settles: frozen once `burst` streams opened, then at most every min_interval_s
-        ([(6, 1000, 0, 1000), (7, 2500, 0, 2500), (11, 4000, 0, 4000), (12, 4100, 0, 4100)], [F, N, F, N]),
+        # a stream of connects that never settles: frozen every `burst` streams, however soon after the last freeze
+        ([(6, 1000, 0, 1000), (6.25, 2500, 0, 2500), (6.5, 3000, 0, 3000), (6.75, 3600, 0, 3600)], [F, F, N, F]),
+        # a burst right after start-up is frozen too (the interval is for settled heaps)
+        ([(0.5, 400, 0, 400), (1, 1200, 0, 1200), (1.25, 1300, 0, 1300), (3, 1300, 0, 1300)], [N, F, N, N]),
         # closes alone (a settled heap that only shrank) are nothing to freeze
         ([(6, 0, 0, 0), (6, 50, 50, 0), (8, 50, 50, 0)], [N, N, F]),
         # the streams turned over (closes ≥ full_min_closes and ≥ those open at the last full): one full collection,
