@@ -1,37 +1,44 @@
-"""The load-generator process: many SSE streams on raw sockets, as little CPU per event as possible.
+"""The load-generator process: many SSE streams on raw sockets, one epoll loop, as little CPU per read as possible.
 
-One asyncio Protocol per stream; the HTTP/1.1 request is written by hand, the
-chunked body is decoded by slicing, and of every event only the `id:` seq and
-the `bench-<ns>` publish time in the data line are read. The receive time is
-taken once per socket read, not once per event.
+Every socket is non-blocking and registered (level-triggered) with one
+`select.epoll`; each ready socket gets one `recvmsg_into` into a buffer shared by
+every stream, with room for the kernel's receive timestamp (SO_TIMESTAMPNS,
+bench/kerneltime.py), then its bytes go to the stream's parser (bench/ssestream.py).
+A read thus brings two times: when the kernel had the bytes and when this loop got
+to read them; the difference is the load generator's own scheduling, on a core it
+shares with the broker and the publisher under `--pin`.
 
-Each read goes into one buffer shared by every stream (a BufferedProtocol:
-`recv_into`), not a fresh bytes object: asyncio's plain Protocol allocates
-256 KiB per read and shrinks it, ~20 µs a read against ~3 µs (measured alone,
-a 400-byte send and its read), and at ~40,000 reads/s that was most of the core
-the load generator shares with the broker and the publisher (docs/benchmarks.md,
-issue 13). What is measured is the same: the receive time of each read.
+Why not asyncio: its transports read with `recv`/`recv_into` and cannot ask for
+ancillary data, and each read goes through a Handle, the selector's key lookup and
+the protocol's callbacks. Until issue 13's third pass this was a
+`BufferedProtocol` (before that a plain `Protocol`, whose transport allocates 256
+KiB per read: ~20 µs a read against ~3 µs); the figures of both are in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import os
 import resource
+import select
 import signal
+import socket
 import time
-from array import array
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.publish import ORDER_ID_PREFIX
-from bench.report import SeqTracker
+from bench import kerneltime
+from bench.ssestream import SseStream, Tally
 
 CONNECT_CONCURRENCY = 256
+CONNECT_TIMEOUT_S = 30.0
 READ_BUFFER = 64 * 1024
-# One buffer for every stream: each read is consumed (copied out) before the next recv_into.
+DRAIN_CHECK_S = 0.02  # how often the drain condition is evaluated (it walks every stream)
+# One buffer for every stream: each read is copied out (bytes) before the next recvmsg_into.
 _BUFFER = memoryview(bytearray(READ_BUFFER))
+_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 
 
 @dataclass(frozen=True)
@@ -42,132 +49,112 @@ class StreamSpec:
     token: str
 
 
-class SseClient(asyncio.BufferedProtocol):
-    """One SSE stream: header parsing, chunked decoding, seq and latency accounting."""
+class StreamSocket:
+    """One stream's socket, its request still to write and its parser."""
 
-    def __init__(self, request: bytes, latencies: array[int], per_second: dict[int, int]) -> None:
-        self.request = request
-        self.latencies = latencies
-        self.per_second = per_second
-        self.transport: asyncio.Transport | None = None
-        self.headers_done = False
-        self.chunked = False
-        self.raw = b""  # undecoded bytes (headers, or a partial chunk)
-        self.chunk_left = 0  # body bytes left in the current chunk; -1: expecting the CRLF after a chunk
-        self.body = b""  # decoded bytes not yet split into events
-        self.tracker: SeqTracker | None = None
-        self.status = 0
-        self.connected = asyncio.get_running_loop().create_future()
-        self.closed = False
-        self.forced: str | None = None
+    __slots__ = ("deadline", "parser", "pending", "recvmsg_into", "sock", "strategy_id")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
+    def __init__(self, sock: socket.socket, request: bytes, strategy_id: int, parser: SseStream) -> None:
+        self.sock = sock
+        self.recvmsg_into = sock.recvmsg_into
+        self.pending = request  # bytes of the GET not yet written
+        self.strategy_id = strategy_id
+        self.parser = parser
+        self.deadline = time.monotonic() + CONNECT_TIMEOUT_S
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.connected.done():
-            self.connected.set_exception(ConnectionError(f"closed before connected (HTTP {self.status})"))
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _BUFFER
+class ReadLoop:
+    """The epoll loop over every stream's socket (and the harness's pipe)."""
 
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(_BUFFER[:nbytes]))
+    def __init__(self, tally: Tally, pipe: Connection | None = None) -> None:
+        self.tally = tally
+        self.epoll = select.epoll()
+        self.streams: dict[int, StreamSocket] = {}
+        self.pipe_fd = pipe.fileno() if pipe is not None else -1
+        if pipe is not None:
+            self.epoll.register(self.pipe_fd, _IN)
+        self.reads = 0
+        self.unstamped = 0  # reads the kernel gave no timestamp for (counted at their read time)
 
-    def eof_received(self) -> bool | None:
-        return None  # close the transport: the stream ended
+    def open(self, host: str, port: int, spec: StreamSpec) -> StreamSocket:
+        """Start connecting one stream (non-blocking); its GET is written once the socket is writable."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        kerneltime.enable(sock)
+        code = sock.connect_ex((host, port))
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            raise OSError(code, os.strerror(code))
+        stream = StreamSocket(sock, build_request(host, port, spec), spec.strategy_id, SseStream(self.tally))
+        self.streams[sock.fileno()] = stream
+        self.epoll.register(sock.fileno(), _OUT)
+        return stream
 
-    def data_received(self, data: bytes) -> None:
-        if not self.headers_done:
-            data = self._headers(self.raw + data)
-            if not self.headers_done:
-                return
-        elif self.raw:
-            data = self.raw + data
-            self.raw = b""
-        body = self._dechunk(data) if self.chunked else data
-        self._events(self.body + body if self.body else body)
+    def close(self, stream: StreamSocket) -> None:
+        """Close one stream (it counts as closed)."""
+        stream.parser.closed = True
+        fd = stream.sock.fileno()
+        if fd >= 0 and self.streams.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
+        stream.sock.close()
 
-    def _headers(self, data: bytes) -> bytes:
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            self.raw = data
-            return b""
-        head = data[:end].lower()
-        self.status = int(head[9:12])
-        self.raw = b""
-        self.headers_done = True
-        self.chunked = b"transfer-encoding: chunked" in head
-        if self.status != 200 and self.transport is not None:
-            self.transport.close()
-        return data[end + 4 :]
+    def poll(self, timeout_s: float) -> bool:
+        """Serve every ready socket once; whether the pipe has a message."""
+        pipe_ready = False
+        streams = self.streams
+        buffers = [_BUFFER]
+        clock, arrival_ns, ancillary_size = time.time_ns, kerneltime.arrival_ns, kerneltime.ANCILLARY_SIZE
+        for fd, _events in self.epoll.poll(timeout_s):
+            stream = streams.get(fd)
+            if stream is None:
+                pipe_ready = pipe_ready or fd == self.pipe_fd
+                continue
+            if stream.pending:
+                self._write(stream)
+                continue
+            try:
+                size, ancdata, _, _ = stream.recvmsg_into(buffers, ancillary_size)
+            except BlockingIOError:
+                continue
+            except OSError:
+                self.close(stream)
+                continue
+            read_ns = clock()
+            if not size:
+                self.close(stream)
+                continue
+            self.reads += 1
+            arrived_ns = arrival_ns(ancdata)
+            if arrived_ns is None:
+                self.unstamped += 1
+                arrived_ns = read_ns
+            parser = stream.parser
+            parser.feed(bytes(_BUFFER[:size]), arrived_ns, read_ns)
+            if parser.refused:
+                self.close(stream)
+        return pipe_ready
 
-    def _dechunk(self, data: bytes) -> bytes:
-        out = []
-        pos, size = 0, len(data)
-        while pos < size:
-            if self.chunk_left > 0:
-                take = min(self.chunk_left, size - pos)
-                out.append(data[pos : pos + take])
-                pos += take
-                self.chunk_left -= take
-                if self.chunk_left == 0:
-                    self.chunk_left = -1
-            elif self.chunk_left < 0:
-                if size - pos < 2:
-                    break
-                pos += 2
-                self.chunk_left = 0
-            else:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                self.chunk_left = int(data[pos:eol].split(b";", 1)[0], 16) or -2
-                pos = eol + 2
-                if self.chunk_left == -2:  # the last chunk: the stream ended
-                    self.chunk_left = 0
-                    break
-        self.raw = data[pos:] if pos < size else b""
-        return b"".join(out)
+    def _write(self, stream: StreamSocket) -> None:
+        error = stream.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self.close(stream)
+            return
+        try:
+            sent = stream.sock.send(stream.pending)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close(stream)
+            return
+        stream.pending = stream.pending[sent:]
+        if not stream.pending:
+            self.epoll.modify(stream.sock.fileno(), _IN)
 
-    def _events(self, body: bytes) -> None:
-        frames = body.split(b"\n\n")
-        self.body = frames.pop()
-        now_ns = time.time_ns()
-        tracker = self.tracker
-        latencies = self.latencies
-        for frame in frames:
-            if frame[:4] == b"id: ":
-                eol = frame.find(b"\n")
-                seq = int(frame[frame.find(b"-", 4) + 1 : eol])
-                if tracker is not None:
-                    tracker.see(seq)
-                mark = frame.find(ORDER_ID_PREFIX, eol)
-                if mark > 0:
-                    mark += 6
-                    latencies.append((now_ns - int(frame[mark : frame.find(b'"', mark)])) // 1000)
-            else:
-                self._system(frame)
-                tracker = self.tracker
-        if frames:
-            second = now_ns // 1_000_000_000
-            self.per_second[second] = self.per_second.get(second, 0) + len(frames)
-
-    def _system(self, frame: bytes) -> None:
-        if b"event: connection" in frame:
-            mark = frame.find(b'"last_event_id"')
-            head = 0
-            if mark >= 0:
-                start = frame.find(b'"', mark + 15) + 1
-                text = frame[start : frame.find(b'"', start)]
-                head = int(text.rsplit(b"-", 1)[1]) if b"-" in text else 0
-            self.tracker = SeqTracker(head)
-            if not self.connected.done():
-                self.connected.set_result(head)
-        elif b"event: force_disconnect" in frame:
-            self.forced = frame.decode(errors="replace")
+    def wait_for_message(self, pipe: Connection) -> Any:
+        """Keep reading the streams until the harness sends something; that message."""
+        while not self.poll(1.0):
+            pass
+        return pipe.recv()
 
 
 def build_request(host: str, port: int, spec: StreamSpec) -> bytes:
@@ -178,80 +165,84 @@ def build_request(host: str, port: int, spec: StreamSpec) -> bytes:
     ).encode()
 
 
-async def open_streams(host: str, port: int, specs: list[StreamSpec], latencies: array[int],
-                       per_second: dict[int, int]) -> tuple[list[SseClient], list[str]]:
+def open_streams(loop: ReadLoop, host: str, port: int, specs: list[StreamSpec]) -> tuple[list[StreamSocket], list[str]]:
     """Open every stream, at most CONNECT_CONCURRENCY at a time, until its connection event."""
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    clients: list[SseClient] = []
+    waiting = list(reversed(specs))
+    connecting: list[StreamSocket] = []
+    connected: list[StreamSocket] = []
     errors: list[str] = []
-
-    async def one(spec: StreamSpec) -> None:
-        async with gate:
-            client = SseClient(build_request(host, port, spec), latencies, per_second)
+    while waiting or connecting:
+        while waiting and len(connecting) < CONNECT_CONCURRENCY:
+            spec = waiting.pop()
             try:
-                await loop.create_connection(lambda: client, host, port)
-                await asyncio.wait_for(client.connected, 30)
-                clients.append(client)
-            except (TimeoutError, OSError) as exc:
+                connecting.append(loop.open(host, port, spec))
+            except OSError as exc:
                 errors.append(f"strategy {spec.strategy_id}: {exc!r}")
-                if client.transport is not None:
-                    client.transport.close()
+        loop.poll(0.05)
+        now = time.monotonic()
+        still: list[StreamSocket] = []
+        for stream in connecting:
+            parser = stream.parser
+            if parser.tracker is not None:
+                connected.append(stream)
+            elif parser.closed:
+                errors.append(f"strategy {stream.strategy_id}: closed before connected (HTTP {parser.status})")
+            elif now > stream.deadline:
+                errors.append(f"strategy {stream.strategy_id}: no connection event in {CONNECT_TIMEOUT_S:g} s")
+                loop.close(stream)
+            else:
+                still.append(stream)
+        connecting = still
+    return connected, errors
 
-    await asyncio.gather(*(one(spec) for spec in specs))
-    return clients, errors
 
-
-async def drain(clients: list[SseClient], targets: list[int], quiet_s: float, deadline_s: float) -> None:
-    """Wait until every stream has its target events, or nothing arrived for `quiet_s`, or the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deadline_s
-    last_total, last_change = -1, loop.time()
-    while loop.time() < deadline:
-        total = sum(c.tracker.received if c.tracker else 0 for c in clients)
-        if all(c.closed or (c.tracker and c.tracker.next_seq - 1 - c.tracker.after >= t) for c, t in zip(clients, targets)):
+def drain(loop: ReadLoop, streams: list[StreamSocket], targets: list[int], quiet_s: float, deadline_s: float) -> None:
+    """Read until every stream has its target events, or nothing arrived for `quiet_s`, or the deadline."""
+    deadline = time.monotonic() + deadline_s
+    last_total, last_change = -1, time.monotonic()
+    pairs = [(stream.parser, target) for stream, target in zip(streams, targets)]
+    while (now := time.monotonic()) < deadline:
+        total = sum(p.tracker.received if p.tracker else 0 for p, _ in pairs)
+        if all(p.closed or (p.tracker and p.tracker.next_seq - 1 - p.tracker.after >= t) for p, t in pairs):
             return
         if total != last_total:
-            last_total, last_change = total, loop.time()
-        elif loop.time() - last_change > quiet_s:
+            last_total, last_change = total, now
+        elif now - last_change > quiet_s:
             return
-        await asyncio.sleep(0.02)  # polling pace of the drain condition above
+        check_at = now + DRAIN_CHECK_S
+        while (left := check_at - time.monotonic()) > 0:
+            loop.poll(left)
 
 
-async def session(conn: Connection, host: str, port: int, specs: list[StreamSpec]) -> None:
+def session(conn: Connection, host: str, port: int, specs: list[StreamSpec]) -> None:
     """Connect, report, wait for the published counts, drain, report the accounting."""
-    latencies: array[int] = array("q")
-    per_second: dict[int, int] = {}
+    tally = Tally()
+    loop = ReadLoop(tally, conn)
     start = time.monotonic()
-    clients, errors = await open_streams(host, port, specs, latencies, per_second)
-    conn.send({"connected": len(clients), "connect_s": time.monotonic() - start, "errors": errors[:5],
+    streams, errors = open_streams(loop, host, port, specs)
+    conn.send({"connected": len(streams), "connect_s": time.monotonic() - start, "errors": errors[:5],
                "failed": len(errors)})
-    cpu_start, wall_start = time.process_time(), time.monotonic()
-    loop = asyncio.get_running_loop()
-    message: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
+    cpu_start, wall_start, reads_start = time.process_time(), time.monotonic(), loop.reads
+    message: dict[str, Any] = loop.wait_for_message(conn)
     published: dict[int, int] = message["published"]
-    targets = [published.get(spec_of(c, specs), 0) for c in clients]
-    await drain(clients, targets, message["quiet_s"], message["deadline_s"])
+    targets = [published.get(stream.strategy_id, 0) for stream in streams]
+    drain(loop, streams, targets, message["quiet_s"], message["deadline_s"])
     cpu_s, wall_s = time.process_time() - cpu_start, time.monotonic() - wall_start
-    lost = sum(c.tracker.lost(t) if c.tracker else t for c, t in zip(clients, targets))
-    closed = sum(1 for c in clients if c.closed)
+    trackers = [stream.parser.tracker for stream in streams]
     conn.send({
-        "received": sum(c.tracker.received if c.tracker else 0 for c in clients),
-        "lost": lost, "duplicated": sum(c.tracker.duplicated if c.tracker else 0 for c in clients),
-        "streams_closed": closed, "forced": [c.forced for c in clients if c.forced][:3],
-        "latencies": latencies.tobytes(), "per_second": per_second, "cpu_s": cpu_s, "wall_s": wall_s,
+        "received": sum(t.received if t else 0 for t in trackers),
+        "lost": sum(t.lost(n) if t else n for t, n in zip(trackers, targets)),
+        "duplicated": sum(t.duplicated if t else 0 for t in trackers),
+        "streams_closed": sum(1 for stream in streams if stream.parser.closed),
+        "forced": [s.parser.forced for s in streams if s.parser.forced][:3],
+        "latencies": tally.to_read.tobytes(), "arrivals": tally.to_arrival.tobytes(),
+        "arrival_to_read": tally.arrival_to_read.tobytes(), "per_second": tally.per_second,
+        "cpu_s": cpu_s, "wall_s": wall_s, "reads": loop.reads - reads_start, "unstamped_reads": loop.unstamped,
     })
-    # Streams stay open until the harness has read the streamer's figures: 10,000 closes are not the run's.
-    await loop.run_in_executor(None, conn.recv)
-    for client in clients:
-        if client.transport is not None:
-            client.transport.close()
-
-
-def spec_of(client: SseClient, specs: list[StreamSpec]) -> int:
-    """The strategy id a client streams (read back from its request line)."""
-    line = client.request.split(b"\r\n", 1)[0]
-    return int(line.split(b"strategy_id=", 1)[1].split(b" ", 1)[0])
+    # Streams stay open (and read) until the harness has read the streamer's figures: 10,000 closes are not the run's.
+    loop.wait_for_message(conn)
+    for stream in streams:
+        loop.close(stream)
 
 
 def loadgen_process(conn: Connection, host: str, port: int, specs: list[StreamSpec], cores: set[int] | None) -> None:
@@ -261,5 +252,5 @@ def loadgen_process(conn: Connection, host: str, port: int, specs: list[StreamSp
         os.sched_setaffinity(0, cores)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(session(conn, host, port, specs))
+    session(conn, host, port, specs)
     conn.close()

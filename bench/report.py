@@ -17,7 +17,8 @@ RUN_KEYS = (
     "slow_consumer_disconnects", "streamer_cpu_us_per_delivery", "streamer_rss_kib_per_connection", "connect_s",
 )
 # Since issue 13, after those of the contract: where the time went and how busy the machine was.
-DIAGNOSTIC_KEYS = ("stages_ms", "streamer_cpu_share", "streamer_runqueue_wait", "load_average", "loadgen_cpu_share")
+DIAGNOSTIC_KEYS = ("stages_ms", "streamer_cpu_share", "streamer_runqueue_wait", "load_average", "loadgen_cpu_share",
+                   "arrival_latency_ms", "loadgen_cpu_us_per_read")
 LATENCY_KEYS = (*tuple(name for name, _ in PERCENTILES), "max")
 
 
@@ -70,6 +71,12 @@ def latency_summary(latencies_us: Iterable[int]) -> dict[str, float]:
     return summary
 
 
+def stage_row(values_us: Sequence[int]) -> dict[str, Any]:
+    """A stage of the load generator's own, as the streamer's stages are given: {count, p50, p99, p999, max} in ms."""
+    summary = latency_summary(values_us)
+    return {"count": len(values_us), **{key: summary[key] for key in ("p50", "p99", "p999", "max")}}
+
+
 @dataclass
 class RunResult:
     """One measured run, convertible to the JSON object of CONTRACT section 7."""
@@ -92,6 +99,9 @@ class RunResult:
     load_average: float | None = None  # 1-minute, when publishing began
     streamer_runqueue_wait: float | None = None  # share of the time the streamer was runnable but another had its core
     loadgen_cpu_share: float | None = None  # the load generators' CPU (all processes), of one core, while waiting for events
+    # publish → arrived in the client's kernel (SO_TIMESTAMPNS of each read): latency_ms without the load generator's turn
+    arrival_latency_ms: dict[str, float] | None = None
+    loadgen_cpu_us_per_read: float | None = None  # the load generators' CPU over their reads, while waiting for events
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +124,9 @@ class RunResult:
             "streamer_runqueue_wait": self.streamer_runqueue_wait,
             "load_average": self.load_average,
             "loadgen_cpu_share": self.loadgen_cpu_share,
+            "arrival_latency_ms": ({key: self.arrival_latency_ms[key] for key in LATENCY_KEYS}
+                                   if self.arrival_latency_ms else None),
+            "loadgen_cpu_us_per_read": self.loadgen_cpu_us_per_read,
         }
 
     def passes(self, expected_deliveries: int) -> bool:
@@ -140,6 +153,10 @@ def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _fmt_latency(summary: Mapping[str, float] | None) -> str:
+    return "n/a" if not summary else f"{summary['p50']} / {summary['p99']} / {summary['p999']}"
+
+
 def table(run: RunResult, title: str = "run") -> str:
     """The run as an aligned two-column table for the terminal."""
     lat = run.latency_ms
@@ -149,6 +166,7 @@ def table(run: RunResult, title: str = "run") -> str:
         ("deliveries/s", _fmt(run.deliveries_per_s)),
         ("latency ms p50/p90/p99", f"{lat['p50']} / {lat['p90']} / {lat['p99']}"),
         ("latency ms p99.9/max", f"{lat['p999']} / {lat['max']}"),
+        ("publish → arrived ms p50/p99/p99.9", _fmt_latency(run.arrival_latency_ms)),
         ("lost / duplicated", f"{run.lost:,} / {run.duplicated:,}"),
         ("slow-consumer disconnects", _fmt(run.slow_consumer_disconnects)),
         ("streamer CPU µs/delivery", _fmt(run.streamer_cpu_us_per_delivery)),
@@ -158,6 +176,7 @@ def table(run: RunResult, title: str = "run") -> str:
         ("streamer core busy", _fmt(run.streamer_cpu_share)),
         ("streamer waiting for a core", _fmt(run.streamer_runqueue_wait)),
         ("load generator core busy", _fmt(run.loadgen_cpu_share)),
+        ("load generator CPU µs/read", _fmt(run.loadgen_cpu_us_per_read)),
         ("load average (1 min)", _fmt(run.load_average)),
     ]
     rows += [(name, _fmt(value)) for name, value in run.extra.items() if not isinstance(value, (list, dict))]
@@ -165,7 +184,7 @@ def table(run: RunResult, title: str = "run") -> str:
     lines = [f"── {title} " + "─" * max(0, width + 20 - len(title))]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]
     if run.stages:
-        lines += ["", stages.table(run.stages, lat)]
+        lines += ["", stages.table(run.stages, lat, run.arrival_latency_ms)]
     return "\n".join(lines)
 
 

@@ -99,11 +99,16 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
             proc.terminate()
             proc.join(5)
     latencies: array[int] = array("q")
+    arrivals: array[int] = array("q")
+    waits: array[int] = array("q")
     per_second: dict[int, int] = {}
     for result in results:
         latencies.frombytes(result["latencies"])
+        arrivals.frombytes(result.get("arrivals", b""))
+        waits.frombytes(result.get("arrival_to_read", b""))
         for second, count in result["per_second"].items():
             per_second[second] = per_second.get(second, 0) + count
+    reads = sum(r.get("reads", 0) for r in results)
     received = sum(r["received"] for r in results)
     closed = sum(r["streams_closed"] for r in results)
     slow = (stats_after.get("slow_consumer_disconnects", 0) - stats_before.get("slow_consumer_disconnects", 0)
@@ -121,13 +126,16 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         duplicated=sum(r["duplicated"] for r in results), slow_consumer_disconnects=slow,
         streamer_cpu_us_per_delivery=round((cpu_after - cpu_before) * 1e6 / received, 2) if pid and received else None,
         rss_idle_kib=per_conn(rss_idle), rss_loaded_kib=per_conn(rss_loaded), connect_s=connect_s,
-        stages=stages.breakdown(stats_before, stats_after),
+        stages={**stages.breakdown(stats_before, stats_after), **({"arrived_to_read": report.stage_row(waits)} if waits else {})},
+        arrival_latency_ms=report.latency_summary(arrivals) if arrivals else None,
+        loadgen_cpu_us_per_read=round(sum(r["cpu_s"] for r in results) * 1e6 / reads, 2) if reads else None,
         streamer_cpu_share=round((cpu_after - cpu_before) / (wall_after - wall_before), 3) if pid else None,
         load_average=round(load, 2),
         streamer_runqueue_wait=round((wait_after - wait_before) / (wall_after - wall_before), 3) if pid else None,
         loadgen_cpu_share=round(sum(r["cpu_s"] for r in results) / max(r["wall_s"] for r in results), 3),
         extra={"published": sum(sent), "expected_deliveries": sum(published[s.strategy_id] for p in split_specs(stack, cfg.connections, 1) for s in p),
-               "received": received, "streams_connected": connected, "streams_failed": failed, "streams_closed": closed},
+               "received": received, "streams_connected": connected, "streams_failed": failed, "streams_closed": closed,
+               "loadgen_reads": reads, "reads_without_arrival": sum(r.get("unstamped_reads", 0) for r in results)},
     )
     return run, latencies, per_second
 

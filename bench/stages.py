@@ -1,11 +1,15 @@
 """The per-stage breakdown of a run, from the streamer's `timings` (streamer/timings.py) before and after it.
 
-    published ─▶ sequenced ─▶ read by the streamer ─▶ written ─▶ received by the client
-       (broker in)      (broker out + bus)       (streamer's turn)   (kernel + load generator)
+    published ─▶ sequenced ─▶ read by the streamer ─▶ written ─▶ arrived ─▶ read by the client
+       (broker in)      (broker out + bus)       (streamer's turn)  (loopback)  (load generator's turn)
 
 Each stage is a distribution of its own (p50/p99/p99.9/max), not a split of one
-event's time: percentiles do not add up. The last column, publish → received, is
-what the load generator measured end to end.
+event's time: percentiles do not add up. The streamer's stages count each event
+once per key; `arrived_to_read` (the client's kernel timestamp of a read → the load
+generator reading it, bench/kerneltime.py) counts each delivery, from the load
+generator, not the streamer. Written → arrived is not measured: the written time
+is not in the event. The last lines, publish → arrived and publish → client read,
+are end to end per delivery: the server's latency, and what the load generator saw.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ LABELS = {
     "read_to_written": "streamer read → written",
     "loop_lag": "streamer loop lag (10 ms timer)",
     "gc_pause": "streamer GC pause",
+    "arrived_to_read": "client kernel arrived → read (per delivery)",
 }
 
 
@@ -45,8 +50,8 @@ def breakdown(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, 
     return result
 
 
-def table(stages: Mapping[str, Any], end_to_end: Mapping[str, float]) -> str:
-    """The breakdown as aligned lines, with the end-to-end line of the load generator last."""
+def table(stages: Mapping[str, Any], end_to_end: Mapping[str, float], arrived: Mapping[str, float] | None = None) -> str:
+    """The breakdown as aligned lines, with the end-to-end lines (publish → arrived, → client read) last."""
     width = max(len(label) for label in LABELS.values())
     lines = [f"{'stage':<{width}}  {'p50':>8} {'p99':>8} {'p99.9':>8} {'max':>8}  count (ms)"]
     for name, label in LABELS.items():
@@ -55,6 +60,9 @@ def table(stages: Mapping[str, Any], end_to_end: Mapping[str, float]) -> str:
             continue
         cells = " ".join(f"{'-' if row[q] is None else row[q]:>8}" for q in ("p50", "p99", "p999", "max"))
         lines.append(f"{label:<{width}}  {cells}  {row['count']:,}")
+    if arrived:
+        cells = " ".join(f"{arrived[q]:>8}" for q in ("p50", "p99", "p999", "max"))
+        lines.append(f"{'publish → arrived (client kernel)':<{width}}  {cells}")
     cells = " ".join(f"{end_to_end[q]:>8}" for q in ("p50", "p99", "p999", "max"))
-    lines.append(f"{'publish → client received':<{width}}  {cells}")
+    lines.append(f"{'publish → client read':<{width}}  {cells}")
     return "\n".join(lines)

@@ -33,6 +33,11 @@ def test_small_real_run_writes_the_contract_json_and_loses_nothing(tmp_path: Pat
     assert run["duplicated"] == 0
     assert run["deliveries_per_s"] > 0
     assert (tmp_path / "run.png").stat().st_size > 0
+    # publish → arrived in the client's kernel, beside publish → read: never later, per delivery and so at every rank
+    assert set(run["arrival_latency_ms"]) == {"p50", "p90", "p99", "p999", "max"}
+    assert all(run["arrival_latency_ms"][q] <= run["latency_ms"][q] for q in run["latency_ms"])
+    assert run["stages_ms"]["arrived_to_read"]["count"] == 20 * 2 * 40 // 4  # every delivery: 20 streams, 80 events
+    assert run["loadgen_cpu_us_per_read"] > 0
 
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["--connections", "0"], ["--rate", "fast"], ["--connections", "3", "--keys", "4"],

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench import report
-from bench.loadgen import SseClient
 from bench.report import RunResult, SeqTracker
+from bench.ssestream import SseStream, Tally
 
 
 def tally(after: int, seqs: list[int], published: int) -> tuple[int, int]:
@@ -98,11 +98,8 @@ def test_table_and_plot_render(tmp_path: Path) -> None:
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
-def test_sse_client_decodes_chunks_split_anywhere() -> None:
-    """Every split of a chunked body yields the same seqs and latencies."""
-    import asyncio
-    from array import array
-
+def test_sse_stream_decodes_chunks_split_anywhere() -> None:
+    """Every split of a chunked body yields the same seqs, and one latency of each kind per event."""
     frames = [b"retry: 3000\n\n",
               b'event: connection\ndata: {"status": "connected", "last_event_id": "77-10"}\n\n',
               b'id: 77-11\nevent: order_update\ndata: {"order_id":"bench-1000000"}\n\n',
@@ -110,15 +107,21 @@ def test_sse_client_decodes_chunks_split_anywhere() -> None:
     body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(f), f) for f in frames)
     wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
 
-    async def feed(cut: int) -> tuple[int, int, int]:
-        client = SseClient(b"", array("q"), {})
-        client.data_received(wire[:cut])
-        client.data_received(wire[cut:])
-        assert client.tracker is not None
-        return client.tracker.after, client.tracker.next_seq, len(client.latencies)
-
     for cut in range(1, len(wire)):
-        assert asyncio.run(feed(cut)) == (10, 13, 2), cut
+        tally = Tally()
+        stream = SseStream(tally)
+        stream.feed(wire[:cut], 5_000_000, 7_000_000)
+        stream.feed(wire[cut:], 5_000_000, 7_000_000)
+        assert stream.tracker is not None
+        assert (stream.tracker.after, stream.tracker.next_seq) == (10, 13), cut
+        assert (list(tally.to_read), list(tally.to_arrival), list(tally.arrival_to_read)) == ([6000, 5000], [4000, 3000], [2000, 2000]), cut
+
+
+def test_a_refused_stream_reads_no_body() -> None:
+    stream = SseStream(Tally())
+    stream.feed(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nid: 1-1\n\n", 1, 1)
+    assert stream.refused
+    assert stream.tracker is None
 
 
 def test_full_seconds_leave_out_the_partial_first_and_last_seconds() -> None:
