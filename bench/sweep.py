@@ -22,14 +22,18 @@ def _stage(run: RunResult, name: str, q: str) -> Any:
 
 def sweep_table(runs: Sequence[RunResult]) -> str:
     """A Markdown table: one row per rate, latency, CPU and the stages that explain the tail."""
-    head = ("| events/s | deliveries/s | p50 | p99 | p99.9 | max (ms) | streamer CPU µs/delivery | streamer core busy "
-            "| sequenced→read p99 | read→written p99 | loop lag p99 / max | GC pause max | lost, dup | load avg | streamer waiting for a core |")
+    head = ("| events/s | deliveries/s | read p50 | read p99 | read p99.9 | read max (ms) | arrived p50 | arrived p99 "
+            "| arrived p99.9 | arrived→read p99 | streamer CPU µs/delivery | streamer core busy | load generator core busy "
+            "| publish→sequenced p99 | sequenced→read p99 | read→written p99 | loop lag p99 / max | GC pause max | lost, dup "
+            "| load avg | streamer waiting for a core |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for run in runs:
-        lat = run.latency_ms
+        lat, arr = run.latency_ms, run.arrival_latency_ms or {}
         lines.append(
             f"| {run.rate:,.0f} | {run.deliveries_per_s:,.0f} | {lat['p50']} | {lat['p99']} | {lat['p999']} | {lat['max']} "
-            f"| {run.streamer_cpu_us_per_delivery} | {run.streamer_cpu_share} | {_stage(run, 'sequenced_to_read', 'p99')} "
+            f"| {arr.get('p50', '-')} | {arr.get('p99', '-')} | {arr.get('p999', '-')} | {_stage(run, 'arrived_to_read', 'p99')} "
+            f"| {run.streamer_cpu_us_per_delivery} | {run.streamer_cpu_share} | {run.loadgen_cpu_share} "
+            f"| {_stage(run, 'published_to_sequenced', 'p99')} | {_stage(run, 'sequenced_to_read', 'p99')} "
             f"| {_stage(run, 'read_to_written', 'p99')} | {_stage(run, 'loop_lag', 'p99')} / {_stage(run, 'loop_lag', 'max')} "
             f"| {_stage(run, 'gc_pause', 'max')} | {run.lost}, {run.duplicated} | {run.load_average} | {run.streamer_runqueue_wait} |"
         )
@@ -67,12 +71,16 @@ def plot_sweep(path: str, runs: Sequence[RunResult], title: str) -> None:
     plt, fig, lat_ax, cpu_ax = _figure(title)
     xs = [run.deliveries_per_s for run in runs]
     for key, label, colour in (("p50", "p50", "#4477aa"), ("p99", "p99", "#ee6677"), ("p999", "p99.9", "#aa3377")):
-        lat_ax.plot(xs, [max(run.latency_ms[key], 0.01) for run in runs], marker="o", label=label, color=colour)
+        lat_ax.plot(xs, [max(run.latency_ms[key], 0.01) for run in runs], marker="o", label=f"{label} read", color=colour)
+        if all(run.arrival_latency_ms for run in runs):
+            lat_ax.plot(xs, [max((run.arrival_latency_ms or {})[key], 0.01) for run in runs], marker="x", linestyle="--",
+                        label=f"{label} arrived", color=colour)
     lat_ax.axhline(TARGET_P99_MS, color="#ee6677", linestyle=":", linewidth=1)
     lat_ax.axhline(TARGET_P999_MS, color="#aa3377", linestyle=":", linewidth=1)
-    lat_ax.set(xlabel="deliveries/s", ylabel="publish → receive ms (log)", yscale="log", title="latency (dotted: targets)")
+    lat_ax.set(xlabel="deliveries/s", ylabel="publish → client ms (log)", yscale="log",
+               title="latency: read (solid), arrived (dashed); dotted: targets")
     ms_axis(lat_ax.yaxis)
-    lat_ax.legend(fontsize=8)
+    lat_ax.legend(fontsize=7, ncol=2)
     lat_ax.grid(True, which="both", alpha=0.3)
     cpu_ax.plot(xs, [run.streamer_cpu_us_per_delivery or 0 for run in runs], marker="o", color="#228833")
     cpu_ax.set(xlabel="deliveries/s", ylabel="µs", title="streamer CPU per delivery")

@@ -142,9 +142,12 @@ def test_a_sweep_up_to_half_of_max_ends_at_half() -> None:
 def test_sweep_and_cost_tables_have_a_row_per_run(tmp_path: Path) -> None:
     from bench import sweep
 
-    runs = [sample_run(rate=100.0), sample_run(rate=200.0, stages={"sequenced_to_read": {"p99": 1.5, "count": 9}})]
+    arrived = {"p50": 0.25, "p90": 0.5, "p99": 2.75, "p999": 3.5, "max": 4.5}
+    runs = [sample_run(rate=100.0, arrival_latency_ms=arrived),
+            sample_run(rate=200.0, stages={"sequenced_to_read": {"p99": 1.5, "count": 9}}, arrival_latency_ms=arrived)]
     assert len(sweep.sweep_table(runs).splitlines()) == 4
     assert "| 1.5 |" in sweep.sweep_table(runs)
+    assert "| 2.75 | 3.5 |" in sweep.sweep_table(runs)  # publish → arrived p99, p99.9 beside publish → read
     assert len(sweep.cost_table(runs).splitlines()) == 4
     sweep.plot_sweep(str(tmp_path / "s.png"), runs, "t")
     sweep.plot_cost(str(tmp_path / "c.png"), runs, "t")
