@@ -135,7 +135,10 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         loadgen_cpu_share=round(sum(r["cpu_s"] for r in results) / max(r["wall_s"] for r in results), 3),
         extra={"published": sum(sent), "expected_deliveries": sum(published[s.strategy_id] for p in split_specs(stack, cfg.connections, 1) for s in p),
                "received": received, "streams_connected": connected, "streams_failed": failed, "streams_closed": closed,
-               "loadgen_reads": reads, "reads_without_arrival": sum(r.get("unstamped_reads", 0) for r in results)},
+               "loadgen_reads": reads, "reads_without_arrival": sum(r.get("unstamped_reads", 0) for r in results),
+               # Events recovered from the broker's history reach clients outside the stamped live path (stages_ms).
+               **{f"streamer_{name}": stats_after[name] - stats_before.get(name, 0)
+                  for name in ("gaps_detected", "gaps_recovered", "resyncs") if name in stats_after}},
     )
     return run, latencies, per_second
 
