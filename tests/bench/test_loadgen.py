@@ -30,12 +30,30 @@ def recv_stamped(sock: socket.socket, size: int) -> tuple[bytes, int | None, int
     return data, kerneltime.arrival_ns(ancdata), time.time_ns()
 
 
-def test_a_tcp_read_carries_the_realtime_the_kernel_received_it() -> None:
+@contextmanager
+def stamped_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A loopback TCP pair whose receiver gets timestamps, once they come (Linux turns stamping on lazily, host-wide)."""
     sender, receiver = tcp_pair()
     with sender, receiver:
         kerneltime.enable(receiver)
-        sender.sendall(b"warm-up")  # the kernel turns stamping on lazily: the first segment may come without
-        recv_stamped(receiver, 64)
+
+        def stamped() -> bool:
+            sender.sendall(b"x")
+            return recv_stamped(receiver, 64)[1] is not None
+
+        wait_until(stamped, what="a read carries a receive timestamp")
+        yield sender, receiver
+
+
+@contextmanager
+def stamping_on() -> Iterator[None]:
+    """Hold the host's receive stamping on with a stamped socket of our own (the session's sockets then get it at once)."""
+    with stamped_pair():
+        yield
+
+
+def test_a_tcp_read_carries_the_realtime_the_kernel_received_it() -> None:
+    with stamped_pair() as (sender, receiver):
         before = time.time_ns()
         sender.sendall(b"x" * 400)
         data, arrived, after = recv_stamped(receiver, 4096)
@@ -45,11 +63,7 @@ def test_a_tcp_read_carries_the_realtime_the_kernel_received_it() -> None:
 
 
 def test_one_read_of_two_segments_carries_the_later_ones_time() -> None:
-    sender, receiver = tcp_pair()
-    with sender, receiver:
-        kerneltime.enable(receiver)
-        sender.sendall(b"warm-up")
-        recv_stamped(receiver, 64)
+    with stamped_pair() as (sender, receiver):
         sender.sendall(b"a" * 100)
         wait_until(lambda: len(receiver.recv(4096, socket.MSG_PEEK)) == 100, what="the first segment is queued")
         between = time.time_ns()
@@ -121,21 +135,6 @@ def streamer(scripts: dict[int, tuple[int, list[int]]], refuse: frozenset[int] =
         for conn in server.streams.values():
             conn.close()
         server.server.close()
-
-
-@contextmanager
-def stamping_on() -> Iterator[None]:
-    """Linux turns receive stamping on lazily for the whole host; hold it on with a stamped socket of our own."""
-    sender, receiver = tcp_pair()
-    with sender, receiver:
-        kerneltime.enable(receiver)
-
-        def stamped() -> bool:
-            sender.sendall(b"x")
-            return recv_stamped(receiver, 64)[1] is not None
-
-        wait_until(stamped, what="a read carries a receive timestamp")
-        yield
 
 
 def test_open_streams_counts_a_refused_stream_as_failed() -> None:
