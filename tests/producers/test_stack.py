@@ -210,7 +210,13 @@ def test_webhook_post_reaches_a_subscriber_on_each_account_owners_key(stack: Sta
         assert (wire["symbol"], wire["side"], wire["status"], wire["price"]) == ("BTC/USDT", "BUY", "NEW", "90000.00")
 
 
-def test_replayed_tick_fills_the_order_and_moves_the_position(stack: Stack, tmp_path: Path) -> None:
+def test_replayed_tick_fills_the_order_and_moves_the_position(own_stack: Stack, tmp_path: Path) -> None:
+    # Its own stack and its own resting order: on the module's stack it depended on the first test's
+    # order, and failed whenever xdist ran it on the other worker (or alone).
+    stack = own_stack
+    assert stack.post(example(stack, id="tick-fills"))[0] == 200  # LIMIT buy at 90000: rests
+    assert keys_of(stack.events(2)) == {key_topic(StreamKey(stack.world.user_ids[u], 1)): [(1, "order_created")]
+                                        for u in ("alice", "bob")}
     log = tmp_path / "small.jsonl"
     log.write_text(
         '{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": 91000, "volume": 1}\n'
