@@ -62,3 +62,32 @@ class Channel:
             "last_latency_ms": self.last_latency_ms,
             "slow_consumer_disconnects": self.slow_consumer_disconnects,
         }
+
+
+class Channels(dict[StreamKey, Channel]):
+    """The hub's channels by key, also kept in `slices` groups by their key's hash (the heartbeat's slices).
+
+    A heartbeat slice then touches its own ~1/`slices` of the keys instead of testing every
+    key's hash: at 5,000 keys that scan was ~190 µs, ten times a second. Only `[]=` and `del`
+    change it (the hub's two places); the grouping follows them.
+    """
+
+    def __init__(self, slices: int) -> None:
+        super().__init__()
+        self._slices: list[dict[StreamKey, Channel]] = [{} for _ in range(slices)]
+
+    def __setitem__(self, key: StreamKey, channel: Channel) -> None:
+        old = self.get(key)
+        if old is not None:
+            del self._slices[old.hash % len(self._slices)][key]
+        super().__setitem__(key, channel)
+        self._slices[channel.hash % len(self._slices)][key] = channel
+
+    def __delitem__(self, key: StreamKey) -> None:
+        channel = self[key]
+        super().__delitem__(key)
+        del self._slices[channel.hash % len(self._slices)][key]
+
+    def in_slice(self, index: int) -> list[Channel]:
+        """The channels of slice `index` (a copy: a write may close a client, and its channel with it)."""
+        return list(self._slices[index].values())

@@ -30,9 +30,10 @@ from bus.topics import StreamKey
 from streamer import fanout, sse
 from streamer.admission import Admission
 from streamer.catchup import CatchUp, Phase, Step
-from streamer.channel import Channel
+from streamer.channel import Channel, Channels
 from streamer.client import Client
 from streamer.config import StreamerConfig
+from streamer.heartbeat import SLICES
 from streamer.peers import streamer_id
 from streamer.resume import plan_resume
 from streamer.revocations import Ending, Revocations, Target
@@ -51,7 +52,7 @@ class Hub:
         self.config = config
         self.stats = stats
         self.subscriber = Subscriber(config.publish, config.replay, self, context=context)
-        self.channels: dict[StreamKey, Channel] = {}
+        self.channels = Channels(SLICES)
         self.admission = Admission(config.max_streams_per_user, streamer_id())
         self.revocations = Revocations()
         self.users = UserStreams()

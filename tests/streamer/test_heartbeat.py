@@ -7,7 +7,7 @@ import socket
 
 from bus.replay import Position
 from bus.topics import StreamKey
-from streamer.channel import Channel
+from streamer.channel import Channel, Channels
 from streamer.client import Client
 from streamer.heartbeat import SLICES, Heartbeat
 from streamer.stats import StreamerStats
@@ -16,7 +16,7 @@ from streamer.stats import StreamerStats
 def test_a_round_of_slices_beats_every_key_once_and_no_slice_beats_them_all() -> None:
     async def main() -> tuple[list[int], list[int]]:
         loop = asyncio.get_running_loop()
-        channels: dict[StreamKey, Channel] = {}
+        channels = Channels(SLICES)
         peers: list[socket.socket] = []
         listener = socket.create_server(("127.0.0.1", 0))
         for n in range(200):
@@ -72,3 +72,20 @@ def _drain(sock: socket.socket) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def test_channels_keep_each_slice_to_the_channels_there_as_keys_come_go_and_return() -> None:
+    channels = Channels(SLICES)
+    keys = [StreamKey(1 + n % 5, n + 1) for n in range(500)]
+    for key in keys:
+        channels[key] = Channel(key, Position(1, 0))
+    for key in keys[::3]:
+        del channels[key]
+    for key in keys[::6]:
+        channels[key] = Channel(key, Position(2, 0))  # a key back after its last stream left
+    replaced = channels[keys[1]] = Channel(keys[1], Position(3, 0))  # and one set again while present
+    sliced = [channel for index in range(SLICES) for channel in channels.in_slice(index)]
+    assert sorted(map(id, sliced)) == sorted(map(id, channels.values()))
+    assert all(channel.hash % SLICES == index for index in range(SLICES) for channel in channels.in_slice(index))
+    assert replaced in channels.in_slice(replaced.hash % SLICES)
+    assert len(channels) == len(keys) - len(keys[::3]) + len(keys[::6])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bus import decimals
+from bus.events import DECIMAL_FIELDS
 from streamer import sse
 
 
@@ -91,3 +94,44 @@ def test_any_payload_becomes_a_single_data_line(payload: dict[str, object]) -> N
     fields, lines = _parse(sse.bus_event_frame(1, 2, "order_update", payload))
     assert fields == {"id": "1-2", "event": "order_update"}
     assert len(lines) == 1
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(), c, max_size=3), max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=st.text(), value=st.dictionaries(st.text(), _JSON_VALUES))
+def test_json_frame_is_encode_frame_of_its_json(event: str, value: dict[str, object]) -> None:
+    assert sse.json_frame(event, value) == sse.encode_frame(event, orjson.dumps(value).decode("utf-8"))
+
+
+def _reference_event_payload(payload: dict[str, object]) -> dict[str, object]:
+    """event_payload as first written: every field looked at in order."""
+    seen: dict[str, object] = {}
+    for key, value in payload.items():
+        if key in sse.INTERNAL_FIELDS:
+            continue
+        if key in DECIMAL_FIELDS and (type(value) is int or type(value) is float):
+            value = decimals.normalize(value)
+        elif key == "account" and type(value) is dict and type(value.get("equity")) in (int, float):
+            value = {**value, "equity": decimals.normalize(value["equity"])}
+        seen[key] = value
+    return seen
+
+
+_FIELD_NAMES = st.sampled_from(sorted(DECIMAL_FIELDS | sse.INTERNAL_FIELDS | {"account", "order_id", "side", "equity"})) | st.text(max_size=4)
+_FIELD_VALUES = (
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(-1e20, 1e20, allow_nan=False) | st.text(max_size=6)
+    | st.dictionaries(st.sampled_from(["equity", "name", "account_id"]), st.integers(-5, 5) | st.floats(-1e6, 1e6) | st.text(max_size=3))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_FIELD_NAMES, _FIELD_VALUES))
+def test_event_payload_is_the_field_by_field_reference_in_the_same_order(payload: dict[str, object]) -> None:
+    ours, reference = sse.event_payload(payload), _reference_event_payload(payload)
+    assert ours == reference
+    assert list(ours) == list(reference)  # the JSON's order of keys too
