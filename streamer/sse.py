@@ -99,7 +99,7 @@ def event_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     Quantities, prices and money are decimal strings (CONTRACT §4); a plain publisher's msgpack
     number there is written as one (bus/decimals.py), so a browser never meets a float.
     A copy in C, then only the decimal fields it holds are looked at (not every field in
-    Python): 2.95 → ~1 µs for the bench's 19-field order (docs/benchmarks.md, third pass).
+    Python): 2.94 → 1.46 µs for the bench's 19-field order (docs/benchmarks.md, third pass).
     """
     seen = dict(payload)
     for name in INTERNAL_FIELDS:
