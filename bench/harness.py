@@ -138,13 +138,18 @@ def run_sweep(stack: Stack, cfg: BenchConfig, progress: Progress) -> int:
     return 0
 
 
+def stack_transport(cfg: BenchConfig) -> str:
+    """The bus of a full stack: `ipc` when asked, else loopback `tcp` (`both` is for --broker-only)."""
+    return "ipc" if cfg.transport == "ipc" else "tcp"
+
+
 def cost_curve(cfg: BenchConfig, progress: Progress, root: Path) -> int:
     """--cost-curve: for each N a fresh stack with K = N/10 keys, one run at --rate; one table, one plot."""
     runs: list[report.RunResult] = []
     for n in (int(value) for value in cfg.numbers(cfg.cost_curve)):
         keys = n // 10
         progress.note(f"N={n:,} K={keys:,}: starting broker and streamer")
-        stack = start_stack(keys, -(-n // keys), 100, shlex.split(cfg.streamer_args), cfg.journal, root)
+        stack = start_stack(keys, -(-n // keys), 100, shlex.split(cfg.streamer_args), cfg.journal, root, stack_transport(cfg))
         try:
             place(stack, cfg)
             run, _, _ = run_once(stack, BenchConfig(**{**vars(cfg), "connections": n, "keys": keys}), cfg.fanout_rate, progress)
@@ -225,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                                  cfg.streamer_pid, cfg.keys, per_key, cfg.max_streams_per_user)
         else:
             progress.note("starting broker and streamer")
-            stack = start_stack(cfg.keys, per_key, 100, shlex.split(cfg.streamer_args), cfg.journal, root)
+            stack = start_stack(cfg.keys, per_key, 100, shlex.split(cfg.streamer_args), cfg.journal, root,
+                                stack_transport(cfg))
         return measure(stack, cfg, progress)
     except StackError as exc:
         log.error("%s", exc)

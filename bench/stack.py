@@ -192,12 +192,15 @@ def broker_stats(replay_endpoint: str) -> dict[str, Any]:
 
 
 def start_stack(keys: int, streams_per_key: int, history: int, streamer_args: list[str], journal: bool = False,
-                root: Path = ROOT) -> Stack:
-    """A broker, a temp SQLite DB with the benchmark's users, and a streamer (both of the checkout at `root`)."""
+                root: Path = ROOT, transport: str = "tcp") -> Stack:
+    """A broker, a temp SQLite DB with the benchmark's users, and a streamer (both of the checkout at `root`).
+
+    The bus is loopback `tcp` or `ipc` (unix sockets in the stack's folder, as a one-host deployment has it).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="tradestream-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        broker, match = start_broker(workdir, history, procs, journal, root)
+        broker, match = start_broker(workdir, history, procs, journal, root, transport)
         stack = Stack(ingress=match[1], publish=match[2], replay=match[3], broker_pid=broker.pid,
                       database_url=f"sqlite:///{workdir / 'bench.db'}", workdir=workdir, procs=procs)
         limit = keys * streams_per_key + 10

@@ -103,3 +103,18 @@ def test_cost_curve_starts_a_fresh_stack_per_n_with_a_tenth_as_many_keys(tmp_pat
     assert [(run["connections"], run["keys"]) for run in out["cost_curve"]] == [(10, 1), (20, 2)]
     assert all(run["streamer_rss_kib_per_connection"]["idle"] is not None for run in out["cost_curve"])
     assert plot.stat().st_size > 0
+
+
+def test_transport_ipc_puts_a_full_stacks_bus_on_unix_sockets_and_its_streams_lose_nothing(tmp_path: Path) -> None:
+    from bench.harness import stack_transport
+    from bench.stack import start_stack, streamer_stats
+
+    assert [stack_transport(parse_config(["--transport", name])[0]) for name in ("tcp", "ipc", "both")] == ["tcp", "ipc", "tcp"]
+    stack = start_stack(2, 1, 100, [], transport="ipc")
+    try:
+        assert stack.ingress.startswith("ipc://") and stack.publish.startswith("ipc://") and stack.replay.startswith("ipc://")
+        assert streamer_stats(stack)["broker"] == "up"  # the streamer hears the broker over them
+    finally:
+        stack.stop()
+    run = bench(tmp_path, "--connections", "4", "--keys", "2", "--duration", "1", "--rate", "20", "--transport", "ipc")
+    assert run["lost"] == 0 and run["duplicated"] == 0 and run["deliveries_per_s"] > 0
