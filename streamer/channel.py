@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from bus.replay import Position
 from bus.topics import StreamKey
@@ -87,6 +87,11 @@ class Channels(dict[StreamKey, Channel]):
         channel = self[key]
         super().__delitem__(key)
         del self._slices[channel.hash % len(self._slices)][key]
+
+    def _unsupported(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("Channels changes only by [] = and del (the slices follow those two)")
+
+    pop = popitem = setdefault = update = clear = _unsupported  # dict's own would bypass the slices
 
     def in_slice(self, index: int) -> list[Channel]:
         """The channels of slice `index` (a copy: a write may close a client, and its channel with it)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from bus.replay import Position
 from bus.topics import StreamKey
 from streamer.channel import Channel, Channels
@@ -89,3 +91,13 @@ def test_channels_keep_each_slice_to_the_channels_there_as_keys_come_go_and_retu
     assert all(channel.hash % SLICES == index for index in range(SLICES) for channel in channels.in_slice(index))
     assert replaced in channels.in_slice(replaced.hash % SLICES)
     assert len(channels) == len(keys) - len(keys[::3]) + len(keys[::6])
+
+
+@pytest.mark.parametrize("change", ["pop", "popitem", "setdefault", "update", "clear"])
+def test_channels_refuse_the_dict_changes_that_would_bypass_the_slices(change: str) -> None:
+    channels = Channels(SLICES)
+    key = StreamKey(1, 1)
+    channels[key] = Channel(key, Position(1, 0))
+    with pytest.raises(TypeError):
+        getattr(channels, change)(key)
+    assert list(channels) == [key] and channels.in_slice(channels[key].hash % SLICES) == [channels[key]]
