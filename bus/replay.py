@@ -76,12 +76,17 @@ class ReplayClient:
         request = protocol.replay_request(key_topic(key), epoch, after_seq)
         async with self._lock:
             dealer = self._dealer or self._open()
-            await dealer.send_multipart(request)
             try:
+                await dealer.send_multipart(request)
                 frames = await asyncio.wait_for(dealer.recv_multipart(), self.timeout)
             except TimeoutError:
                 self.close()  # a late answer must not be taken for the next request's
                 raise BusUnavailable(f"no replay answer from {self.endpoint}") from None
+            except BaseException:
+                # Cancelled (its stream closed, the server stopping) with the answer still coming: the
+                # next request, maybe another key's, would read it as its own. A new socket drops it.
+                self.close()
+                raise
         return _parse_replay(key, frames)
 
     def close(self) -> None:

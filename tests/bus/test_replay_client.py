@@ -1,0 +1,50 @@
+"""The streamer's replay client against a real ROUTER standing in for the broker: one answer, one request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import zmq
+import zmq.asyncio
+
+from bus import codec, protocol
+from bus.replay import ReplayClient
+from bus.topics import StreamKey, key_topic
+from tests.bus.conftest import make_order
+
+A, B = StreamKey(1, 1), StreamKey(2, 2)
+
+
+def answer_for(key: StreamKey, epoch: int = 7) -> list[bytes]:
+    """An `ok` answer holding one event of `key`."""
+    order = codec.pack(make_order(*key, order_id=f"of-{key.user_id}").to_wire())
+    return [protocol.OK, protocol.pack_int_pair(epoch, 1), protocol.pack_header(epoch, 1, 0, 0), order]
+
+
+def test_a_request_cancelled_while_waiting_does_not_leave_its_answer_for_the_next_key() -> None:
+    async def main() -> None:
+        ctx = zmq.asyncio.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.bind("tcp://127.0.0.1:*")
+        client = ReplayClient(router.getsockopt(zmq.LAST_ENDPOINT).decode(), ctx, timeout=10.0)
+        try:
+            waiting = asyncio.create_task(client.replay(A, 7, 0))
+            identity, *request = await router.recv_multipart()
+            assert request[1] == key_topic(A)
+            waiting.cancel()  # e.g. the browser went away, or the stream closed, while A's answer was coming
+            await asyncio.gather(waiting, return_exceptions=True)
+            await router.send_multipart([identity, *answer_for(A)])  # A's answer arrives late
+
+            next_request = asyncio.create_task(client.replay(B, 7, 0))
+            identity, *request = await router.recv_multipart()
+            assert request[1] == key_topic(B)
+            await router.send_multipart([identity, *answer_for(B)])
+            reply = await next_request
+            assert [event.payload["user_id"] for event in reply.events] == [B.user_id]  # B's, never A's
+        finally:
+            client.close()
+            router.close()
+            ctx.destroy(linger=0)
+
+    asyncio.run(main())
