@@ -44,6 +44,10 @@ class Console:
         page.on("pageerror", lambda error: self.problems.append(f"JavaScript error: {error}"))
         page.on("console", lambda message: message.type == "error" and self.problems.append(f"console: {message.text}"))
         page.on("requestfailed", lambda request: self._failed(request))
+        # Chromium's "Failed to load resource: ... 503" names no URL: this names it (a flake under load,
+        # 2026-12-03, said only "503").
+        page.on("response", lambda response: response.status >= 500 and self.problems.append(
+            f"response {response.status} ({response.status_text}): {response.request.method} {response.url}"))
 
     def _failed(self, request: Any) -> None:
         # A stream or fetch the page aborts itself (a strategy switch, a reconnect) is not a problem.
