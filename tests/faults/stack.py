@@ -230,6 +230,11 @@ class Follower:
         for event_id, event, data in _frames(response):
             if event == "resync":
                 self.received.resyncs.append(data)
+            elif event == "connection" and self.last_event_id is None and isinstance(data, dict):
+                # Nothing received yet: resume from the head this stream started at, as the page does.
+                # Without it a streamer killed before the first event left the next stream starting at a
+                # later head, and the events between were never on this follower's stream.
+                self.last_event_id = data.get("last_event_id")
             elif event_id is not None:
                 self.received.events.append((event_id, event, data))
                 self.last_event_id = event_id
