@@ -17,6 +17,7 @@ import zmq
 
 from bus import codec, protocol
 from bus.events import Account, OrderEvent, utc_now
+from bus.topics import StreamKey, key_topic
 from tests.waiting import PROCESS_START_S, wait_until
 
 _LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+) ack_ingress=(\S+)")
@@ -117,6 +118,17 @@ def request(ctx: zmq.Context[Any], endpoint: str, *frames: bytes) -> list[bytes]
         return dealer.recv_multipart()
     finally:
         dealer.close()
+
+
+def history(ctx: zmq.Context[Any], broker: BrokerProcess, key: StreamKey, newest: int | None = None) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+    """The epoch, and (seq, payload) of every event the broker's history holds for `key` (its `newest` only, if given)."""
+    topic = key_topic(key)
+    _, pair = request(ctx, broker.endpoints["replay"], *protocol.replay_request(topic, 0, protocol.HEAD_ONLY))
+    epoch, head = protocol.unpack_int_pair(pair)
+    after = 0 if newest is None else max(0, head - newest)
+    status, _, *frames = request(ctx, broker.endpoints["replay"], *protocol.replay_request(topic, epoch, after))
+    assert status == protocol.OK
+    return epoch, [(protocol.unpack_header(h).seq, codec.unpack_map(p)) for h, p in zip(frames[0::2], frames[1::2])]
 
 
 def broker_stats(ctx: zmq.Context[Any], endpoint: str) -> dict[str, int]:

@@ -12,7 +12,8 @@ from bus import codec, protocol
 from bus.protocol import Answer
 from bus.topics import StreamKey, key_topic
 from tests.bus.ack_client import AckClient
-from tests.bus.conftest import BrokerProcess, broker_stats, make_order, request
+from tests.bus.conftest import BrokerProcess, broker_stats, make_order
+from tests.bus.conftest import history as broker_history
 
 KEY = StreamKey(3, 4)
 TOPIC = key_topic(KEY)
@@ -25,11 +26,7 @@ def event(number: int) -> bytes:
 
 def history(ctx: zmq.Context[Any], broker: BrokerProcess) -> list[str]:
     """The order ids the broker's history holds for KEY, in seq order."""
-    status, head_frame, *pairs = request(ctx, broker.endpoints["replay"], *protocol.replay_request(TOPIC, 0, protocol.HEAD_ONLY))
-    epoch, _head = protocol.unpack_int_pair(head_frame)
-    status, _head_frame, *pairs = request(ctx, broker.endpoints["replay"], *protocol.replay_request(TOPIC, epoch, 0))
-    assert status == protocol.OK
-    return [codec.unpack_map(p)["order_id"] for p in pairs[1::2]]
+    return [payload["order_id"] for _, payload in broker_history(ctx, broker, KEY)[1]]
 
 
 def send_rows(client: AckClient, numbers: list[int], prev: int, stream: str = STREAM) -> None:

@@ -11,11 +11,12 @@ from typing import Any
 
 import zmq
 
-from bus import codec, protocol
+from bus import codec
 from bus.publisher import Publisher
 from bus.topics import StreamKey, key_topic
 from tests.bus.ack_client import AckClient
-from tests.bus.conftest import BrokerProcess, broker_stats, make_order, request
+from tests.bus.conftest import BrokerProcess, broker_stats, make_order
+from tests.bus.conftest import history as broker_history
 from tests.bus.test_freezes import SubscriberProcess
 from tests.waiting import wait_until
 
@@ -23,15 +24,10 @@ KEYS = [StreamKey(1, 1), StreamKey(1, 2), StreamKey(2, 1)]
 FREE = ["--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*", "--replay", "tcp://127.0.0.1:*", "--ack-ingress", "tcp://127.0.0.1:*"]
 
 
-def replay_all(ctx: zmq.Context[Any], broker: BrokerProcess, key: StreamKey) -> tuple[int, list[tuple[int, str]]]:
-    """The epoch and (seq, order_id) of every event the broker's history holds for `key`."""
-    endpoint = broker.endpoints["replay"]
-    _, pair = request(ctx, endpoint, *protocol.replay_request(key_topic(key), 0, protocol.HEAD_ONLY))
-    epoch, head = protocol.unpack_int_pair(pair)
-    status, _, *frames = request(ctx, endpoint, *protocol.replay_request(key_topic(key), epoch, max(0, head - 100)))
-    assert status == protocol.OK
-    events = [(protocol.unpack_header(h).seq, codec.unpack_map(p)["order_id"]) for h, p in zip(frames[0::2], frames[1::2])]
-    return epoch, events
+def replay_all(ctx: zmq.Context[Any], broker: BrokerProcess, key: StreamKey, newest: int | None = 100) -> tuple[int, list[tuple[int, str]]]:
+    """The epoch and (seq, order_id) of the newest 100 events the broker's history holds for `key` (all: `newest=None`)."""
+    epoch, events = broker_history(ctx, broker, key, newest)
+    return epoch, [(seq, payload["order_id"]) for seq, payload in events]
 
 
 def publish(pub: Publisher, ctx: zmq.Context[Any], broker: BrokerProcess, count: int, start: int = 0) -> None:
@@ -106,8 +102,8 @@ def test_a_broker_sigkilled_under_load_never_gives_a_seq_twice(tmp_path: Path, z
         for key in keys:  # last in the PUSH queue: once they are sequenced, so is everything before them
             pub.publish(make_order(*key, order_id="end"))
         for key in keys:
-            wait_until(lambda: replay_all_of(zctx, broker, key)[1][-1][1] == "end", what="the flood sequenced")  # noqa: B023
-            history = replay_all_of(zctx, broker, key)[1]
+            wait_until(lambda: replay_all(zctx, broker, key, newest=None)[1][-1][1] == "end", what="the flood sequenced")  # noqa: B023
+            history = replay_all(zctx, broker, key, newest=None)[1]
             head = history[-1][0]
             wait_until(lambda: bool(child.resyncs) or max(child.delivered(key), default=0) == head, what="the subscriber at the head")  # noqa: B023
             assert child.resyncs == []
@@ -119,15 +115,6 @@ def test_a_broker_sigkilled_under_load_never_gives_a_seq_twice(tmp_path: Path, z
         pub.close()
         child.kill()
         broker.kill()
-
-
-def replay_all_of(ctx: zmq.Context[Any], broker: BrokerProcess, key: StreamKey) -> tuple[int, list[tuple[int, str]]]:
-    """Every event of `key` in the broker's history, from seq 1."""
-    _, pair = request(ctx, broker.endpoints["replay"], *protocol.replay_request(key_topic(key), 0, protocol.HEAD_ONLY))
-    epoch = protocol.unpack_int_pair(pair)[0]
-    status, _, *frames = request(ctx, broker.endpoints["replay"], *protocol.replay_request(key_topic(key), epoch, 0))
-    assert status == protocol.OK
-    return epoch, [(protocol.unpack_header(h).seq, codec.unpack_map(p)["order_id"]) for h, p in zip(frames[0::2], frames[1::2])]
 
 
 def test_a_relay_resending_after_a_broker_sigkill_is_recognised(tmp_path: Path, zctx: zmq.Context[Any]) -> None:

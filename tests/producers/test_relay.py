@@ -17,13 +17,13 @@ from bus import codec, protocol
 from bus.events import BatchSummary as Summary
 from bus.events import OrderBatchEvent, from_wire
 from bus.protocol import ACK, PUB, REJECT, RESEND, UNKNOWN
-from bus.topics import StreamKey, key_topic
+from bus.topics import StreamKey
 from producers import outbox
 from producers.outbox import Written
 from producers.relay import Relay
 from producers.relay_window import Row, WindowLimits
 from store.models import OutboxEvent, utc_now
-from tests.bus.conftest import BrokerProcess, request
+from tests.bus.conftest import BrokerProcess, history
 from tests.producers.conftest import World
 from tests.waiting import wait_until
 
@@ -256,10 +256,4 @@ def test_rows_in_flight_when_a_broker_without_journal_dies_reach_the_next_one(
 
 def new_broker_history(ctx: zmq.Context[Any], broker: BrokerProcess, user_id: int) -> list[tuple[int, int]]:
     """(created, seq) of every order summary the broker's history holds for (user_id, strategy 1)."""
-    topic = key_topic(StreamKey(user_id, 1))
-    _, pair = request(ctx, broker.endpoints["replay"], *protocol.replay_request(topic, 0, protocol.HEAD_ONLY))
-    epoch = protocol.unpack_int_pair(pair)[0]
-    status, _, *frames = request(ctx, broker.endpoints["replay"], *protocol.replay_request(topic, epoch, 0))
-    assert status == protocol.OK
-    return [(codec.unpack_map(p)["summaries"][0]["created"], protocol.unpack_header(h).seq)
-            for h, p in zip(frames[0::2], frames[1::2])]
+    return [(payload["summaries"][0]["created"], seq) for seq, payload in history(ctx, broker, StreamKey(user_id, 1))[1]]
