@@ -223,9 +223,26 @@ def configure_logging(process_name: str, level: str = "INFO") -> None:
 
 
 def stop_on_signals(stop: Callable[[], None], loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Call `stop` on SIGTERM or SIGINT; from the event loop when one is given."""
+    """Call `stop` once, on the first SIGTERM or SIGINT; from the event loop when one is given.
+
+    Every later stop signal is ignored until the process has exited: under `make run`
+    a Ctrl-C reaches every program and supervisord then sends its SIGTERM, and that
+    second request must not kill, by the signal's default action, a process already
+    finishing its shutdown (its event loop closed, or the interpreter finalizing). A
+    shutdown that hangs still ends: supervisord sends SIGKILL after stopwaitsecs. Not
+    `loop.add_signal_handler`: closing the loop puts SIG_DFL back, and the
+    interpreter does the same to a Python handler as it finalizes; SIG_IGN stays.
+    """
+    def on_signal(_signum: int, _frame: object) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if loop is None:
+            stop()
+            return
+        try:
+            loop.call_soon_threadsafe(stop)
+        except RuntimeError:  # the loop is closed: the process is already on its way out
+            pass
+
     for signum in STOP_SIGNALS:
-        if loop is not None:
-            loop.add_signal_handler(signum, stop)
-        else:
-            signal.signal(signum, lambda _signum, _frame: stop())
+        signal.signal(signum, on_signal)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bus import kinds
 from bus.process import SettingsParser, declared_settings, env_name, flag_name, required_setting, setting
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -152,3 +158,50 @@ def test_kinds_accept_their_values_and_refuse_the_rest(kind: kinds.Kind[Any], te
     else:
         assert kind(text) == value
 
+
+
+# A process that stops on signals, then lingers in its shutdown until its stdin closes: the test
+# sends the second stop signal exactly there, after the first has been handled (and the loop closed).
+_STOPPING_CHILD = """
+import asyncio, sys, threading
+from bus.process import stop_on_signals
+
+calls = []
+if sys.argv[1] == "loop":
+    async def main():
+        stopped = asyncio.Event()
+        stop_on_signals(lambda: (calls.append(1), stopped.set()), asyncio.get_running_loop())
+        print("ready", flush=True)
+        await stopped.wait()
+    asyncio.run(main())
+else:
+    stopped = threading.Event()
+    stop_on_signals(lambda: (calls.append(1), stopped.set()))
+    print("ready", flush=True)
+    stopped.wait()
+print("stopping", flush=True)
+sys.stdin.read()
+print(f"stop called {len(calls)} times", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["loop", "no-loop"])
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_during_shutdown_neither_kills_the_process_nor_stops_it_twice(
+    mode: str, first: signal.Signals
+) -> None:
+    """Under `make run` a Ctrl-C reaches every program, then supervisord sends SIGTERM to each."""
+    with subprocess.Popen([sys.executable, "-c", _STOPPING_CHILD, mode], cwd=REPO, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            assert child.stdout.readline() == "ready\n"
+            child.send_signal(first)
+            assert child.stdout.readline() == "stopping\n"
+            child.send_signal(signal.SIGTERM)
+            child.send_signal(signal.SIGINT)
+            child.stdin.close()
+            assert child.stdout.read() == "stop called 1 times\n"
+            assert child.wait(timeout=10) == 0
+        finally:
+            child.kill()
