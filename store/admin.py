@@ -1,7 +1,7 @@
 """tradestream-admin: set up and migrate the database, administer users, accounts and strategies.
 
 Global settings go before the subcommand (or in TRADESTREAM_* variables), `--json`
-after it. Errors print one line on stderr and exit 1; bad flags exit 2. Actions
+before or after it. Errors print one line on stderr and exit 1; bad flags exit 2. Actions
 that end streams PUSH a control message to the broker's ingress; the socket is
 opened only when there is a message, and closing it waits at most CLOSE_LINGER_MS.
 """

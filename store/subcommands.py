@@ -201,7 +201,8 @@ def _command(
 ) -> argparse.ArgumentParser:
     # A subcommand's options have no defaults worth showing.
     parser: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=summary)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON instead")
+    # SUPPRESS: a --json given before the subcommand (add_commands) is not reset by this one's default.
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON instead")
     parser.set_defaults(handler=handler)
     return parser
 
@@ -211,6 +212,7 @@ def _strategy_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (here or after the subcommand)")
     # Subcommands take arguments, not settings: plain parsers with the same one-line errors.
     commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND", parser_class=OneLineParser)
     init_db = _command(commands, "init-db", None, "migrate the schema to head (every subcommand does)")

@@ -63,7 +63,8 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
 
 
 def test_demo_json_has_the_contract_keys_and_runs_twice(admin: Run) -> None:
-    first, second = ok_json(admin("demo", "--json")), ok_json(admin("demo", "--json"))
+    # --json after the subcommand or before it, as a global option: the same output.
+    first, second = ok_json(admin("demo", "--json")), ok_json(admin("--json", "demo"))
     assert set(first) == {"users", "strategies", "accounts"}
     assert all(set(u) == {"id", "username", "password", "api_token"} for u in first["users"])
     assert all(
@@ -191,7 +192,7 @@ def test_database_errors_exit_1_with_one_line(tmp_path: Path) -> None:
         ([*ACCOUNT, "--user", "a", "--capital", "NaN"], {}),
         (["frobnicate"], {}),
         ([], {}),
-        (["--json", "demo"], {}),
+        (["--jsn", "demo"], {}),
         (["--database-url", "not a url", "init-db"], {}),
         (["--ingress", "127.0.0.1:5557", "init-db"], {}),
         (["init-db"], {"TRADESTREAM_LOG_LEVEL": "LOUD"}),
