@@ -68,9 +68,11 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
     publisher = ctx.Process(target=publisher_process, args=(pub_there, stack.ingress, stack.keys, rate, cfg.duration, client_cores), daemon=True)
     try:
         progress.note(f"connecting {cfg.connections:,} streams over {len(stack.keys)} keys")
+        cpu_start = cpu_seconds(pid) if pid else 0.0
         for proc in (*procs, publisher):
             proc.start()
         hellos = [pipe.recv() for pipe in pipes]
+        cpu_connected = cpu_seconds(pid) if pid else 0.0  # the connect burst's CPU (and the idle start of the clients)
         pub_here.recv()  # the publisher's "ready"
         connected = sum(h["connected"] for h in hellos)
         failed = sum(h["failed"] for h in hellos)
@@ -135,6 +137,7 @@ def run_once(stack: Stack, cfg: BenchConfig, rate: float, progress: Progress) ->
         loadgen_cpu_share=round(sum(r["cpu_s"] for r in results) / max(r["wall_s"] for r in results), 3),
         extra={"published": sum(sent), "expected_deliveries": sum(published[s.strategy_id] for p in split_specs(stack, cfg.connections, 1) for s in p),
                "received": received, "streams_connected": connected, "streams_failed": failed, "streams_closed": closed,
+               "streamer_cpu_us_per_connect": round((cpu_connected - cpu_start) * 1e6 / connected, 1) if pid and connected else None,
                "loadgen_reads": reads, "reads_without_arrival": sum(r.get("unstamped_reads", 0) for r in results),
                # Events recovered from the broker's history reach clients outside the stamped live path (stages_ms).
                **{f"streamer_{name}": stats_after[name] - stats_before.get(name, 0)

@@ -1,12 +1,12 @@
-"""The Tornado application: routes to handlers, given running Services (tests build it too)."""
+"""The Tornado application: routes to handlers, given running Services (tests build it too); the stream in front of it."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import tornado.web
 
+from streamer.access import log_access
 from streamer.admin_api import admin_routes
 from streamer.handlers import (
     LatestBatchHandler,
@@ -22,32 +22,18 @@ from streamer.handlers import (
     StrategiesHandler,
 )
 from streamer.services import Services
-from streamer.stream import StreamHandler
+from streamer.stream import STREAM_PATH, StreamHandler, stream_route
+from web.front import FrontDoor
 from web.health import LivenessHandler, ReadinessHandler
 
-access_log = logging.getLogger("tornado.access")
-# Scraped every few seconds: their requests are logged at DEBUG only.
-QUIET_PATHS = frozenset({"/healthz", "/livez", "/metrics"})
 # The page's files, tradestream.js among them: a stable path other pages import from (CONTRACT section 3).
 STATIC_PREFIX = "/static/"
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access log, minus the noise of health checks, scrapes and client errors."""
-    status = handler.get_status()
-    if status < 400:
-        level = logging.DEBUG if handler.request.path in QUIET_PATHS else logging.INFO
-    elif status < 500:
-        # An outsider decides how many 4xx there are: logged per request only at DEBUG, never a flood.
-        level = logging.DEBUG
-    elif status == 503:
-        # A dependency that went down was logged once, when it did (bus/subscriber.py, web/health.py).
-        level = logging.DEBUG
-    else:
-        level = logging.ERROR
-    if access_log.isEnabledFor(level):
-        elapsed_ms = 1000.0 * handler.request.request_time()
-        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed_ms)
+    """Tornado's access log, minus the noise of health checks, scrapes and client errors (streamer/access.py)."""
+    request = handler.request
+    log_access(handler.get_status(), request.path, request.method or "", request.uri or "", request.remote_ip, request.request_time())
 
 
 def make_app(services: Services) -> tornado.web.Application:
@@ -57,7 +43,7 @@ def make_app(services: Services) -> tornado.web.Application:
     routes: list[Any] = [
         (r"/api/login", LoginHandler, s),
         (r"/api/logout", LogoutHandler, s),
-        (r"/api/events/stream", StreamHandler, s),
+        (STREAM_PATH, StreamHandler, s),
         (r"/api/events/stats", StatsHandler, s),
         (r"/api/strategies", StrategiesHandler, s),
         (r"/api/orders", OrdersHandler, s),
@@ -80,6 +66,11 @@ def make_app(services: Services) -> tornado.web.Application:
         default_handler_args=s,
         log_function=log_request,
     )
+
+
+def make_front(services: Services) -> FrontDoor:
+    """What the streamer's server serves: `GET /api/events/stream` in front of the app's routing (web/front.py), the app behind."""
+    return FrontDoor(make_app(services), {("GET", STREAM_PATH): stream_route(services)})
 
 
 def make_metrics_app(services: Services) -> tornado.web.Application:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable
 
+from tornado.httputil import HTTPHeaders, parse_cookie
+from tornado.web import decode_signed_value
+
 from bus.events import EndSessionsMessage
 from store.auth import token_hash
 from streamer import queries
@@ -103,3 +106,15 @@ def cookie_token(value: bytes | None) -> str | None:
     except UnicodeDecodeError:
         return None
     return token if token.replace("-", "").replace("_", "").isalnum() else None
+
+
+def session_token(headers: HTTPHeaders, secret: str, max_age_days: float) -> str | None:
+    """The session token of a request's valid signed session cookie, else None.
+
+    What RequestHandler.get_signed_cookie reads (HTTPServerRequest.cookies: the
+    Cookie header by parse_cookie; names SimpleCookie refuses are dropped, which
+    SESSION_COOKIE is not), without a RequestHandler: the stream's lean path has none.
+    """
+    header = headers.get("Cookie")
+    value = None if header is None else parse_cookie(header).get(SESSION_COOKIE)
+    return cookie_token(decode_signed_value(secret, SESSION_COOKIE, value, max_age_days=max_age_days))

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.httputil import HTTPHeaders
 from tornado.util import ObjectDict
 
 from bus import reasons
@@ -28,7 +29,7 @@ from store import actions
 from store.errors import DatabaseUnavailable
 from store.sessions import SESSION_DAYS
 from streamer import batches, queries
-from streamer.auth import SESSION_COOKIE, bearer_token, cookie_token
+from streamer.auth import SESSION_COOKIE, Authenticator, bearer_token, session_token
 from streamer.login import TooManyAttempts
 from streamer.queries import Viewer
 from streamer.services import Services
@@ -47,6 +48,8 @@ TOKEN_REFUSED = ("This API token is not accepted: it is wrong, it was replaced (
 SESSION_REFUSED = "Your session has ended (logged out, password changed or user deactivated): log in again."
 # What a handler may let escape, and its answer (web/errors.py: written, not logged as a traceback).
 STREAMER_ERRORS: ErrorTable = {DatabaseUnavailable: (503, "database_unavailable")}
+# On every answer of the API, the stream's lean path (streamer/stream.py) included.
+DEFAULT_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
 
 
 def parse_id(raw: bytes | str) -> int | None:
@@ -56,6 +59,35 @@ def parse_id(raw: bytes | str) -> int | None:
         return None
     value = int(data)
     return value if value <= MAX_ID else None
+
+
+async def authenticate(auth: Authenticator, headers: HTTPHeaders, secret: str) -> tuple[Viewer, float]:
+    """Who sent the request (bearer token first, else the session cookie), and when that was read; 401 otherwise."""
+    header = headers.get("Authorization")
+    viewer, read_at = None, 0.0
+    refused = UNAUTHORIZED  # no credential (or not one of ours): say how to send one
+    if header is not None:
+        token = bearer_token(header)
+        if token:
+            viewer, read_at = await auth.by_token(token)
+            refused = TOKEN_REFUSED
+    else:
+        token = session_token(headers, secret, SESSION_DAYS)
+        if token:
+            viewer, read_at = await auth.by_session(token)
+            refused = SESSION_REFUSED
+    if viewer is None:
+        raise ApiError(401, "unauthorized", refused)
+    return viewer, read_at
+
+
+def strategy_id_of(query_arguments: dict[str, list[bytes]]) -> int:
+    """The `strategy_id` query parameter, strictly parsed; 400 otherwise."""
+    values = query_arguments.get("strategy_id", [])
+    strategy_id = parse_id(values[0]) if len(values) == 1 else None
+    if strategy_id is None:
+        raise ApiError(400, "invalid_request", "strategy_id must be one integer, 1 <= N < 2^63, ASCII digits only.")
+    return strategy_id
 
 
 class BaseHandler(JsonErrors, tornado.web.RequestHandler):
@@ -73,8 +105,8 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
         self.ui = ObjectDict()
 
     def set_default_headers(self) -> None:
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        for name, value in DEFAULT_HEADERS:
+            self.set_header(name, value)
 
     def send_json(self, value: Any, status: int = 200) -> None:
         """Finish with `value` as JSON."""
@@ -92,27 +124,12 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
 
     async def viewer(self) -> Viewer:
         """The authenticated user (bearer token first, else the session cookie); 401 otherwise."""
-        header = self.request.headers.get("Authorization")
-        auth = self.services.auth
-        viewer = None
-        refused = UNAUTHORIZED  # no credential (or not one of ours): say how to send one
-        if header is not None:
-            token = bearer_token(header)
-            if token:
-                viewer, self.read_at = await auth.by_token(token)
-                refused = TOKEN_REFUSED
-        else:
-            token = self.session_token()
-            if token:
-                viewer, self.read_at = await auth.by_session(token)
-                refused = SESSION_REFUSED
-        if viewer is None:
-            raise ApiError(401, "unauthorized", refused)
+        viewer, self.read_at = await authenticate(self.services.auth, self.request.headers, self.services.config.secret)
         return viewer
 
     def session_token(self) -> str | None:
         """The session token of a valid signed cookie, else None."""
-        return cookie_token(self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS))
+        return session_token(self.request.headers, self.services.config.secret, SESSION_DAYS)
 
     def client_address(self) -> str:
         """The client's address: the socket's peer, or what a trusted proxy says (`--trust-proxy`)."""
@@ -137,11 +154,7 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
 
     def strategy_id(self) -> int:
         """The `strategy_id` query parameter, strictly parsed; 400 otherwise."""
-        values = self.request.query_arguments.get("strategy_id", [])
-        strategy_id = parse_id(values[0]) if len(values) == 1 else None
-        if strategy_id is None:
-            raise ApiError(400, "invalid_request", "strategy_id must be one integer, 1 <= N < 2^63, ASCII digits only.")
-        return strategy_id
+        return strategy_id_of(self.request.query_arguments)
 
     async def readable_key(self) -> StreamKey:
         """The viewer's key of the requested strategy, if they may read it; 400, 401 or 403 otherwise."""

@@ -20,7 +20,7 @@ from bus.process import configure_logging, stop_on_signals
 from store import migrate
 from store.db import first_line, open_database
 from store.errors import DatabaseUnavailable
-from streamer.app import make_app, make_metrics_app
+from streamer.app import make_front, make_metrics_app
 from streamer.config import StreamerConfig, parse_config
 from streamer.runtime import run, tune_gc
 from streamer.services import Services
@@ -43,7 +43,7 @@ def make_server(services: Services) -> HardenedHTTPServer:
     """The HTTP server of the streamer's app: slow clients timed out, accepts paused while descriptors run out."""
     config = services.config
     server = HardenedHTTPServer(
-        make_app(services),
+        make_front(services),
         max_body_size=MAX_BODY_BYTES,
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,

@@ -13,12 +13,13 @@ the code of their status:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import tornado.web
+from tornado import httputil
 
-from web.replies import send_json
+from web.replies import send_json, write_json
 
 # The code of an error raised without one (Tornado's own, or ApiError.of's fallback).
 DEFAULT_CODES = {
@@ -57,6 +58,11 @@ class ApiError(tornado.web.HTTPError):
 def send_error_json(handler: tornado.web.RequestHandler, error: ApiError) -> None:
     """Finish the request with `error` (the one writer of every JSON error)."""
     send_json(handler, error.body(), error.status_code)
+
+
+def write_error_json(connection: httputil.HTTPConnection, error: ApiError, headers: Iterable[tuple[str, str]] = ()) -> None:
+    """The same answer on a request served without a RequestHandler (web/front.py), `headers` added."""
+    write_json(connection, error.body(), error.status_code, headers)
 
 
 class JsonErrors:

@@ -14,10 +14,18 @@ Where the standard library's json stays, on purpose:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+from http.client import responses
 from typing import Any
 
 import orjson
+import tornado
 import tornado.web
+from tornado import httputil
+
+# RequestHandler.clear()'s Server header: an answer written without a RequestHandler looks the same.
+SERVER = f"TornadoServer/{tornado.version}"
 
 
 def send_json(handler: tornado.web.RequestHandler, value: Any, status: int = 200) -> None:
@@ -25,3 +33,22 @@ def send_json(handler: tornado.web.RequestHandler, value: Any, status: int = 200
     handler.set_status(status)
     handler.set_header("Content-Type", "application/json")
     handler.finish(orjson.dumps(value))
+
+
+def write_json(connection: httputil.HTTPConnection, value: Any, status: int, headers: Iterable[tuple[str, str]] = ()) -> None:
+    """Answer a request without a RequestHandler: `value` as JSON, with the status and headers send_json's would have.
+
+    Those are RequestHandler.clear()'s (Server, Content-Type, Date), `headers` (a
+    handler's defaults), then finish()'s Content-Length; the connection adds
+    what HTTP/1 needs (keep-alive) as for any handler.
+    """
+    body = orjson.dumps(value)
+    response = httputil.HTTPHeaders()
+    response["Server"] = SERVER
+    response["Content-Type"] = "application/json"
+    response["Date"] = httputil.format_timestamp(time.time())
+    for name, header in headers:
+        response[name] = header
+    response["Content-Length"] = str(len(body))
+    connection.write_headers(httputil.ResponseStartLine("", status, responses.get(status, "Unknown")), response, body)
+    connection.finish()

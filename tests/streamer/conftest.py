@@ -29,10 +29,11 @@ from bus.events import Account, OrderEvent, utc_now
 from bus.publisher import Publisher
 from store import actions
 from store.db import init_db, make_engine, make_session_factory
-from streamer.app import make_app
+from streamer.app import make_front
 from streamer.config import StreamerConfig
 from streamer.services import Services
 from tests.waiting import wait_until
+from web.front import FrontDoor
 
 FILLERS = range(2, 10)
 LINKED_STRATEGIES = (1, 10, 11)
@@ -227,8 +228,9 @@ def services(request: pytest.FixtureRequest, world: World, broker: BrokerThread,
 
 
 @pytest.fixture
-def app(services: Services) -> tornado.web.Application:
-    return make_app(services)
+def app(services: Services) -> FrontDoor:
+    """What the process serves (streamer.app.make_front): the stream's lean path in front of the Application."""
+    return make_front(services)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from producers.intake import Intake
 from producers.webhook import WebhookService
 from producers.webhook import make_app as make_webhook_app
 from store.db import make_engine, make_session_factory
+from web.front import FrontDoor
 from web.ratelimit import RateLimiter
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
@@ -46,13 +47,13 @@ def served(app: tornado.web.Application, process: str) -> set[tuple[str, str, st
     return found
 
 
-def test_routes_table_matches_the_streamer_and_webhook_apps(app: tornado.web.Application) -> None:
+def test_routes_table_matches_the_streamer_and_webhook_apps(app: FrontDoor) -> None:
     engine = make_engine("sqlite://")
     wakes = Publisher("tcp://127.0.0.1:9", send_timeout_ms=0, linger_ms=0)
     executor = ThreadPoolExecutor(1)
     try:
         service = WebhookService(Intake(make_session_factory(engine)), wakes, executor, RateLimiter(1.0))
-        actual = served(app, "streamer") | served(make_webhook_app(service), "webhook")
+        actual = served(app.application, "streamer") | served(make_webhook_app(service), "webhook")
     finally:
         wakes.close()
         executor.shutdown()
