@@ -127,6 +127,25 @@ async def test_the_streamer_drops_a_slow_client_after_its_timeout(
     assert (await http_client.fetch(f"http://127.0.0.1:{hardened_port}/healthz")).code == 200
 
 
+STREAM_GET = b"GET /api/events/stream?strategy_id=1 HTTP/1.1\r\nHost: x\r\n"
+# The stream's path is chosen only once its headers are in (streamer.app.make_front): until then, any request's timeouts.
+SLOW_STREAM_CLIENTS = [
+    ("stream headers never finish", STREAM_GET, b""),
+    ("stream headers trickle a byte at a time", b"", STREAM_GET + b"X-Slow: " + b"a" * 10_000),
+    ("idle keep-alive after a refused stream", STREAM_GET + b"\r\n", b""),
+]
+
+
+@pytest.mark.streamer_config(header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S)
+@pytest.mark.parametrize(("first", "trickle"), [pytest.param(*case[1:], id=case[0]) for case in SLOW_STREAM_CLIENTS])
+@pytest.mark.gen_test
+async def test_a_slow_stream_request_is_dropped_after_the_header_timeout(
+    http_client: AsyncHTTPClient, hardened_port: int, first: bytes, trickle: bytes
+) -> None:
+    assert await dropped_within(hardened_port, first, trickle, DROP_DEADLINE_S), f"still open after {DROP_DEADLINE_S} s"
+    assert (await http_client.fetch(f"http://127.0.0.1:{hardened_port}/healthz")).code == 200
+
+
 # (name, how the id is sent: header or query string) — each gets resync, then the live stream.
 UNUSABLE_IDS = [
     ("NUL byte in the header", {"Last-Event-ID": "1-\x005"}, ""),
