@@ -5,7 +5,8 @@ Every answer but a success is `{"error": <code>, "message": <text>}`, plus
 its HTTP status. A handler raises ApiError (or maps a domain error to one with
 `ApiError.of` and a table of its app); Tornado's own errors (404, 405, a bad
 request, the 500 of an uncaught exception) pass through the same writer with
-the code of their status:
+the code of their status. A request served without a RequestHandler (web/front.py)
+gets the same body from `write_error_json`:
 
     tornado.web.HTTPError
      └── ApiError    status, code, message, field
