@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +10,7 @@ import pytest
 import tornado.web
 from tornado import httputil
 
-from tests.web.test_server import DROP_DEADLINE_S, TIMEOUT_S, dropped_within, request
+from tests.web.test_server import DROP_DEADLINE_S, TIMEOUT_S, dropped_within, listening, request
 from web.front import FrontDoor
 from web.server import HardenedHTTPServer
 
@@ -47,16 +46,8 @@ async def serving() -> AsyncIterator[int]:
     """A HardenedHTTPServer of a FrontDoor: `GET /lean` lean, the Application behind it."""
     app = tornado.web.Application([(r"/lean", AppHandler), (r"/.*", AppHandler)])
     server = HardenedHTTPServer(FrontDoor(app, {("GET", "/lean"): lean}), header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server.add_sockets([sock])
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.stop()
-        await server.close_all_connections()
+    async with listening(server) as port:
+        yield port
 
 
 # (name, request line and extra headers, the body the answer ends with)

@@ -38,6 +38,13 @@ async def serving(**limits: float) -> AsyncIterator[int]:
     server = HardenedHTTPServer(
         tornado.web.Application([(r"/", EchoHandler)]), tolerant_headers=("Last-Event-ID",), **limits
     )
+    async with listening(server) as port:
+        yield port
+
+
+@asynccontextmanager
+async def listening(server: HardenedHTTPServer) -> AsyncIterator[int]:
+    """`server` on a free port of 127.0.0.1 (yielded), stopped and its connections closed after."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
