@@ -193,7 +193,7 @@ class LeanStream(httputil.HTTPMessageDelegate):
         query = parse_query(self.uri)
         self.request = StreamRequest(headers, query, remote_ip)
         self.detached = False
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # held here: the event loop keeps only a weak reference to a task
 
     def headers_received(
         self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
