@@ -7,8 +7,9 @@
 
 The write path is bus/ingest.py (one journal commit per drained batch, before
 anything of it is published or acknowledged), the acknowledged ingress
-bus/ack_ingress.py. With `--journal` the broker comes back from a crash with
-the same epoch, heads, histories and producer streams.
+bus/ack_ingress.py, the replay and stats answers bus/broker_requests.py. With
+`--journal` the broker comes back from a crash with the same epoch, heads,
+histories and producer streams.
 
 Egress frames are `[topic, header, payload]`, header = `[epoch, seq, published_ns,
 sequenced_ns]`; the payload bytes are forwarded untouched. Frames of the broker's
@@ -34,11 +35,13 @@ import zmq
 
 from bus import codec, endpoints, kinds, peersock, protocol, security
 from bus.ack_ingress import AckIngress
+from bus.broker_requests import REPLAY_QUEUE, BrokerStats, Requests
 from bus.errors import BusError, DecodeError, JournalError, PayloadTooLarge
 from bus.frames import recv_frames, send3
 from bus.ingest import Ingest
 from bus.journal import Journal
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.quiet_log import CountLog, QuietLog
 from bus.roles import Domain
 from bus.security import bus_keys_setting
 from bus.topics import CONTROL_TOPIC, parse_key_topic
@@ -46,9 +49,6 @@ from bus.topics import CONTROL_TOPIC, parse_key_topic
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 1024
-# Replay answers queued for one peer at most (ROUTER SNDHWM): a streamer asks one at a time;
-# a peer that does not read loses the answers beyond these (counted), it cannot grow the broker.
-REPLAY_QUEUE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,65 +70,6 @@ class BrokerConfig:
     bus_keys: str = bus_keys_setting()
 
 
-@dataclass(slots=True)
-class BrokerStats:
-    """Counters answered to a `stats` request."""
-
-    epoch: int
-    received: int = 0
-    published: int = 0
-    control: int = 0
-    dropped_malformed: int = 0
-    refused_oversize: int = 0
-    replay_requests: int = 0
-    replay_gone: int = 0
-    replay_answers_dropped: int = 0
-    bad_requests: int = 0
-    subscriptions: int = 0
-    keys: int = 0
-    keys_with_history: int = 0
-    history_bytes: int = 0
-    histories_evicted: int = 0
-    journal_commits: int = 0
-
-
-class DropLog:
-    """Logs dropped frames at most once per interval, with the count suppressed."""
-
-    def __init__(self, interval_s: float = 1.0) -> None:
-        self.interval_s = interval_s
-        self._next = 0.0
-        self._suppressed = 0
-
-    def drop(self, reason: str) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._suppressed += 1
-            return
-        log.warning("dropped malformed frame: %s (%d more since last report)", reason, self._suppressed)
-        self._suppressed = 0
-        self._next = now + self.interval_s
-
-
-class CountLog:
-    """One warning per interval saying how many of something happened since the last one, never one per event."""
-
-    def __init__(self, what: str, interval_s: float = 10.0) -> None:
-        self.what = what  # e.g. "payloads over --max-payload 65536 refused"
-        self.interval_s = interval_s
-        self._reported = 0
-        self._next = 0.0
-
-    def tick(self, total: int) -> None:
-        """Called now and then with the running total; logs when it grew and the interval is over."""
-        now = time.monotonic()
-        if total == self._reported or now < self._next:
-            return
-        log.warning("%d %s (%d in all)", total - self._reported, self.what, total)
-        self._reported = total
-        self._next = now + self.interval_s
-
-
 class Broker:
     """Owns the four sockets, the sequencer and the journal; `run()` until `stop()`.
 
@@ -146,9 +87,9 @@ class Broker:
         self.ingest.max_payload = config.max_payload
         self.sequencer = self.ingest.sequencer
         self.stats = BrokerStats(epoch=self.sequencer.epoch)
-        self._drops = DropLog()
-        self._oversize_log = CountLog(f"payloads over --max-payload {config.max_payload} bytes refused")
-        self._replay_drop_log = CountLog("replay answers dropped (the peer's queue is full or it left)")
+        self._drops = QuietLog(log, logging.WARNING, interval_s=1.0)
+        self._oversize_log = CountLog(log, f"payloads over --max-payload {config.max_payload} bytes refused")
+        self._replay_drop_log = CountLog(log, "replay answers dropped (the peer's queue is full or it left)")
         self._stopping = False
         ctx = context or zmq.Context.instance()
         self.ingress = peersock.make(ctx, zmq.PULL, rcvhwm=config.hwm, linger=1000)
@@ -159,6 +100,7 @@ class Broker:
         # A relay that left gets no answer; it resends when back.
         ack_router = peersock.make(ctx, zmq.ROUTER, rcvhwm=config.hwm, router_mandatory=False, linger=1000)
         self.acks = AckIngress(ack_router, self.ingest, self._drop)
+        self.requests = Requests(self.router, self.sequencer, self.stats, self._counters)
         self._sockets = (self.ingress, self.egress, self.router, ack_router)
         # With CURVE keys the ingresses drop what the sender's roles may not send (bus/roles.py).
         self._receive = {self.ingress: security.receiver(self.ingress, 0), ack_router: security.receiver(ack_router, 3)}
@@ -213,7 +155,7 @@ class Broker:
                 if acks:
                     self._recheck(self.acks.sock, waiting)  # after its answers were sent
                 if self.router in waiting:
-                    self._drain(self.router, self._handle_request)
+                    self._drain(self.router, self.requests.handle)
                     self._recheck(self.router, waiting)
                 if time.monotonic() >= next_heartbeat:
                     self._heartbeat()
@@ -298,7 +240,7 @@ class Broker:
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped_malformed += 1
-        self._drops.drop(reason)
+        self._drops("dropped malformed frame: %s", reason)
 
     def _handle_subscription(self, frames: list[bytes]) -> None:
         message = frames[0]
@@ -315,50 +257,22 @@ class Broker:
         head = self.sequencer.head(topic)
         send3(self.egress, topic, protocol.pack_header(self.sequencer.epoch, head, now, now), protocol.HEAD_PAYLOAD)
 
+    def _counters(self) -> dict[str, int]:
+        """Every counter a `stats` request answers: the broker's, the acknowledged ingress's, the bus security's."""
+        self.stats.keys = len(self.sequencer.heads)
+        self.stats.keys_with_history = self.sequencer.keys_with_history
+        self.stats.history_bytes = self.sequencer.bytes_kept
+        self.stats.histories_evicted = self.sequencer.histories_evicted
+        self.stats.refused_oversize = self.ingest.refused_oversize
+        self.stats.journal_commits = self.ingest.commits
+        return {**asdict(self.stats), **asdict(self.acks.stats), **security.stats(self.ingress)}
+
     def _heartbeat(self) -> None:
         self._oversize_log.tick(self.ingest.refused_oversize)
         self._replay_drop_log.tick(self.stats.replay_answers_dropped)
         now = time.time_ns()
         header = protocol.pack_header(self.sequencer.epoch, 0, now, now)
         send3(self.egress, CONTROL_TOPIC, header, protocol.HEARTBEAT_PAYLOAD)
-
-    def _handle_request(self, frames: list[bytes]) -> None:
-        identity, request = frames[0], frames[1:]
-        try:
-            reply = self._answer(request)
-        except DecodeError as exc:
-            self.stats.bad_requests += 1
-            reply = [protocol.ERROR, str(exc).encode()]
-        try:
-            self.router.send_multipart([identity, *reply], zmq.NOBLOCK)
-        except zmq.Again:
-            self.stats.replay_answers_dropped += 1  # REPLAY_QUEUE answers wait unread already
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EHOSTUNREACH:
-                raise
-            self.stats.replay_answers_dropped += 1  # the peer left
-
-    def _answer(self, request: list[bytes]) -> list[bytes]:
-        if request[:1] == [protocol.STATS]:
-            self.stats.keys = len(self.sequencer.heads)
-            self.stats.keys_with_history = self.sequencer.keys_with_history
-            self.stats.history_bytes = self.sequencer.bytes_kept
-            self.stats.histories_evicted = self.sequencer.histories_evicted
-            self.stats.refused_oversize = self.ingest.refused_oversize
-            self.stats.journal_commits = self.ingest.commits
-            return [protocol.STATS, codec.pack({**asdict(self.stats), **asdict(self.acks.stats), **security.stats(self.ingress)})]
-        if len(request) != 3 or request[0] != protocol.REPLAY:
-            raise DecodeError("expected [replay, topic, [epoch, after_seq]] or [stats]")
-        topic = request[1]
-        parse_key_topic(topic)
-        epoch, after_seq = protocol.unpack_int_pair(request[2])
-        self.stats.replay_requests += 1
-        result = self.sequencer.replay(topic, epoch, after_seq)
-        status = protocol.pack_int_pair(result.epoch, result.head)
-        if not result.ok:
-            self.stats.replay_gone += 1
-            return [protocol.GONE, status]
-        return [protocol.OK, status, *(frame for pair in result.events for frame in pair)]
 
 
 def parse_config(argv: list[str] | None) -> tuple[BrokerConfig, str]:

@@ -36,9 +36,9 @@ from typing import Any, Protocol, TypeVar
 import zmq
 
 from bus import peersock, security
+from bus.quiet_log import QuietLog
 from bus.roles import Domain
 from producers.errors import RETRIED
-from producers.quiet_log import QuietLog
 from producers.relay import Relay
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bus import peersock, protocol, security
 from bus.errors import DecodeError
+from bus.quiet_log import QuietLog
 from producers import outbox
-from producers.quiet_log import QuietLog
 from producers.relay_window import RelayWindow, Row, WindowLimits
 
 log = logging.getLogger(__name__)

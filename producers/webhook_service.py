@@ -16,11 +16,11 @@ from typing import Any
 
 from bus.errors import BusUnavailable
 from bus.publisher import Publisher
+from bus.quiet_log import QuietLog
 from producers.commands import WAKE
 from producers.errors import TRANSIENT, InvalidJSON, InvalidSignal, NotJSON, RateLimited, StoreUnavailable
 from producers.intake import Accepted, Intake, payload_text
 from producers.metrics import WebhookMetrics
-from producers.quiet_log import QuietLog
 from producers.signals import Envelope, OrderSpec, parse_envelope, parse_json, parse_orders
 from store import health
 from web.health import Probe
