@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from bus import ipcdir
 from bus.curvekeys import BusKeys, BusKeysError
 from bus.frames import recv_frames
 from bus.process import setting
+from bus.quiet_log import QuietLog
 from bus.roles import Domain, may_connect, may_send
 
 log = logging.getLogger(__name__)
@@ -74,18 +74,12 @@ class _Refusals:
     def __init__(self) -> None:
         self.stats = AuthStats()
         self._lock = threading.Lock()
-        self._next = 0.0
-        self._suppressed = 0
+        self._log = QuietLog(log, logging.WARNING, REFUSAL_LOG_S)
 
     def refuse(self, counter: str, what: str) -> None:
         with self._lock:
             setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-            now = time.monotonic()
-            if now < self._next:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed, self._next = self._suppressed, 0, now + REFUSAL_LOG_S
-        log.warning("bus peer refused: %s (%d more refused since the last line)", what, suppressed)
+            self._log("bus peer refused: %s", what)
 
 
 class _Admission:
