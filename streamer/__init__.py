@@ -3,7 +3,7 @@
 sse.py frames, system events · resume.py Last-Event-ID → plan · catchup.py a resume's state core · client.py a socket
 hub.py the Subscriber's sink: keys → channel.py → clients, catch-up wiring, disconnects · fanout.py counted writes
 admission.py / peers.py the per-user limit across streamers · revocations.py recent control messages · userstreams.py
-auth.py / queries.py who is asking (sessions), database reads · handlers.py / stream.py / admin_api.py / access.py HTTP (errors: web/)
+auth.py / queries.py who is asking (sessions), database reads · handlers.py / snapshots.py / stream.py / admin_api.py / access.py HTTP (errors: web/)
 heartbeat.py · stats.py / latency.py metrics
 services.py / app.py / config.py / server.py wiring and main
 """

@@ -9,19 +9,17 @@ import tornado.web
 from streamer.access import log_access
 from streamer.admin_api import admin_routes
 from streamer.handlers import (
-    LatestBatchHandler,
     LoginHandler,
     LogoutHandler,
     MetricsHandler,
     NotFoundHandler,
-    OrdersHandler,
     PageHandler,
-    PositionsHandler,
     ReasonsHandler,
     StatsHandler,
     StrategiesHandler,
 )
 from streamer.services import Services
+from streamer.snapshots import LatestBatchHandler, OrdersHandler, PositionsHandler
 from streamer.stream import STREAM_PATH, StreamHandler, stream_route
 from web.front import FrontDoor
 from web.health import LivenessHandler, ReadinessHandler

@@ -33,14 +33,13 @@ from bus.topics import StreamKey
 from streamer import queries, sse
 from streamer.access import log_access
 from streamer.handlers import (
-    BUS_UNAVAILABLE,
-    BUS_UNAVAILABLE_TEXT,
     DEFAULT_HEADERS,
     NOT_YOURS,
     STREAMER_ERRORS,
     UNAUTHORIZED,
     BaseHandler,
     authenticate,
+    bus_answer,
     strategy_id_of,
 )
 from streamer.services import Services
@@ -121,10 +120,8 @@ async def _check_access(services: Services, key: StreamKey) -> float:
 
 
 async def _subscribe(services: Services, key: StreamKey) -> Position:
-    try:
+    with bus_answer(BusUnavailable):
         return await services.hub.subscribe(key)
-    except BusUnavailable:
-        raise ApiError(503, BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT) from None
 
 
 def _take_socket(detach: Callable[[], iostream.IOStream], remote_ip: str) -> socket.socket | None:
