@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bus import codec
 from bus.topics import StreamKey, key_topic
-from store.models import Execution, InboxCommand, Order, OutboxEvent, Position, Signal
+from store.models import Execution, InboxCommand, MarketPrice, Order, OutboxEvent, Position, Signal
 from store.money import ZERO
 from tests.faults.stack import Received
 
@@ -103,16 +103,26 @@ def _difference(key: StreamKey, source: str, expected: list[Any], got: list[Any]
     missing = [e for e in expected if e not in got]
     duplicated = [e for e, n in Counter(map(repr, got)).items() if n > 1]
     order = "same events, another order" if not missing and len(got) == len(expected) else ""
+    first = f"; first missing: {_brief(missing[0])}" if missing else ""
     return (f"{key} {source}: {len(expected)} committed, {len(got)} received, {len(missing)} missing, "
-            f"{len(duplicated)} duplicated {order}")
+            f"{len(duplicated)} duplicated {order}{first}")
+
+
+def _brief(event: dict[str, Any]) -> str:
+    fields = ("event_type", "order_id", "position_id", "quantity", "previous_quantity", "mark_price", "timestamp")
+    return repr({name: event[name] for name in fields if name in event})
 
 
 def backlog(session: Session) -> dict[str, int]:
-    """What is still to do: pending inbox rows, unapplied fills, unsent outbox rows (all zero: settled)."""
+    """What is still to do: pending inbox rows, unapplied fills, open positions not marked at their symbol's
+    last tick yet (the position handler's re-mark), unsent outbox rows (all zero: settled)."""
     def count(model: Any, condition: Any) -> int:
         return session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+    ticked = {price.symbol: price.price for price in session.scalars(select(MarketPrice))}
+    open_positions = session.scalars(select(Position).where(Position.symbol.in_(list(ticked))))
     return {
         "inbox": count(InboxCommand, InboxCommand.handled_at.is_(None)),
         "fills": count(Execution, Execution.applied_at.is_(None)),
+        "marks": sum(1 for p in open_positions if not p.quantity.is_zero() and p.mark_price != ticked[p.symbol]),
         "outbox": count(OutboxEvent, OutboxEvent.sent_at.is_(None)),
     }

@@ -2,7 +2,8 @@
 
 `Stack` runs broker (with --journal), orders, positions, webhook and one
 streamer as console scripts on a copy of the demo database; each can be
-SIGKILLed and restarted on the same ports, as supervisord would. `Sender`
+SIGKILLed and restarted on the same ports, as supervisord would, or started
+armed with a crash point (tests/faults/crashpoint.py) to kill itself. `Sender`
 posts a burst of webhooks from a few threads, retrying each one with the same
 `id` until it is answered (a webhook killed mid-request gives no answer), and
 keeps the ids answered 200. `Follower` is a real SSE client of one stream key
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
 from tests.producers.conftest import World
 from tests.waiting import wait_until
 
@@ -65,6 +67,7 @@ class Stack:
         ingress, ack, publish, replay, orders, fills, http_port, webhook_port = free_ports(8)
         bus = {name: f"tcp://127.0.0.1:{port}" for name, port in
                (("ingress", ingress), ("ack", ack), ("publish", publish), ("replay", replay), ("orders", orders), ("fills", fills))}
+        self.bus = bus
         db = ["--database-url", world.url]
         self.args = {
             "broker": ["--ingress", bus["ingress"], "--ack-ingress", bus["ack"], "--publish", bus["publish"],
@@ -78,22 +81,29 @@ class Stack:
         }
         self.webhook_port, self.http_port = webhook_port, http_port
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.offsets: dict[str, int] = {}  # where each process's last start begins in its log
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTREAM_")}
         self.env["PYTHONUNBUFFERED"] = "1"
 
-    def start(self, *names: str) -> None:
-        """Start the named processes (all, in dependency order, by default) and wait until each is ready."""
-        for name in names or ORDER:
-            self._start(name)
+    def start(self, *names: str, armed: CrashPoint | None = None) -> None:
+        """Start the named processes (all, in dependency order, by default) and wait until each is ready.
 
-    def _start(self, name: str) -> None:
+        The process `armed` names runs under the crash-point launcher: it SIGKILLs itself at that point.
+        """
+        for name in names or ORDER:
+            self._start(name, armed if armed is not None and armed.process == name else None)
+
+    def _start(self, name: str, armed: CrashPoint | None = None) -> None:
         log_path = self.folder / f"{name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
+        command = [str(BIN / f"tradestream-{name}"), *self.args[name]]
+        env = self.env
+        if armed is not None:
+            command = [sys.executable, str(LAUNCHER), f"tradestream-{name}", *self.args[name]]
+            env = {**env, ENV: armed.spec}
         with open(log_path, "ab") as log:
-            self.procs[name] = subprocess.Popen(
-                [str(BIN / f"tradestream-{name}"), *self.args[name]], cwd=self.folder, env=self.env,
-                stdout=subprocess.DEVNULL, stderr=log,
-            )
+            self.procs[name] = subprocess.Popen(command, cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        self.offsets[name] = offset
         pattern = re.compile(READY[name])
         try:
             wait_until(lambda: pattern.search(log_path.read_text()[offset:]) or self._died(name),
@@ -114,6 +124,16 @@ class Stack:
         for name in names:
             self.procs[name].wait()
 
+    def crashed_at(self, point: CrashPoint, timeout: float = 20.0) -> None:
+        """Wait until the armed process killed itself at `point`: SIGKILLed, and its log says where."""
+        proc, log_path = self.procs[point.process], self.folder / f"{point.process}.log"
+        try:
+            wait_until(lambda: proc.poll() is not None, timeout=timeout, what=f"{point.process} to reach {point.spec}", poll=0.02)
+        except AssertionError:
+            raise AssertionError(f"{point.process} never reached {point.spec}:\n{log_path.read_text()[-3000:]}") from None
+        log = log_path.read_text()[self.offsets[point.process]:]
+        assert proc.returncode == -signal.SIGKILL and point.line in log, f"{point.process} died otherwise:\n{log[-3000:]}"
+
     def crash_and_restart(self, *names: str) -> None:
         self.kill(*names)
         self.start(*[name for name in ORDER if name in names])
@@ -126,6 +146,16 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.folder.glob("*.log")))
+
+
+def signal_bodies(world: World, tag: str, count: int) -> list[dict[str, Any]]:
+    """btc-trend signals: MARKET fills (both sides, so positions open, grow, shrink, flip) and resting LIMITs."""
+    def body(n: int) -> dict[str, Any]:
+        market = n % 4 != 3
+        return {"group_name": "btc-trend", "token": world.tokens["btc-trend"], "symbol": "BTC/USDT",
+                "side": "buy" if n % 3 else "sell", "order_type": "MARKET" if market else "LIMIT",
+                "price": str(90_000 + n if market else 50_000 + n), "qty_per": 1 + n % 3, "id": f"{tag}-{n}"}
+    return [body(n) for n in range(count)]
 
 
 @dataclass

@@ -20,23 +20,13 @@ from sqlalchemy import select
 from bus.topics import StreamKey
 from store.models import Execution, InboxCommand, Order
 from tests.faults import invariants
-from tests.faults.stack import Follower, Received, Sender, Stack
+from tests.faults.stack import Follower, Received, Sender, Stack, signal_bodies
 from tests.producers.conftest import World
 from tests.waiting import wait_until
 
 BURST = 90
 KILL_AFTER = BURST // 3
 SETTLE_S = 60.0
-
-
-def bodies(world: World, tag: str, count: int = BURST) -> list[dict[str, Any]]:
-    """btc-trend signals: MARKET fills (both sides, so positions open, grow, shrink, flip) and resting LIMITs."""
-    def body(n: int) -> dict[str, Any]:
-        market = n % 4 != 3
-        return {"group_name": "btc-trend", "token": world.tokens["btc-trend"], "symbol": "BTC/USDT",
-                "side": "buy" if n % 3 else "sell", "order_type": "MARKET" if market else "LIMIT",
-                "price": str(90_000 + n if market else 50_000 + n), "qty_per": 1 + n % 3, "id": f"{tag}-{n}"}
-    return [body(n) for n in range(count)]
 
 
 class Pipeline:
@@ -51,7 +41,7 @@ class Pipeline:
         self.sender = Sender(stack.webhook_port)
 
     def burst_with(self, fault: Any, tag: str) -> None:
-        self.sender.burst(bodies(self.world, tag), during=fault, after=KILL_AFTER)
+        self.sender.burst(signal_bodies(self.world, tag, BURST), during=fault, after=KILL_AFTER)
 
     def settle(self) -> dict[StreamKey, Received]:
         """Wait until the backlog is done and every committed event reached its client; what they received."""

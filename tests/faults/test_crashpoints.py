@@ -1,0 +1,223 @@
+"""A process SIGKILLed at one exact point of a hand-off, then restarted: nothing accepted lost, nothing done twice.
+
+tests/faults/test_crashes.py kills at a random moment of a burst; here each
+case arms one process (tests/faults/crashpoint.py) to kill itself right before
+or after the N-th call of the function that is one side of a hand-off, sends a
+round of work through the whole pipeline, waits for that death, restarts the
+process as supervisord would and checks tests/faults/invariants.py. The
+hand-offs, in the order work crosses them:
+
+    webhook   checks ─▶ Intake._enqueue (Signal + inbox row, one commit) ─▶ 200 (send_json) ─▶ wake orders
+    orders    inbox.claim · Trader.apply ─▶ commit (orders, executions, outbox, inbox handled) ─▶ Relay.offer
+              (sent) ─▶ FillWakes ─▶ …  broker's ack ─▶ Relay.write_marks (outbox sent_at, one commit)
+    broker    ack-ingress ─▶ sequence ─▶ Journal.write (commit) ─▶ publish ─▶ ack_message ─▶ the relay
+    positions fills.claim · _fold ─▶ commit (position, outbox, fill applied) ─▶ Relay.offer … write_marks;
+              a tick without fills: remark ─▶ commit (position_marked rows) ─▶ Relay.offer
+    streamer  the broker's SUB ─▶ Hub.on_events ─▶ write_live ─▶ the browser, which resumes with Last-Event-ID
+
+A round is six signals posted one at a time (MARKET fills of both sides and a
+resting LIMIT, two accounts each: alice's and bob's keys of btc-trend), then a
+tick that fills the LIMITs and one that fills nothing (a re-mark), as the
+replay tool stores them. N is counted from the armed start, at a settled
+moment, so it names the same step of every round. One stack serves the
+module's cases (a start costs ~0.7 s of CPU per process): each case restarts
+only the process it arms; a failed case leaves its stack for a new one, so it
+cannot fail the next.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus.publisher import Publisher
+from bus.topics import StreamKey
+from producers import inbox
+from producers.commands import WAKE, TickCommand
+from tests.faults import invariants
+from tests.faults.crashpoint import CrashPoint
+from tests.faults.stack import Follower, Sender, Stack, signal_bodies
+from tests.producers.conftest import World, world_at
+from tests.waiting import wait_until
+
+SIGNALS = 6
+TICKS = (Decimal(60_000), Decimal(61_000))  # fills the round's SELL LIMITs (at 50,003); then only moves the mark
+ROUND_S = 60.0
+SETTLE_S = 30.0
+
+
+def point(process: str, when: str, target: str, nth: int, nonempty: bool = False) -> Any:
+    crash = CrashPoint(process, when, target, nth, nonempty)
+    return pytest.param(crash, id=f"{process}-{when}-{target.split(':')[1]}-{nth}")
+
+
+# N = 3: the third signal of the round (or its third commit, fill, batch); nonempty: offers of a commit with events.
+POINTS = [
+    # Checked, nothing stored, no answer: the retry is a new signal.
+    point("webhook", "before", "producers.intake:Intake._enqueue", 3),
+    # Stored, not answered, orders not woken: the retry is a duplicate, the sweep finds the row.
+    point("webhook", "after", "producers.intake:Intake._enqueue", 3),
+    # Answered 200 (and orders woken), then dead.
+    point("webhook", "after", "producers.webhook:send_json", 3),
+    # The command applied to the exchange in memory, not committed: the restart restores the exchange.
+    point("orders", "after", "producers.trading:Trader.apply", 3),
+    # The tick applied (resting orders filled in memory), not committed.
+    point("orders", "after", "producers.trading:Trader.apply", SIGNALS + 1),
+    # Committed (orders, executions, outbox, inbox handled): nothing sent, positions not woken.
+    point("orders", "before", "producers.relay:Relay.offer", 3, nonempty=True),
+    # Sent to the broker, not acknowledged; positions not woken.
+    point("orders", "after", "producers.relay:Relay.offer", 3, nonempty=True),
+    # Acknowledged by the broker, the mark not written.
+    point("orders", "before", "producers.relay:Relay.write_marks", 2),
+    # The mark written.
+    point("orders", "after", "producers.relay:Relay.write_marks", 2),
+    # The fill folded into its position in the transaction, not committed.
+    point("positions", "after", "producers.positions:PositionHandler._fold", 3),
+    # The fill's position and events committed, nothing sent.
+    point("positions", "before", "producers.relay:Relay.offer", 3, nonempty=True),
+    # Sent, not acknowledged.
+    point("positions", "after", "producers.relay:Relay.offer", 3, nonempty=True),
+    # Acknowledged, the mark not written.
+    point("positions", "before", "producers.relay:Relay.write_marks", 2),
+    # The re-mark of the second tick committed, not sent: its offer follows one per fill (5 x 2 + 2).
+    point("positions", "before", "producers.relay:Relay.offer", 2 * (SIGNALS - 1) + 2 + 1, nonempty=True),
+    # A batch sequenced in memory, not journaled: nothing published or acknowledged.
+    point("broker", "before", "bus.journal:Journal.write", 3),
+    # Journaled, not published nor acknowledged.
+    point("broker", "after", "bus.journal:Journal.write", 3),
+    # Journaled and published, not acknowledged.
+    point("broker", "before", "bus.protocol:ack_message", 3),
+    # Events read off the bus, not written to any client.
+    point("streamer", "before", "streamer.hub:Hub.on_events", 3),
+    # Written to the clients' buffers (perhaps not to their sockets).
+    point("streamer", "after", "streamer.fanout:write_live", 3),
+]
+
+
+class Rig:
+    """The stack on its own copy of the demo database, and a follower per key of btc-trend."""
+
+    def __init__(self, folder: Path, template: Path, demo: dict[str, Any]) -> None:
+        path = folder / "var" / "tradestream.db"
+        path.parent.mkdir(parents=True)
+        shutil.copyfile(template, path)
+        self.world: World = world_at(path, demo)
+        self.stack = Stack(self.world, folder)
+        self.demo = demo
+        self.followers: dict[StreamKey, Follower] = {}
+        self.rounds = 0
+
+    def arm(self, crash: CrashPoint) -> None:
+        """Restart the process of `crash` armed with it (the first time: start the whole stack so)."""
+        if self.stack.procs:
+            self.stack.kill(crash.process)  # at a settled moment: nothing is in flight
+            self.stack.start(crash.process, armed=crash)
+            return
+        self.stack.start(armed=crash)
+        strategy = self.world.strategy_ids["btc-trend"]
+        tokens = {u["username"]: u["api_token"] for u in self.demo["users"]}
+        for name in ("alice", "bob"):
+            key = StreamKey(self.world.user_ids[name], strategy)
+            self.followers[key] = Follower(self.stack.http_port, strategy, tokens[name])
+
+    def send_round(self, sender: Sender, tag: str) -> None:
+        """The round's signals one at a time, each until answered; then its ticks into the inbox, as replay does."""
+        deadline = time.monotonic() + ROUND_S
+        for body in signal_bodies(self.world, tag, SIGNALS):
+            sender.deliver(body, deadline)
+        with Publisher(self.stack.bus["orders"], linger_ms=0) as wakes:
+            for price in TICKS:
+                with self.world.sessions() as session:
+                    inbox.put(session, TickCommand.tick("BTC/USDT", price))
+                    session.commit()
+                wakes.send(*WAKE)
+                # Its fills applied before the next tick: else they are marked at the next one's price, which
+                # then moves no mark (the re-mark this round ends with would depend on timing).
+                wait_until(self.worked_off, timeout=ROUND_S, what=f"the tick at {price} and its fills applied")
+
+    def worked_off(self) -> bool:
+        with self.world.sessions() as session:
+            backlog = invariants.backlog(session)
+        return not backlog["inbox"] and not backlog["fills"]
+
+    def settled(self) -> bool:
+        with self.world.sessions() as session:
+            if any(invariants.backlog(session).values()):
+                return False
+            if any(follower.received.resyncs for follower in self.followers.values()):
+                return True  # what was missed never comes: the check says so
+            return all(
+                len(follower.received.events) >= sum(map(len, invariants.committed_events(session, key).values()))
+                for key, follower in self.followers.items()
+            )
+
+    def violations(self, answered: dict[str, int]) -> list[str]:
+        with self.world.sessions() as session:
+            problems = invariants.outcomes(session, answered, orders_per_signal=2)
+            problems += invariants.ledger(session)
+            for key, follower in self.followers.items():
+                problems += invariants.deliveries(session, key, follower.received)
+        return problems
+
+    def close(self) -> None:
+        for follower in self.followers.values():
+            follower.close()
+        self.stack.close()
+        self.world.engine.dispose()
+
+
+class Rigs:
+    """The module's rig, made when first needed and again after a case failed on it."""
+
+    def __init__(self, factory: pytest.TempPathFactory, template: Path, demo: dict[str, Any]) -> None:
+        self.factory, self.template, self.demo = factory, template, demo
+        self.current: Rig | None = None
+
+    def get(self) -> Rig:
+        if self.current is None:
+            self.current = Rig(self.factory.mktemp("crashpoints"), self.template, self.demo)
+        return self.current
+
+    def discard(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+@pytest.fixture(scope="module")
+def rigs(tmp_path_factory: pytest.TempPathFactory, demo_template: tuple[Path, dict[str, Any]]) -> Iterator[Rigs]:
+    made = Rigs(tmp_path_factory, *demo_template)
+    yield made
+    made.discard()
+
+
+@pytest.fixture
+def rig(rigs: Rigs, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    current = rigs.get()
+    yield current
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        print(current.stack.logs())
+        rigs.discard()
+
+
+@pytest.mark.parametrize("crash", POINTS)
+def test_killed_at_a_hand_off_and_restarted_loses_and_repeats_nothing(rig: Rig, crash: CrashPoint) -> None:
+    rig.arm(crash)
+    rig.rounds += 1
+    sender = Sender(rig.stack.webhook_port)
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(rig.send_round, sender, f"{crash.process}-{rig.rounds}")
+        rig.stack.crashed_at(crash)
+        rig.stack.start(crash.process)  # as supervisord would
+        sent.result(timeout=ROUND_S)
+    wait_until(rig.settled, timeout=SETTLE_S, what="the backlog worked off and every event delivered", poll=0.05)
+    assert rig.violations(sender.answered) == []
+    assert len(sender.answered) == SIGNALS
