@@ -100,6 +100,9 @@ POINTS = [
     point("orders", "before", "producers.relay:Relay.offer", 3, nonempty=True),
     # Sent to the broker, not acknowledged; positions not woken.
     point("orders", "after", "producers.relay:Relay.offer", 3, nonempty=True),
+    # The first tick's fills committed and sent, the position handler never woken for them (the five MARKET
+    # signals' wake-ups came first), and the round waits for them: only the position handler's sweep finds them.
+    point("orders", "before", "producers.orders:FillWakes.__call__", SIGNALS, nonempty=True),
     # Acknowledged by the broker, the mark not written.
     point("orders", "before", "producers.relay:Relay.write_marks", 2),
     # The mark written.
