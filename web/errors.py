@@ -14,11 +14,13 @@ gets the same body from `write_error_json`:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import tornado.web
 from tornado import httputil
+from tornado.log import gen_log
 
 from web.replies import send_json, write_json
 
@@ -86,4 +88,11 @@ class JsonErrors:
     def log_exception(self: Any, typ: Any, value: BaseException | None, tb: Any) -> None:
         if value is not None and ApiError.of(value, self.domain_errors) is not None:
             return  # where the condition began (a dependency going down) logged it once
+        if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
+            # Tornado writes a 4xx's log_message as a WARNING per request ("Invalid unicode in url",
+            # "... is not in root static directory", "Invalid body: ..."), with the request's text in it:
+            # an outsider decides how many there are. DEBUG, like the 4xx access lines (streamer/access.py).
+            if value.log_message and gen_log.isEnabledFor(logging.DEBUG):
+                gen_log.debug("%d %s: " + value.log_message, value.status_code, self._request_summary(), *value.args)
+            return
         super().log_exception(typ, value, tb)  # type: ignore[misc]  # the RequestHandler this mixin precedes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import re
 import socket
@@ -135,3 +136,23 @@ def test_out_of_descriptors_the_webhook_pauses_accepting_serves_open_connections
     webhook.proc.terminate()
     assert webhook.proc.wait(timeout=5) == 0
     assert "Traceback" not in webhook.log()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        pytest.param("/api/elsewhere", {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"}, b"a=b",
+                     id="a form body in an unknown encoding"),
+        pytest.param("/healthz", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x", id="a multipart body without its end"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_a_body_tornado_cannot_parse_is_a_json_400_without_a_warning(
+    webhook_port: int, caplog: pytest.LogCaptureFixture, path: str, headers: dict[str, str], body: bytes
+) -> None:
+    # Tornado logged each as a WARNING with its reason: an outsider decides how many there are.
+    for _ in range(3):
+        response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{webhook_port}{path}", method="POST", headers=headers,
+                                                 body=body, raise_error=False)
+        assert response.code == 400 and json.loads(response.body)["error"] == "invalid_request"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

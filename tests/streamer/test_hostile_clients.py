@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import os
 import re
 import socket
@@ -255,3 +256,28 @@ async def test_the_password_check_runs_in_the_login_threads(http_client: AsyncHT
 )
 def test_ipv6_addresses_share_a_login_bucket_per_64(address: str, key: str) -> None:
     assert address_key(address) == key
+
+
+# (name, method, path, headers, body, status): 4xx that Tornado logged as one WARNING each, with the request's text.
+TORNADO_WARNINGS = [
+    ("a dot-dot path out of /static/", "GET", "/static/..%2f..%2fsetup.cfg", {}, None, 403),
+    ("an encoded dot-dot path", "GET", "/static/%2e%2e/%2e%2e/etc/passwd", {}, None, 403),
+    ("a static name that is not UTF-8", "GET", "/static/%ff", {}, None, 400),
+    ("a path id that is not UTF-8", "POST", "/api/admin/users/%ff/activate", {}, b"", 400),
+    ("a form body in an unknown encoding", "POST", "/api/login",
+     {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"}, b"a=b", 400),
+    ("a multipart body without its end", "POST", "/api/login", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x", 400),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body", "status"), [pytest.param(*case[1:], id=case[0]) for case in TORNADO_WARNINGS])
+@pytest.mark.gen_test
+async def test_a_client_error_tornado_explains_is_not_a_warning_per_request(
+    http_client: AsyncHTTPClient, base_url: str, caplog: pytest.LogCaptureFixture,
+    method: str, path: str, headers: dict[str, str], body: bytes | None, status: int,
+) -> None:
+    # An outsider decides how many such requests there are: each was a WARNING line carrying its path or body's fault.
+    for _ in range(3):
+        response = await http_client.fetch(base_url + path, method=method, headers=headers, body=body, raise_error=False)
+        assert response.code == status and json.loads(response.body)["error"] in ("forbidden", "invalid_request")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
