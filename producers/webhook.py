@@ -152,8 +152,8 @@ class WebhookHandler(JsonErrors, RequestHandler):
         self.service.metrics.answered(None, duplicate=bool(body.get("duplicate")))
 
 
-class MetricsHandler(RequestHandler):
-    """`GET /metrics`: the webhook's counters in Prometheus text format."""
+class MetricsHandler(JsonErrors, RequestHandler):
+    """`GET /metrics`: the webhook's counters in Prometheus text format (another method: a JSON 405)."""
 
     def initialize(self, service: WebhookService) -> None:
         self.service = service

@@ -9,6 +9,7 @@ import tornado.web
 from streamer.access import log_access
 from streamer.admin_api import admin_routes
 from streamer.handlers import (
+    FaviconHandler,
     LoginHandler,
     LogoutHandler,
     MetricsHandler,
@@ -53,7 +54,7 @@ def make_app(services: Services) -> tornado.web.Application:
         *admin_routes(services),
         (r"/api/.*", NotFoundHandler, s),
         (r"/reasons\.json", ReasonsHandler, s),
-        (r"/favicon\.ico", tornado.web.RedirectHandler, {"url": f"{STATIC_PREFIX}favicon.svg", "permanent": True}),
+        (r"/favicon\.ico", FaviconHandler, {"url": f"{STATIC_PREFIX}favicon.svg", "permanent": True}),
         (r"/()", PageHandler, static),
         (rf"{STATIC_PREFIX}(.*)", PageHandler, static),
     ]

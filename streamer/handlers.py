@@ -251,6 +251,10 @@ class NotFoundHandler(BaseHandler):
         raise ApiError(404, "not_found", "No such endpoint.")
 
 
+class FaviconHandler(JsonErrors, tornado.web.RedirectHandler):
+    """`/favicon.ico`: a redirect to the page's icon (another method: a JSON 405, not Tornado's HTML)."""
+
+
 class PageHandler(JsonErrors, tornado.web.StaticFileHandler):
     """The dashboard's files under `/static/` (tradestream.js among them); `/` is index.html (404 JSON until it exists)."""
 

@@ -156,3 +156,10 @@ async def test_a_body_tornado_cannot_parse_is_a_json_400_without_a_warning(
                                                  body=body, raise_error=False)
         assert response.code == 400 and json.loads(response.body)["error"] == "invalid_request"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.gen_test
+async def test_another_method_on_metrics_is_a_json_405(webhook_port: int) -> None:
+    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{webhook_port}/metrics", method="POST", body=b"", raise_error=False)
+    assert response.code == 405 and response.headers["Content-Type"] == "application/json"  # not Tornado's HTML page
+    assert json.loads(response.body)["error"] == "method_not_allowed"

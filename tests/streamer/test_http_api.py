@@ -257,4 +257,6 @@ async def test_page_files_are_under_static_and_revalidated_and_the_favicon_redir
     assert b'src="/static/app.js"' in page.body and b'rel="icon"' in page.body
     icon = await http_client.fetch(base_url + "/favicon.ico", follow_redirects=False, raise_error=False)
     assert (icon.code, icon.headers["Location"]) == (301, "/static/favicon.svg")
+    wrong_method = await call(http_client, base_url + "/favicon.ico", "POST", b"")
+    assert wrong_method.code == 405 and body(wrong_method)["error"] == "method_not_allowed"  # JSON, not Tornado's page
     assert (await call(http_client, base_url + "/app.js")).code == 404  # only /static/ serves files

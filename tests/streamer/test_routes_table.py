@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import tornado.web
@@ -13,6 +15,9 @@ from producers.intake import Intake
 from producers.webhook import WebhookService
 from producers.webhook import make_app as make_webhook_app
 from store.db import make_engine, make_session_factory
+from streamer.app import make_metrics_app
+from streamer.services import Services
+from web.errors import JsonErrors
 from web.front import FrontDoor
 from web.ratelimit import RateLimiter
 
@@ -41,21 +46,43 @@ def served(app: tornado.web.Application, process: str) -> set[tuple[str, str, st
             methods = set(actions)
         else:
             methods = {m.upper() for m in METHODS if getattr(target, m) is not getattr(tornado.web.RequestHandler, m)}
-        if target is tornado.web.RedirectHandler:
+        if issubclass(target, tornado.web.RedirectHandler):
             methods = {"GET"}
         found |= {(method, path, process) for method in methods}
     return found
 
 
-def test_routes_table_matches_the_streamer_and_webhook_apps(app: FrontDoor) -> None:
+@contextmanager
+def webhook_app() -> Iterator[tornado.web.Application]:
+    """The webhook's Application on an in-memory database, nothing served."""
     engine = make_engine("sqlite://")
     wakes = Publisher("tcp://127.0.0.1:9", send_timeout_ms=0, linger_ms=0)
     executor = ThreadPoolExecutor(1)
     try:
-        service = WebhookService(Intake(make_session_factory(engine)), wakes, executor, RateLimiter(1.0))
-        actual = served(app.application, "streamer") | served(make_webhook_app(service), "webhook")
+        yield make_webhook_app(WebhookService(Intake(make_session_factory(engine)), wakes, executor, RateLimiter(1.0)))
     finally:
         wakes.close()
         executor.shutdown()
         engine.dispose()
+
+
+def test_routes_table_matches_the_streamer_and_webhook_apps(app: FrontDoor) -> None:
+    with webhook_app() as webhook:
+        actual = served(app.application, "streamer") | served(webhook, "webhook")
     assert documented() == actual
+
+
+def test_every_handler_of_every_app_answers_its_errors_as_json(app: FrontDoor, services: Services) -> None:
+    # CONTRACT section 3: errors are {"error", "message"}; Tornado's own handlers write an HTML page
+    # (a POST to the webhook's /metrics or the streamer's /favicon.ico was one).
+    with webhook_app() as webhook:
+        apps = {"streamer": app.application, "streamer metrics": make_metrics_app(services), "webhook": webhook}
+        handlers = {
+            (name, target)
+            for name, application in apps.items()
+            for target in [*(rule.target for rule in application.wildcard_router.rules),
+                           application.settings.get("default_handler_class")]
+            if isinstance(target, type)
+        }
+    html = {(name, target.__name__) for name, target in handlers if not issubclass(target, JsonErrors)}
+    assert len(handlers) > 15 and html == set()
