@@ -258,6 +258,12 @@ class FaviconHandler(JsonErrors, tornado.web.RedirectHandler):
 class PageHandler(JsonErrors, tornado.web.StaticFileHandler):
     """The dashboard's files under `/static/` (tradestream.js among them); `/` is index.html (404 JSON until it exists)."""
 
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        if "\x00" in absolute_path:
+            # `/static/%00`: os.path.realpath and os.stat raise ValueError on a NUL (a 500 with a traceback). No file has one.
+            raise tornado.web.HTTPError(404)
+        return super().validate_absolute_path(root, absolute_path)
+
     def set_extra_headers(self, path: str) -> None:
         # Revalidated on every load (a 304 costs one round trip): a deploy's new files are used at once.
         self.set_header("Cache-Control", "no-cache")

@@ -260,3 +260,11 @@ async def test_page_files_are_under_static_and_revalidated_and_the_favicon_redir
     wrong_method = await call(http_client, base_url + "/favicon.ico", "POST", b"")
     assert wrong_method.code == 405 and body(wrong_method)["error"] == "method_not_allowed"  # JSON, not Tornado's page
     assert (await call(http_client, base_url + "/app.js")).code == 404  # only /static/ serves files
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/static/%00", "/static/app.js%00", "/static/tables%00.js", "/static/" + "a" * 5000, "/static/a/" * 500])
+async def test_a_static_name_no_file_can_have_is_a_json_404(http_client: AsyncHTTPClient, base_url: str, path: str) -> None:
+    # A NUL was a 500 with a traceback: the path checks' os.path.realpath raised ValueError.
+    response = await call(http_client, base_url + path)
+    assert response.code == 404 and body(response)["error"] == "not_found"
