@@ -114,7 +114,10 @@ def session_token(headers: HTTPHeaders, secret: str, max_age_days: float) -> str
     What RequestHandler.get_signed_cookie reads (HTTPServerRequest.cookies: the
     Cookie header by parse_cookie; names SimpleCookie refuses are dropped, which
     SESSION_COOKIE is not), without a RequestHandler: the stream's lean path has none.
+    Only Tornado's version 2 (what set_signed_cookie writes): its version 1 check
+    logs a WARNING with the cookie's text for every value of the form `a|b|c`
+    that fails it, which any client can send on every request.
     """
     header = headers.get("Cookie")
     value = None if header is None else parse_cookie(header).get(SESSION_COOKIE)
-    return cookie_token(decode_signed_value(secret, SESSION_COOKIE, value, max_age_days=max_age_days))
+    return cookie_token(decode_signed_value(secret, SESSION_COOKIE, value, max_age_days=max_age_days, min_version=2))

@@ -281,3 +281,19 @@ async def test_a_client_error_tornado_explains_is_not_a_warning_per_request(
         response = await http_client.fetch(base_url + path, method=method, headers=headers, body=body, raise_error=False)
         assert response.code == status and json.loads(response.body)["error"] in ("forbidden", "invalid_request")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+# Session cookies of the form Tornado's version 1 signed values have, each refused with a WARNING carrying the value.
+V1_COOKIES = ["abc|123|def", "x|99999999999|" + "0" * 40, "a" * 2000 + "|1|b", "|||", "YWJj|0123|sig"]
+
+
+@pytest.mark.parametrize("value", V1_COOKIES)
+@pytest.mark.gen_test
+async def test_a_cookie_shaped_like_an_old_signed_value_is_401_without_a_warning(
+    http_client: AsyncHTTPClient, base_url: str, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    headers = {"Cookie": f"tradestream_session={value}"}
+    for path in ("/api/strategies", "/api/events/stream?strategy_id=1"):
+        response = await http_client.fetch(base_url + path, headers=headers, raise_error=False)
+        assert response.code == 401 and json.loads(response.body)["error"] == "unauthorized"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
