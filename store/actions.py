@@ -29,6 +29,7 @@ from store.models import NAME_LENGTH, Account, Base, Strategy, StrategyAccount, 
 Publish = Callable[[ControlMessage], None]
 Row = TypeVar("Row", bound=Base)
 MAX_PASSWORD_LENGTH = 1024
+_WIRE_STEP = Decimal(1).scaleb(-decimals.MAX_FRACTION_DIGITS)
 # Usernames and group names appear in URLs, webhooks and logs: keep them plain.
 _HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*\Z")
 
@@ -74,9 +75,14 @@ def _capital(value: Decimal | int | float | str) -> Decimal:
     shown = repr(value) if isinstance(value, str) else str(value)
     if capital is None or not capital.is_finite() or capital <= 0 or abs(capital.adjusted()) > 20:
         raise InvalidInput(f"capital: expected a finite number greater than 0, got {shown:.40}")
-    if -capital.normalize(money.CONTEXT).as_tuple().exponent > decimals.MAX_FRACTION_DIGITS:  # type: ignore[operator]
-        # The account's equity (capital + P&L) goes on the wire, which carries at most that many.
-        raise InvalidInput(f"capital: expected at most {decimals.MAX_FRACTION_DIGITS} decimals, got {shown:.40}")
+    if capital.as_tuple().exponent < -decimals.MAX_FRACTION_DIGITS:  # type: ignore[operator]  # finite: an int
+        # The account's equity (capital + P&L) goes on the wire, which carries at most that many decimals,
+        # and keeps the capital's. Zeros beyond them go; any other digit is refused. Exactly: normalize()
+        # in an 80-digit context rounded 1.(100 zeros)1 to 1 and kept 5.(30 zeros) as written.
+        on_wire = capital.quantize(_WIRE_STEP, context=money.CONTEXT)  # |capital| < 10^21: at most 45 digits
+        if on_wire != capital:
+            raise InvalidInput(f"capital: expected at most {decimals.MAX_FRACTION_DIGITS} decimals, got {shown:.40}")
+        capital = on_wire
     return capital
 
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bus import decimals
 from bus.topics import MAX_ID
 from store import actions, auth, demo
 from store.access import can_stream
@@ -78,12 +79,26 @@ def test_create_account_refuses_capital_that_is_not_finite_and_positive(
     assert str(refused.value) == f"capital: expected a finite number greater than 0, got {capital}"
 
 
-def test_capital_has_at_most_the_wires_decimals_since_the_equity_carries_them(session: Session, dana: User) -> None:
-    # 25 decimals: every position event of the account would carry an equity the wire refuses.
+@pytest.mark.parametrize(
+    "capital",
+    ["1." + "0" * 24 + "1", "1." + "0" * 100 + "1", Decimal("1." + "0" * 100 + "1"), "123." + "0" * 78 + "1"],
+    ids=["25 decimals", "102 digits", "102 digits as a JSON number", "82 digits"],
+)
+def test_capital_has_at_most_the_wires_decimals_since_the_equity_carries_them(
+    session: Session, dana: User, capital: str | Decimal
+) -> None:
+    # Every position event of the account would carry an equity the wire refuses. Beyond 80 digits the
+    # check rounded the value first (in the money context) and took 1.(100 zeros)1 as 1.
     with pytest.raises(InvalidInput, match="at most 24 decimals"):
-        actions.create_account(session, None, "dana", "Main", "paper", "1." + "0" * 24 + "1")
-    account = actions.create_account(session, None, "dana", "Main", "paper", "5." + "0" * 30)  # trailing zeros are 5
+        actions.create_account(session, None, "dana", "Main", "paper", capital)
+
+
+@pytest.mark.parametrize("capital", ["5." + "0" * 30, "5." + "0" * 200, "5.000000000000000000000000"])
+def test_zeros_beyond_the_wires_decimals_are_dropped_from_the_capital(session: Session, dana: User, capital: str) -> None:
+    account = actions.create_account(session, None, "dana", "Main", "paper", capital)  # trailing zeros are 5
+    session.expire_all()
     assert account.capital == Decimal(5)
+    assert decimals.text(account.capital) == "5.000000000000000000000000"  # what equity carries: 24 decimals, no more
 
 
 @pytest.mark.parametrize(("name", "exchange"), [("", "paper"), ("Main", ""), ("Main\n", "paper")])
