@@ -11,6 +11,8 @@ import logging
 access_log = logging.getLogger("tornado.access")
 # Scraped every few seconds: their requests are logged at DEBUG only.
 QUIET_PATHS = frozenset({"/healthz", "/livez", "/metrics"})
+# A request line may be as long as the headers may (64 KiB): the client would choose each INFO line's size.
+MAX_URI_CHARS = 200
 
 
 def access_level(status: int, path: str) -> int:
@@ -26,8 +28,13 @@ def access_level(status: int, path: str) -> int:
     return logging.ERROR
 
 
+def shown_uri(uri: str) -> str:
+    """The URI as the access line shows it: at most MAX_URI_CHARS, then how long it was."""
+    return uri if len(uri) <= MAX_URI_CHARS else f"{uri[:MAX_URI_CHARS]}...({len(uri)} chars)"
+
+
 def log_access(status: int, path: str, method: str, uri: str, remote_ip: str | None, elapsed_s: float) -> None:
     """Tornado's access line (`status method uri (address) time`) at `access_level`."""
     level = access_level(status, path)
     if access_log.isEnabledFor(level):
-        access_log.log(level, "%d %s %s (%s) %.2fms", status, method, uri, remote_ip, 1000.0 * elapsed_s)
+        access_log.log(level, "%d %s %s (%s) %.2fms", status, method, shown_uri(uri), remote_ip, 1000.0 * elapsed_s)

@@ -82,6 +82,24 @@ async def test_the_lean_path_writes_the_access_line_of_the_applications_requests
 
 
 @pytest.mark.gen_test
+async def test_an_access_line_shows_at_most_200_characters_of_the_uri(port: int, caplog: pytest.LogCaptureFixture) -> None:
+    # A 2xx is an INFO line: with the whole URI, its size was the client's choice (up to the 64 KiB of headers).
+    caplog.set_level(logging.DEBUG, logger="tornado.access")
+    long_query = "?x=" + "a" * 60_000
+    connection = await RawConnection.open(port)
+    try:
+        for path in ("/reasons.json", "/api/events/stream"):
+            await connection.ask(get(path + long_query))
+    finally:
+        connection.close()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "tornado.access"]
+    assert [level for level, _ in lines] == [logging.INFO, logging.DEBUG]
+    for (_, line), path in zip(lines, ("/reasons.json", "/api/events/stream")):
+        assert line.startswith(f"{200 if path == '/reasons.json' else 401} GET {path}?x=aaa") and len(line) < 300, line[:400]
+        assert f"...({len(path + long_query)} chars) (127.0.0.1)" in line
+
+
+@pytest.mark.gen_test
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 async def test_other_methods_of_the_stream_path_are_still_the_applications_405(
     http_client: AsyncHTTPClient, base_url: str, world: World, method: str
