@@ -14,8 +14,9 @@
 - Headers named in `tolerant_headers` (the streamer's Last-Event-ID) may carry
   control bytes: they become "?" instead of Tornado's bare 400, so the handler
   sees an unusable value and answers it as the contract says.
-- Tornado's own per-connection INFO lines (a body timeout, a malformed request)
-  are throttled the same way: an outsider decides how many there are.
+- Tornado's own per-connection INFO lines (a body timeout, a malformed request,
+  headers over the size limit) are throttled the same way: an outsider decides
+  how many there are.
 """
 
 from __future__ import annotations
@@ -204,15 +205,19 @@ class ConnectionLineThrottle(logging.Filter):
     """Lets one of each of Tornado's per-connection lines through per interval, with the count."""
 
     TEMPLATES = frozenset({"Timeout reading body from %s", "Malformed HTTP message from %s: %s"})
+    # Written already formatted (iostream's `"..." % e`): headers beyond max_header_size, a chunk-size line too long.
+    PREFIXES = ("Unsatisfiable read, closing connection: ",)
 
     def __init__(self) -> None:
         super().__init__()
         self._throttles: dict[str, ReportThrottle] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg not in self.TEMPLATES:
+        kind = record.msg if record.msg in self.TEMPLATES else next(
+            (prefix for prefix in self.PREFIXES if isinstance(record.msg, str) and record.msg.startswith(prefix)), None)
+        if kind is None:
             return True
-        count = self._throttles.setdefault(record.msg, ReportThrottle()).note(record.created)
+        count = self._throttles.setdefault(kind, ReportThrottle()).note(record.created)
         if count is None:
             return False
         if count > 1:

@@ -162,3 +162,25 @@ def test_tornados_per_connection_lines_are_throttled_with_a_count() -> None:
     assert passed[1].getMessage() == "Timeout reading body from 127.0.0.1 (and 99 more since the last report)"
     other = _record("something else from %s", 0.5)
     assert throttle.filter(other) and other.getMessage() == "something else from 127.0.0.1"
+
+
+def test_headers_beyond_the_limit_close_the_connection_with_one_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    # Tornado writes "Unsatisfiable read, closing connection: ..." (INFO) for each such connection: an outsider decides how many.
+    caplog.set_level(logging.INFO, logger="tornado.general")
+    oversized = GET + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n"
+
+    async def refused(port: int) -> bytes:
+        try:
+            return await request(port, oversized)
+        except ConnectionResetError:  # closed with the rest of the headers unread
+            return b""
+
+    async def scenario() -> list[bytes]:
+        async with serving() as port:
+            answers = [await refused(port) for _ in range(5)]
+            assert (await request(port, GET + b"Connection: close\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            return answers
+
+    assert asyncio.run(scenario()) == [b""] * 5  # closed unanswered, as Tornado does
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Unsatisfiable read")]
+    assert len(lines) == 1, lines
