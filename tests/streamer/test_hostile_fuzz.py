@@ -3,7 +3,7 @@
 Each example is one request on a new connection to streamer.server.make_server
 (the server its process runs: tolerant Last-Event-ID, timeouts) over the seeded
 world and a real broker; tests/hostile.py says what every answer must be.
-Cost: ~13 s for these tests on this machine (one worker).
+Cost: ~15 s for these tests on this machine (one worker).
 """
 
 from __future__ import annotations
@@ -156,6 +156,31 @@ def test_hostile_credentials_are_401_or_what_the_credential_allows(
     still_serving(io_loop, streamer, world)
 
 
+forwarded = st.one_of(header_text, st.sampled_from([
+    b"1.2.3.4", b"1.2.3.4, 5.6.7.8", b"::1", b"2001:db8::1, ::ffff:10.0.0.1", b"999.1.1.1", b"1.2.3.4:80", b"unknown", b",,,",
+    b"http", b"https", b"HTTPS", b"https, http", b"ftp", b"", b"fe80::1%eth0", b"[::1]",
+]))
+
+
+@pytest.mark.streamer_config(trust_proxy=True, login_per_address=100_000, login_per_user=100_000)
+@settings(HOSTILE_SETTINGS, max_examples=40)  # a login's password check is ~35 ms of scrypt
+@given(forwarded_for=st.lists(forwarded, max_size=2), proto=st.lists(forwarded, max_size=2), right=st.booleans())
+def test_behind_a_proxy_any_forwarded_header_is_a_plain_login(
+    io_loop: tornado.ioloop.IOLoop, streamer: int, world: World, forwarded_for: list[bytes], proto: list[bytes], right: bool
+) -> None:
+    # --trust-proxy: the last X-Forwarded-For entry is the address (a login bucket), the last X-Forwarded-Proto the scheme.
+    headers = [*((b"X-Forwarded-For", value) for value in forwarded_for), *((b"X-Forwarded-Proto", value) for value in proto)]
+    body = b'{"username": "u11", "password": "%s"}' % (b"u11-pw" if right else b"wrong")
+    with watched_log() as log:
+        answer = ask(io_loop, streamer, raw_request("POST", b"/api/login", headers, body))
+        check_answer(answer, {200, 401}, bad_http=True)
+        if answer.status == 200:
+            last_proto = b",".join(proto).rsplit(b",", 1)[-1].strip().lower() if proto else b""
+            assert ("Secure" in answer.headers["set-cookie"]) == (last_proto == b"https"), (proto, answer.headers)
+        log.check()
+    still_serving(io_loop, streamer, world)
+
+
 QUERY_NAMES = [b"strategy_id", b"limit", b"before", b"last_event_id", b"x", b"strategy_id[]", b"STRATEGY_ID", b""]
 queries = st.lists(
     st.tuples(st.sampled_from(QUERY_NAMES), url_pieces),
@@ -278,7 +303,8 @@ def test_a_capital_is_400_or_one_the_wire_carries(io_loop: tornado.ioloop.IOLoop
     still_serving(io_loop, streamer, world)
 
 
-prefixes = st.sampled_from([b"/", b"/static/", b"/api/", b"/api/events/", b"/static/../", b"//", b"/favicon.ico/", b"/reasons.json"])
+prefixes = st.sampled_from([b"/", b"/static/", b"/api/", b"/api/events/", b"/static/../", b"//", b"/favicon.ico/", b"/reasons.json",
+                            b"/metrics", b"/healthz", b"/livez", b"/api/events/stats", b"/api/logout"])
 
 
 @ROOMY
