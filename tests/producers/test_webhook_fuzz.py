@@ -7,7 +7,6 @@ every answer must be. Cost: ~5 s for these tests on this machine (one worker).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -41,6 +40,7 @@ from tests.hostile import (
     url_pieces,
     watched_log,
 )
+from tests.ports import listen_on_free_port
 from tests.producers.conftest import WakeSink, World
 from web.ratelimit import RateLimiter
 
@@ -57,12 +57,7 @@ def webhook(world: World, wake_sink: WakeSink, zctx: zmq.Context[Any], io_loop: 
     publisher = Publisher(wake_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
     service = WebhookService(Intake(world.sessions), publisher, executor, RateLimiter(1000.0))
     server = make_server(service, WebhookConfig())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server.add_sockets([sock])
-    yield sock.getsockname()[1]
+    yield listen_on_free_port(server)
     server.stop()
     io_loop.run_sync(server.close_all_connections)
     publisher.close()

@@ -26,6 +26,7 @@ from producers.commands import WAKE
 from producers.intake import Intake
 from producers.webhook import WebhookConfig, WebhookService, make_server
 from tests.limits import fd_limited
+from tests.ports import listen_on_free_port
 from tests.producers.conftest import WakeSink, World
 from tests.waiting import PROCESS_START_S, wait_until
 from tests.web.test_server import DROP_DEADLINE_S, SLOW_CLIENTS, TIMEOUT_S, dropped_within
@@ -92,12 +93,7 @@ def webhook_port(world: World, wake_sink: WakeSink, zctx: zmq.Context[Any], io_l
     publisher = Publisher(wake_sink.endpoint, context=zctx, send_timeout_ms=0, linger_ms=0)
     service = WebhookService(Intake(world.sessions), publisher, executor, RateLimiter(1000.0))
     server = make_server(service, WebhookConfig(header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server.add_sockets([sock])
-    yield sock.getsockname()[1]
+    yield listen_on_free_port(server)
     server.stop()
     publisher.close()
     executor.shutdown(wait=True)

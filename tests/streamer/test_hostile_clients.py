@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from bus.publisher import Publisher
 from streamer.login import address_key
 from streamer.server import make_server
 from streamer.services import Services
+from tests.ports import listen_on_free_port
 from tests.streamer.conftest import BrokerThread, World, order
 from tests.streamer.sse_client import SseStream
 from tests.streamer.test_processes import StreamerProcess
@@ -109,12 +109,7 @@ def metrics_of(port: int) -> str:
 def hardened_port(services: Services, io_loop: tornado.ioloop.IOLoop) -> Iterator[int]:
     """The streamer's app behind the server its process uses (streamer.server.make_server)."""
     server = make_server(services)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server.add_sockets([sock])
-    yield sock.getsockname()[1]
+    yield listen_on_free_port(server)
     server.stop()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +41,7 @@ from tests.hostile import (
     url_pieces,
     watched_log,
 )
+from tests.ports import listen_on_free_port
 from tests.streamer.conftest import World
 
 # Limits out of the way: a 429 is a documented answer, but one on every example would hide the rest.
@@ -54,12 +54,7 @@ STREAM = b"/api/events/stream"
 def streamer(services: Services, io_loop: tornado.ioloop.IOLoop) -> Iterator[int]:
     """The port of the streamer's server (make_server, as its process runs it)."""
     server = make_server(services)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server.add_sockets([sock])
-    yield sock.getsockname()[1]
+    yield listen_on_free_port(server)
     server.stop()
 
 

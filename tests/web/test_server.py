@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from contextlib import asynccontextmanager
 import pytest
 import tornado.web
 
+from tests.ports import listen_on_free_port
 from web.server import ConnectionLineThrottle, HardenedHTTPServer
 
 TIMEOUT_S = 0.3
@@ -45,13 +45,9 @@ async def serving(**limits: float) -> AsyncIterator[int]:
 @asynccontextmanager
 async def listening(server: HardenedHTTPServer) -> AsyncIterator[int]:
     """`server` on a free port of 127.0.0.1 (yielded), stopped and its connections closed after."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server.add_sockets([sock])
+    port = listen_on_free_port(server)
     try:
-        yield sock.getsockname()[1]
+        yield port
     finally:
         server.stop()
         await server.close_all_connections()
