@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -126,3 +127,12 @@ def backlog(session: Session) -> dict[str, int]:
         "marks": sum(1 for p in open_positions if not p.quantity.is_zero() and p.mark_price != ticked[p.symbol]),
         "outbox": count(OutboxEvent, OutboxEvent.sent_at.is_(None)),
     }
+
+
+def settled(session: Session, received: Mapping[StreamKey, Received]) -> bool:
+    """No backlog, and every follower has as many events as its key committed (or resynced: those never come)."""
+    if any(backlog(session).values()):
+        return False
+    if any(got.resyncs for got in received.values()):
+        return True  # what was missed never comes: the check says so
+    return all(len(got.events) >= sum(map(len, committed_events(session, key).values())) for key, got in received.items())
