@@ -93,6 +93,6 @@ class JsonErrors:
             # "... is not in root static directory", "Invalid body: ..."), with the request's text in it:
             # an outsider decides how many there are. DEBUG, like the 4xx access lines (streamer/access.py).
             if value.log_message and gen_log.isEnabledFor(logging.DEBUG):
-                gen_log.debug("%d %s: " + value.log_message, value.status_code, self._request_summary(), *value.args)
+                gen_log.debug("%d %s: %s", value.status_code, self._request_summary(), value.get_message())
             return
         super().log_exception(typ, value, tb)  # type: ignore[misc]  # the RequestHandler this mixin precedes
