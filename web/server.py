@@ -14,6 +14,8 @@
 - Headers named in `tolerant_headers` (the streamer's Last-Event-ID) may carry
   control bytes: they become "?" instead of Tornado's bare 400, so the handler
   sees an unusable value and answers it as the contract says.
+- Headers beyond the size limit (64 KiB) are answered 431 `headers_too_large`
+  before the connection closes (web/overflow.py), not dropped unanswered.
 - Tornado's own per-connection INFO lines (a body timeout, a malformed request,
   headers over the size limit) are throttled the same way: an outsider decides
   how many there are.
@@ -36,6 +38,7 @@ from tornado.ioloop import IOLoop
 from tornado.log import gen_log
 
 from web.backoff import AcceptBackoff, ReportThrottle
+from web.overflow import AnsweringIOStream
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,17 @@ class HardenedHTTPServer(HTTPServer):
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = Acceptor(sock, self._handle_connection, self.backoff).stop
+
+    def _handle_connection(self, connection: socket.socket, address: Any) -> None:
+        """TCPServer's, with a stream that answers headers beyond the limit (TLS is a proxy's job here: Tornado's own)."""
+        if self.ssl_options is not None:
+            super()._handle_connection(connection, address)
+            return
+        try:
+            stream = AnsweringIOStream(connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size)
+            self.handle_stream(stream, address)
+        except Exception:
+            log.error("Error in connection callback", exc_info=True)
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """HTTPServer.handle_stream, with a connection whose header parsing tolerates `tolerant_headers`."""

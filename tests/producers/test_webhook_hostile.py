@@ -25,6 +25,7 @@ from bus.publisher import Publisher
 from producers.commands import WAKE
 from producers.intake import Intake
 from producers.webhook import WebhookConfig, WebhookService, make_server
+from tests.hostile import exchange, raw_request
 from tests.limits import fd_limited
 from tests.ports import listen_on_free_port
 from tests.producers.conftest import WakeSink, World
@@ -159,3 +160,10 @@ async def test_another_method_on_metrics_is_a_json_405(webhook_port: int) -> Non
     response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{webhook_port}/metrics", method="POST", body=b"", raise_error=False)
     assert response.code == 405 and response.headers["Content-Type"] == "application/json"  # not Tornado's HTML page
     assert json.loads(response.body)["error"] == "method_not_allowed"
+
+
+@pytest.mark.gen_test
+async def test_headers_beyond_the_limit_are_a_json_431(webhook_port: int) -> None:
+    answer = await exchange(webhook_port, raw_request("POST", b"/api/webhook", [(b"X-Big", b"b" * 70_000)], b"{}"))
+    assert answer.status == 431 and answer.json()["error"] == "headers_too_large"
+    assert (await AsyncHTTPClient().fetch(f"http://127.0.0.1:{webhook_port}/healthz")).code == 200

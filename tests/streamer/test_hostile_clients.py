@@ -22,6 +22,7 @@ from bus.publisher import Publisher
 from streamer.login import address_key
 from streamer.server import make_server
 from streamer.services import Services
+from tests.hostile import exchange, raw_request
 from tests.ports import listen_on_free_port
 from tests.streamer.conftest import BrokerThread, World, order
 from tests.streamer.sse_client import SseStream
@@ -292,3 +293,12 @@ async def test_a_cookie_shaped_like_an_old_signed_value_is_401_without_a_warning
         response = await http_client.fetch(base_url + path, headers=headers, raise_error=False)
         assert response.code == 401 and json.loads(response.body)["error"] == "unauthorized"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("target", [b"/api/events/stream?strategy_id=1", b"/api/login"])
+@pytest.mark.gen_test
+async def test_headers_beyond_the_limit_are_a_json_431(http_client: AsyncHTTPClient, hardened_port: int, target: bytes) -> None:
+    # The stream's own path (web/front.py) and the routed ones alike: the headers are read before either.
+    answer = await exchange(hardened_port, raw_request("GET", target, [(b"Cookie", b"c" * 70_000)]))
+    assert answer.status == 431 and answer.json()["error"] == "headers_too_large"
+    assert (await http_client.fetch(f"http://127.0.0.1:{hardened_port}/healthz")).code == 200

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,8 @@ import pytest
 import tornado.web
 
 from tests.ports import listen_on_free_port
+from tests.waiting import async_wait_until
+from web import overflow
 from web.server import ConnectionLineThrottle, HardenedHTTPServer
 
 TIMEOUT_S = 0.3
@@ -33,19 +37,19 @@ class EchoHandler(tornado.web.RequestHandler):
 
 
 @asynccontextmanager
-async def serving(**limits: float) -> AsyncIterator[int]:
+async def serving(receive_buffer: int | None = None, **limits: float) -> AsyncIterator[int]:
     """A HardenedHTTPServer of EchoHandler on a free port, tolerant of Last-Event-ID."""
     server = HardenedHTTPServer(
         tornado.web.Application([(r"/", EchoHandler)]), tolerant_headers=("Last-Event-ID",), **limits
     )
-    async with listening(server) as port:
+    async with listening(server, receive_buffer) as port:
         yield port
 
 
 @asynccontextmanager
-async def listening(server: HardenedHTTPServer) -> AsyncIterator[int]:
+async def listening(server: HardenedHTTPServer, receive_buffer: int | None = None) -> AsyncIterator[int]:
     """`server` on a free port of 127.0.0.1 (yielded), stopped and its connections closed after."""
-    port = listen_on_free_port(server)
+    port = listen_on_free_port(server, receive_buffer)
     try:
         yield port
     finally:
@@ -160,23 +164,96 @@ def test_tornados_per_connection_lines_are_throttled_with_a_count() -> None:
     assert throttle.filter(other) and other.getMessage() == "something else from 127.0.0.1"
 
 
-def test_headers_beyond_the_limit_close_the_connection_with_one_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+def _answered_431(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return (head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n") and b"Connection: close" in head
+            and json.loads(body) == {"error": "headers_too_large", "message": "the request's headers exceed 65536 bytes"})
+
+
+def test_headers_beyond_the_limit_are_answered_431_with_one_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     # Tornado writes "Unsatisfiable read, closing connection: ..." (INFO) for each such connection: an outsider decides how many.
     caplog.set_level(logging.INFO, logger="tornado.general")
     oversized = GET + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n"
 
-    async def refused(port: int) -> bytes:
-        try:
-            return await request(port, oversized)
-        except ConnectionResetError:  # closed with the rest of the headers unread
-            return b""
-
     async def scenario() -> list[bytes]:
         async with serving() as port:
-            answers = [await refused(port) for _ in range(5)]
+            answers = [await request(port, oversized) for _ in range(5)]
             assert (await request(port, GET + b"Connection: close\r\n\r\n")).startswith(b"HTTP/1.1 200")
             return answers
 
-    assert asyncio.run(scenario()) == [b""] * 5  # closed unanswered, as Tornado does
+    assert all(_answered_431(answer) for answer in asyncio.run(scenario()))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Unsatisfiable read")]
     assert len(lines) == 1, lines
+
+
+async def _send_slowly_then_read(port: int, raw: bytes) -> bytes:
+    """Send `raw` through a small send buffer, reading meanwhile (the answer comes before the end), then read to EOF."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(raw)
+    drained = asyncio.ensure_future(writer.drain())
+    try:
+        answer = await asyncio.wait_for(reader.read(), DROP_DEADLINE_S)
+        await asyncio.wait_for(drained, DROP_DEADLINE_S)  # a reset while sending raises here
+        return answer
+    finally:
+        drained.cancel()
+        writer.close()
+
+
+# Socket buffers of a few KiB: most of what the client sends is still to come when the server refuses it.
+SMALL_BUFFER = 16_384
+
+
+def test_the_answer_survives_what_the_client_still_sends_after_the_limit() -> None:
+    # Closing a socket with unread data resets the connection, and a client still sending then fails before it
+    # reads: the server lingers, reading and dropping the rest, so the client gets its 431 (nginx's lingering close).
+    async def scenario() -> bytes:
+        async with serving(receive_buffer=SMALL_BUFFER) as port:
+            return await _send_slowly_then_read(port, GET + b"X-Big: " + b"b" * 600_000 + b"\r\n\r\n")
+
+    assert _answered_431(asyncio.run(scenario()))
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_client_that_sends_without_end_is_cut_after_the_linger_budget() -> None:
+    async def scenario() -> None:
+        async with serving(receive_buffer=SMALL_BUFFER) as port:
+            with pytest.raises(ConnectionError):  # reset while still sending, once LINGER_BYTES are dropped
+                await _send_slowly_then_read(port, GET + b"X-Big: " + b"b" * (2 * overflow.LINGER_BYTES))
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_client_that_never_closes_is_let_go_after_the_linger_deadline() -> None:
+    async def scenario() -> None:
+        async with serving() as port:
+            baseline = _open_descriptors()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(GET + b"X-Big: " + b"b" * 70_000)
+            assert _answered_431(await asyncio.wait_for(reader.read(), DROP_DEADLINE_S))  # then EOF; the client stays
+            await async_wait_until(lambda: _open_descriptors() <= baseline + 1, timeout=overflow.LINGER_S + DROP_DEADLINE_S,
+                                   what="the server's lingering descriptor closed")  # + 1: the client's own end
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_chunk_size_line_beyond_its_limit_is_closed_unanswered() -> None:
+    # Tornado reads a chunk-size line of at most 64 bytes: a body's error, not headers: no 431.
+    chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 200 + b"\r\n"
+
+    async def scenario() -> bytes:
+        async with serving() as port:
+            try:
+                return await request(port, chunked)
+            except ConnectionResetError:
+                return b""
+
+    assert asyncio.run(scenario()) == b""
