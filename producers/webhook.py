@@ -13,7 +13,8 @@ cannot store the signal is answered 503 (nothing was accepted: retry), and
 readiness (`/healthz`, web/health.py) says it is down while `/livez` stays 200. The
 wake-up never blocks (send_timeout_ms=0); one that cannot be queued is only
 counted. A request in flight when the process dies either committed (its retry
-with the same `id` is then a duplicate) or did not (the retry is new). The
+with the same `id` is then a duplicate, which wakes the order handler again in case the first
+wake-up died with it) or did not (the retry is new). The
 per-token rate limit runs after the shape check (the token must be read
 first) and before any database work; its 429 says when to retry (Retry-After). Errors are web.errors' `{"error", "message", "field"}`: the
 service (producers/webhook_service.py: the work, without HTTP) raises domain errors

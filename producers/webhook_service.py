@@ -70,9 +70,11 @@ class WebhookService:
         except InvalidSignal as exc:
             orders, field_error = (), exc  # reported only after the group, token and strategy checks
         accepted = await self._accept(envelope, orders, field_error, payload_text(document))
+        # A duplicate wakes the order handler too: the first one's wake-up may have died with a webhook
+        # killed between its commit and its send (the retry that follows would otherwise wait for a sweep).
+        self._wake()
         if accepted.duplicate:
             return {"status": "accepted", "signals": len(orders), "duplicate": True}
-        self._wake()
         return {"status": "accepted", "signals": len(orders)}
 
     async def _accept(

@@ -239,6 +239,19 @@ async def test_bad_webhook_is_refused_with_its_status_and_field(
 
 
 @pytest.mark.gen_test
+async def test_a_duplicate_wakes_the_order_handler_again(
+    http_client: AsyncHTTPClient, base_url: str, world: World, wake_sink: WakeSink
+) -> None:
+    # The first one's wake-up may never have left: a webhook killed between its commit and its send.
+    assert (await post(http_client, base_url, signal(world, id="tv-1")))[0] == 200
+    assert wake_sink.receive() == list(WAKE)
+    again = await post(http_client, base_url, signal(world, id="tv-1"))
+    assert again == (200, {"status": "accepted", "signals": 1, "duplicate": True})
+    assert wake_sink.receive() == list(WAKE)
+    assert len(inbox_commands(world)) == 1
+
+
+@pytest.mark.gen_test
 async def test_contract_example_is_stored_in_the_inbox_with_its_signal_and_wakes_the_order_handler(
     http_client: AsyncHTTPClient, base_url: str, world: World, wake_sink: WakeSink
 ) -> None:
