@@ -12,7 +12,8 @@
      ├── StoreUnavailable    the database could not store the signal: it was not taken
      ├── InvalidCommand      an inbox row or a wake-up between producers is not one we know
      ├── NotRestored         a handler's state in memory cannot be rebuilt from the database: rows wait
-     └── TradeLogError       a trade-log line cannot be replayed (carries its line number)
+     ├── TradeLogError       a trade-log line cannot be replayed (carries its line number)
+     └── ReplayConflict      another replay of the same log stored lines meanwhile: this one stops
 
 None of them knows HTTP: the webhook maps them to statuses in one table (producers/webhook.py).
 TRANSIENT names the database's own failures (not ours): the work is retried, never recorded as failed;
@@ -89,6 +90,10 @@ class TradeLogError(ProducerError, ValueError):
         super().__init__(f"line {line}: {message}")
         self.line = line
         self.message = message
+
+
+class ReplayConflict(ProducerError):
+    """A replay's batch found the log's progress moved by another replay of it: nothing of the batch is stored."""
 
 
 class NotRestored(ProducerError):

@@ -7,9 +7,13 @@ Records are sent at `--speed` times the pace recorded in their `ts` (0: as fast
 as possible). By default they become rows of the order handler's inbox, the
 same inbox as the webhook's signals, so signals and ticks keep one arrival order
 and each is handled exactly once, whether or not the order handler is up: the
-records due together are committed in one transaction (at most INBOX_BATCH),
-then the order handler is woken (best effort). With --raw the logged events go
-straight to the broker's plain ingress (at most once, CONTRACT §2). A bad line
+records due together are committed in one transaction (at most INBOX_BATCH)
+with the last line they reach (replay_runs.py), then the order handler is woken
+(best effort). A run of the same log that did not finish (killed, stopped, a bad
+line, the database or bus down) is resumed after that line, a finished one is
+replayed anew, `--restart` starts over (replay_progress.py). With --raw the
+logged events go straight to the broker's plain ingress (at most once, CONTRACT
+§2; no progress is kept). A bad line
 is reported with its number and either stops the replay (exit 1, `--on-error
 stop`, the default; the lines before it are stored) or is skipped (`skip`).
 Lines of the other mode (events without --raw, signals and ticks with it) are
@@ -39,9 +43,11 @@ from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
-from producers import inbox
+from producers import inbox, replay_runs
 from producers.commands import WAKE, Command, SignalCommand, TickCommand
-from producers.errors import TradeLogError
+from producers.errors import ReplayConflict, TradeLogError
+from producers.replay_progress import lines_after
+from producers.replay_runs import RunProgress
 from producers.tradelog import LogRecord, read_csv, read_jsonl
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
@@ -66,6 +72,8 @@ class ReplayConfig:
     bus_keys: str = bus_keys_setting()
     on_error: str = setting("stop", kind=kinds.one_of("stop", "skip"), help="what a bad line does")
     format: str = setting("auto", kind=kinds.one_of("auto", "jsonl", "csv"), help="auto: by file name")
+    restart: bool = setting(False, help="replay from the first line even if a run of this log did not finish "
+                            "(by default it resumes after the last line that run stored); not used by --raw")
 
 
 @dataclass(slots=True)
@@ -104,11 +112,16 @@ class Pacer:
 
 
 class Sink(Protocol):
-    """Where records go: `send` takes one (False: a record of the other mode), `flush` delivers what it holds."""
+    """Where records go: `send` takes one (False: a record of the other mode), `flush` delivers what it holds.
+
+    `finished`: the log was read to its end (the inbox records its run as finished).
+    """
+
+    target: str
 
     def send(self, record: LogRecord) -> bool: ...
 
-    def flush(self) -> None: ...
+    def flush(self, *, finished: bool = False) -> None: ...
 
 
 def replay(
@@ -140,14 +153,16 @@ def replay(
 
 
 class InboxSink:
-    """Signals and ticks into the order inbox, one transaction per flush, then a wake-up for the order handler."""
+    """Signals and ticks into the order inbox with the run's progress, one transaction per flush, then a wake-up."""
 
-    def __init__(self, sessions: sessionmaker[Session], wakes: Publisher) -> None:
-        self._sessions, self._wakes = sessions, wakes
+    def __init__(self, sessions: sessionmaker[Session], wakes: Publisher, run: RunProgress) -> None:
+        self._sessions, self._wakes, self._run = sessions, wakes, run
         self._held: list[Command] = []
+        self._through = run.last_line  # the last line sent, whatever its mode
         self.target = "the order inbox"
 
     def send(self, record: LogRecord) -> bool:
+        self._through = record.line
         if not isinstance(record.item, (SignalCommand, TickCommand)):
             return False
         self._held.append(record.item)
@@ -155,13 +170,20 @@ class InboxSink:
             self.flush()
         return True
 
-    def flush(self) -> None:
-        if not self._held:
-            return
+    def flush(self, *, finished: bool = False) -> None:
+        if self._held or finished:
+            self.store(finished=finished)
+
+    def store(self, *, finished: bool) -> None:
+        """The held commands and the line reached, in ONE transaction; then the wake-up."""
         with self._sessions() as session:
+            replay_runs.advance(session, self._run, self._through, finished=finished)
             for command in self._held:
                 inbox.put(session, command)
             session.commit()
+        self._run = self._run.at(self._through)
+        if not self._held:
+            return
         self._held.clear()
         try:
             self._wakes.send(*WAKE)
@@ -182,7 +204,7 @@ class RawSink:
         self._publisher.publish(record.item)
         return True
 
-    def flush(self) -> None:
+    def flush(self, *, finished: bool = False) -> None:
         """Every event is handed to the socket as it is sent."""
 
 
@@ -205,16 +227,16 @@ def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
     return ReplayConfig(args.file, **parser.values(args)), parser.log_level(args)
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as stream:
-        return sum(1 for _ in stream)
-
-
-def make_sink(config: ReplayConfig, publisher: Publisher) -> InboxSink | RawSink:
-    """The inbox (default) or the broker (--raw); the inbox's tables are created when missing."""
+def make_sink(config: ReplayConfig, publisher: Publisher, log_id: replay_runs.LogIdentity) -> tuple[Sink, int]:
+    """The inbox (default; the schema brought to head) or the broker (--raw), and the line the run resumes after."""
     if config.raw:
-        return RawSink(publisher)
-    return InboxSink(make_session_factory(open_database(config.database_url)), publisher)
+        return RawSink(publisher), 0
+    sessions = make_session_factory(open_database(config.database_url))
+    plan, run = replay_runs.begin(sessions, log_id, str(config.file.resolve()), restart=config.restart)
+    if (warning := plan.warning(str(config.file))) is not None:
+        log.warning("%s", warning)
+    log.info("%s", plan.describe(str(config.file)))
+    return InboxSink(sessions, publisher, run), plan.after_line
 
 
 def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
@@ -223,18 +245,21 @@ def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
         publisher = Publisher(config.ingress, send_timeout_ms=SEND_TIMEOUT_MS, linger_ms=LINGER_MS)
     else:
         publisher = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
-    bar = tqdm(stream, total=_count_lines(config.file), unit="line", disable=not sys.stderr.isatty())
+    scanned = replay_runs.scan(config.file)
+    bar = tqdm(stream, total=scanned.lines, unit="line", disable=not sys.stderr.isatty())
     try:
-        sink = make_sink(config, publisher)
-        try:
-            report = replay(read_records(config, bar), sink, Pacer(config.speed, stop),
+        sink, after_line = make_sink(config, publisher, scanned.identity)
+        finished = False
+        try:  # a resumed run's pace starts at its first line sent: the Pacer never sees the lines passed over
+            report = replay(lines_after(read_records(config, bar), after_line), sink, Pacer(config.speed, stop),
                             skip_bad_lines=config.on_error == "skip")
+            finished = not report.stopped
         finally:
-            sink.flush()  # the lines before a bad one are kept, as they were sent
+            sink.flush(finished=finished)  # the lines before a bad one are kept, as they were sent
     except TradeLogError as exc:
         log.error("%s:%d: %s", config.file, exc.line, exc.message)
         return 1
-    except (BusUnavailable, SQLAlchemyError, DatabaseUnavailable) as exc:
+    except (BusUnavailable, SQLAlchemyError, DatabaseUnavailable, ReplayConflict) as exc:
         log.error("cannot send: %s", str(exc).splitlines()[0])
         return 1
     except UnicodeDecodeError as exc:
@@ -245,7 +270,8 @@ def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
         publisher.close()
     log.info("%s: %d records sent to %s, %d of the other mode passed over, %d bad lines skipped%s",
              config.file, report.sent, sink.target, report.other_mode, report.bad_lines,
-             " (stopped early)" if report.stopped else "")
+             (" (stopped early; run it again to resume)" if not config.raw else " (stopped early)")
+             if report.stopped else "")
     return 0
 
 

@@ -9,7 +9,8 @@ The hand-offs between processes are tables too (DESIGN "accepted means durable")
 `order_inbox` holds what the order handler must do (webhook signals, replayed
 signals and ticks) in arrival order, `executions` the fills the position handler
 folds into positions, `outbox` the events each producer's relay sends to the
-broker. Each row's progress (handled, applied, sent) is written in the same
+broker; `replay_runs` how far the replay tool got through each trade log. Each
+row's progress (handled, applied, sent, replayed) is written in the same
 transaction as the work it records. Their ids are AUTOINCREMENT on SQLite: a
 plain rowid is reused once the newest rows are deleted, and a reused outbox id
 would look to the broker like an event it already sequenced.
@@ -51,6 +52,8 @@ NAME_LENGTH = 64
 TOKEN_HASH_LENGTH = 64  # sha256 hex
 DECIMAL_TEXT_LENGTH = 64  # bus/decimals.py: a sign, 24 + 24 digits and a point fit
 ERROR_LENGTH = 1000  # what is kept of an error's text on a failed row
+DIGEST_LENGTH = 64  # sha256 hex
+PATH_LENGTH = 1000  # what is kept of a replayed file's path
 NEVER_REUSED_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
@@ -313,6 +316,31 @@ class InboxCommand(Base):
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)  # retention's order
     outcome: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
+
+
+class ReplayRun(Base):
+    """The progress of `tradestream-replay` through one trade log, written with each batch of its inbox rows.
+
+    A log is known by the sha256 of its bytes and its size (one row each).
+    `last_line` is the number of the last line whose records are in the inbox;
+    `finished_at` is set with the last batch of a run that read the whole log,
+    and cleared when it is replayed anew. `runs` counts the replays started
+    (1 for the first): a batch's update names it and `last_line`, so two replays
+    of one log at once cannot both store a line (producers/replay_runs.py).
+    """
+
+    __tablename__ = "replay_runs"
+    __table_args__ = (UniqueConstraint("digest", "size", name="uq_replay_runs_log"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH))
+    size: Mapped[int] = mapped_column(BigInteger)
+    file: Mapped[str] = mapped_column(String(PATH_LENGTH))  # where it was last replayed from, for people
+    runs: Mapped[int] = mapped_column(Integer)
+    last_line: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Execution(Base):
