@@ -1,7 +1,8 @@
 """End to end over real processes: broker, orders, positions and webhook as console scripts.
 
 webhook POST → order handler → broker → a real SUB client; then a trade-log
-replay whose tick fills the order, and the position handler's event. One stack
+replay whose tick fills the order, and the position handler's event; a replay
+SIGKILLed after a batch and run again, whose orders are placed and filled once. One stack
 per module (starting Python processes is the slow part); tests run in order.
 """
 
@@ -26,9 +27,13 @@ from typing import Any
 import pytest
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
 from bus import codec, protocol
 from bus.topics import StreamKey, key_topic
+from producers.replay import INBOX_BATCH
+from store.models import Execution, InboxCommand, Order, Position
+from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
 from tests.producers.conftest import World, world_at
 from tests.waiting import PROCESS_START_S, wait_until
 
@@ -255,6 +260,47 @@ def test_replayed_tick_fills_the_order_and_moves_the_position(own_stack: Stack, 
     assert (market_fill["order_type"], market_fill["side"], market_fill["quantity"]) == ("MARKET", "SELL", "0.01086956")
     final = [w for w in alice if w["kind"] == "position_update"][-1]
     assert Decimal(final["quantity"]) == Decimal("0.05555555") - Decimal("0.01086956")  # exact
+
+
+def test_a_replay_killed_after_a_batch_then_run_again_has_each_order_placed_and_filled_once(
+    own_stack: Stack, tmp_path: Path
+) -> None:
+    stack, world = own_stack, own_stack.world
+    ticks = INBOX_BATCH + 200  # the signal and the first ticks in the first batch, the filling tick in the second
+    log = tmp_path / "session.jsonl"
+    log.write_text(
+        '{"ts": 0, "type": "signal", "group_name": "btc-trend", "symbol": "BTC/USDT", "side": "buy", "order_type": "LIMIT", "price": 90000, "qty_per": 5}\n'
+        + "".join(f'{{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": {95000 + n}}}\n' for n in range(ticks))
+        + '{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": 89000, "volume": 10}\n'
+    )
+    args = [str(log), "--speed", "0", "--orders", stack.orders_endpoint, "--database-url", world.url]
+    crash = CrashPoint("replay", "before", "bus.publisher:Publisher.send", 1)  # batch 1 committed, not its wake-up
+    killed = subprocess.run([sys.executable, str(LAUNCHER), "tradestream-replay", *args],
+                            env={**os.environ, ENV: crash.spec}, capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL and crash.line in killed.stderr, killed.stderr
+    again = subprocess.run([str(BIN / "tradestream-replay"), *args], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+
+    records = ticks + 2
+    with world.sessions() as session:
+        def handled_all() -> bool:
+            session.rollback()  # a new snapshot each poll
+            counts = session.execute(select(func.count(), func.count(InboxCommand.handled_at))).one()
+            return counts[0] >= records and counts[0] == counts[1]
+
+        wait_until(handled_all, timeout=60, what="the order handler to handle every replayed line", poll=0.05)
+        assert session.scalar(select(func.count()).select_from(InboxCommand)) == records
+        orders = session.scalars(select(Order)).all()
+        assert sorted((o.order_type, o.status) for o in orders) == [("LIMIT", "FILLED")] * 2  # alice's and bob's
+        assert session.scalar(select(func.count()).select_from(Execution)) == 2
+        filled = {o.account_id: o.filled_quantity for o in orders}
+
+        def positions() -> dict[int, Decimal]:
+            session.rollback()  # a new snapshot each poll (and the objects expired)
+            return {p.account_id: p.quantity for p in session.scalars(select(Position))}
+
+        wait_until(lambda: positions() == filled, timeout=30, what="each account's position to hold its fill once")
+    assert f"resuming {log} after line {INBOX_BATCH} of a run started at" in again.stderr
 
 
 def test_handlers_metrics_count_exactly_the_commands_events_and_fills_done(own_stack: Stack, tmp_path: Path) -> None:
