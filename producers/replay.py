@@ -65,7 +65,7 @@ class ReplayConfig:
 
     file: Path  # the positional argument, not a setting
     speed: float = setting(1.0, kind=kinds.non_negative_float, help="times the recorded pace; 0 = at once")
-    raw: bool = setting(False, help="publish the log's event lines straight to the broker")
+    raw: bool = setting(False, help="publish the log's event lines straight to the broker (at most once, never resumed)")
     database_url: str = setting(DEFAULT_DATABASE_URL, kind=sqlalchemy_url, help="SQLAlchemy database URL of the order inbox")
     orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint woken for new inbox rows")
     ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker endpoint for events (--raw)")
@@ -220,7 +220,9 @@ def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
         ReplayConfig,
         prog="tradestream-replay",
         description="Replays a trade log (JSONL or CSV; see docs/trade-log.md) into the order handler's inbox, "
-        "or with --raw its events straight into the broker.",
+        "each line once: run again after a run of the same log (same bytes) that did not finish, it resumes after "
+        "the last line stored; after one that finished, it replays the log anew. With --raw its events go straight "
+        "into the broker, at most once, and no progress is kept.",
     )
     parser.add_argument("file", type=Path, help="the trade log (.jsonl or .csv)")
     args = parser.parse_args(argv)

@@ -96,8 +96,10 @@ fi
 
 # In the background, at ten times the recorded pace: the 17-minute sample becomes
 # about 100 s of live market, its first orders within two seconds. It logs one
-# line when done; if it fails, the stack runs on regardless.
-"$BIN/tradestream-replay" --speed "$REPLAY_SPEED" "$SAMPLE" &
+# line when done; if it fails, the stack runs on regardless. --restart: the demo
+# replays its sample from the first line at every start, even after a Ctrl-C
+# stopped the last one midway (without it, a replay resumes where it stopped).
+"$BIN/tradestream-replay" --restart --speed "$REPLAY_SPEED" "$SAMPLE" &
 replay_pid=$!
 
 cat <<EOF
