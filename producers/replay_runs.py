@@ -9,7 +9,8 @@ So a replay killed at any moment has stored whole batches, each with the line
 it reached, and the next run of the same log passes over those lines. The
 update of `advance` names the run's number and the line it last recorded: a
 batch of a second replay of the same log at once (or of one that --restart
-superseded) matches no row, raises ReplayConflict and stores nothing.
+superseded, or a batch retried after a commit whose answer was lost) matches no
+row, raises ReplayConflict and stores nothing.
 """
 
 from __future__ import annotations
@@ -121,5 +122,6 @@ def advance(session: Session, run: RunProgress, through_line: int, *, finished: 
     )
     if not result.rowcount:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         raise ReplayConflict(
-            f"another replay of this log moved its progress past line {run.last_line}: stopping, this batch not stored"
+            f"the log's progress moved past line {run.last_line} (another replay of it, or a commit whose answer"
+            " was lost): this batch is not stored; run it again to resume"
         )
