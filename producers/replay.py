@@ -13,9 +13,9 @@ with the last line they reach (replay_runs.py), then the order handler is woken
 line, the database or bus down) is resumed after that line, a finished one is
 replayed anew, `--restart` starts over (replay_progress.py). With --raw the
 logged events go straight to the broker's plain ingress (at most once, CONTRACT
-§2; no progress is kept). A bad line
-is reported with its number and either stops the replay (exit 1, `--on-error
-stop`, the default; the lines before it are stored) or is skipped (`skip`).
+§2; no progress is kept). A bad line is reported with its number and either
+stops the replay (exit 1, `--on-error stop`, the default; the lines before it
+are stored) or is skipped (`skip`).
 Lines of the other mode (events without --raw, signals and ticks with it) are
 counted and passed over. Signals are not checked against a token: whoever can
 write the database is trusted, as the webhook is. A progress bar is drawn only
