@@ -57,7 +57,7 @@ Money = Amount
 
 if TYPE_CHECKING:
     # Code builds events from database columns typed `str` (CHECK-constrained to these choices,
-    # store/models.py); the choices are enforced wherever a message is decoded or checked.
+    # store/models.py, store/handoff.py); the choices are enforced wherever a message is decoded or checked.
     OrderEventType: TypeAlias = str
     PositionEventType: TypeAlias = str
     Side: TypeAlias = str

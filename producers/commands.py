@@ -23,7 +23,7 @@ from bus.errors import DecodeError
 from bus.topics import MAX_ID
 from producers.errors import InvalidCommand, InvalidSignal
 from producers.signals import MAX_BATCH, MAX_NAME, OrderSpec, parse_order, parse_positive, parse_symbol
-from store.models import INBOX_SIGNAL, INBOX_TICK
+from store.handoff import INBOX_SIGNAL, INBOX_TICK
 from store.money import steps_of
 
 WAKE = (b"wake", b"")  # [topic, payload] like every frame pair of bus.publisher; the payload is unused

@@ -14,7 +14,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.models import ERROR_LENGTH, Execution, utc_now
+from store.columns import utc_now
+from store.handoff import ERROR_LENGTH, Execution
 
 
 def pending(session: Session, limit: int) -> list[int]:

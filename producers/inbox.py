@@ -20,7 +20,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from producers.commands import Command, encode_body, kind_of
-from store.models import ERROR_LENGTH, OUTCOME_DONE, OUTCOME_FAILED, InboxCommand, utc_now
+from store.columns import utc_now
+from store.handoff import ERROR_LENGTH, OUTCOME_DONE, OUTCOME_FAILED, InboxCommand
 
 RETAIN_S = 3600.0
 RETAIN_ROWS = 100_000

@@ -34,7 +34,8 @@ from producers.errors import InvalidSignal, StrategyInactive, UnknownGroup, Wron
 from producers.prices import last_known_price
 from producers.signals import Envelope, OrderSpec
 from store.auth import check_webhook_token
-from store.models import Signal, Strategy, utc_now
+from store.columns import utc_now
+from store.models import Signal, Strategy
 
 IDEMPOTENCY_WINDOW = timedelta(minutes=10)
 

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from bus import codec
 from producers.relay_window import RelayWindow, Row
-from store.models import utc_now
+from store.columns import utc_now
 
 PREFIX = "tradestream_webhook"
 # Inbox row or fill written → handled: from a few ms to a backlog's minutes.

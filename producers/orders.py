@@ -47,7 +47,7 @@ from producers.relay_window import Row
 from producers.trading import Trader, Work
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
-from store.models import OUTCOME_DONE
+from store.handoff import OUTCOME_DONE
 
 log = logging.getLogger(__name__)
 

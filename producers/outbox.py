@@ -28,7 +28,8 @@ from bus import codec
 from bus.events import WireMessage
 from bus.publisher import topic_of
 from producers.relay_window import Row
-from store.models import ERROR_LENGTH, OutboxEvent, OutboxStream, utc_now
+from store.columns import utc_now
+from store.handoff import ERROR_LENGTH, OutboxEvent, OutboxStream
 
 RETAIN_S = 3600.0
 RETAIN_ROWS = 100_000

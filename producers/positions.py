@@ -49,9 +49,11 @@ from producers.pull_loop import ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import Row
 from store import ledger, rows
+from store.columns import utc_now
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
-from store.models import Account, Execution, MarketPrice, Position, utc_now
+from store.handoff import Execution
+from store.models import Account, MarketPrice, Position
 from store.money import ZERO, steps_of
 
 log = logging.getLogger(__name__)

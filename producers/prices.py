@@ -13,7 +13,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.models import Execution, MarketPrice, Money, Order
+from store.columns import Money
+from store.handoff import Execution
+from store.models import MarketPrice, Order
 from store.money import steps_of
 
 

@@ -1,4 +1,4 @@
-"""A replay's progress through its log in the replay_runs table (store/models.py ReplayRun). Blocking.
+"""A replay's progress through its log in the replay_runs table (store/handoff.py ReplayRun). Blocking.
 
     scan(path) ─▶ the log's identity (sha256 of its bytes, size) and line count, in one read
     begin(sessions, identity, path, restart) ─▶ the Plan (replay_progress.py), the run's row written: ONE commit
@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from producers.errors import ReplayConflict
 from producers.replay_progress import Plan, Start, StoredRun, plan
-from store.models import PATH_LENGTH, ReplayRun, utc_now
+from store.columns import utc_now
+from store.handoff import PATH_LENGTH, ReplayRun
 
 log = logging.getLogger(__name__)
 

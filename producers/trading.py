@@ -35,8 +35,10 @@ from producers.outbox import Written
 from producers.prices import last_fill_price
 from producers.signals import CANCEL_ALL, OrderSpec
 from store import access, rows
-from store.models import OUTCOME_DONE, OUTCOME_REJECTED, Account, Execution, MarketPrice, Money, Order, Strategy
-from store.models import utc_now as utc_moment
+from store.columns import Money
+from store.columns import utc_now as utc_moment
+from store.handoff import OUTCOME_DONE, OUTCOME_REJECTED, Execution
+from store.models import Account, MarketPrice, Order, Strategy
 from store.money import CONTEXT, ZERO, steps_of
 
 log = logging.getLogger(__name__)

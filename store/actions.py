@@ -23,8 +23,9 @@ from bus.events import CleanupStrategyMessage, ControlMessage, DisconnectMessage
 from bus.topics import MAX_ID
 from store import auth, money, sessions
 from store.access import can_stream
+from store.columns import NAME_LENGTH, Base
 from store.errors import Conflict, InvalidInput, NotFound
-from store.models import NAME_LENGTH, Account, Base, Strategy, StrategyAccount, User
+from store.models import Account, Strategy, StrategyAccount, User
 
 Publish = Callable[[ControlMessage], None]
 Row = TypeVar("Row", bound=Base)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bus.kinds import Kind
 from store import migrate
 from store.errors import DatabaseUnavailable, SchemaError
-from store.models import Base
+from store.schema import METADATA
 
 DEFAULT_DATABASE_URL = "sqlite:///var/tradestream.db"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -137,9 +137,9 @@ def init_db(engine: Engine) -> None:
         migrate.ensure_head(engine)
         return
     try:
-        Base.metadata.create_all(engine)
+        METADATA.create_all(engine)
     except DBAPIError:
-        Base.metadata.create_all(engine)
+        METADATA.create_all(engine)
     with engine.begin() as connection:
         if migrate.current_revision(connection) is None:
             migrate.stamp_head(connection)

@@ -1,7 +1,7 @@
 """Exact money: each symbol's steps, the rounding rules, and the Decimal arithmetic context.
 
 Every quantity, price and amount of money is a `Decimal` (never a float), stored
-in a Numeric column (store/models.py) and sent as a decimal string (bus/decimals.py).
+in an ExactDecimal column (store/columns.py) and sent as a decimal string (bus/decimals.py).
 The rules, documented in CONTRACT §4:
 
 - A quantity is a multiple of its symbol's quantity step: an order's size is

@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from bus import decimals, events
-from store.models import Account, Order, Position, Strategy, User, utc_now
+from store.columns import utc_now
+from store.models import Account, Order, Position, Strategy, User
 
 SNAPSHOT_OMITS = ("kind", "event_type")
 # An order's snapshot row is its state; the fill an order_filled reports is not part of it.

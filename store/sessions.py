@@ -19,7 +19,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from store import auth
-from store.models import User, UserSession, utc_now
+from store.columns import utc_now
+from store.models import User, UserSession
 
 SESSION_DAYS = 7
 MAX_PER_USER = 50

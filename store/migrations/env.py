@@ -10,14 +10,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from store.models import Base
+from store.schema import METADATA
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
     raise RuntimeError("run migrations with `tradestream-admin migrate` or `python -m store.migrate`")
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=METADATA,
     render_as_batch=True,
     compare_type=True,
     compare_server_default=True,

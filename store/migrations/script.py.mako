@@ -1,7 +1,7 @@
 """${message}
 
 Revision ${up_revision} (after ${down_revision | comma,n}), ${create_date}.
-Freeze what it needs: plain SQLAlchemy types and literal values, never store.models (it moves on).
+Freeze what it needs: plain SQLAlchemy types and literal values, never store.models, store.handoff or store.columns (they move on).
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from bus import codec
 from bus.topics import StreamKey, key_topic
-from store.models import Execution, InboxCommand, MarketPrice, Order, OutboxEvent, Position, Signal
+from store.handoff import Execution, InboxCommand, OutboxEvent
+from store.models import MarketPrice, Order, Position, Signal
 from store.money import ZERO
 from tests.faults.stack import Received
 

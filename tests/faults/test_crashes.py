@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from bus.topics import StreamKey
-from store.models import Execution, InboxCommand, Order
+from store.handoff import Execution, InboxCommand
+from store.models import Order
 from tests.faults import invariants
 from tests.faults.stack import Follower, Received, Sender, Stack, signal_bodies
 from tests.producers.conftest import World

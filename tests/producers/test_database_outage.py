@@ -30,7 +30,8 @@ from producers.orders import OrderHandler
 from producers.positions import PositionHandler
 from store.db import init_db, make_engine, make_session_factory
 from store.demo import demo as demo_world
-from store.models import Execution, Order, Position
+from store.handoff import Execution
+from store.models import Order, Position
 from tests.conftest import POSTGRES_URL, _postgres_schema_url
 from tests.producers.conftest import World, world_of
 from tests.producers.test_handlers import NEVER, Recorder, limit, outcomes, spec, submit, tick

@@ -18,7 +18,8 @@ from bus import codec
 from bus.events import PositionEvent, from_wire
 from producers.positions import PositionHandler
 from producers.relay_window import Row
-from store.models import Execution, Order, Position
+from store.handoff import Execution
+from store.models import Order, Position
 from tests.producers.conftest import World
 
 FILLS = 10_000

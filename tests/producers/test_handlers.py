@@ -18,7 +18,8 @@ from producers.relay_window import Row
 from producers.signals import OrderSpec
 from producers.trading import order_quantity
 from store import actions
-from store.models import Execution, InboxCommand, MarketPrice, Order, OutboxEvent, Position
+from store.handoff import Execution, InboxCommand, OutboxEvent
+from store.models import MarketPrice, Order, Position
 from tests.producers.conftest import World
 
 NEVER = lambda: False  # noqa: E731  # catch up until nothing is left

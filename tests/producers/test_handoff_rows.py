@@ -13,8 +13,10 @@ from bus.events import BatchSummary, OrderBatchEvent
 from producers import fills, inbox, outbox
 from producers.commands import TickCommand, decode_body
 from producers.outbox import Written
+from store.columns import utc_now
 from store.db import make_session_factory
-from store.models import Account, Execution, InboxCommand, Order, OutboxEvent, Strategy, User, utc_now
+from store.handoff import Execution, InboxCommand, OutboxEvent
+from store.models import Account, Order, Strategy, User
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from sqlalchemy.exc import OperationalError
 from producers.errors import StoreUnavailable
 from producers.intake import IDEMPOTENCY_WINDOW, Accepted, Intake, payload_text
 from producers.signals import parse_envelope, parse_json, parse_orders
+from store.columns import utc_now
 from store.db import make_session_factory
 from store.demo import demo
-from store.models import InboxCommand, utc_now
+from store.handoff import InboxCommand
 
 
 def test_two_racing_reuses_of_an_expired_id_enqueue_one_command(engine: Engine) -> None:

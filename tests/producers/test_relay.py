@@ -22,7 +22,8 @@ from producers import outbox
 from producers.outbox import Written
 from producers.relay import Relay
 from producers.relay_window import Row, WindowLimits
-from store.models import OutboxEvent, utc_now
+from store.columns import utc_now
+from store.handoff import OutboxEvent
 from tests.bus.conftest import BrokerProcess, history
 from tests.producers.conftest import World
 from tests.waiting import wait_until

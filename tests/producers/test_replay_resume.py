@@ -30,7 +30,7 @@ from producers.replay import INBOX_BATCH
 from producers.replay_progress import Start
 from producers.tradelog import LogRecord, read_jsonl
 from store.db import make_engine, make_session_factory, open_database
-from store.models import InboxCommand, ReplayRun
+from store.handoff import InboxCommand, ReplayRun
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
 from tests.faults.stack import free_ports
 from tests.waiting import PROCESS_START_S, wait_until

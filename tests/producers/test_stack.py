@@ -32,7 +32,8 @@ from sqlalchemy import func, select
 from bus import codec, protocol
 from bus.topics import StreamKey, key_topic
 from producers.replay import INBOX_BATCH
-from store.models import Execution, InboxCommand, Order, Position
+from store.handoff import Execution, InboxCommand
+from store.models import Order, Position
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
 from tests.producers.conftest import World, world_at
 from tests.waiting import PROCESS_START_S, wait_until

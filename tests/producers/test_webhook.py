@@ -25,7 +25,8 @@ from producers.signals import MAX_BATCH
 from producers.webhook import MAX_BODY, WebhookService, make_app
 from store import actions
 from store.db import make_engine, make_session_factory
-from store.models import InboxCommand, MarketPrice, Order, Signal
+from store.handoff import InboxCommand
+from store.models import MarketPrice, Order, Signal
 from tests.producers.conftest import WakeSink, World
 from web.ratelimit import RateLimiter
 

@@ -24,18 +24,9 @@ from sqlalchemy.engine import make_url
 
 from store import migrate
 from store.db import init_db, make_engine, make_session_factory
-from store.models import (
-    Account,
-    Base,
-    Execution,
-    MarketPrice,
-    Order,
-    Position,
-    Signal,
-    Strategy,
-    StrategyAccount,
-    User,
-)
+from store.handoff import Execution
+from store.models import Account, MarketPrice, Order, Position, Signal, Strategy, StrategyAccount, User
+from store.schema import METADATA
 from tests.conftest import DATABASES, POSTGRES_URL
 from tests.store.legacy import release_0001, release_0002
 
@@ -88,7 +79,7 @@ def admin(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def differences(engine: Engine) -> list[Any]:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, METADATA))
 
 
 def schema_of(engine: Engine) -> dict[str, Any]:
@@ -123,7 +114,7 @@ def models_schema(new_database: NewDatabase) -> dict[str, Any]:
     """The schema create_all makes from the models, reflected."""
     engine = make_engine(new_database())
     try:
-        Base.metadata.create_all(engine)
+        METADATA.create_all(engine)
         return schema_of(engine)
     finally:
         engine.dispose()
@@ -135,6 +126,15 @@ def test_upgrade_head_makes_exactly_the_models_schema(new_database: NewDatabase,
     assert differences(engine) == [], f"upgrade head does not make the models' schema: {NEW_REVISION}"
     # Check constraints, partial indexes, ON DELETE and SQLite's AUTOINCREMENT, which compare_metadata skips:
     assert schema_of(engine) == models_schema(new_database), f"the migrated schema differs from create_all's: {NEW_REVISION}"
+
+
+def test_a_fresh_process_schema_has_every_table_head_makes(database: tuple[str, Engine]) -> None:
+    # Alembic's environment and init_db read store.schema in processes that may have imported no table module yet.
+    _, engine = database
+    migrate.upgrade(engine)
+    listed = subprocess.run([sys.executable, "-c", "from store.schema import METADATA; print(*sorted(METADATA.tables))"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert listed.stdout.split() == sorted(set(inspect(engine).get_table_names()) - {migrate.VERSION_TABLE})
 
 
 def test_the_comparison_sees_a_model_the_revisions_lack(database: tuple[str, Engine]) -> None:

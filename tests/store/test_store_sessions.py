@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from bus.events import EndSessionsMessage
 from bus.publisher import Publisher
 from store import actions, auth, sessions
+from store.columns import utc_now
 from store.errors import InvalidInput, NotFound
-from store.models import User, UserSession, utc_now
+from store.models import User, UserSession
 from tests.store.conftest import ControlInbox
 from tests.store.test_store_control import assert_nothing_published
 
