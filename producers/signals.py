@@ -9,7 +9,7 @@ Each failure is an InvalidSignal naming the field, e.g. `orders[3].price`.
 The replay tool runs the same checks on every logged signal.
 
 Numbers become Decimals exactly as written: a JSON number's own digits (the
-body is read with parse_float=Decimal, web/jsonbody.py), a numeric string's
+body is read with Decimal as msgspec's float_hook, web/jsonbody.py), a numeric string's
 digits, never a float on the way (`0.1` is Decimal('0.1'), not
 0.1000000000000000055...). Prices are then rounded to the symbol's price step
 (store/money.py); `qty_per` is kept as given.

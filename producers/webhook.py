@@ -54,6 +54,7 @@ from producers.webhook_service import WebhookService
 from store import health
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
+from web.bodies import MAX_BODY, TOO_LARGE, BoundedBody
 from web.errors import ApiError, ErrorTable, JsonErrors, send_error_json
 from web.health import LivenessHandler, Probe, ReadinessHandler
 from web.ratelimit import RateLimiter
@@ -62,8 +63,6 @@ from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, HardenedHTTPServer
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
-DISCARD_CAP = 1024 * 1024
 # Shutdown budget (CONTRACT: exit within 5 s): in-flight requests, open connections, then the wake-ups' linger.
 SHUTDOWN_GRACE_S = 1.5
 LINGER_MS = 500
@@ -95,51 +94,24 @@ WEBHOOK_ERRORS: ErrorTable = {
     StrategyInactive: (409, "strategy_inactive"),
     StoreUnavailable: (503, "store_unavailable"),
 }
-TOO_LARGE = ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
 
 
 @stream_request_body
-class WebhookHandler(JsonErrors, RequestHandler):
-    """`POST /api/webhook`, its body streamed so that an oversized one is never buffered.
-
-    A body over MAX_BODY but under DISCARD_CAP is read and thrown away before the
-    413 goes out, so the client reads the answer instead of a connection reset;
-    a larger declared body is answered at once and the connection closed.
-    """
+class WebhookHandler(BoundedBody, JsonErrors, RequestHandler):
+    """`POST /api/webhook`, its body streamed so that an oversized one is never buffered (web/bodies.py)."""
 
     def initialize(self, service: WebhookService) -> None:
         self.service = service
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._too_large = False
-
-    def prepare(self) -> None:
-        declared = self.request.headers.get("Content-Length")
-        size = int(declared) if declared is not None and declared.isdigit() else None
-        if size is not None and size > DISCARD_CAP:
-            self._too_large = True
-            send_error_json(self, TOO_LARGE)
-        elif (size is None or size > MAX_BODY) and self.request.connection is not None:
-            # Past the server's max_body_size Tornado answers a bare 400: let it read this one.
-            self.request.connection.set_max_body_size(DISCARD_CAP)  # type: ignore[attr-defined]
-
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > MAX_BODY:
-            self._too_large = True
-            self._chunks.clear()
-        elif not self._too_large:
-            self._chunks.append(chunk)
 
     async def post(self) -> None:
-        if self._too_large:
+        if self.too_large:
             if not self._finished:
                 send_error_json(self, TOO_LARGE)
             self.service.metrics.answered(TOO_LARGE.code)
             return
         try:
             content_type = self.request.headers.get("Content-Type", "")
-            body = await self.service.receive(content_type, b"".join(self._chunks))
+            body = await self.service.receive(content_type, self.body())
         except ProducerError as exc:
             error = ApiError.of(exc, WEBHOOK_ERRORS)
             if error is None:

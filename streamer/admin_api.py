@@ -12,7 +12,7 @@
     POST   /api/admin/strategies/{id}/activate                                             200 strategy
     DELETE /api/admin/strategies/{id}                                                      200 {"strategy_id"} → strategy_deleted
 
-Errors: 400 invalid_request, 401, 403 (not an admin), 404 not_found, 409 conflict.
+Errors: 400 invalid_request, 401, 403 (not an admin), 404 not_found, 409 conflict, 413 body_too_large.
 Actions commit, then PUSH their control message to `--ingress`; every streamer
 (this one included) ends the affected streams when it arrives. If the bus is
 down the change still stands and the periodic access re-check ends them.
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import tornado.web
 from sqlalchemy.orm import Session
 
 from store import actions, rows
@@ -31,6 +32,7 @@ from store.errors import Conflict, InvalidInput, NotFound, StoreError
 from store.models import User
 from streamer.handlers import BaseHandler, parse_id
 from streamer.services import Services
+from web.bodies import BoundedBody
 from web.errors import ApiError, ErrorTable
 
 # (session, publish, body, id from the path) -> (status, JSON)
@@ -137,8 +139,9 @@ def _in_session(session: Session, action: Action, publish: actions.Publish, body
         raise ApiError.of(exc, STORE_ERRORS) or exc from None
 
 
-class AdminHandler(BaseHandler):
-    """One admin endpoint; `actions` maps its HTTP methods to store actions."""
+@tornado.web.stream_request_body
+class AdminHandler(BoundedBody, BaseHandler):
+    """One admin endpoint; `actions` maps its HTTP methods to store actions (a body past 64 KiB: 413, checked first)."""
 
     def initialize(self, services: Services, actions: dict[str, Action]) -> None:  # type: ignore[override]
         super().initialize(services)
@@ -151,6 +154,7 @@ class AdminHandler(BaseHandler):
         await self._run(path_id)
 
     async def _run(self, raw_id: str | None) -> None:
+        raw_body = self.body()  # as the webhook's checks, the body's size comes first
         await self.admin()
         action = self.actions.get(self.request.method or "")
         if action is None:
@@ -160,13 +164,13 @@ class AdminHandler(BaseHandler):
             path_id = parse_id(raw_id)
             if path_id is None:
                 raise ApiError(400, "invalid_request", "The id must be an integer, 1 <= id < 2^63.")
-        body = self._body()
+        body = self._body(raw_body)
         status, result = await self.services.database.run(_in_session, action, self.services.publish, body, path_id)
         self.send_json(result, status)
 
-    def _body(self) -> dict[str, Any]:
-        if self.request.body:
-            return self.json_body()
+    def _body(self, raw: bytes) -> dict[str, Any]:
+        if raw:
+            return self.json_body(raw)
         # DELETE with a body is unusual for some clients: query parameters serve too.
         return {name: values[-1].decode("utf-8", "replace") for name, values in self.request.query_arguments.items()}
 

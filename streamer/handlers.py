@@ -4,6 +4,7 @@ Every error is web.errors' `{"error": <code>, "message": <text>}` with its statu
 
     400 invalid_request   401 unauthorized      403 forbidden (also: no such strategy)
     404 not_found         405 method_not_allowed 409 strategy_inactive / conflict
+    413 body_too_large (login, admin API: web/bodies.py)
     429 too_many_streams / rate_limited (login, with Retry-After)
     503 bus_unavailable / database_unavailable / shutting_down   500 internal_error
 
@@ -34,6 +35,7 @@ from streamer.auth import SESSION_COOKIE, Authenticator, bearer_token, session_t
 from streamer.login import TooManyAttempts
 from streamer.queries import Viewer
 from streamer.services import Services
+from web.bodies import BoundedBody
 from web.errors import ApiError, ErrorTable, JsonErrors
 from web.jsonbody import InvalidJson, parse_json_body
 from web.proxy import client_address, client_scheme
@@ -122,10 +124,10 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
         """Finish with `value` as JSON."""
         send_json(self, value, status)
 
-    def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object (web/jsonbody.py's strict reading); 400 otherwise."""
+    def json_body(self, raw: bytes) -> dict[str, Any]:
+        """`raw`, a request body, as a JSON object (web/jsonbody.py's strict reading); 400 otherwise."""
         try:
-            body = parse_json_body(self.request.body)
+            body = parse_json_body(raw)
         except InvalidJson as exc:
             raise ApiError(400, "invalid_request", f"The body is not acceptable JSON: {exc}.") from None
         if not isinstance(body, dict):
@@ -175,11 +177,12 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
         return StreamKey(viewer.id, strategy_id)
 
 
-class LoginHandler(BaseHandler):
-    """`POST /api/login {"username", "password"}`: sets the signed session cookie."""
+@tornado.web.stream_request_body
+class LoginHandler(BoundedBody, BaseHandler):
+    """`POST /api/login {"username", "password"}`: sets the signed session cookie (a body past 64 KiB: 413)."""
 
     async def post(self) -> None:
-        body = self.json_body()
+        body = self.json_body(self.body())
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ApiError(400, "invalid_request", "username and password must be strings.")

@@ -25,11 +25,12 @@ from streamer.config import StreamerConfig, parse_config
 from streamer.runtime import run, tune_gc
 from streamer.services import Services
 from streamer.stream import LAST_EVENT_ID
+from web.bodies import MAX_BODY
 from web.server import HardenedHTTPServer
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = MAX_BODY  # login and admin API bodies; past it they are 413 (web/bodies.py), other requests a bare 400
 # Thousands of browsers reconnect at once after a restart: do not make them retry their SYNs.
 LISTEN_BACKLOG = 2048
 # Of the 5 s a stop may take: streams get this long to take their last frame.

@@ -5,8 +5,9 @@ keeps one JSON library (and its number and string forms) for every answer.
 
 Where the standard library's json stays, on purpose:
 - `web/jsonbody.py`, the strict reading of request bodies from outside (webhook,
-  login, admin): it must see duplicate keys, which orjson drops without a word;
-  `producers/signals.py` quotes values in its messages with the same library;
+  login, admin), by msgspec: it names a refusal's reason in the stdlib's words
+  (where the text is not JSON, which key repeats); `producers/signals.py` quotes
+  values in its messages with the same library;
 - `producers/samples/make_sample.py`: orjson has no `separators`, and the sample
   log's spacing is its format (a test regenerates it byte for byte);
 - the tests' HTTP clients, an independent decoder of what orjson writes.

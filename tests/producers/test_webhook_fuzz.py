@@ -30,6 +30,7 @@ from tests.hostile import (
     changes_of,
     check_answer,
     exchange,
+    hostile_json_bodies,
     json_numbers,
     json_values,
     mutated,
@@ -42,6 +43,7 @@ from tests.hostile import (
 )
 from tests.ports import listen_on_free_port
 from tests.producers.conftest import WakeSink, World
+from web.bodies import MAX_BODY
 from web.ratelimit import RateLimiter
 
 # CONTRACT section 5: every answer of POST /api/webhook (503 only when the database is down: never here).
@@ -140,6 +142,20 @@ def test_broken_bodies_and_content_types_are_400_413_or_415(
     with watched_log() as log:
         answer = post(io_loop, webhook, body, content_type)
         check_answer(answer, {400, 413, 415}, field_on_400=True, bad_http=True)
+        log.check()
+    still_serving(io_loop, webhook)
+
+
+@HOSTILE_SETTINGS
+@given(body=hostile_json_bodies())
+def test_64_kib_of_the_costliest_json_is_400_or_413_and_quiet(io_loop: IOLoop, webhook: int, body: bytes) -> None:
+    """Wide, deep, many keys, numbers, escapes (tests/hostile.py), a fault or none: never a signal, always refused."""
+    with watched_log() as log:
+        answer = post(io_loop, webhook, body)
+        check_answer(answer, {400, 413}, field_on_400=True)
+        assert (answer.status == 413) == (len(body) > MAX_BODY), answer
+        if answer.status == 400:
+            assert answer.json()["error"] in {"invalid_json", "invalid_request"}, answer.json()
         log.check()
     still_serving(io_loop, webhook)
 
