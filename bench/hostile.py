@@ -1,7 +1,8 @@
-"""Hostile-client measurements (issue 11): descriptor exhaustion and a login flood, as JSON figures.
+"""Hostile-client measurements (issue 11): descriptor exhaustion, a login flood and a JSON flood, as figures.
 
     python -m bench.hostile fd-flood --target streamer|webhook [--fd-limit 1024 --connections 1200 --seconds 3]
     python -m bench.hostile login-flood [--attempts 100 --seconds 10]
+    python -m bench.hostile json-flood [--requests 200 --code-root DIR ...]   (bench/jsonflood.py)
 
 fd-flood starts a broker and the target with RLIMIT_NOFILE lowered to `--fd-limit`, opens one
 SSE stream (streamer) or one keep-alive connection (webhook), then holds `--connections` idle
@@ -9,6 +10,8 @@ TCP connections (more than the limit) for `--seconds`, and reports the target's 
 log lines during that window, whether the old connection kept working, and how long after the
 flood's end /healthz answers again. login-flood sends wrong passwords for one user, one at a
 time (or --concurrency at once), and reports how many were answered 401 (checked) and 429 (refused) per second.
+json-flood sends hostile 64 KiB JSON bodies to webhook processes and prints their CPU per request.
+The processes are bench/targets.py's.
 Not tests: figures for docs and reports; nothing here asserts.
 """
 
@@ -19,12 +22,9 @@ import contextlib
 import http.client
 import json
 import os
-import resource
-import secrets
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,50 +34,19 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bench.jsonflood import flood_table, json_flood
 from bench.procstat import cpu_seconds
-from bench.stack import BIN, Stack, _env, create_credentials, free_port, start_broker
+from bench.stack import ROOT
+from bench.targets import PROBE_TIMEOUT_S, hostile_stack, request, start_target
 from bus.events import Account, OrderEvent, utc_now
 from bus.publisher import Publisher
 from store.db import make_engine, make_session_factory
 from store.models import User
 
-READY_TIMEOUT_S = 30.0
 RECOVERY_TIMEOUT_S = 60.0
-PROBE_TIMEOUT_S = 2.0
 EXHAUST_TIMEOUT_S = 10.0
 HELD_LIMIT_S = 30.0
 FLOOD_BATCH = 64
-
-
-def _limited(fd_limit: int) -> Any:
-    def set_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
-
-    return set_limit
-
-
-def _request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-             timeout: float = PROBE_TIMEOUT_S) -> int:
-    """The status of one request on a new connection; 0 when it does not answer in time."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline and proc.poll() is None:
-        if _request(port, "GET", "/healthz") == 200:
-            return
-        time.sleep(0.05)  # polling pace while the process starts
-    raise SystemExit(f"target not ready; log tail:\n{log_path.read_text(errors='replace')[-2000:]}")
 
 
 class StreamCounter:
@@ -141,23 +110,6 @@ def _lines(path: Path) -> int:
         return sum(1 for _ in log)
 
 
-def _start(target: str, stack: Stack, workdir: Path, fd_limit: int, orders: str) -> tuple[subprocess.Popen[bytes], int, Path]:
-    port = free_port()
-    common = ["--database-url", stack.database_url, "--host", "127.0.0.1", "--port", str(port)]
-    if target == "streamer":
-        args = [str(BIN / "tradestream-streamer"), *common, "--publish", stack.publish, "--replay", stack.replay,
-                "--ingress", stack.ingress, "--secret", secrets.token_hex(16)]
-    else:
-        args = [str(BIN / "tradestream-webhook"), *common, "--orders", orders]
-    log_path = workdir / f"{target}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
-                                env=_env(), preexec_fn=_limited(fd_limit))
-    stack.procs.append(proc)
-    _wait_healthy(port, proc, log_path)
-    return proc, port, log_path
-
-
 def _order(user_id: int, strategy_id: int, number: int) -> OrderEvent:
     return OrderEvent(
         event_type="order_created", order_id=f"flood-{number}", symbol="BTC/USDT", strategy_id=strategy_id,
@@ -179,7 +131,7 @@ def _keepalive_status(connection: http.client.HTTPConnection) -> int:
 def _seconds_until_healthy(port: int, limit: float) -> float | None:
     """How long until a new connection's /healthz answers 200; None if not within `limit`."""
     start = time.monotonic()
-    while _request(port, "GET", "/healthz") != 200:
+    while request(port, "GET", "/healthz") != 200:
         if time.monotonic() - start > limit:
             return None
         time.sleep(0.05)  # polling pace while the server recovers
@@ -200,25 +152,10 @@ def _window(proc: subprocess.Popen[bytes], log_path: Path, seconds: float, tick:
     }
 
 
-@contextlib.contextmanager
-def _stack() -> Iterator[tuple[Stack, Path]]:
-    """A broker and a SQLite database with one user owning one strategy; every process stopped at the end."""
-    workdir = Path(tempfile.mkdtemp(prefix="tradestream-hostile-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        _, match = start_broker(workdir, 100, procs)
-        stack = Stack(ingress=match[1], publish=match[2], replay=match[3], database_url=f"sqlite:///{workdir / 'h.db'}",
-                      workdir=workdir, procs=procs)
-        stack.keys, stack.tokens, _ = create_credentials(stack.database_url, 1, 1, 20)
-        yield stack, workdir
-    finally:
-        Stack("", "", "", procs=procs).stop()
-
-
 def fd_flood(target: str, fd_limit: int, connections: int, seconds: float) -> dict[str, Any]:
     """The figures of one descriptor-exhaustion run against `target`."""
-    with _stack() as (stack, workdir):
-        proc, port, log_path = _start(target, stack, workdir, fd_limit, f"tcp://127.0.0.1:{free_port()}")
+    with hostile_stack() as (stack, workdir):
+        proc, port, log_path = start_target(target, stack, workdir, fd_limit)
         key = stack.keys[0]
         stream = StreamCounter(port, stack.tokens[key.strategy_id], key.strategy_id) if target == "streamer" else None
         keepalive = http.client.HTTPConnection("127.0.0.1", port, timeout=PROBE_TIMEOUT_S)
@@ -234,7 +171,7 @@ def fd_flood(target: str, fd_limit: int, connections: int, seconds: float) -> di
             _wait_exhausted(proc.pid, fd_limit)
             result = _window(proc, log_path, seconds, tick)
             published = int(seconds * 10)
-            result["healthz_new_connection"] = _request(port, "GET", "/healthz")
+            result["healthz_new_connection"] = request(port, "GET", "/healthz")
             result["events_received_by_old_stream"] = f"{stream.events}/{published}" if stream else None
             result["healthz_old_connection"] = f"{answered.count(200)}/{len(answered)}"
             result["healthy_while_flood_held_after_s"] = _seconds_until_healthy(port, HELD_LIMIT_S)
@@ -251,8 +188,8 @@ def fd_flood(target: str, fd_limit: int, connections: int, seconds: float) -> di
 
 def login_flood(attempts: int, seconds: float, concurrency: int, usernames: int) -> dict[str, Any]:
     """Wrong passwords from one address, `concurrency` at a time, over `usernames` names (the first one real)."""
-    with _stack() as (stack, workdir):
-        proc, port, _ = _start("streamer", stack, workdir, 4096, "")
+    with hostile_stack() as (stack, workdir):
+        proc, port, _ = start_target("streamer", stack, workdir)
         with make_session_factory(make_engine(stack.database_url))() as session:
             real = session.scalars(select(User.username).where(User.is_admin.is_(False))).one()
         names = [real, *(f"nobody-{n}" for n in range(1, usernames))]
@@ -262,7 +199,7 @@ def login_flood(attempts: int, seconds: float, concurrency: int, usernames: int)
         def attempt(number: int) -> None:
             if time.monotonic() - start < seconds:
                 body = json.dumps({"username": names[number % len(names)], "password": "wrong"}).encode()
-                status = _request(port, "POST", "/api/login", body, {"Content-Type": "application/json"}, timeout=30)
+                status = request(port, "POST", "/api/login", body, {"Content-Type": "application/json"}, timeout=30)
                 outcomes.append((time.monotonic() - start, status))
 
         with ThreadPoolExecutor(concurrency) as pool:
@@ -292,7 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     login.add_argument("--seconds", type=float, default=10.0)
     login.add_argument("--concurrency", type=int, default=1)
     login.add_argument("--usernames", type=int, default=1, help="cycle over this many names (the first one real)")
+    flood = commands.add_parser("json-flood", help="hostile 64 KiB JSON bodies to webhooks: their CPU per request")
+    flood.add_argument("--requests", type=int, default=200, help="per body kind and webhook")
+    flood.add_argument("--code-root", type=Path, action="append", help="a tree a webhook runs (repeat: before first)")
     args = parser.parse_args(argv)
+    if args.command == "json-flood":
+        print(flood_table(json_flood(args.requests, args.code_root or [ROOT])))
+        return 0
     if args.command == "fd-flood":
         result = fd_flood(args.target, args.fd_limit, args.connections, args.seconds)
     else:
