@@ -15,20 +15,20 @@ A number with a fraction or an exponent is read as a `Decimal` of exactly its
 digits (`0.1` is Decimal('0.1'), never the double 0.1000000000000000055...):
 quantities and prices are exact decimals (store/money.py). Integers stay ints.
 
-How a hostile body stays cheap (64 KiB of nesting, keys, numbers or escapes cost
-the stdlib reading with its hooks up to 15-30 ms of the event loop; docs/benchmarks.md,
-"Hostile JSON bodies"): msgspec decodes in one C pass, `Decimal` itself as its
+How a hostile body stays cheap (docs/benchmarks.md, "Hostile JSON bodies": the
+stdlib reading with its Python hooks spent up to 28 ms of a webhook's CPU on one
+64 KiB body, this one 5): msgspec decodes in one C pass, `Decimal` itself as its
 float_hook (no Python frame per number), and refuses by itself what is not JSON,
 not UTF-8 or a lone surrogate. The other rules are checked on the text with
-C-speed operations (count, replace, split, translate, regular expressions), each
-only when a cheap look says it may matter: integers where 19 digits follow one
-another, doubles where an exponent of 3 digits or 210 digits appear, nesting when
-there are more than MAX_DEPTH brackets, U+0000 where `\\u0000` is written, a repeated
-key when the colons written outnumber the keys read. A refusal's reason is then
-found the way the stdlib reading found it, in the same words (a body breaking
-several rules may be refused for another one than the first in its text).
-Why not orjson (the codebase's encoder): it keeps the last of duplicate keys
-without a word, and has no hook for Decimal.
+C-speed operations (count, replace, split, translate, regular expressions, C
+functions mapped over the numbers), each only when a cheap look says it may
+matter: integers where 19 digits follow one another, doubles where a 3-digit
+exponent or 210 digits appear, nesting past MAX_DEPTH brackets, U+0000 where
+`\\u0000` is written, a repeated key when the colons written outnumber the keys read.
+A refusal says why in the stdlib reading's words (a body breaking several rules may
+be refused for another one than the first in its text, and where several keys
+repeat, another one may be named). Why not orjson (the codebase's encoder): it
+keeps the last of duplicate keys without a word, and has no hook for Decimal.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import math
 import operator
 import re
 from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 from itertools import compress, repeat
 from typing import Any
@@ -94,10 +95,14 @@ def parse_json_body(body: bytes) -> Any:
         raise _refusal(body, exc) from None
     as_zero = body.translate(_AS_ZERO)
     may_overflow = _MANY_DIGITS in as_zero or any(exponent in as_zero for exponent in _BIG_EXPONENTS)
-    if _LONG_INTEGER in as_zero or may_overflow:
-        _check_numbers(_numbers(_outside_strings(body)), may_overflow)
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _too_deep(_outside_strings(body)):
-        raise InvalidJson(f"nested deeper than {MAX_DEPTH} levels")
+    numbers = _LONG_INTEGER in as_zero or may_overflow
+    nested = body.count(b"[") + body.count(b"{") > MAX_DEPTH
+    if numbers or nested:
+        outside = _outside_strings(body)
+        if numbers:
+            _check_numbers(_numbers(outside), may_overflow)
+        if nested and _too_deep(outside):
+            raise InvalidJson(f"nested deeper than {MAX_DEPTH} levels")
     if _repeats_a_key(body, document):
         raise InvalidJson(f"duplicate key {json.dumps(_a_repeated_key(body, document)[:40])}")
     if b"\\u0000" in body and _NUL_ESCAPE.search(body[::-1]):
@@ -180,15 +185,26 @@ def _a_repeated_key(body: bytes, document: Any) -> str:
     """A key some object of `body` repeats: one written more often than the document (which keeps one of each) has it.
 
     When one key is repeated, it is the one the stdlib reading named; when several
-    are, the first written (the stdlib named the first in the object closed first).
+    are, the most repeated of a single object, else the first written of them.
     """
-    written, read = _keys_written(body), _keys_written(_ENCODER.encode(document))
-    if b"\\" in written or b"\\" in read:  # escapes: compare the keys themselves, not how they are written
-        keys, kept = _DECODER.decode(b'["' + written + b'"]'), _DECODER.decode(b'["' + read + b'"]')
-    else:  # the same texts: msgspec escapes only quotes, backslashes and control characters
-        keys, kept = written.split(b'","'), read.split(b'","')
-    times_kept, times_written = Counter(kept), Counter(keys)
-    key = next((key for key in keys if times_written[key] > times_kept[key]), b"")
+    written = _keys_written(body)
+    if _outside_strings(body).count(b"{") == 1:  # one object: its most written key is repeated
+        return _text(Counter(_keys(written, written)).most_common(1)[0][0])
+    read = _keys_written(_ENCODER.encode(document))
+    keys = _keys(written, written + read)
+    repeated = {key for key, _ in Counter(keys).items() - Counter(_keys(read, written + read)).items()}
+    return _text(next((key for key in keys if key in repeated), b""))
+
+
+def _keys(keys: bytes, all_keys: bytes) -> Sequence[bytes | str]:
+    """The keys of `_keys_written`: as written, or decoded when some of `all_keys` (to compare with) holds an escape."""
+    if b"\\" in all_keys:
+        decoded: list[str] = _DECODER.decode(b'["' + keys + b'"]')
+        return decoded
+    return keys.split(b'","')  # no escape: each key's text is its UTF-8, as msgspec writes it again
+
+
+def _text(key: bytes | str) -> str:
     return key if isinstance(key, str) else key.decode()
 
 

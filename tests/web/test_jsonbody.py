@@ -10,6 +10,7 @@ an escape, digits inside a string or an exponent).
 
 from __future__ import annotations
 
+import gc
 from decimal import Decimal
 from typing import Any
 
@@ -188,3 +189,20 @@ def test_numbers_are_read_as_their_types() -> None:
     read = parse_json_body(b'[1, 1.0, 1e0, true, "1"]')
     assert [type(value) for value in read] == [int, Decimal, Decimal, bool, str]
     assert str(read[1]) == "1.0"  # the digits as written: quantities keep their scale
+
+
+@pytest.mark.parametrize("body", [b"[" + b"[1]," * 2000 + b"[1]]", b"[" + b"[" * 20000, b'{"a": 1, "a": 2}' + b" " * 8000],
+                         ids=["read", "refused by msgspec", "refused after"])
+def test_the_gc_is_as_it_was_after_a_large_body(body: bytes) -> None:
+    """The reader pauses the cyclic GC over a large body's decoding: afterwards it is as before, enabled or not."""
+    for enabled in (True, False):
+        if not enabled:
+            gc.disable()
+        try:
+            try:
+                parse_json_body(body)
+            except InvalidJson:
+                pass
+            assert gc.isenabled() == enabled
+        finally:
+            gc.enable()
