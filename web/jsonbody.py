@@ -49,8 +49,9 @@ import msgspec
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 19  # |n| < 2^63 has at most 19 digits; the exact bound is checked after
 INT_LIMIT = 2**63
-# A body's decoding makes up to ~20,000 containers: the cyclic GC would run its young collections
-# ~30 times meanwhile and its older ones on the process's whole heap (bench/jsonbodies.py: deep body 6.6 -> 3.3 ms).
+# A body's decoding makes up to ~32,000 containers: the cyclic GC would run its young collections ~45 times
+# meanwhile, and its older ones over the process's whole heap (docs/benchmarks.md: the deep body's webhook
+# CPU 13.2 -> 3.9 ms with the pause).
 GC_PAUSE_BYTES = 4096
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
