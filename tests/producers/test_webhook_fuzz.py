@@ -30,7 +30,6 @@ from tests.hostile import (
     changes_of,
     check_answer,
     exchange,
-    hostile_json_bodies,
     json_numbers,
     json_values,
     mutated,
@@ -41,6 +40,7 @@ from tests.hostile import (
     url_pieces,
     watched_log,
 )
+from tests.hostile_json import hostile_json_bodies
 from tests.ports import listen_on_free_port
 from tests.producers.conftest import WakeSink, World
 from web.bodies import MAX_BODY

@@ -31,7 +31,6 @@ from tests.hostile import (
     changes_of,
     check_answer,
     exchange,
-    hostile_json_bodies,
     hostile_text,
     json_numbers,
     json_values,
@@ -43,6 +42,7 @@ from tests.hostile import (
     url_pieces,
     watched_log,
 )
+from tests.hostile_json import hostile_json_bodies
 from tests.ports import listen_on_free_port
 from tests.streamer.conftest import World
 

@@ -16,7 +16,8 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.hostile import HOSTILE_SETTINGS, broken_bodies, hostile_json_bodies, json_values, render, shown_short
+from tests.hostile import HOSTILE_SETTINGS, broken_bodies, json_values, render, shown_short
+from tests.hostile_json import hostile_json_bodies
 from tests.web import stdlib_jsonbody
 from web import jsonbody
 
