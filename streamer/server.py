@@ -26,6 +26,7 @@ from streamer.runtime import run, tune_gc
 from streamer.services import Services
 from streamer.stream import LAST_EVENT_ID
 from web.bodies import MAX_BODY
+from web.front import FrontDoor
 from web.server import HardenedHTTPServer
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,11 @@ SHUTDOWN_REQUESTS_S = 1.0
 SCHEMA_WAIT_S = 30.0
 
 
-def make_server(services: Services) -> HardenedHTTPServer:
-    """The HTTP server of the streamer's app: slow clients timed out, accepts paused while descriptors run out."""
+def make_server(services: Services, front: FrontDoor | None = None) -> HardenedHTTPServer:
+    """The HTTP server of the streamer's app (`front`, default make_front's): slow clients timed out, accepts paused while descriptors run out."""
     config = services.config
     server = HardenedHTTPServer(
-        make_front(services),
+        make_front(services) if front is None else front,
         max_body_size=MAX_BODY_BYTES,
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,

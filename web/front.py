@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from tornado import httputil
 
+from web.readloop import checks_departure
+
 # The message delegate of one request whose method and path matched, from its start line and headers; None: the Application's.
 FrontRoute = Callable[
     [httputil.RequestStartLine, httputil.HTTPHeaders, httputil.HTTPConnection], httputil.HTTPMessageDelegate | None
@@ -45,6 +47,11 @@ class _Dispatch(httputil.HTTPMessageDelegate):
         self.server_conn = server_conn
         self.request_conn = request_conn
         self.delegate: httputil.HTTPMessageDelegate | None = None
+
+    @property
+    def checks_departure(self) -> bool:
+        """The chosen delegate's answer to web/readloop.py's question: does it look for a departed client itself?"""
+        return self.delegate is not None and checks_departure(self.delegate)
 
     def headers_received(
         self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders

@@ -13,7 +13,8 @@
   itself once descriptors are free (web/backoff.py decides).
 - Headers named in `tolerant_headers` (the streamer's Last-Event-ID) may carry
   control bytes: they become "?" instead of Tornado's bare 400, so the handler
-  sees an unusable value and answers it as the contract says.
+  sees an unusable value and answers it as the contract says (web/readloop.py,
+  the HTTP/1 read loop, Tornado's with that and a cheaper connect).
 - Headers beyond the size limit (64 KiB) are answered 431 `headers_too_large`
   before the connection closes (web/overflow.py), not dropped unanswered.
 - Tornado's own per-connection INFO lines (a body timeout, a malformed request,
@@ -23,22 +24,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
-import re
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from tornado import httputil, iostream
-from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters, HTTP1ServerConnection
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.ioloop import IOLoop
 from tornado.log import gen_log
 
 from web.backoff import AcceptBackoff, ReportThrottle
 from web.overflow import AnsweringIOStream
+from web.readloop import TolerantServerConnection, tolerant_pattern
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +50,6 @@ _CONNECTION_ERRORS = frozenset({
     errno.ECONNABORTED, errno.EPROTO, errno.ENOPROTOOPT, errno.ENETDOWN, errno.ENETUNREACH,
     errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ENONET, errno.EOPNOTSUPP,
 })
-# Tornado's forbidden header characters (httputil), CR and LF included: LF cannot occur inside a header line.
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-# Anything Tornado would refuse in a header block besides its CRLF line ends: the cheap test before any rewrite.
-_SUSPECT = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 
 
 class HardenedHTTPServer(HTTPServer):
@@ -148,71 +143,6 @@ class Acceptor:
             self._resume = None
         else:
             self.io_loop.remove_handler(self.sock)
-
-
-def tolerant_pattern(names: Iterable[str]) -> re.Pattern[bytes] | None:
-    """The header lines whose values may carry control bytes, or None for none."""
-    alternatives = b"|".join(re.escape(name.encode("ascii")) for name in names)
-    if not alternatives:
-        return None
-    return re.compile(rb"^(" + alternatives + rb":)([^\n]*?)(\r?)$", re.IGNORECASE | re.MULTILINE)
-
-
-def tolerate(block: bytes, pattern: re.Pattern[bytes] | None) -> bytes:
-    """`block` (a header block) with the control bytes of the tolerant headers' values replaced by "?".
-
-    RFC 9110 section 5.5 lets a recipient reject such a message or replace NUL, CR
-    and LF with a space; the contract forbids the rejection (an unusable
-    Last-Event-ID gets `resync`), and a space would be stripped and make
-    "1-5<NUL>" read as the valid id "1-5": "?" keeps the value unusable.
-    """
-    if pattern is None or _SUSPECT.search(block) is None:
-        return block
-    return pattern.sub(lambda m: m[1] + _CONTROL.sub(b"?", m[2]) + m[3], block)
-
-
-class TolerantConnection(HTTP1Connection):
-    """One request's HTTP/1 connection whose header parsing applies `tolerate` first."""
-
-    def __init__(self, stream: iostream.IOStream, params: HTTP1ConnectionParameters, context: object,
-                 tolerant: re.Pattern[bytes] | None) -> None:
-        super().__init__(stream, False, params, context)
-        self._tolerant = tolerant
-
-    def _parse_headers(self, data: bytes) -> tuple[str, httputil.HTTPHeaders]:
-        return super()._parse_headers(tolerate(data, self._tolerant))
-
-
-class TolerantServerConnection(HTTP1ServerConnection):
-    """HTTP1ServerConnection making TolerantConnections.
-
-    `_server_request_loop` is Tornado 6.6's, with one change: the connection
-    class (Tornado offers no hook for it). tests/web pin the behaviour.
-    """
-
-    def __init__(self, stream: iostream.IOStream, params: HTTP1ConnectionParameters, context: object,
-                 tolerant: re.Pattern[bytes] | None) -> None:
-        super().__init__(stream, params, context)
-        self._tolerant = tolerant
-
-    async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
-        try:
-            while True:
-                conn = TolerantConnection(self.stream, self.params, self.context, self._tolerant)
-                request_delegate = delegate.start_request(self, conn)
-                try:
-                    ret = await conn.read_response(request_delegate)
-                except (iostream.StreamClosedError, iostream.UnsatisfiableReadError, asyncio.CancelledError):
-                    return
-                except Exception:
-                    gen_log.error("Uncaught exception", exc_info=True)
-                    conn.close()
-                    return
-                if not ret:
-                    return
-                await asyncio.sleep(0)
-        finally:
-            delegate.on_close(self)
 
 
 class ConnectionLineThrottle(logging.Filter):

@@ -31,9 +31,11 @@ from store import actions
 from store.db import init_db, make_engine, make_session_factory
 from streamer.app import make_front
 from streamer.config import StreamerConfig
+from streamer.server import make_server
 from streamer.services import Services
 from tests.waiting import wait_until
 from web.front import FrontDoor
+from web.server import HardenedHTTPServer
 
 FILLERS = range(2, 10)
 LINKED_STRATEGIES = (1, 10, 11)
@@ -231,6 +233,18 @@ def services(request: pytest.FixtureRequest, world: World, broker: BrokerThread,
 def app(services: Services) -> FrontDoor:
     """What the process serves (streamer.app.make_front): the stream's lean path in front of the Application."""
     return make_front(services)
+
+
+@pytest.fixture
+def http_server(
+    request: pytest.FixtureRequest, io_loop: tornado.ioloop.IOLoop, _unused_port: Any, services: Services, app: FrontDoor
+) -> Iterator[HardenedHTTPServer]:
+    """pytest-tornado's http_server, but the process's (streamer.server.make_server): web/server.py and its read loop."""
+    server = make_server(services, app)
+    server.add_socket(_unused_port[0])
+    yield server
+    server.stop()
+    io_loop.run_sync(server.close_all_connections, timeout=request.config.option.async_test_timeout)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
@@ -372,8 +373,9 @@ async def test_stats_count_connections_deliveries_and_latency(
 @pytest.mark.expect_log('broker restarted')
 @pytest.mark.gen_test(timeout=20)
 async def test_a_client_that_leaves_while_its_stream_is_being_opened_leaves_nothing_behind(
-    port: int, world: World, broker: BrokerThread, services: Services
+    port: int, world: World, broker: BrokerThread, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="streamer.hub")
     broker.stop()  # the subscription now waits for a broker
     leaving = socket.socket()
     leaving.connect(("127.0.0.1", port))
@@ -383,5 +385,7 @@ async def test_a_client_that_leaves_while_its_stream_is_being_opened_leaves_noth
     broker.start()
     await async_wait_until(lambda: services.hub.admission.streams_per_user == {} and services.hub.subscriber.keys == 0, what="the reservation and subscription to be released")
     assert services.hub.client_count == 0 and services.hub.channels == {}
+    # Found gone when its socket was to be handed over: never opened (the hub would log it).
+    assert [r for r in caplog.records if r.getMessage().startswith("stream opened")] == []
     stream = await open_stream(port, world.users["u10"], 1)  # and the key works afterwards
     await stream.close()

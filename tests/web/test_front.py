@@ -10,6 +10,8 @@ import pytest
 import tornado.web
 from tornado import httputil
 
+from tests.ports import listen_on_free_port
+from tests.waiting import async_wait_until
 from tests.web.test_server import DROP_DEADLINE_S, TIMEOUT_S, dropped_within, listening, request
 from web.front import FrontDoor
 from web.server import HardenedHTTPServer
@@ -36,8 +38,20 @@ class Lean(httputil.HTTPMessageDelegate):
         self.connection.finish()
 
 
+class Unanswered(httputil.HTTPMessageDelegate):
+    """Never answers, and says it looks for a departed client itself (web/readloop.py need not watch)."""
+
+    checks_departure = True
+    started = 0  # how many were routed, for a test to wait on
+
+    def finish(self) -> None:
+        Unanswered.started += 1
+
+
 def lean(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders,
          connection: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate | None:
+    if "X-Unanswered" in headers:
+        return Unanswered()
     return None if "X-Decline" in headers else Lean(start_line, connection)
 
 
@@ -94,3 +108,25 @@ def test_a_request_for_the_route_whose_headers_never_finish_is_dropped_after_the
             return await dropped_within(port, b"GET /lean HTTP/1.1\r\nHost: x\r\n", b"", DROP_DEADLINE_S)
 
     assert asyncio.run(scenario()), f"still open after {DROP_DEADLINE_S} s"
+
+
+def test_closing_the_servers_connections_ends_a_request_whose_stream_the_read_loop_does_not_watch() -> None:
+    async def scenario() -> bytes:
+        app = tornado.web.Application([(r"/.*", AppHandler)])
+        server = HardenedHTTPServer(FrontDoor(app, {("GET", "/lean"): lean}))
+        port = listen_on_free_port(server)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /lean HTTP/1.1\r\nHost: x\r\nX-Unanswered: 1\r\n\r\n")
+        before = Unanswered.started
+        await async_wait_until(lambda: Unanswered.started > before, what="the request to be read")
+        server.stop()
+        closing = asyncio.ensure_future(server.close_all_connections())  # as the streamer's shutdown
+        # Not wait_for: cancelled, Tornado's serving loop returns as if it had ended.
+        done, _ = await asyncio.wait({closing}, timeout=DROP_DEADLINE_S)
+        closing.cancel()
+        answer = await asyncio.wait_for(reader.read(), DROP_DEADLINE_S)
+        writer.close()
+        assert done, f"the request still held its connection after {DROP_DEADLINE_S} s"
+        return answer
+
+    assert asyncio.run(scenario()) == b""  # closed, unanswered

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -36,11 +37,17 @@ class EchoHandler(tornado.web.RequestHandler):
         self.finish({"length": len(self.request.body)})
 
 
+class LateHandler(tornado.web.RequestHandler):
+    async def get(self) -> None:
+        await asyncio.sleep(3 * TIMEOUT_S)  # an answer that takes longer than the header timeout: the behaviour under test
+        self.finish(b"late")
+
+
 @asynccontextmanager
 async def serving(receive_buffer: int | None = None, **limits: float) -> AsyncIterator[int]:
-    """A HardenedHTTPServer of EchoHandler on a free port, tolerant of Last-Event-ID."""
+    """A HardenedHTTPServer of EchoHandler (and LateHandler at /late) on a free port, tolerant of Last-Event-ID."""
     server = HardenedHTTPServer(
-        tornado.web.Application([(r"/", EchoHandler)]), tolerant_headers=("Last-Event-ID",), **limits
+        tornado.web.Application([(r"/", EchoHandler), (r"/late", LateHandler)]), tolerant_headers=("Last-Event-ID",), **limits
     )
     async with listening(server, receive_buffer) as port:
         yield port
@@ -120,6 +127,36 @@ def test_a_client_within_its_timeouts_is_served() -> None:
             return await dropped_within(port, POST_1000, b"", deadline=2 * TIMEOUT_S)
 
     assert not asyncio.run(scenario()), "dropped before its timeout"
+
+
+def test_an_answer_that_takes_longer_than_the_header_timeout_is_sent() -> None:
+    async def scenario() -> bytes:
+        async with serving(header_timeout=TIMEOUT_S, body_timeout=TIMEOUT_S) as port:
+            return await request(port, b"GET /late HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"late"), answer
+
+
+def test_keep_alive_requests_each_within_the_header_timeout_are_all_served_however_long_together() -> None:
+    timeout, pause, requests = 1.0, 0.4, 4  # every pause well inside the timeout, all of them beyond it
+
+    async def scenario() -> list[bytes]:
+        async with serving(header_timeout=timeout, body_timeout=timeout) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            answers = []
+            try:
+                for _ in range(requests):
+                    await asyncio.sleep(pause)  # the client's idle time between requests: the behaviour under test
+                    writer.write(GET + b"\r\n")
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DROP_DEADLINE_S)
+                    length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+                    answers.append(await asyncio.wait_for(reader.readexactly(length), DROP_DEADLINE_S))
+            finally:
+                writer.close()
+            return answers
+
+    assert asyncio.run(scenario()) == [b'{"last_event_id": null}'] * requests
 
 
 # (name, header line, status, the value the handler sees)
