@@ -130,6 +130,14 @@ def check_answer(answer: Answer, allowed: set[int], *, field_on_400: bool = Fals
         check_error_body(answer, field_on_400 and answer.status == 400)
 
 
+def headers_too_large(request: bytes, answer: Answer) -> bool:
+    """Whether `request`'s header block is over the server's limit; if it is, the answer must be the 431."""
+    if len(request.partition(b"\r\n\r\n")[0]) + 4 <= MAX_HEADER_BYTES:
+        return False
+    assert answer.status == 431 and answer.json()["error"] == "headers_too_large", answer
+    return True
+
+
 def check_error_body(answer: Answer, needs_field: bool = False) -> None:
     """`{"error": <code>, "message": <text>}` (+ `"field"` where the webhook names one), as JSON."""
     assert answer.headers.get("content-type", "").startswith("application/json"), answer.headers

@@ -24,13 +24,13 @@ from streamer.server import MAX_BODY_BYTES, make_server
 from streamer.services import Services
 from tests.hostile import (
     HOSTILE_SETTINGS,
-    MAX_HEADER_BYTES,
     Answer,
     Big,
     broken_bodies,
     changes_of,
     check_answer,
     exchange,
+    headers_too_large,
     hostile_text,
     json_numbers,
     json_values,
@@ -146,10 +146,12 @@ def test_hostile_credentials_are_401_or_what_the_credential_allows(
         [(b"Cookie", cookie)] * 2, [(b"Authorization", authorization)] * 2, [],
     ]))
     with watched_log() as log:
-        answer = ask(io_loop, streamer, raw_request("GET", path, headers))
+        request = raw_request("GET", path, headers)
+        answer = ask(io_loop, streamer, request)
         event("sent " + " and ".join(sorted({name.decode() for name, _ in headers})) if headers else "no credential")
         # 403 only for stats (u10 is no admin); a stream that opens with a tampered token would be a hole.
-        check_answer(answer, {401, 403} if b"stats" in path else {401}, bad_http=True)
+        if not headers_too_large(request, answer):
+            check_answer(answer, {401, 403} if b"stats" in path else {401}, bad_http=True)
         log.check()
     still_serving(io_loop, streamer, world)
 
@@ -170,8 +172,10 @@ def test_behind_a_proxy_any_forwarded_header_is_a_plain_login(
     headers = [*((b"X-Forwarded-For", value) for value in forwarded_for), *((b"X-Forwarded-Proto", value) for value in proto)]
     body = b'{"username": "u11", "password": "%s"}' % (b"u11-pw" if right else b"wrong")
     with watched_log() as log:
-        answer = ask(io_loop, streamer, raw_request("POST", b"/api/login", headers, body))
-        check_answer(answer, {200, 401}, bad_http=True)
+        request = raw_request("POST", b"/api/login", headers, body)
+        answer = ask(io_loop, streamer, request)
+        if not headers_too_large(request, answer):
+            check_answer(answer, {200, 401}, bad_http=True)
         if answer.status == 200:
             last_proto = b",".join(proto).rsplit(b",", 1)[-1].strip().lower() if proto else b""
             assert ("Secure" in answer.headers["set-cookie"]) == (last_proto == b"https"), (proto, answer.headers)
@@ -226,9 +230,11 @@ def test_any_last_event_id_gets_the_stream_never_an_http_error(
     # CONTRACT section 3: an id that cannot be parsed (control bytes such as NUL included) gets resync, never an error.
     headers = [bearer(world, "u10"), *[(b"Last-Event-ID", value)] * (2 if twice else 1)]
     with watched_log() as log:
-        answer = ask(io_loop, streamer, raw_request("GET", STREAM + b"?strategy_id=1", headers))
-        check_answer(answer, {200})
-        assert b"event: connection" in answer.body, answer.body
+        request = raw_request("GET", STREAM + b"?strategy_id=1", headers)
+        answer = ask(io_loop, streamer, request)
+        if not headers_too_large(request, answer):  # a Last-Event-ID sent twice can take the block past 64 KiB
+            check_answer(answer, {200})
+            assert b"event: connection" in answer.body, answer.body
         log.check()
     still_serving(io_loop, streamer, world)
 
@@ -354,8 +360,8 @@ def test_broken_or_injected_header_lines_are_refused_without_a_500(
     request = b"\r\n".join(head) + b"\r\n\r\n" + body
     with watched_log() as log:
         answer = ask(io_loop, streamer, request)
-        if len(request) - len(body) > MAX_HEADER_BYTES:
-            assert answer.status == 431 and answer.json()["error"] == "headers_too_large"
+        if headers_too_large(request, answer):
+            pass
         elif answer.status is not None:  # a body shorter than its Content-Length, or a chunked one cut: closed
             check_answer(answer, {200, 400, 401, 404, 405, 413, 417}, bad_http=True)
         log.check()
