@@ -40,7 +40,7 @@ from bus.errors import BusError, DecodeError, JournalError, PayloadTooLarge
 from bus.frames import recv_frames, send3
 from bus.ingest import Ingest
 from bus.journal import Journal
-from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.process import SettingsParser, configure_logging, exit_on_stop_signals_while_starting, setting, stop_on_signals
 from bus.quiet_log import CountLog, QuietLog
 from bus.roles import Domain
 from bus.security import bus_keys_setting
@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-broker`."""
     config, log_level = parse_config(argv)
     configure_logging("broker", log_level)
+    exit_on_stop_signals_while_starting()
     if not security.start(config.bus_keys, binds=(config.ingress, config.publish, config.replay, config.ack_ingress)):
         return 1
     try:

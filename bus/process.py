@@ -222,6 +222,25 @@ def configure_logging(process_name: str, level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def exit_on_stop_signals_while_starting() -> None:
+    """Until `stop_on_signals` takes over, a SIGTERM or SIGINT ends the process at once with exit 0.
+
+    Called in `main` as soon as the settings are read. A process still opening its
+    database, migrating or binding has accepted nothing, so leaving right away is a
+    clean stop; without this a stop during start-up (a Ctrl-C of `make run` just after
+    its banner, on a busy machine) killed it by the signal's default action, which
+    supervisord reports as `terminated by SIGTERM`. An interrupted migration rolls
+    back: it is one transaction.
+    """
+    def leave(_signum: int, _frame: object) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        raise SystemExit(0)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, leave)
+
+
 def stop_on_signals(stop: Callable[[], None], loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Call `stop` once, on the first SIGTERM or SIGINT; from the event loop when one is given.
 
@@ -246,3 +265,28 @@ def stop_on_signals(stop: Callable[[], None], loop: asyncio.AbstractEventLoop | 
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, on_signal)
+    if not isinstance(sys.unraisablehook, _QuietStopSignalRaces):
+        sys.unraisablehook = _QuietStopSignalRaces(sys.unraisablehook)
+
+
+class _QuietStopSignalRaces:
+    """An unraisable-exception hook that drops CPython's note on a stop signal set to SIG_IGN while it was pending.
+
+    A SIGTERM that lands with the SIGINT (Ctrl-C of make run, then supervisord; or a
+    loaded machine that runs the process late) is pending when `on_signal` ignores
+    both; CPython then writes `OSError: Signal 15 ignored due to race condition` with
+    a traceback to stderr, the process's log. Ignoring it was the intent. Anything
+    else goes to the previous hook.
+    """
+
+    def __init__(self, previous: Callable[[Any], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, OSError) and str(exc) in _RACE_NOTES:
+            return
+        self.previous(unraisable)
+
+
+_RACE_NOTES = frozenset(f"Signal {int(signum)} ignored due to race condition" for signum in STOP_SIGNALS)

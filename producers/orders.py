@@ -33,7 +33,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bus import endpoints, kinds, security
 from bus.errors import BusUnavailable
-from bus.process import SettingsParser, configure_logging, metrics_port_setting, setting, stop_on_signals
+from bus.process import (
+    SettingsParser,
+    configure_logging,
+    exit_on_stop_signals_while_starting,
+    metrics_port_setting,
+    setting,
+    stop_on_signals,
+)
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
 from producers import commands, inbox
@@ -190,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-orders`."""
     config, log_level = parse_config(argv)
     configure_logging("orders", log_level)
+    exit_on_stop_signals_while_starting()
     if not security.start(config.bus_keys, binds=(config.orders,), connects=(config.ack_ingress, config.fills)):
         return 1
     try:

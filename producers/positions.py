@@ -37,7 +37,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bus import endpoints, kinds, security
-from bus.process import SettingsParser, configure_logging, metrics_port_setting, setting, stop_on_signals
+from bus.process import (
+    SettingsParser,
+    configure_logging,
+    exit_on_stop_signals_while_starting,
+    metrics_port_setting,
+    setting,
+    stop_on_signals,
+)
 from bus.security import bus_keys_setting
 from producers import commands, fills
 from producers.errors import InvalidCommand
@@ -230,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-positions`."""
     config, log_level = parse_config(argv)
     configure_logging("positions", log_level)
+    exit_on_stop_signals_while_starting()
     if not security.start(config.bus_keys, binds=(config.fills,), connects=(config.ack_ingress,)):
         return 1
     try:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from bus import endpoints, kinds, security
 from bus.errors import BusUnavailable
 from bus.events import WireMessage
-from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.process import SettingsParser, configure_logging, exit_on_stop_signals_while_starting, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
 from producers import inbox, replay_runs
@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-replay`."""
     config, log_level = parse_config(argv)
     configure_logging("replay", log_level)
+    exit_on_stop_signals_while_starting()
     if not security.start(config.bus_keys, connects=(config.ingress if config.raw else config.orders,)):
         return 1
     stop = threading.Event()

@@ -35,7 +35,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from bus import endpoints, kinds, security
-from bus.process import SettingsParser, configure_logging, setting, stop_on_signals
+from bus.process import SettingsParser, configure_logging, exit_on_stop_signals_while_starting, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
 from producers.errors import (
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-webhook`."""
     config, log_level = parse_config(argv)
     configure_logging("webhook", log_level)
+    exit_on_stop_signals_while_starting()
     if not security.start(config.bus_keys, connects=(config.orders,)):
         return 1
     try:

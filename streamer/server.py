@@ -16,7 +16,7 @@ import tornado.netutil
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus import security
-from bus.process import configure_logging, stop_on_signals
+from bus.process import configure_logging, exit_on_stop_signals_while_starting, stop_on_signals
 from store import migrate
 from store.db import first_line, open_database
 from store.errors import DatabaseUnavailable
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-streamer`."""
     config = parse_config(argv)
     configure_logging("streamer", config.log_level)
+    exit_on_stop_signals_while_starting()
     if not security.start(config.bus_keys, connects=(config.ingress, config.publish, config.replay)):
         return 1
     try:

@@ -205,3 +205,27 @@ def test_a_stop_signal_during_shutdown_neither_kills_the_process_nor_stops_it_tw
             assert child.wait(timeout=10) == 0
         finally:
             child.kill()
+
+
+# Both stop signals pending at once (blocked, sent, unblocked): CPython runs the SIGINT handler, which
+# ignores both, then finds SIGTERM ignored and would write "Signal 15 ignored due to race condition".
+_TWO_AT_ONCE_CHILD = """
+import os, signal, threading
+from bus.process import stop_on_signals
+
+stopped = threading.Event()
+stop_on_signals(stopped.set)
+both = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, both)
+os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGTERM)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+assert stopped.wait(10)
+print("stopped", flush=True)
+"""
+
+
+def test_a_sigterm_pending_with_the_sigint_is_ignored_without_a_traceback() -> None:
+    """A loaded machine runs a process late: Ctrl-C's SIGINT and supervisord's SIGTERM are then handled together."""
+    child = subprocess.run([sys.executable, "-c", _TWO_AT_ONCE_CHILD], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert (child.returncode, child.stdout, child.stderr) == (0, "stopped\n", "")

@@ -229,6 +229,24 @@ def test_a_streamer_on_an_older_schema_waits_for_the_migration_and_then_serves(t
         engine.dispose()
 
 
+def test_a_streamer_stopped_while_it_waits_for_the_schema_exits_0_at_once(tmp_path: Path, broker: BrokerThread) -> None:
+    # Still starting (before its stop handler): SIGTERM is a clean stop, not death by the signal (-15),
+    # which supervisord logs as `terminated by SIGTERM` (a Ctrl-C of make run on a busy machine).
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine, "0002")
+    engine.dispose()
+    proc, log_path = _streamer_on(url, broker, tmp_path)
+    try:
+        wait_until(lambda: "Waiting up to 30 s" in log_path.read_text(), what="the streamer to say it waits")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0  # a deadline below the 30 s wait it would otherwise finish
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in log_path.read_text()
+
+
 def test_a_streamer_on_a_newer_releases_schema_exits_1_at_once_saying_so(tmp_path: Path, broker: BrokerThread) -> None:
     url = f"sqlite:///{tmp_path / 'newer.db'}"
     engine = make_engine(url)
