@@ -10,6 +10,7 @@ the webhook), which also proves that the environment passes through.
 
 from __future__ import annotations
 
+import configparser
 import http.client
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import threading
+import xmlrpc.client
 from collections.abc import Callable
 from contextlib import ExitStack
 from decimal import Decimal
@@ -26,13 +28,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
+
 from tests.waiting import wait_until
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = PROJECT / ".venv" / "bin"
 PROGRAMS = ("broker", "orders", "positions", "streamer:streamer-0", "streamer:streamer-1", "webhook")
 START_TIMEOUT_S = 45.0
-STOP_TIMEOUT_S = 60.0  # supervisord stops four priority groups one after the other
+STOP_TIMEOUT_S = 60.0
+LOGS = ("broker", "orders", "positions", "streamer-0", "streamer-1", "webhook")  # var/log/<name>.log of PROGRAMS  # supervisord stops four priority groups one after the other
 
 
 def free_ports(count: int) -> list[int]:
@@ -99,6 +104,11 @@ class Stack:
         self.webhook_url = f"http://127.0.0.1:{self.env['TRADESTREAM_WEBHOOK_PORT']}"
         self.process: subprocess.Popen[bytes] | None = None
         self.demo: dict[str, Any] = {}
+        # The [supervisorctl] section's server and credentials: supervisord.conf is the one place for them.
+        parser = configparser.RawConfigParser()
+        parser.read(self.config)
+        self._ctl_section = dict(parser["supervisorctl"])
+        self.socket = Path(self._ctl_section["serverurl"].removeprefix("unix://").replace("%(here)s", str(root)))
 
     @classmethod
     def in_new_folder(cls, root: Path, *, journal: bool = True) -> Stack:
@@ -152,7 +162,30 @@ class Stack:
         return self.run_bin("supervisorctl", "-c", str(self.config), *args, check=False)
 
     def status(self) -> dict[str, tuple[str, int]]:
-        """Program name → (state, pid); pid 0 when it is not running."""
+        """Program name → (state, pid); pid 0 when it is not running. Asked over supervisord's XML-RPC socket.
+
+        What `supervisorctl status` shows (`ctl_status`, same names and states), without a Python
+        process per poll: the waits below ask several times a second.
+        """
+        if not self.socket.exists():
+            return {}  # supervisord not started yet, or gone
+        # A connection per call, closed at once: a stack stopped by someone else (run.sh) leaves none open.
+        section = self._ctl_section
+        transport = SupervisorTransport(section["username"], section["password"], f"unix://{self.socket}")
+        try:
+            infos = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError, http.client.HTTPException):
+            return {}  # starting or stopping: the caller asks again
+        finally:
+            transport.close()
+        return {
+            (info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"):
+                (info["statename"], info["pid"] if info["statename"] == "RUNNING" else 0)
+            for info in infos
+        }
+
+    def ctl_status(self) -> dict[str, tuple[str, int]]:
+        """`status()` as `supervisorctl status` prints it (what a person runs)."""
         states = {}
         for line in self.ctl("status").stdout.splitlines():
             fields = line.split()
@@ -200,21 +233,26 @@ class Stack:
             return status == 200 and body.get("broker") == "up"
         wait_until(healthy, timeout=timeout, what="/healthz with the broker up", poll=0.1)
 
-    def wait_listening(self, timeout: float = START_TIMEOUT_S) -> None:
+    def wait_listening(self, timeout: float = START_TIMEOUT_S, since: dict[str, int] | None = None) -> None:
         """Wait until every program has logged its `listening` line, which each logs once its SIGTERM handler is set.
 
         RUNNING only means alive for startsecs (1 s): on a loaded machine a process may still be
         importing then, and a SIGTERM before its handler is set kills it (`terminated by SIGTERM`,
         not `exit status 0`: the cause of a flake of test_sigterm_stops_every_program_cleanly).
+        `since` (`log_sizes()` before a start) skips what earlier starts logged in the same files.
         """
-        logs = ("broker", "orders", "positions", "streamer-0", "streamer-1", "webhook")
-
         def listening() -> bool:
             return all(
-                (path := self.root / "var" / "log" / f"{name}.log").exists() and " listening " in path.read_text()
-                for name in logs
+                (path := self.root / "var" / "log" / f"{name}.log").exists()
+                and " listening " in path.read_text()[(since or {}).get(name, 0):]
+                for name in LOGS
             )
         wait_until(listening, timeout=timeout, what="every program's 'listening' log line", poll=0.1)
+
+    def log_sizes(self) -> dict[str, int]:
+        """How long each program's log is now (0 when it has none yet): `since` for `wait_listening`."""
+        return {name: path.stat().st_size if (path := self.root / "var" / "log" / f"{name}.log").exists() else 0
+                for name in LOGS}
 
     def log_tail(self, name: str = "supervisord.log", lines: int = 30) -> str:
         path = self.root / "var" / "log" / name

@@ -99,9 +99,13 @@ def test_run_script_starts_replays_stops_on_ctrl_c_and_runs_again(project: tuple
     stack = Stack(root, env)  # not started here: run.sh starts it; used for supervisorctl and HTTP
 
     for attempt in (1, 2):
+        logged = stack.log_sizes()
         run = RunScript(root, env)
         try:
             run.wait_output(READY)
+            # The banner follows one streamer's /healthz; on a busy machine another program may still be
+            # importing, before main() makes a stop signal a clean exit: Ctrl-C only once all six listen.
+            stack.wait_listening(since=logged)
             assert "Logins:" in run.output and "alice" in run.output
             assert "warning" not in run.output.lower(), run.output
             # The replayed sample reaches the dashboard: alice has orders and positions.

@@ -23,7 +23,8 @@ from tests.deploy.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, Console, new
 from tests.deploy.multihost import Deployment, Network, available, order_priced
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.system
+# One worker runs all of them (--dist loadgroup, setup.cfg), so the module's `deployment` starts once, not once per worker.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("multihost")]
 REASON = available()
 
 ROGUE = textwrap.dedent("""

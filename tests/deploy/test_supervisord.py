@@ -13,13 +13,17 @@ import pytest
 from tests.deploy.stack import PROGRAMS, EventStream, Stack, order_with_price
 from tests.waiting import wait_until
 
+# One worker runs all of them (--dist loadgroup, setup.cfg), so the module's `stack` (tests/deploy/conftest.py) starts once, not once per worker.
+pytestmark = pytest.mark.xdist_group("supervisord-stack")
+
 
 def alice_stream(stack: Stack, last_event_id: str | None = None) -> EventStream:
     return EventStream(stack.base_url, stack.strategy("btc-trend")["id"], stack.user("alice")["api_token"], last_event_id)
 
 
 def test_supervisorctl_status_shows_every_program_running(stack: Stack) -> None:
-    states = stack.status()
+    states = stack.ctl_status()
+    assert states == stack.status()  # what the other tests wait on is what supervisorctl shows
     assert sorted(states) == sorted(PROGRAMS)
     assert {state for state, _ in states.values()} == {"RUNNING"}
     assert (stack.root / "var" / "supervisor.sock").is_socket()

@@ -54,6 +54,9 @@ from tests.faults.stack import ORDER, Follower, Sender, Stack, signal_bodies
 from tests.producers.conftest import World, world_at
 from tests.waiting import wait_until
 
+# One worker runs all of them (--dist loadgroup, setup.cfg), so the module's `rigs` starts once, not once per worker.
+pytestmark = pytest.mark.xdist_group("crashpoint-rigs")
+
 SIGNALS = 6
 # The first fills the round's SELL LIMITs (at 50,003); the second crosses nothing (only moves the marks), so a
 # first tick that was lost is not made up for by the second.

@@ -38,6 +38,9 @@ from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
 from tests.producers.conftest import World, world_at
 from tests.waiting import PROCESS_START_S, wait_until
 
+# One worker runs all of them (--dist loadgroup, setup.cfg), so the module's `stack` starts once, not once per worker.
+pytestmark = pytest.mark.xdist_group("producers-stack")
+
 BIN = Path(sys.executable).parent
 STOP_DEADLINE_S = 5.0
 

@@ -15,11 +15,15 @@ import pytest
 from tests.deploy.stack import Stack
 from tests.waiting import wait_until
 
+# One worker runs all of them (--dist loadgroup, setup.cfg), so the package's `stack` and `browser` (conftest.py) start once, not once per worker.
+pytestmark = pytest.mark.xdist_group("dashboard")
+
 REFUSED = "ERR_CONNECTION_REFUSED"
 CLIENT_PAGE = "/client-test.html"  # served by the browser itself (page.route), not by the stack
 CLIENT_HTML = """<!doctype html><meta charset="utf-8"><title>client</title>
 <script type="module">
 import { TradeStream, fetchJson } from "/static/tradestream.js";
+
 window.record = { events: [], states: [], bus: [], snapshots: 0 };
 window.follow = (strategyId, withSnapshot = true) => {
   const snapshot = async () => {

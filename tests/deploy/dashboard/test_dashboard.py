@@ -20,6 +20,9 @@ from tests.deploy.dashboard.browser import Console, log_in
 from tests.deploy.stack import Stack
 from tests.waiting import wait_until
 
+# One worker runs all of them (--dist loadgroup, setup.cfg), so the package's `stack` and `browser` (conftest.py) start once, not once per worker.
+pytestmark = pytest.mark.xdist_group("dashboard")
+
 REFUSED = "ERR_CONNECTION_REFUSED"  # Chromium's console line for each request to a stopped streamer
 
 

@@ -20,6 +20,9 @@ from tests.deploy.dashboard.browser import Console, log_in, new_page, sign_in
 from tests.deploy.stack import Stack
 from tests.waiting import wait_until
 
+# One worker runs all of them (--dist loadgroup, setup.cfg), so the package's `stack` and `browser` (conftest.py) start once, not once per worker.
+pytestmark = pytest.mark.xdist_group("dashboard")
+
 LOCAL_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d E[SD]T$")  # the pages run in America/New_York
 
 
