@@ -8,9 +8,9 @@ crash. Here the stream, as it closes for that reason, first writes
 
 (RFC 6585) on a duplicate of its socket, shuts the sending side and lingers:
 whatever the client still sends is read and dropped for up to LINGER_S (at
-most LINGER_BYTES), so that closing with unread data does not reset the
-connection and destroy the answer before the client reads it (nginx's
-lingering close). Then the duplicate is closed. A refused connection costs one
+most web/bodies.py's DISCARD_CAP, as for an oversized body), so that closing
+with unread data does not reset the connection and destroy the answer before
+the client reads it (nginx's lingering close). Then the duplicate is closed. A refused connection costs one
 descriptor for LINGER_S at most, as a slow client costs one for the header
 timeout. The chunk-size line of a body over its 64 bytes is not headers: it is
 closed as before.
@@ -25,10 +25,10 @@ import orjson
 from tornado import iostream
 from tornado.ioloop import IOLoop
 
+from web.bodies import DISCARD_CAP
 from web.replies import SERVER
 
 LINGER_S = 2.0
-LINGER_BYTES = 1 << 20
 READ_BYTES = 65536
 
 
@@ -58,7 +58,7 @@ class Lingerer:
 
     def __init__(self, sock: socket.socket, io_loop: IOLoop) -> None:
         self.sock, self.io_loop = sock, io_loop
-        self.left = LINGER_BYTES
+        self.left = DISCARD_CAP
         io_loop.add_handler(sock.fileno(), self._readable, IOLoop.READ)
         self._deadline = io_loop.call_later(LINGER_S, self.close)
 

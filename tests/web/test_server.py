@@ -21,7 +21,7 @@ import tornado.web
 
 from tests.ports import listen_on_free_port
 from tests.waiting import async_wait_until
-from web import overflow
+from web import bodies, overflow
 from web.server import ConnectionLineThrottle, HardenedHTTPServer
 
 TIMEOUT_S = 0.3
@@ -262,8 +262,8 @@ def _open_descriptors() -> int:
 def test_a_client_that_sends_without_end_is_cut_after_the_linger_budget() -> None:
     async def scenario() -> None:
         async with serving(receive_buffer=SMALL_BUFFER) as port:
-            with pytest.raises(ConnectionError):  # reset while still sending, once LINGER_BYTES are dropped
-                await _send_slowly_then_read(port, GET + b"X-Big: " + b"b" * (2 * overflow.LINGER_BYTES))
+            with pytest.raises(ConnectionError):  # reset while still sending, once DISCARD_CAP bytes are dropped
+                await _send_slowly_then_read(port, GET + b"X-Big: " + b"b" * (2 * bodies.DISCARD_CAP))
 
     asyncio.run(scenario())
 
