@@ -1,16 +1,36 @@
-"""Fixtures of the fault tests: the demo world in a fresh SQLite file, and the stack running on it."""
+"""Fixtures of the fault tests: the demo world in a fresh database, and the stack running on it.
+
+The database is a copy of a SQLite template by default; a test marked `ON_BOTH`
+(or a rig asked for "postgresql") also runs on a fresh PostgreSQL schema of
+TRADESTREAM_TEST_DATABASE_URL, made, filled with the demo and dropped per test
+(tests/conftest.py's per-test schema, its URL carrying the search_path, so the
+stack's subprocesses see it too). Without the variable those runs are skipped.
+"""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from store.db import init_db, make_engine, make_session_factory
+from store.demo import demo as demo_world
+from tests.conftest import POSTGRES_URL, _postgres_schema_url
 from tests.faults.stack import Stack
-from tests.producers.conftest import World, make_demo, world_at
+from tests.producers.conftest import World, make_demo, world_at, world_of
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+NO_POSTGRES = "needs PostgreSQL (TRADESTREAM_TEST_DATABASE_URL): the PostgreSQL runs of the fault tests"
+ON_POSTGRESQL = [pytest.mark.postgres, pytest.mark.skipif(not POSTGRES_URL, reason=NO_POSTGRES)]
+# The fault tests that also run on PostgreSQL: @ON_BOTH (the others run on SQLite only, as the suite's time allows).
+ON_BOTH = pytest.mark.parametrize(
+    "backend", [pytest.param(SQLITE, id=SQLITE), pytest.param(POSTGRESQL, id=POSTGRESQL, marks=ON_POSTGRESQL)],
+    indirect=True,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,20 +40,56 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     return path, make_demo(path)
 
 
-@pytest.fixture
-def demo(demo_template: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
-    return demo_template[1]
+@contextmanager
+def demo_database(backend: str, folder: Path, template: tuple[Path, dict[str, Any]]) -> Iterator[tuple[World, dict[str, Any]]]:
+    """The demo world in a database of its own, and the `demo` output; dropped (PostgreSQL) at the end."""
+    if backend == SQLITE:
+        path = folder / "var" / "tradestream.db"
+        path.parent.mkdir(parents=True)
+        shutil.copyfile(template[0], path)
+        world = world_at(path, template[1])
+        try:
+            yield world, template[1]
+        finally:
+            world.engine.dispose()
+        return
+    for url in _postgres_schema_url(POSTGRES_URL):
+        engine = make_engine(url)
+        try:
+            init_db(engine)
+            with make_session_factory(engine)() as session:
+                demo: dict[str, Any] = demo_world(session, None)  # ~0.3 s: a template to copy costs as much
+        finally:
+            engine.dispose()
+        world = world_of(url, demo)
+        try:
+            yield world, demo
+        finally:
+            world.engine.dispose()  # before the schema's drop, which waits for every connection to it
 
 
 @pytest.fixture
-def world(tmp_path: Path, demo_template: tuple[Path, dict[str, Any]]) -> Iterator[World]:
-    template, demo = demo_template
-    path = tmp_path / "var" / "tradestream.db"
-    path.parent.mkdir()
-    shutil.copyfile(template, path)
-    world = world_at(path, demo)
-    yield world
-    world.engine.dispose()
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database the test runs on: SQLite unless the test is parametrized (ON_BOTH)."""
+    return str(getattr(request, "param", SQLITE))
+
+
+@pytest.fixture
+def database(
+    backend: str, tmp_path: Path, demo_template: tuple[Path, dict[str, Any]]
+) -> Iterator[tuple[World, dict[str, Any]]]:
+    with demo_database(backend, tmp_path, demo_template) as made:
+        yield made
+
+
+@pytest.fixture
+def demo(database: tuple[World, dict[str, Any]]) -> dict[str, Any]:
+    return database[1]
+
+
+@pytest.fixture
+def world(database: tuple[World, dict[str, Any]]) -> World:
+    return database[0]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from bus.topics import StreamKey
 from store.handoff import Execution, InboxCommand
 from store.models import Order
 from tests.faults import invariants
+from tests.faults.conftest import ON_BOTH
 from tests.faults.stack import Follower, Received, Sender, Stack, signal_bodies
 from tests.producers.conftest import World
 from tests.waiting import wait_until
@@ -80,10 +81,12 @@ def crash(pipeline: Pipeline, *names: str) -> None:
     assert all(seen.events for seen in received.values())
 
 
+@ON_BOTH
 def test_order_handler_killed_during_a_burst(pipeline: Pipeline) -> None:
     crash(pipeline, "orders")
 
 
+@ON_BOTH
 def test_position_handler_killed_during_a_burst(pipeline: Pipeline) -> None:
     crash(pipeline, "positions")
 
@@ -97,6 +100,7 @@ def test_webhook_killed_during_a_burst_and_every_retry_answered(pipeline: Pipeli
     assert pipeline.sender.attempts > BURST  # requests in flight got no answer and were sent again
 
 
+@ON_BOTH
 def test_every_process_killed_at_once_during_a_burst(pipeline: Pipeline) -> None:
     crash(pipeline, "broker", "orders", "positions", "webhook", "streamer")
     assert all(follower.received.connections >= 2 for follower in pipeline.followers.values())

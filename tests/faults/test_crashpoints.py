@@ -25,15 +25,16 @@ its work would pass them). N is counted from the armed start, at a settled
 moment, so it names the same step of every round. One stack serves the
 module's cases (a start costs ~0.7 s of CPU per process): each case restarts
 only the process it arms; a failed case leaves its stack for a new one, so it
-cannot fail the next.
+cannot fail the next. PG_POINTS run again on a rig whose database is a fresh
+PostgreSQL schema (skipped without TRADESTREAM_TEST_DATABASE_URL).
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -49,9 +50,10 @@ from producers import inbox
 from producers.commands import WAKE, TickCommand
 from store.models import Order, Signal
 from tests.faults import invariants
+from tests.faults.conftest import ON_POSTGRESQL, POSTGRESQL, demo_database
 from tests.faults.crashpoint import CrashPoint
 from tests.faults.stack import ORDER, Follower, Sender, Stack, signal_bodies
-from tests.producers.conftest import World, world_at
+from tests.producers.conftest import World
 from tests.waiting import wait_until
 
 # One worker runs all of them (--dist loadgroup, setup.cfg), so the module's `rigs` starts once, not once per worker.
@@ -147,13 +149,10 @@ POINTS = [
 
 
 class Rig:
-    """The stack on its own copy of the demo database, and a follower per key of btc-trend."""
+    """The stack on its own demo database, and a follower per key of btc-trend."""
 
-    def __init__(self, folder: Path, template: Path, demo: dict[str, Any]) -> None:
-        path = folder / "var" / "tradestream.db"
-        path.parent.mkdir(parents=True)
-        shutil.copyfile(template, path)
-        self.world: World = world_at(path, demo)
+    def __init__(self, folder: Path, world: World, demo: dict[str, Any]) -> None:
+        self.world = world
         self.stack = Stack(self.world, folder)
         self.demo = demo
         self.followers: dict[StreamKey, Follower] = {}
@@ -215,7 +214,6 @@ class Rig:
         for follower in self.followers.values():
             follower.close()
         self.stack.close()
-        self.world.engine.dispose()
 
 
 def ticked(session: Session, tag: str) -> list[str]:
@@ -229,42 +227,72 @@ def ticked(session: Session, tag: str) -> list[str]:
 
 
 class Rigs:
-    """The module's rig, made when first needed and again after a case failed on it."""
+    """The module's rig of each database, made when first needed and again after a case failed on it."""
 
-    def __init__(self, factory: pytest.TempPathFactory, template: Path, demo: dict[str, Any]) -> None:
-        self.factory, self.template, self.demo = factory, template, demo
-        self.current: Rig | None = None
+    def __init__(self, factory: pytest.TempPathFactory, template: tuple[Path, dict[str, Any]]) -> None:
+        self.factory, self.template = factory, template
+        self.current: dict[str, tuple[Rig, ExitStack]] = {}
 
-    def get(self) -> Rig:
-        if self.current is None:
-            self.current = Rig(self.factory.mktemp("crashpoints"), self.template, self.demo)
-        return self.current
+    def get(self, backend: str) -> Rig:
+        if backend not in self.current:
+            folder = self.factory.mktemp(f"crashpoints-{backend}")
+            with ExitStack() as held:
+                world, demo = held.enter_context(demo_database(backend, folder, self.template))
+                rig = Rig(folder, world, demo)
+                held.callback(rig.close)  # the stack stops before its database goes
+                self.current[backend] = (rig, held.pop_all())
+        return self.current[backend][0]
 
-    def discard(self) -> None:
-        if self.current is not None:
-            self.current.close()
-            self.current = None
+    def discard(self, backend: str) -> None:
+        if backend in self.current:
+            self.current.pop(backend)[1].close()
+
+    def close(self) -> None:
+        for backend in list(self.current):
+            self.discard(backend)
 
 
 @pytest.fixture(scope="module")
 def rigs(tmp_path_factory: pytest.TempPathFactory, demo_template: tuple[Path, dict[str, Any]]) -> Iterator[Rigs]:
-    made = Rigs(tmp_path_factory, *demo_template)
+    made = Rigs(tmp_path_factory, demo_template)
     yield made
-    made.discard()
+    made.close()
 
 
 @pytest.fixture
-def rig(rigs: Rigs, request: pytest.FixtureRequest) -> Iterator[Rig]:
-    current = rigs.get()
+def rig(rigs: Rigs, backend: str, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    current = rigs.get(backend)
     yield current
     report = getattr(request.node, "rep_call", None)
     if report is None or report.failed:
         print(current.stack.logs())
-        rigs.discard()
+        rigs.discard(backend)
 
 
 @pytest.mark.parametrize("case", POINTS)
 def test_killed_at_a_hand_off_and_restarted_loses_and_repeats_nothing(rig: Rig, case: Case) -> None:
+    killed_at_a_hand_off(rig, case)
+
+
+# The database's hand-offs again on PostgreSQL (a rig of its own, on another worker than the SQLite rig's):
+# the webhook's commit, the order handler's exchange and commit, its fills' wake-up, the position handler's
+# fold and commit, and a host losing power. The broker's journal and the streamer use no PostgreSQL.
+PG_POINTS = [case for case in POINTS if case.id in (
+    "webhook-after-Intake._enqueue-3", "orders-after-Trader.apply-3", "orders-before-Relay.offer-3",
+    "orders-before-FillWakes.__call__-6", "positions-after-PositionHandler._fold-3", "positions-before-Relay.offer-3",
+    "orders-before-Relay.offer-1-tail", "broker-before-Journal.write-1-tail+orders+positions",
+)]
+assert len(PG_POINTS) == 8, "an id of PG_POINTS names no point of POINTS"
+
+
+@pytest.mark.xdist_group("crashpoint-rigs-postgresql")
+@pytest.mark.parametrize("backend", [pytest.param(POSTGRESQL, marks=ON_POSTGRESQL)], indirect=True)
+@pytest.mark.parametrize("case", PG_POINTS)
+def test_killed_at_a_hand_off_on_postgresql_loses_and_repeats_nothing(rig: Rig, case: Case) -> None:
+    killed_at_a_hand_off(rig, case)
+
+
+def killed_at_a_hand_off(rig: Rig, case: Case) -> None:
     rig.arm(case.crash)
     rig.rounds += 1
     tag = f"{case.crash.process}-{rig.rounds}"
