@@ -21,7 +21,9 @@ also makes the process the only writer of its rows.
 
 A worker's own failures are its business (a poison row is recorded and
 skipped); an exception reaching this loop (the database down) is logged, at
-most once per WARN_EVERY_S, and the work is retried at the next sweep. On
+most once per WARN_EVERY_S, and the work is retried at the next sweep; the
+relay then reads the outbox again, as the step may have committed rows that it
+never offered (a COMMIT whose answer was lost). On
 SIGTERM/SIGINT the loop finishes the row in hand, gives the relay up to
 DRAIN_GRACE_S to have its sent rows confirmed, and exits within the contract's 5 s.
 """
@@ -178,6 +180,9 @@ class ProducerLoop:
         try:
             step()
         except Exception:
+            # A COMMIT can fail after the database carried it out (its answer lost with the connection, a
+            # real risk with PostgreSQL across a network): the relay reads what the worker could not offer.
+            self._relay.recheck()
             self._failures("producer step failed; retrying at the next sweep", exc_info=True)
 
     def _drain_relay(self) -> None:

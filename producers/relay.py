@@ -93,6 +93,11 @@ class Relay:
         self.window.offer(rows)
         self._send(self._clock())
 
+    def recheck(self) -> None:
+        """A step of the producer failed, perhaps after its commit took place: the rows it wrote are read
+        from the outbox (the next pump), since nobody offers them (RelayWindow.recheck)."""
+        self.window.recheck()
+
     def pump(self) -> None:
         """Read the answers waiting, retry what timed out, load rows left in the database, send."""
         self.receive()

@@ -119,6 +119,11 @@ class RelayWindow:
                 continue
             self._hold(row)
 
+    def recheck(self) -> None:
+        """The producer may have committed rows it could not offer (a COMMIT carried out whose answer was
+        lost): read the database after `tail` before holding any row offered later, which would pass them."""
+        self.complete = False
+
     def take(self, now: float) -> list[tuple[Row, int]]:
         """The rows the window allows to send now, each with its prev_id; call `unsent` for any not sent."""
         room = self.limits.window - self._next

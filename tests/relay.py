@@ -3,6 +3,9 @@
 It listens on a port of its own and copies bytes both ways to the target. `cut()`
 closes every relayed connection and stops listening (new connections are refused,
 as from a database host that is down); `restore()` listens on the same port again.
+`hold_replies()` drops what the target sends back from then on (until `restore()`),
+while what the client sends still reaches it: a COMMIT that the database carries
+out and whose answer never arrives.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class Relay:
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._stopping = False
+        self._upstreams: set[socket.socket] = set()
+        self._holding = False
         self.port = self._listen(0)
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
         self._thread.start()
@@ -41,9 +46,15 @@ class Relay:
                 self._drop(sock)
         self._wake_w.send(b"x")
 
-    def restore(self) -> None:
-        """Accept connections again, on the same port."""
+    def hold_replies(self) -> None:
+        """Drop every byte the target sends from now on; the client's still reach it."""
         with self._lock:
+            self._holding = True
+
+    def restore(self) -> None:
+        """Accept connections again, on the same port, and relay replies again."""
+        with self._lock:
+            self._holding = False
             self._listen(self.port)
         self._wake_w.send(b"x")
 
@@ -87,6 +98,7 @@ class Relay:
         except BlockingIOError:
             return
         upstream = socket.create_connection(self.target, timeout=5)
+        self._upstreams.add(upstream)
         for one, other in ((client, upstream), (upstream, client)):
             one.setblocking(True)
             self._pairs[one] = other
@@ -96,7 +108,8 @@ class Relay:
         try:
             data = sock.recv(CHUNK)
             if data:
-                self._pairs[sock].sendall(data)
+                if not (self._holding and sock in self._upstreams):
+                    self._pairs[sock].sendall(data)
                 return
         except OSError:
             pass
@@ -109,5 +122,6 @@ class Relay:
         for one in (sock, other):
             if one is not None:
                 self._pairs.pop(one, None)
+                self._upstreams.discard(one)
                 self._selector.unregister(one)
                 one.close()

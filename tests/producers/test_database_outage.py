@@ -7,20 +7,24 @@ COMMIT is sent): the transaction is lost with its connection, and with the
 relay cut the handler cannot reach the database to rebuild its exchange either.
 Once the relay is back, the rows are handled again against an exchange rebuilt
 from the database, so every order that should fill is FILLED with its
-execution, and a fill whose position change was lost is applied once. SQLite is a local file that does not go away like this, so this runs
+execution, and a fill whose position change was lost is applied once. A COMMIT
+the database carries out whose answer is lost (the relay holding replies, then
+cut) must still have its outbox rows sent. SQLite is a local file that does not go away like this, so this runs
 against PostgreSQL only (TRADESTREAM_TEST_DATABASE_URL).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import zmq
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from bus.protocol import ACK, REJECT
 from producers import inbox
@@ -28,14 +32,16 @@ from producers.commands import Command, SignalCommand
 from producers.errors import TRANSIENT
 from producers.orders import OrderHandler
 from producers.positions import PositionHandler
+from producers.pull_loop import ProducerLoop
+from producers.relay import Relay as OutboxRelay
 from store.db import init_db, make_engine, make_session_factory
 from store.demo import demo as demo_world
-from store.handoff import Execution
+from store.handoff import Execution, InboxCommand, OutboxEvent
 from store.models import Order, Position
 from tests.conftest import POSTGRES_URL, _postgres_schema_url
 from tests.producers.conftest import World, world_of
 from tests.producers.test_handlers import NEVER, Recorder, limit, outcomes, spec, submit, tick
-from tests.producers.test_relay import StandInBroker, commit_events, make_relay, sent_marks, summary
+from tests.producers.test_relay import CALM, StandInBroker, commit_events, make_relay, sent_marks, summary
 from tests.relay import Relay
 from tests.waiting import wait_until
 
@@ -66,7 +72,11 @@ def relayed() -> Iterator[tuple[World, Relay]]:
 
 def store(world: World, *commands: Command) -> None:
     """Store commands in the inbox, as the webhook or replay would."""
-    with world.sessions() as session:
+    store_with(world.sessions, *commands)
+
+
+def store_with(sessions: sessionmaker[Session], *commands: Command) -> None:
+    with sessions() as session:
         for command in commands:
             inbox.put(session, command)
         session.commit()
@@ -192,3 +202,48 @@ def test_a_rejection_answered_while_the_database_is_down_is_recorded_once_it_is_
         outbox_relay.close()
         broker.socket.close()
         ctx.destroy(linger=0)
+
+
+def direct_sessions(world: World, relay: Relay) -> sessionmaker[Session]:
+    """Sessions of the world's database that do not go through the relay."""
+    host, port = relay.target
+    return make_session_factory(make_engine(make_url(world.url).set(host=host, port=port)))
+
+
+def handled_rows(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).where(InboxCommand.handled_at.is_not(None))) or 0
+
+
+@pytest.mark.expect_log("producer step failed")
+def test_a_commit_carried_out_whose_answer_was_lost_still_sends_its_events(relayed: tuple[World, Relay]) -> None:
+    world, relay = relayed
+    direct = direct_sessions(world, relay)  # the test's writes, and the outbox relay's, never cut
+    ctx: zmq.Context[Any] = zmq.Context()
+    broker = StandInBroker(ctx)
+    outbox_relay = OutboxRelay(direct, "orders", broker.endpoint, context=ctx, limits=CALM)
+    handler = OrderHandler(world.sessions, outbox_relay.offer, lambda fills: None)
+    loop = ProducerLoop("tcp://127.0.0.1:*", handler, outbox_relay, context=ctx, sweep_s=0.05)
+    event.listen(world.engine, "commit", lambda connection: relay.hold_replies(), once=True)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        market = spec("MARKET", "BTC/USDT", "BUY", 90_000.0, None, 1.0)
+        store_with(direct, SignalCommand("btc-trend", (market,)))  # alice's and bob's orders: two events
+        wait_until(lambda: handled_rows(direct) == 1, what="the signal's commit carried out, its answer held back")
+        relay.cut()  # the answer never comes: the handler cannot know that its commit took place
+        wait_until(lambda: loop.failures >= 1, what="the handler's commit to fail")
+        relay.restore()
+        store_with(direct, SignalCommand("btc-trend", (market,)))
+        wait_until(lambda: handled_rows(direct) == 2, what="the next signal handled")
+        got = broker.receive(None, 4)  # the loop's thread pumps the relay
+        with direct() as session:
+            committed = list(session.scalars(select(OutboxEvent.id).order_by(OutboxEvent.id)))
+        assert [(event_id, prev_id) for _, event_id, prev_id, _ in got] == list(zip(committed, [0, *committed[:-1]]))
+        broker.answer(ACK, outbox_relay.stream, committed[-1])
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+        broker.socket.close()
+        ctx.destroy(linger=0)
+        direct.kw["bind"].dispose()

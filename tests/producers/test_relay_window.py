@@ -175,3 +175,14 @@ def test_a_full_load_means_more_may_wait_in_the_database() -> None:
     assert not window.complete and window.load_after() == (3, 3)
     window.loaded([row(4)], limit=3)
     assert window.complete and window.load_after() is None
+
+
+def test_after_a_recheck_rows_offered_wait_for_the_rows_committed_before_them_that_nobody_offered() -> None:
+    window = started(0, 1)
+    window.recheck()  # rows 2 and 3 were committed, the producer never knew (its COMMIT's answer was lost)
+    window.offer([row(4)])
+    assert window.load_after() == (1, 3)
+    window.loaded([row(2), row(3), row(4)], limit=3)
+    assert sent(window) == [(1, 0), (2, 1), (3, 2)]
+    window.ack(3, 0.1)
+    assert sent(window) == [(4, 3)]
