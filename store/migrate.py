@@ -1,4 +1,4 @@
-"""Schema migrations: which Alembic revision a database is at, upgrading it to this release's head, new revisions.
+"""Schema migrations: upgrading a database to this release's head with Alembic, downgrades, new revisions.
 
 The revisions live in store/migrations/versions/ (inside the package, so an
 installed wheel carries them); Alembic is driven from here with its Config and
@@ -10,9 +10,10 @@ with them on would cascade into every row that refers to it) and checked before
 the commit; on PostgreSQL a transaction-level advisory lock (its DDL is
 transactional too).
 
-A database made by an older release's `init-db` (create_all, no alembic_version
-table) is recognised by its tables (LEGACY_RELEASES), stamped at the revision it
-matches, then upgraded. An empty database migrates from nothing.
+Where a database stands is read without Alembic (store/schema_status.py, store/revisions.py):
+a process at head never imports this module. A database made by an older
+release's `init-db` is stamped at the revision its tables match, then upgraded;
+an empty database migrates from nothing.
 
 Developers: `python -m store.migrate revision -m "what changed" --autogenerate`
 writes the next numbered revision from the models' difference to head (see
@@ -26,7 +27,6 @@ import functools
 import logging
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,13 +37,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, text
 
+from store import revisions, schema_status
 from store.errors import SchemaError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 HEAD = "head"
-VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock's key for "migrating this database" (any constant shared by every process).
 POSTGRES_LOCK_KEY = 0x7472_6164_6573_7472  # b"tradestr"
 FILE_TEMPLATE = "r%%(rev)s_%%(slug)s"  # versions/r0004_what_changed.py (%% is the Config's escape)
@@ -54,56 +54,10 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
-class Release:
-    """What an older release's create_all left: the revision it matches, told by the tables it added."""
-
-    revision: str
-    tables: frozenset[str]
-    columns: tuple[tuple[str, str], ...] = ()
-
-
-# Oldest first; a database matches the newest release all of whose tables (and columns), and all earlier ones', it has.
-LEGACY_RELEASES = (
-    Release("0001", frozenset({"users", "accounts", "strategies", "strategy_accounts", "signals", "orders", "positions"})),
-    Release("0002", frozenset({"order_inbox", "executions", "outbox", "outbox_streams", "market_prices"})),
-    Release("0003", frozenset({"user_sessions"}), (("users", "is_active"),)),
-)
-KNOWN_TABLES = frozenset().union(*(release.tables for release in LEGACY_RELEASES))
-
-
-@dataclass(frozen=True)
-class Status:
-    """Where a database stands: its revision (None: no version table), the head, and a legacy match."""
-
-    current: str | None
-    head: str
-    legacy: str | None = None  # no version table, but an older release's tables: the revision they match
-    known: bool = True  # False: a revision this release has no file for (a newer release migrated it)
-
-    @property
-    def at_head(self) -> bool:
-        return self.current == self.head
-
-    def describe(self) -> str:
-        """One line for people (`tradestream-admin db-status`)."""
-        if self.at_head:
-            return f"Database at revision {self.head} (head): up to date."
-        if not self.known:
-            return f"Database at revision {self.current}, unknown to this release (head {self.head}): a newer release migrated it."
-        if self.legacy is not None:
-            where = f"made by an older release without a revision (its tables match {self.legacy})"
-        elif self.current is None:
-            where = "empty (no schema yet)"
-        else:
-            where = f"at revision {self.current}"
-        return f"Database {where}, head is {self.head}: run `tradestream-admin migrate`."
-
-
-@dataclass(frozen=True)
 class Migrated:
     """What an upgrade did: the status before it and the revision after it."""
 
-    before: Status
+    before: schema_status.Status
     after: str
 
     @property
@@ -126,59 +80,12 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(_config())
 
 
-def head() -> str:
-    """This release's head revision."""
-    revision = script_directory().get_current_head()
-    assert revision is not None, f"no revisions in {MIGRATIONS}"
-    return revision
-
-
 def _config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("file_template", FILE_TEMPLATE)
     config.attributes["connection"] = connection
     return config
-
-
-def _legacy_revision(connection: Connection) -> str | None:
-    """The revision an older release's tables match, None for no tables of ours; SchemaError for a mix."""
-    inspector = inspect(connection)
-    tables = set(inspector.get_table_names())
-    if VERSION_TABLE in tables or not tables & KNOWN_TABLES:
-        return None
-    matched = None
-    for release in LEGACY_RELEASES:
-        has_columns = all(
-            column in {c["name"] for c in inspector.get_columns(table)}
-            for table, column in release.columns
-            if table in tables
-        )
-        if not (release.tables <= tables and has_columns):
-            break
-        matched = release.revision
-    if matched is None:
-        found = ", ".join(sorted(tables & KNOWN_TABLES))
-        raise SchemaError(f"cannot tell which release made this database (it has only {found}): migrate it by hand")
-    return matched
-
-
-def current_revision(connection: Connection) -> str | None:
-    """The revision in the database's alembic_version table, None when it has none."""
-    return MigrationContext.configure(connection).get_current_revision()
-
-
-def read_status(connection: Connection) -> Status:
-    """The database's status, read on `connection` (nothing is changed)."""
-    current = current_revision(connection)
-    legacy = _legacy_revision(connection) if current is None else None
-    return Status(current, head(), legacy, current is None or current in _known_revisions())
-
-
-def status(engine: Engine) -> Status:
-    """The database's status (`tradestream-admin db-status`)."""
-    with engine.connect() as connection:
-        return read_status(connection)
 
 
 @contextmanager
@@ -214,15 +121,10 @@ def _alembic(action: str, connection: Connection, revision: str) -> None:
         raise SchemaError(f"cannot {action} to {revision!r}: {exc}") from None
 
 
-@functools.cache
-def _known_revisions() -> frozenset[str]:
-    return frozenset(script.revision for script in script_directory().walk_revisions())
-
-
 def _check_target(current: str | None, target: str) -> None:
     """SchemaError for a revision this release does not know, or an upgrade that would go down."""
     script = script_directory()
-    if current is not None and current not in _known_revisions():
+    if current is not None and current not in revisions.known():
         raise SchemaError(f"the database is at revision {current}, unknown to this release (a newer one migrated it)")
     try:
         wanted = script.get_revision(target)
@@ -240,12 +142,12 @@ def _check_target(current: str | None, target: str) -> None:
 def upgrade(engine: Engine, revision: str = HEAD) -> Migrated:
     """Upgrade to `revision` (head by default), first stamping an older release's schema; one transaction."""
     with _locked(engine) as connection:
-        before = read_status(connection)  # read under the lock: a process that waited finds the work done
+        before = schema_status.read_status(connection)  # read under the lock: a process that waited finds the work done
         _check_target(before.current or before.legacy, revision)
         if before.legacy is not None:
             _alembic("stamp", connection, before.legacy)
         _alembic("upgrade", connection, revision)
-        after = current_revision(connection)
+        after = revisions.current(connection)
     assert after is not None
     return Migrated(before, after)
 
@@ -253,37 +155,20 @@ def upgrade(engine: Engine, revision: str = HEAD) -> Migrated:
 def downgrade(engine: Engine, revision: str) -> Migrated:
     """Downgrade to `revision` ("-1": one step; "base": nothing left) in one transaction."""
     with _locked(engine) as connection:
-        before = read_status(connection)
+        before = schema_status.read_status(connection)
         _alembic("downgrade", connection, revision)
-        after = current_revision(connection)
+        after = revisions.current(connection)
     return Migrated(before, after or "base")
 
 
 def ensure_head(engine: Engine) -> Migrated | None:
     """What a process does at start: nothing when at head (one read), else upgrade and log it once."""
-    if status(engine).at_head:
+    if schema_status.status(engine).at_head:
         return None
     migrated = upgrade(engine)
     if migrated.changed:
         log.info("%s", migrated.describe())
     return migrated
-
-
-def wait_for_head(engine: Engine, timeout_s: float, poll_s: float = 0.5) -> Status:
-    """What a process that does not migrate does at start (the streamer): wait for another to do it.
-
-    Returns at once when the database is at head or at a revision this release does not know (a
-    newer release's: waiting cannot help); else logs once and polls until head or `timeout_s`.
-    The caller refuses to start unless the returned status is at head.
-    """
-    deadline = time.monotonic() + timeout_s
-    found = status(engine)
-    if not found.at_head and found.known:
-        log.warning("%s Waiting up to %.0f s for it.", found.describe(), timeout_s)
-    while not found.at_head and found.known and time.monotonic() < deadline:
-        time.sleep(poll_s)  # the pace of polling another process's migration
-        found = status(engine)
-    return found
 
 
 def stamp_head(connection: Connection) -> None:
@@ -292,7 +177,7 @@ def stamp_head(connection: Connection) -> None:
 
 
 def _next_revision_id() -> str:
-    numbers = [int(script.revision) for script in script_directory().walk_revisions() if script.revision.isdigit()]
+    numbers = [int(revision) for revision in revisions.known() if revision.isdigit()]
     return f"{max(numbers, default=0) + 1:04d}"
 
 

@@ -19,7 +19,7 @@ from bus import kinds
 from bus.curvekeys import SERVER, make_deployment
 from bus.process import OneLineParser
 from bus.roles import Role, parse_roles
-from store import actions, demo, migrate, rows
+from store import actions, demo, migrate, rows, schema_status
 
 # db-status's exit status when the database is not at head (1 is an error, 2 bad flags).
 EXIT_BEHIND = 3
@@ -43,7 +43,7 @@ def _shown_url(engine: Engine) -> str:
     return make_url(engine.url).render_as_string(hide_password=True)
 
 
-def _status_json(engine: Engine, status: migrate.Status) -> dict[str, Any]:
+def _status_json(engine: Engine, status: schema_status.Status) -> dict[str, Any]:
     return {
         "database_url": _shown_url(engine),
         "revision": status.current,
@@ -66,7 +66,7 @@ def _migrate(engine: Engine, args: argparse.Namespace) -> Outcome:
 
 
 def _db_status(engine: Engine, args: argparse.Namespace) -> Outcome:
-    status = migrate.status(engine)
+    status = schema_status.status(engine)
     return Outcome(_status_json(engine, status), status.describe(), 0 if status.at_head else EXIT_BEHIND)
 
 

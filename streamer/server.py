@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bus import security
 from bus.process import configure_logging, exit_on_stop_signals_while_starting, stop_on_signals
-from store import migrate
+from store import schema_status
 from store.db import first_line, open_database
 from store.errors import DatabaseUnavailable
 from streamer.app import make_front, make_metrics_app
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         # The producers migrate at start; a streamer on an older schema would answer 500s.
-        schema = migrate.wait_for_head(engine, SCHEMA_WAIT_S)
+        schema = schema_status.wait_for_head(engine, SCHEMA_WAIT_S)
     except SQLAlchemyError as exc:
         log.error("cannot read the database schema's revision: %s", first_line(exc))
         return 1

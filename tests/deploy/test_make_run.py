@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from store import migrate
+from store import revisions, schema_status
 from store.db import make_engine
 from tests.deploy.stack import PROJECT, Stack, make_project_copy, stack_environment
 from tests.store.legacy import release_0001
@@ -151,7 +151,7 @@ def test_run_script_upgrades_an_older_release_database_in_var(project: tuple[Pat
     run = RunScript(root, env)
     try:
         run.wait_output(READY)
-        assert f"Database migrated from an older release's schema (0001, stamped) to revision {migrate.head()}." in run.output
+        assert f"Database migrated from an older release's schema (0001, stamped) to revision {revisions.head()}." in run.output
         assert "warning" not in run.output.lower(), run.output
         token, btc_trend = api_token(run.output, "alice"), strategy_id(run.output, "btc-trend")
         wait_until(lambda: rows_of(stack, "positions", token, btc_trend), timeout=30, what="replayed positions", poll=0.2)
@@ -160,7 +160,7 @@ def test_run_script_upgrades_an_older_release_database_in_var(project: tuple[Pat
     assert code == 0, run.output
     engine = make_engine(env["TRADESTREAM_DATABASE_URL"])
     try:
-        assert migrate.status(engine).at_head
+        assert schema_status.status(engine).at_head
         with engine.connect() as connection:
             assert connection.execute(text("SELECT username, is_active FROM users WHERE username = 'olduser'")).one() == ("olduser", True)
     finally:

@@ -22,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
-from store import migrate
+from store import migrate, revisions, schema_status
 from store.db import init_db, make_engine, make_session_factory
 from store.handoff import Execution
 from store.models import Account, MarketPrice, Order, Position, Signal, Strategy, StrategyAccount, User
@@ -86,7 +86,7 @@ def schema_of(engine: Engine) -> dict[str, Any]:
     """Everything reflection tells about each table (what compare_metadata does not look at included)."""
     inspector = inspect(engine)
     tables: dict[str, Any] = {}
-    for table in sorted(set(inspector.get_table_names()) - {migrate.VERSION_TABLE}):
+    for table in sorted(set(inspector.get_table_names()) - {revisions.VERSION_TABLE}):
         tables[table] = {
             "columns": {c["name"]: (repr(c["type"]), c["nullable"], c.get("default")) for c in inspector.get_columns(table)},
             "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
@@ -122,7 +122,7 @@ def models_schema(new_database: NewDatabase) -> dict[str, Any]:
 
 def test_upgrade_head_makes_exactly_the_models_schema(new_database: NewDatabase, database: tuple[str, Engine]) -> None:
     _, engine = database
-    assert migrate.upgrade(engine).after == migrate.head()
+    assert migrate.upgrade(engine).after == revisions.head()
     assert differences(engine) == [], f"upgrade head does not make the models' schema: {NEW_REVISION}"
     # Check constraints, partial indexes, ON DELETE and SQLite's AUTOINCREMENT, which compare_metadata skips:
     assert schema_of(engine) == models_schema(new_database), f"the migrated schema differs from create_all's: {NEW_REVISION}"
@@ -134,7 +134,7 @@ def test_a_fresh_process_schema_has_every_table_head_makes(database: tuple[str, 
     migrate.upgrade(engine)
     listed = subprocess.run([sys.executable, "-c", "from store.schema import METADATA; print(*sorted(METADATA.tables))"],
                             capture_output=True, text=True, timeout=60, check=True)
-    assert listed.stdout.split() == sorted(set(inspect(engine).get_table_names()) - {migrate.VERSION_TABLE})
+    assert listed.stdout.split() == sorted(set(inspect(engine).get_table_names()) - {revisions.VERSION_TABLE})
 
 
 def test_the_comparison_sees_a_model_the_revisions_lack(database: tuple[str, Engine]) -> None:
@@ -203,7 +203,7 @@ def test_an_older_release_database_is_stamped_then_upgraded_and_keeps_its_rows(
 
     migrated = admin(url, "migrate")
     assert migrated.returncode == 0, migrated
-    assert f"migrated from an older release's schema ({release}, stamped) to revision {migrate.head()}" in migrated.stdout
+    assert f"migrated from an older release's schema ({release}, stamped) to revision {revisions.head()}" in migrated.stdout
     _assert_old_rows_survived(engine)
     assert differences(engine) == [], NEW_REVISION
     assert schema_of(engine) == models_schema(new_database), NEW_REVISION
@@ -217,7 +217,7 @@ def test_downgrade_one_step_and_up_again_keeps_the_rows(new_database: NewDatabas
     migrate.upgrade(engine)
 
     down = migrate.downgrade(engine, "-1")
-    assert (down.before.current, down.after) == (migrate.head(), "0004")
+    assert (down.before.current, down.after) == (revisions.head(), "0004")
     assert schema_of(engine) == schema_at_revision(new_database, "0004")  # replay_runs gone
     assert migrate.downgrade(engine, "-1").after == "0003"
     assert schema_of(engine) == schema_at_revision(new_database, "0003")  # money columns doubles again
@@ -228,7 +228,7 @@ def test_downgrade_one_step_and_up_again_keeps_the_rows(new_database: NewDatabas
         assert connection.execute(text("SELECT count(*) FROM orders")).scalar_one() == 1
         assert connection.execute(text("SELECT count(*) FROM positions")).scalar_one() == 1
 
-    assert migrate.upgrade(engine).after == migrate.head()
+    assert migrate.upgrade(engine).after == revisions.head()
     _assert_old_rows_survived(engine)
     assert differences(engine) == []
 
@@ -260,7 +260,7 @@ def test_each_revision_is_its_release_schema(new_database: NewDatabase, database
 
 def test_db_status_and_migrate_as_an_operator_runs_them(database: tuple[str, Engine]) -> None:
     url, engine = database
-    head = migrate.head()
+    head = revisions.head()
     steps: list[tuple[tuple[str, ...], int, str]] = [
         (("db-status",), 3, f"Database empty (no schema yet), head is {head}: run `tradestream-admin migrate`."),
         (("migrate", "--revision", "0001"), 0, "Database migrated from an empty database to revision 0001."),
@@ -275,7 +275,7 @@ def test_db_status_and_migrate_as_an_operator_runs_them(database: tuple[str, Eng
         assert (result.returncode, result.stderr) == (code, ""), (args, result)
         assert result.stdout.startswith(line), (args, result.stdout)
     with engine.connect() as connection:
-        assert migrate.current_revision(connection) == head
+        assert revisions.current(connection) == head
 
 
 ONE_LINE_ERRORS = [
@@ -323,8 +323,8 @@ def test_processes_started_together_migrate_one_after_another(database: tuple[st
     results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
     assert all(code == 0 and err == "" for code, _, err in results), results
     outputs = sorted(out.split(" (")[0] for _, out, _ in results)
-    assert outputs == [f"Database already at revision {migrate.head()}: nothing to do."] * 2 + [
-        f"Database migrated from an empty database to revision {migrate.head()}."
+    assert outputs == [f"Database already at revision {revisions.head()}: nothing to do."] * 2 + [
+        f"Database migrated from an empty database to revision {revisions.head()}."
     ]
     assert differences(engine) == []
 
@@ -332,7 +332,7 @@ def test_processes_started_together_migrate_one_after_another(database: tuple[st
 def test_the_tests_fast_path_is_stamped_at_head(database: tuple[str, Engine]) -> None:
     _, engine = database
     init_db(engine)
-    assert migrate.status(engine).at_head
+    assert schema_status.status(engine).at_head
     assert migrate.upgrade(engine).changed is False
 
 
@@ -381,7 +381,7 @@ def test_a_0003_database_with_float_rows_upgrades_to_exact_decimals(database: tu
         ])
         connection.execute(t["positions"].update().values(realized_pnl=0.1 + 0.2, quantity=0.20392143))
 
-    assert migrate.upgrade(engine).after == migrate.head()
+    assert migrate.upgrade(engine).after == revisions.head()
     wanted = [exact for _, exact in FLOAT_TO_DECIMAL]
     with make_session_factory(engine)() as session:
         orders = session.scalars(select(Order).where(Order.order_id.startswith("f-")).order_by(Order.id)).all()
