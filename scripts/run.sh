@@ -6,6 +6,8 @@
 #
 # Settings pass through to every process as TRADESTREAM_* variables, e.g.
 #   TRADESTREAM_DATABASE_URL=postgresql+psycopg://me@localhost/tradestream make run
+# Its own: TRADESTREAM_SPEED (the replay's pace, 10) and TRADESTREAM_STARTUP_TIMEOUT (seconds every program
+# may take to start, 60; past it, or when supervisord gives one up, the run fails naming it and its log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +17,9 @@ SAMPLE=producers/samples/sample-trades.jsonl
 HOST=${TRADESTREAM_HOST:-127.0.0.1}
 [[ $HOST == 0.0.0.0 || $HOST == "::" ]] && HOST=127.0.0.1 # listening everywhere: ask loopback
 URL="http://${HOST}:${TRADESTREAM_PORT:-8080}"
-STARTUP_TIMEOUT_S=60
+WEBHOOK_URL="http://${HOST}:${TRADESTREAM_WEBHOOK_PORT:-8081}"
+# How long every program may take to start (supervisord's own retries of one that dies at once take about as long).
+STARTUP_TIMEOUT_S=${TRADESTREAM_STARTUP_TIMEOUT:-60}
 REPLAY_SPEED=${TRADESTREAM_SPEED:-10}
 # The broker's journal: its epoch, heads and histories survive its restarts, so open
 # dashboards resume with no resync (supervisord.conf has the same default).
@@ -59,37 +63,21 @@ trap stop_stack EXIT
 trap 'stop_stack; exit "$stop_status"' INT
 trap 'stop_stack; exit 143' TERM
 
+# Each log's size before this start: the wait below reads only what this run's programs logged.
+log_sizes=()
+for log in var/log/*.log; do
+    [[ -f $log ]] && log_sizes+=("$log=$(wc -c <"$log")")
+done
+
 # -u: the user it already is, so that started as root it logs no CRIT line (supervisord.conf).
 "$BIN/supervisord" -n -c "$CONFIG" -u "$(id -u)" &
 supervisord_pid=$!
 
-# Wait until a streamer answers /healthz with the broker up (poll with a deadline).
-wait_healthy() {
-    "$BIN/python" - "$URL/healthz" "$STARTUP_TIMEOUT_S" "$supervisord_pid" <<'EOF'
-import json, os, sys, time, urllib.request
-
-url, timeout, supervisord_pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-deadline = time.monotonic() + timeout
-try:
-    while time.monotonic() < deadline:
-        try:
-            os.kill(supervisord_pid, 0)
-        except ProcessLookupError:
-            sys.exit("supervisord exited; see var/log/supervisord.log")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if json.load(response).get("broker") == "up":
-                    sys.exit(0)
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.2)  # the polling pace, not a guess at readiness
-except KeyboardInterrupt:  # Ctrl-C while starting: the script's trap stops the stack
-    sys.exit(130)
-sys.exit(f"no healthy answer from {url} after {timeout:g} s; see var/log/")
-EOF
-}
-
-if ! wait_healthy; then
+# The banner only once every program is RUNNING and listening and both HTTP services answer /healthz
+# (the streamer's with the broker and the database up); a program that cannot start ends the run here,
+# named with its log (scripts/wait_ready.py).
+if ! "$BIN/python" scripts/wait_ready.py "$CONFIG" "$supervisord_pid" "$STARTUP_TIMEOUT_S" \
+        --health "$URL/healthz" "$WEBHOOK_URL/healthz" --since ${log_sizes[@]+"${log_sizes[@]}"}; then
     "$BIN/supervisorctl" -c "$CONFIG" status || true
     exit 1
 fi
@@ -107,7 +95,7 @@ cat <<EOF
 tradestream is running: open $URL and log in.
 The sample trade log is being replayed at ${REPLAY_SPEED}x the recorded pace.
 $(echo "$logins" | sed -n '/^Logins:/,/^$/p')
-Webhook:  http://${HOST}:${TRADESTREAM_WEBHOOK_PORT:-8081}/api/webhook
+Webhook:  $WEBHOOK_URL/api/webhook
 Status:   $BIN/supervisorctl -c $CONFIG status
 Journal:  $TRADESTREAM_JOURNAL (the broker keeps its epoch and history across restarts)
 Logs:     var/log/

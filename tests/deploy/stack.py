@@ -241,13 +241,15 @@ class Stack:
         not `exit status 0`: the cause of a flake of test_sigterm_stops_every_program_cleanly).
         `since` (`log_sizes()` before a start) skips what earlier starts logged in the same files.
         """
-        def listening() -> bool:
-            return all(
-                (path := self.root / "var" / "log" / f"{name}.log").exists()
-                and " listening " in path.read_text()[(since or {}).get(name, 0):]
-                for name in LOGS
-            )
-        wait_until(listening, timeout=timeout, what="every program's 'listening' log line", poll=0.1)
+        wait_until(lambda: self.listening(since), timeout=timeout, what="every program's 'listening' log line", poll=0.1)
+
+    def listening(self, since: dict[str, int] | None = None) -> bool:
+        """Whether every program has logged its `listening` line (since `log_sizes()` when given)."""
+        return all(
+            (path := self.root / "var" / "log" / f"{name}.log").exists()
+            and " listening " in path.read_text()[(since or {}).get(name, 0):]
+            for name in LOGS
+        )
 
     def log_sizes(self) -> dict[str, int]:
         """How long each program's log is now (0 when it has none yet): `since` for `wait_listening`."""

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from store import revisions, schema_status
 from store.db import make_engine
-from tests.deploy.stack import PROJECT, Stack, make_project_copy, stack_environment
+from tests.deploy.stack import PROGRAMS, PROJECT, Stack, make_project_copy, stack_environment
 from tests.store.legacy import release_0001
 from tests.waiting import wait_until
 
@@ -54,6 +55,10 @@ class RunScript:
     def ctrl_c(self, timeout: float = 60) -> int:
         """SIGINT to the whole process group, as Ctrl-C in a terminal does."""
         os.killpg(self.process.pid, signal.SIGINT)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Its exit code, once it ended (by itself, or after ctrl_c), with all its output read."""
         code = self.process.wait(timeout=timeout)
         self._reader.join(timeout=5)
         assert self.process.stdout is not None
@@ -67,7 +72,8 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "checkout"
     make_project_copy(root)
     (root / "scripts").mkdir()
-    shutil.copy(PROJECT / "scripts" / "run.sh", root / "scripts" / "run.sh")
+    for script in ("run.sh", "wait_ready.py"):
+        shutil.copy(PROJECT / "scripts" / script, root / "scripts" / script)
     (root / SAMPLE.parent).mkdir(parents=True)
     shutil.copy(PROJECT / SAMPLE, root / SAMPLE)
     env = stack_environment(root)
@@ -103,9 +109,8 @@ def test_run_script_starts_replays_stops_on_ctrl_c_and_runs_again(project: tuple
         run = RunScript(root, env)
         try:
             run.wait_output(READY)
-            # The banner follows one streamer's /healthz; on a busy machine another program may still be
-            # importing, before main() makes a stop signal a clean exit: Ctrl-C only once all six listen.
-            stack.wait_listening(since=logged)
+            # The banner waits for all six to listen (their stop signals are clean exits from then on).
+            assert stack.listening(since=logged), run.output
             assert "Logins:" in run.output and "alice" in run.output
             assert "warning" not in run.output.lower(), run.output
             # The replayed sample reaches the dashboard: alice has orders and positions.
@@ -131,6 +136,64 @@ def test_run_script_starts_replays_stops_on_ctrl_c_and_runs_again(project: tuple
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         assert not (root / "var" / "supervisor.sock").exists()
+
+
+def port_held(port: int) -> socket.socket:
+    """Something else listening on `port` (what keeps the webhook from starting) until it is closed."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    return holder
+
+
+def webhook_retried(stack: Stack) -> bool:
+    return stack.status().get("webhook", ("", 0))[0] == "BACKOFF"
+
+
+def test_run_script_shows_its_banner_only_once_every_program_is_up(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    stack = Stack(root, env)
+    held = port_held(int(env["TRADESTREAM_WEBHOOK_PORT"]))
+    run = RunScript(root, env)
+    try:
+        # The streamers are healthy, the webhook cannot bind its port and supervisord retries it: not running yet.
+        stack.wait_healthy()
+        wait_until(lambda: webhook_retried(stack), timeout=60, what="the webhook in BACKOFF", poll=0.1)
+        assert READY not in run.output, run.output
+        held.close()
+        run.wait_output(READY)
+        # At the banner, at once: every program runs and listens, both services answer /healthz.
+        states = stack.status()
+        assert sorted(states) == sorted(PROGRAMS) and all(state == "RUNNING" for state, _ in states.values()), states
+        assert stack.listening(), run.output
+        assert stack.request("GET", "/healthz", base_url=stack.webhook_url)[0] == 200
+        assert stack.request("GET", "/healthz")[0] == 200
+        assert "webhook exited while starting; supervisord tries again (see var/log/webhook.log)" in run.output
+    finally:
+        held.close()
+        code = run.ctrl_c()
+    assert code == 0, run.output
+
+
+def test_run_script_fails_naming_a_program_that_cannot_start(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    env["TRADESTREAM_STARTUP_TIMEOUT"] = "20"  # not run.sh's minute: the webhook keeps failing anyway
+    stack = Stack(root, env)
+    with port_held(int(env["TRADESTREAM_WEBHOOK_PORT"])):  # closed at the block's end
+        run = RunScript(root, env)
+        try:
+            code = run.wait_exit(timeout=120)
+        finally:
+            if run.process.poll() is None:
+                run.ctrl_c()
+    # Non-zero, the program and its log named, the log's end quoted, no banner, and nothing left running.
+    assert code == 1, run.output
+    assert READY not in run.output, run.output
+    # Whatever the webhook's state at the deadline (BACKOFF, STARTING, RUNNING for a moment before it exits):
+    assert re.search(r"^tradestream did not start: not up in time: webhook ", run.output, re.MULTILINE), run.output
+    assert "see var/log/webhook.log" in run.output and "var/log/webhook.log ends:" in run.output, run.output
+    assert "stopping tradestream..." in run.output, run.output
+    assert stack.status() == {} and not (root / "var" / "supervisor.sock").exists()
 
 
 def test_run_script_upgrades_an_older_release_database_in_var(project: tuple[Path, dict[str, str]]) -> None:
