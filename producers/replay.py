@@ -46,7 +46,7 @@ from bus.security import bus_keys_setting
 from producers import inbox, replay_runs
 from producers.commands import WAKE, Command, SignalCommand, TickCommand
 from producers.errors import ReplayConflict, TradeLogError
-from producers.replay_progress import lines_after
+from producers.replay_progress import lines_after, stopped_note
 from producers.replay_runs import RunProgress
 from producers.tradelog import LogRecord, read_csv, read_jsonl
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
@@ -119,6 +119,10 @@ class Sink(Protocol):
 
     target: str
 
+    @property
+    def stored_through(self) -> int | None:
+        """The last line whose records are stored (None: no progress is kept)."""
+
     def send(self, record: LogRecord) -> bool: ...
 
     def flush(self, *, finished: bool = False) -> None: ...
@@ -174,6 +178,11 @@ class InboxSink:
         if self._held or finished:
             self.store(finished=finished)
 
+    @property
+    def stored_through(self) -> int:
+        """The last line whose records are stored: where a run without --restart resumes."""
+        return self._run.last_line
+
     def store(self, *, finished: bool) -> None:
         """The held commands and the line reached, in ONE transaction; then the wake-up."""
         with self._sessions() as session:
@@ -206,6 +215,8 @@ class RawSink:
 
     def flush(self, *, finished: bool = False) -> None:
         """Every event is handed to the socket as it is sent."""
+
+    stored_through = None  # no progress is kept
 
 
 def read_records(config: ReplayConfig, lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
@@ -272,8 +283,7 @@ def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
         publisher.close()
     log.info("%s: %d records sent to %s, %d of the other mode passed over, %d bad lines skipped%s",
              config.file, report.sent, sink.target, report.other_mode, report.bad_lines,
-             (" (stopped early; run it again to resume)" if not config.raw else " (stopped early)")
-             if report.stopped else "")
+             f" ({stopped_note(sink.stored_through, restart=config.restart)})" if report.stopped else "")
     return 0
 
 

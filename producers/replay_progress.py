@@ -83,6 +83,22 @@ def plan(stored: StoredRun | None, *, restart: bool, abandoned: StoredRun | None
     return Plan(Start.RESUME, stored.last_line, stored.runs, stored)
 
 
+def stopped_note(through: int | None, *, restart: bool) -> str:
+    """The end line's note of a run stopped early (Ctrl-C, SIGTERM): what running it again does, true either way.
+
+    `through`: the last line stored (None: --raw, which keeps no progress). Under `make run`, which passes
+    --restart, "run it again to resume" would be false: its next start replays the sample from the first line.
+    """
+    if through is None:
+        return "stopped early; --raw keeps no progress: running it again starts from the first line"
+    if through == 0:
+        return "stopped early before any line was stored; running it again starts from the first line"
+    if restart:
+        return (f"stopped early after line {through}; the same command without --restart resumes after it,"
+                " with --restart (as this run and make run's demo) it starts from the first line again")
+    return f"stopped early after line {through}; the same command again resumes after it"
+
+
 class Numbered(Protocol):
     """A record or a bad line: anything that knows its line number."""
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from producers.errors import TradeLogError
-from producers.replay_progress import Plan, Start, StoredRun, lines_after, plan
+from producers.replay_progress import Plan, Start, StoredRun, lines_after, plan, stopped_note
 from producers.tradelog import LogRecord, read_jsonl
 
 STARTED = datetime(2026, 1, 6, 9, 30, tzinfo=UTC)
@@ -74,3 +74,17 @@ def test_lines_after_passes_over_records_and_bad_lines_up_to_the_line_stored() -
     assert numbers(4) == numbers(5) == [("bad", 6), ("record", 7)]
     assert numbers(7) == []
     assert all(isinstance(r, LogRecord) for r in lines_after(read_jsonl(lines[:2]), 0))
+
+
+@pytest.mark.parametrize(("through", "restart", "expected"), [
+    (500, False, "stopped early after line 500; the same command again resumes after it"),
+    # make run passes --restart: "run it again to resume" would be false there.
+    (500, True, "stopped early after line 500; the same command without --restart resumes after it,"
+                " with --restart (as this run and make run's demo) it starts from the first line again"),
+    (0, False, "stopped early before any line was stored; running it again starts from the first line"),
+    (0, True, "stopped early before any line was stored; running it again starts from the first line"),
+    (None, False, "stopped early; --raw keeps no progress: running it again starts from the first line"),
+])
+def test_stopped_note_says_what_running_it_again_does_with_and_without_restart(
+        through: int | None, restart: bool, expected: str) -> None:
+    assert stopped_note(through, restart=restart) == expected

@@ -182,7 +182,8 @@ def test_a_changed_file_is_another_log_and_the_old_content_still_resumes(databas
     assert stored(database_url) == bodies(first[:INBOX_BATCH] + changed + first[INBOX_BATCH:])
 
 
-def test_ctrl_c_then_run_again_resumes_and_paces_from_the_first_line_it_sends(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("restart", [False, True], ids=["resumes", "restart-starts-over"])
+def test_ctrl_c_says_what_running_it_again_does_and_it_does_that(database_url: str, tmp_path: Path, restart: bool) -> None:
     log = tmp_path / "paced.jsonl"
     head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
     write_log(head, 10)  # ts 0: due at once, stored in one batch
@@ -190,7 +191,7 @@ def test_ctrl_c_then_run_again_resumes_and_paces_from_the_first_line_it_sends(da
     log.write_text(head.read_text() + tail.read_text())
     records = inbox_records(log)
     open_database(database_url).dispose()  # the schema there before it is polled
-    args = command(database_url, log)
+    args = command(database_url, log) + (["--restart"] if restart else [])
     args[args.index("--speed") + 1] = "1"
     proc = subprocess.Popen([str(BIN / "tradestream-replay"), *args], env=environment(),
                             stderr=subprocess.PIPE, text=True)
@@ -201,12 +202,19 @@ def test_ctrl_c_then_run_again_resumes_and_paces_from_the_first_line_it_sends(da
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == 0 and "stopped early; run it again to resume" in output, output
+    assert proc.returncode == 0, output
+    through = records[9].line
+    if restart:  # under make run (--restart) "run it again to resume" would be false
+        assert (f"(stopped early after line {through}; the same command without --restart resumes after it,"
+                " with --restart (as this run and make run's demo) it starts from the first line again)") in output, output
+        args.remove("--restart")  # the way the message names to resume (--restart starting over: test_restart_replays_from_the_first_line_although_a_run_did_not_finish)
+    else:
+        assert f"(stopped early after line {through}; the same command again resumes after it)" in output, output
 
     # At --speed 1 the hour's gap would keep it waiting (and time out) if its pace began at the log's first line.
     again = subprocess.run([str(BIN / "tradestream-replay"), *args], env=environment(),
                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    assert f"resuming {log} after line {records[9].line}" in ok(again)
+    assert f"resuming {log} after line {through}" in ok(again)
     assert stored(database_url) == bodies(records)
 
 
