@@ -3,8 +3,8 @@
 Defined here, one registry per service (tests build several in one process);
 the code that does the work calls one hook per thing done. The webhook serves
 its registry on its HTTP port; orders and positions, which have no HTTP port,
-serve theirs with prometheus_client's threaded server on `--metrics-port`
-(`serve`). Names follow Prometheus' conventions (`_total` counters, `_seconds`
+serve theirs on `--metrics-port` (producers/metrics_port.py, the same hardened
+server as every listener). Names follow Prometheus' conventions (`_total` counters, `_seconds`
 histograms), listed in docs/operations.md.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -122,9 +122,3 @@ class PositionsMetrics(_HandlerMetrics):
         """One hook per fill applied (committed)."""
         self.latency.observe(_seconds_since(executed_at))
         self.applied.inc()
-
-
-def serve(registry: CollectorRegistry, port: int) -> int:
-    """Serve `registry` as `GET /metrics` on `port` (0: any free one) from a daemon thread; the bound port."""
-    server, _thread = start_http_server(port, registry=registry)
-    return int(server.server_address[1])

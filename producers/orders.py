@@ -46,7 +46,8 @@ from bus.security import bus_keys_setting
 from producers import commands, inbox
 from producers.errors import NotRestored
 from producers.exchange import PaperExchange
-from producers.metrics import OrdersMetrics, serve
+from producers.metrics import OrdersMetrics
+from producers.metrics_port import serve
 from producers.outbox import Written
 from producers.pull_loop import LINGER_MS, ProducerLoop, drain_rows
 from producers.relay import Relay

@@ -49,7 +49,8 @@ from bus.security import bus_keys_setting
 from producers import commands, fills
 from producers.errors import InvalidCommand
 from producers.ledger import Holding, apply_fill, position_event_type, unrealized_pnl
-from producers.metrics import PositionsMetrics, serve
+from producers.metrics import PositionsMetrics
+from producers.metrics_port import serve
 from producers.outbox import Written
 from producers.prices import last_known_price
 from producers.pull_loop import ProducerLoop, drain_rows

@@ -6,7 +6,9 @@ its HTTP status. A handler raises ApiError (or maps a domain error to one with
 `ApiError.of` and a table of its app); Tornado's own errors (404, 405, a bad
 request, the 500 of an uncaught exception) pass through the same writer with
 the code of their status. A request served without a RequestHandler (web/front.py)
-gets the same body from `write_error_json`:
+gets the same body from `write_error_json`, and one refused before it is parsed (a
+malformed head, web/readloop.py; headers over the limit, web/overflow.py) from
+`raw_error_response`, whole bytes written on the connection:
 
     tornado.web.HTTPError
      └── ApiError    status, code, message, field
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from http.client import responses
 from typing import Any, ClassVar
 
+import orjson
 import tornado.web
 from tornado import httputil
 from tornado.log import gen_log
 
-from web.replies import send_json, write_json
+from web.replies import SERVER, send_json, write_json
 
 # The code of an error raised without one (Tornado's own, or ApiError.of's fallback).
 DEFAULT_CODES = {
@@ -66,6 +70,17 @@ def send_error_json(handler: tornado.web.RequestHandler, error: ApiError) -> Non
 def write_error_json(connection: httputil.HTTPConnection, error: ApiError, headers: Iterable[tuple[str, str]] = ()) -> None:
     """The same answer on a request served without a RequestHandler (web/front.py), `headers` added."""
     write_json(connection, error.body(), error.status_code, headers)
+
+
+def raw_error_response(error: ApiError) -> bytes:
+    """The whole HTTP/1.1 answer, head and JSON body, for a request no handler will see; the connection then closes."""
+    body = orjson.dumps(error.body())
+    head = (
+        f"HTTP/1.1 {error.status_code} {responses.get(error.status_code, 'Unknown')}\r\n"
+        f"Server: {SERVER}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 class JsonErrors:

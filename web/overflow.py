@@ -21,12 +21,11 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import orjson
 from tornado import iostream
 from tornado.ioloop import IOLoop
 
 from web.bodies import DISCARD_CAP
-from web.replies import SERVER
+from web.errors import ApiError, raw_error_response
 
 LINGER_S = 2.0
 READ_BYTES = 65536
@@ -34,13 +33,7 @@ READ_BYTES = 65536
 
 def answer(limit: int | None) -> bytes:
     """The whole 431 response, headers and JSON body, for headers beyond `limit` bytes."""
-    body = orjson.dumps({"error": "headers_too_large", "message": f"the request's headers exceed {limit} bytes"})
-    head = (
-        "HTTP/1.1 431 Request Header Fields Too Large\r\n"
-        f"Server: {SERVER}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
+    return raw_error_response(ApiError(431, "headers_too_large", f"the request's headers exceed {limit} bytes"))
 
 
 class AnsweringIOStream(iostream.IOStream):

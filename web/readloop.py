@@ -6,6 +6,9 @@ the server side only: these connections never read responses), with these change
 
 - The connection class (Tornado offers no hook for it), whose header parsing
   applies `tolerate` first.
+- A malformed request (request line, a header line, the body's framing) is
+  answered the contract's JSON 400 `invalid_request`, not Tornado's bare
+  `400 Bad Request` head without a body, and the connection closes.
 - The header deadline is one loop timer that closes the connection, cancelled
   once the headers are in, and none when they are already buffered (a
   pipelined request): Tornado wraps every header read in `gen.with_timeout` (a
@@ -39,10 +42,18 @@ from tornado.http1connection import (
 )
 from tornado.log import app_log, gen_log
 
+from web.errors import ApiError, raw_error_response
+
 # Tornado's forbidden header characters (httputil), CR and LF included: LF cannot occur inside a header line.
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Anything Tornado would refuse in a header block besides its CRLF line ends: the cheap test before any rewrite.
 _SUSPECT = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
+
+
+# A malformed request line or header line (or a header value with control bytes), and a malformed body framing
+# (a Content-Length that is no number, a bad chunk): fixed texts, the request's bytes are not echoed.
+MALFORMED = raw_error_response(ApiError(400, "invalid_request", "the request's head is not valid HTTP/1.1"))
+MALFORMED_BODY = raw_error_response(ApiError(400, "invalid_request", "the request's body framing is not valid HTTP/1.1"))
 
 
 def tolerant_pattern(names: Iterable[str]) -> re.Pattern[bytes] | None:
@@ -147,7 +158,9 @@ class TolerantConnection(HTTP1Connection):
                 return False
         except httputil.HTTPInputError as e:
             gen_log.info("Malformed HTTP message from %s: %s", self.context, e)
-            await self.stream.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            # The contract's JSON error (Tornado's is a bare head), then the connection closes.
+            if self._response_start_line is None:  # nothing answered yet (a handler may stream before a bad chunk)
+                await self.stream.write(MALFORMED if self._request_start_line is None else MALFORMED_BODY)
             self.close()
             return False
         finally:
