@@ -7,6 +7,7 @@ test runs on the server never see them.
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import sys
@@ -399,3 +400,16 @@ def test_a_0003_database_with_float_rows_upgrades_to_exact_decimals(database: tu
         assert (position.entry_price, position.mark_price, position.unrealized_pnl) == (Decimal("90000.0"), None, 0)
         assert session.scalars(select(Account.capital)).one() == Decimal("1000.5")
     assert differences(engine) == []
+
+
+def test_the_frozen_revisions_name_each_type_in_the_module_that_defines_it() -> None:
+    # Comments only (a revision's DDL is frozen): `store.models.Id` was moved to store/columns.py.
+    store = Path(migrate.__file__).parent
+    named = {(path.name, module, name)
+             for path in sorted((store / "migrations" / "versions").glob("r*.py"))
+             for module, name in re.findall(r"\bstore\.(\w+)\.([A-Z]\w*)", path.read_text())}
+    assert named, "no revision names a type of the store any more: drop this test"
+    wrong = [f"{revision}: store.{module}.{name}" for revision, module, name in sorted(named)
+             if not (store / f"{module}.py").exists()
+             or not re.search(rf"^(class {name}\b|{name} = )", (store / f"{module}.py").read_text(), re.MULTILINE)]
+    assert not wrong, wrong

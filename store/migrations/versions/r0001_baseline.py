@@ -2,7 +2,7 @@
 
 Revision 0001 (the first). A database made by those releases' `init-db` (create_all,
 no alembic_version table) is stamped here, then upgraded (store/migrate.py).
-Frozen: plain SQLAlchemy types and literal values, never store.models (it moves on).
+Frozen: plain SQLAlchemy types and literal values, never store.models or store.columns (they move on).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY (store.models.Id).
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY (store.columns.Id).
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TIME = sa.DateTime(timezone=True)  # store.models.UTCDateTime's column type
+TIME = sa.DateTime(timezone=True)  # store.columns.UTCDateTime's column type
 
 
 def upgrade() -> None:

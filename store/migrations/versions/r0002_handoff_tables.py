@@ -3,7 +3,7 @@
 Revision 0002 (after 0001). Their ids are AUTOINCREMENT on SQLite (never reused:
 a reused outbox id would look to the broker like an event it already sequenced);
 the pending indexes are partial (only the rows still to do).
-Frozen: plain SQLAlchemy types and literal values, never store.models (it moves on).
+Frozen: plain SQLAlchemy types and literal values, never store.models or store.columns (they move on).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Revision 0003 (after 0002). `is_active` has a server default (true) so that the
 users already there stay active; SQLite adds it with a plain ALTER TABLE ADD
 COLUMN, the downgrade drops it with a copy of the table (batch mode).
-Frozen: plain SQLAlchemy types and literal values, never store.models (it moves on).
+Frozen: plain SQLAlchemy types and literal values, never store.models or store.columns (they move on).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Exact money (issue 12): every money column a decimal, positions.mark_price and positions.unrealized_pnl.
 
 Revision 0004 (after 0003). The money columns become NUMERIC on PostgreSQL and
-VARCHAR(64) on SQLite (the decimal text of bus/decimals.py: store.models.ExactDecimal).
+VARCHAR(64) on SQLite (the decimal text of bus/decimals.py: store.columns.ExactDecimal).
 The old values are doubles; each becomes the Decimal of its shortest round-trip
 digits (Python's repr: 0.25 -> 0.25, 90000.0 -> 90000.0), the figure the older
 release showed, not quantized to its symbol's step (a value is never changed
@@ -10,7 +10,7 @@ by the upgrade). They are read before the columns change and written back after
 `unrealized_pnl` has a server default ('0') for the positions already there;
 `mark_price` is NULL until the position is marked. The downgrade turns the
 decimals back into doubles and drops the two columns.
-Frozen: plain SQLAlchemy types and literal values, never store.models (it moves on).
+Frozen: plain SQLAlchemy types and literal values, never store.models or store.columns (they move on).
 """
 
 from __future__ import annotations

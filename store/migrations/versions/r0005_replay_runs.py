@@ -5,7 +5,7 @@ bytes and its size (unique); `last_line` is written in the transaction of each
 batch of inbox rows the replay stores. Nothing to carry over: a database
 upgraded from 0004 has no progress, so a replay killed under the older release
 starts from its first line. The downgrade drops the table.
-Frozen: plain SQLAlchemy types and literal values, never store.models (it moves on).
+Frozen: plain SQLAlchemy types and literal values, never store.models or store.columns (they move on).
 """
 
 from __future__ import annotations
