@@ -1,12 +1,14 @@
 """Fills as rows: what the position handler reads of `executions`, and how it marks them. Blocking.
 
     orders: Execution row, in the order change's transaction ─▶ PUSH [fill, id] (a wake-up, a fast path)
-    positions: claim(id) · the position change · its outbox event ─▶ ONE commit
+    positions: claim_batch(ids) · the position changes · their outbox events ─▶ ONE commit
                a fill whose application raises: fail(id, error), skipped, never retried
 
 `claim` is a conditional update, so a fill is applied by one transaction only:
 applying the same fill twice (a repeated wake-up, a catch-up racing the fast
-path, a restart) changes nothing. Executions are the ledger and are kept.
+path, a restart) changes nothing. A batch is claimed whole or not at all: when
+any of its fills is applied already, nothing is taken and the caller goes fill
+by fill. Executions are the ledger and are kept.
 """
 
 from __future__ import annotations
@@ -31,12 +33,22 @@ def last_applied(session: Session) -> int:
 
 def claim(session: Session, fill_id: int) -> Execution | None:
     """Take a fill for this transaction; None when it is applied already (or does not exist)."""
+    claimed = claim_batch(session, [fill_id])
+    return claimed[0] if claimed else None
+
+
+def claim_batch(session: Session, fill_ids: list[int]) -> list[Execution] | None:
+    """Take these fills for this transaction, in id order; None (nothing taken) when any is applied already
+    or does not exist: the caller rolls back (one statement each way, whatever the batch's size)."""
     result = session.execute(
-        update(Execution).where(Execution.id == fill_id, Execution.applied_at.is_(None)).values(applied_at=utc_now())
+        update(Execution)
+        .where(Execution.id.in_(fill_ids), Execution.applied_at.is_(None))
+        .values(applied_at=utc_now())
+        .execution_options(synchronize_session=False)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
+    if result.rowcount != len(fill_ids):  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         return None
-    return session.get(Execution, fill_id)
+    return list(session.scalars(select(Execution).where(Execution.id.in_(fill_ids)).order_by(Execution.id)))
 
 
 def fail(sessions: sessionmaker[Session], fill_id: int, error: str) -> None:

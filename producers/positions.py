@@ -46,8 +46,9 @@ from bus.process import (
     stop_on_signals,
 )
 from bus.security import bus_keys_setting
-from producers import commands, fills
-from producers.errors import InvalidCommand
+from producers import commands, fill_batch, fills
+from producers.book import Book
+from producers.errors import RETRIED, InvalidCommand
 from producers.ledger import Holding, apply_fill, position_event_type, unrealized_pnl
 from producers.metrics import PositionsMetrics
 from producers.metrics_port import serve
@@ -56,19 +57,24 @@ from producers.prices import last_known_price
 from producers.pull_loop import ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import Row
-from store import ledger, rows
+from store import rows
 from store.columns import utc_now
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
 from store.handoff import Execution
 from store.models import Account, MarketPrice, Position
-from store.money import ZERO, steps_of
+from store.money import steps_of
 
 log = logging.getLogger(__name__)
 
 SOURCE = "positions"
 FILL_BATCH = 100
 MARKED = "position_marked"
+
+
+def never() -> bool:
+    """The fast path's `stopping`: one fill is applied whole."""
+    return False
 
 
 class PositionHandler:
@@ -99,12 +105,18 @@ class PositionHandler:
         if fill_id is None or fill_id > self._cursor + 1:
             return True
         if fill_id == self._cursor + 1:
-            drain_rows(lambda: [fill_id], self._apply, self._fail, lambda: False, limit=2)
+            self._apply([fill_id], never)
         return False  # an older id: applied already
 
     def catch_up(self, stopping: Callable[[], bool]) -> None:
-        """Apply every pending fill in id order, until none is left or `stopping()`; then re-mark."""
-        drain_rows(self._pending, self._apply, self._fail, stopping, limit=FILL_BATCH)
+        """Apply every pending fill in id order, FILL_BATCH a transaction, until none is left or `stopping()`;
+        then re-mark."""
+        while not stopping():
+            batch = self._pending()
+            if batch:
+                self._apply(batch, stopping)
+            if len(batch) < FILL_BATCH:  # fewer: none is left (later ones come with their own wake-up)
+                break
         if not stopping():
             self.remark()
 
@@ -121,7 +133,7 @@ class PositionHandler:
             for symbol in sorted(symbols):
                 price = last_known_price(session, symbol)
                 if price is not None:
-                    self._mark_symbol(session, symbol, price, written, skip=None)
+                    self._mark_symbol_rows(session, symbol, price, written)
                     marked[symbol] = price
             session.commit()
         self._marked = {**(self._marked or {}), **marked}
@@ -131,22 +143,47 @@ class PositionHandler:
         with self._sessions() as session:
             return fills.pending(session, FILL_BATCH)
 
-    def _apply(self, fill_id: int) -> None:
+    def _apply(self, fill_ids: list[int], stopping: Callable[[], bool]) -> None:
+        """Apply these fills in one transaction; when that raises (a poison fill), one transaction each.
+
+        The fall-back is what isolates the fill at fault: it is recorded failed, the others are applied.
+        A TRANSIENT error (the database) propagates, the fills left pending (pull_loop.drain_rows).
+        """
+        if len(fill_ids) > 1:
+            try:
+                if self._commit(fill_ids):
+                    return
+            except RETRIED:
+                raise
+            except Exception:
+                log.debug("a batch of %d fills raised: applying them one by one", len(fill_ids), exc_info=True)
+        drain_rows(lambda: fill_ids, self._apply_one, self._fail, stopping, limit=len(fill_ids) + 1)
+
+    def _apply_one(self, fill_id: int) -> None:
+        self._commit([fill_id])
+        self._cursor = max(self._cursor, fill_id)
+
+    def _commit(self, fill_ids: list[int]) -> bool:
+        """Claim, fold and commit the fills; False (nothing done) when one of them is applied already."""
         written = Written(SOURCE)
         with self._sessions() as session:
-            execution = fills.claim(session, fill_id)
-            if execution is not None:
-                executed_at, symbol = execution.executed_at, execution.symbol
-                mark = self._fold(session, execution, written)
-                session.commit()
-                # Only what is committed is remembered: a lost commit leaves the fill pending, its marks unknown.
-                if mark is not None and self._marked is not None:
-                    self._marked[symbol] = mark
-                self.applied += 1
-                if self._metrics is not None:
-                    self._metrics.fill_applied(executed_at)
-        self._cursor = max(self._cursor, fill_id)
+            executions = fills.claim_batch(session, fill_ids)
+            if executions is None:
+                return False
+            loaded = fill_batch.load(session, executions)
+            marks = [(e.symbol, self._fold(session, e, written, loaded)) for e in executions]
+            session.commit()
+        # Only what is committed is remembered: a lost commit leaves the fills pending, their marks unknown.
+        for symbol, mark in marks:
+            if mark is not None and self._marked is not None:
+                self._marked[symbol] = mark
+        self.applied += len(executions)
+        if self._metrics is not None:
+            for execution in executions:
+                self._metrics.fill_applied(execution.executed_at)
+        self._cursor = max(self._cursor, *fill_ids)
         self._committed(written.rows())
+        return True
 
     def _fail(self, fill_id: int, exc: Exception) -> None:
         self.failed += 1
@@ -156,59 +193,48 @@ class PositionHandler:
         fills.fail(self._sessions, fill_id, f"{type(exc).__name__}: {exc}")
         self._cursor = max(self._cursor, fill_id)  # once recorded: while it is pending, no later fill goes first
 
-    def _fold(self, session: Session, fill: Execution, written: Written) -> Decimal | None:
+    def _fold(self, session: Session, fill: Execution, written: Written, loaded: fill_batch.Loaded) -> Decimal | None:
         """Apply the fill to its position and mark the symbol's positions; the mark price, None if nothing moved."""
-        account = session.get(Account, fill.account_id)
-        if account is None:
-            raise LookupError(f"account {fill.account_id} of fill {fill.id} is gone")
-        position = self._position(session, fill)
+        account = loaded.accounts[fill.account_id]
+        position = loaded.book.get(fill.account_id, fill.strategy_id, fill.symbol)
+        assert position is not None  # fill_batch.load opened every fill's position
         steps = steps_of(fill.symbol)
         before = Holding(position.quantity, position.entry_price, position.realized_pnl)
         after = apply_fill(before, fill.side, fill.quantity, fill.price, steps)
         if before.is_flat and after.is_flat:
             return None
-        mark = last_known_price(session, fill.symbol) or fill.price  # the fill's order row is committed already
+        mark = loaded.marks[fill.symbol] or fill.price  # the fill's order row is committed already
         position.quantity, position.entry_price = after.quantity, after.entry_price
         position.realized_pnl, position.updated_at = after.realized_pnl, utc_now()
         position.mark_price, position.unrealized_pnl = mark, unrealized_pnl(after, mark, steps)
-        session.flush()  # a new position's id is in its event
         event_type = position_event_type(before, after)
-        equity = ledger.equity(session, account, position.strategy_id)
+        equity = loaded.book.equity(account.capital, account.id, position.strategy_id)
         written.add(session, rows.position_event(position, account, event_type, before.quantity, equity))
-        self._mark_symbol(session, fill.symbol, mark, written, skip=position.id)
+        for other in loaded.book.to_mark(fill.symbol, mark, skip=position.id):
+            self._mark(session, other, loaded.accounts.get(other.account_id), mark, written, loaded.book)
         return mark
 
-    def _mark_symbol(self, session: Session, symbol: str, price: Decimal, written: Written, skip: int | None) -> None:
-        """Mark the symbol's open positions (but `skip`) at `price`: a position_marked for each that moved."""
-        steps = steps_of(symbol)
-        for position in session.scalars(select(Position).where(Position.symbol == symbol).order_by(Position.id)):
-            if position.id == skip or position.quantity.is_zero() or position.mark_price == price:
-                continue
-            holding = Holding(position.quantity, position.entry_price, position.realized_pnl)
-            position.mark_price, position.unrealized_pnl = price, unrealized_pnl(holding, price, steps)
-            position.updated_at = utc_now()
-            session.flush()
-            account = session.get(Account, position.account_id)
-            if account is None:
-                continue  # deleted meanwhile: its positions go with it
-            equity = ledger.equity(session, account, position.strategy_id)
-            written.add(session, rows.position_event(position, account, MARKED, position.quantity, equity))
-            self.marks += 1
+    def _mark_symbol_rows(self, session: Session, symbol: str, price: Decimal, written: Written) -> None:
+        """Mark the symbol's open positions at `price` (a re-mark): read from the database, as remark's own book."""
+        holders = select(Position.account_id).where(Position.symbol == symbol)
+        book = Book(session.scalars(select(Position).where(Position.account_id.in_(holders))))
+        accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(holders)))}
+        for position in book.to_mark(symbol, price, skip=None):
+            self._mark(session, position, accounts.get(position.account_id), price, written, book)
 
-    def _position(self, session: Session, fill: Execution) -> Position:
-        query = select(Position).where(
-            Position.account_id == fill.account_id,
-            Position.strategy_id == fill.strategy_id,
-            Position.symbol == fill.symbol,
-        )
-        position = session.scalars(query).one_or_none()
-        if position is None:
-            position = Position(
-                account_id=fill.account_id, strategy_id=fill.strategy_id, user_id=fill.user_id,
-                symbol=fill.symbol, quantity=ZERO, entry_price=None, realized_pnl=ZERO, unrealized_pnl=ZERO,
-            )
-            session.add(position)
-        return position
+    def _mark(
+        self, session: Session, position: Position, account: Account | None, price: Decimal, written: Written,
+        book: Book,
+    ) -> None:
+        """Mark one open position at `price`: its position_marked event."""
+        holding = Holding(position.quantity, position.entry_price, position.realized_pnl)
+        position.mark_price, position.unrealized_pnl = price, unrealized_pnl(holding, price, steps_of(position.symbol))
+        position.updated_at = utc_now()
+        if account is None:
+            return  # deleted meanwhile: its positions go with it
+        equity = book.equity(account.capital, account.id, position.strategy_id)
+        written.add(session, rows.position_event(position, account, MARKED, position.quantity, equity))
+        self.marks += 1
 
 
 @dataclass(frozen=True, slots=True)

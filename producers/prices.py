@@ -44,3 +44,10 @@ def last_known_price(session: Session, symbol: str) -> Money | None:
     """The last tick's price of `symbol`, else its last fill's, else None."""
     known = session.get(MarketPrice, symbol)
     return known.price if known is not None else last_fill_price(session, symbol)
+
+
+def last_known_prices(session: Session, symbols: list[str]) -> dict[str, Money | None]:
+    """`last_known_price` of each symbol: the ticks in one query, the last fill of each symbol without one."""
+    query = select(MarketPrice.symbol, MarketPrice.price).where(MarketPrice.symbol.in_(symbols))
+    ticked = {row.symbol: row.price for row in session.execute(query)}
+    return {symbol: ticked[symbol] if symbol in ticked else last_fill_price(session, symbol) for symbol in symbols}
