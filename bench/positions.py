@@ -1,6 +1,7 @@
 """What the position handler costs per fill: CPU seconds and SQL statements, the handler alone, in a child process.
 
-    python -m bench.positions [--fills 2000] [--rounds 3] [--code-root DIR ...] [--database-url URL] [--json FILE]
+    python -m bench.positions [--fills 2000] [--rounds 3] [--mode catch-up|wakes] [--code-root DIR ...]
+                              [--database-url URL] [--json FILE]
 
 Each run is a fresh child process of one `--code-root` (default: this tree; give an
 extract of main, e.g. /tmp/posfill-before, for the "before" figure: the child imports
@@ -9,7 +10,8 @@ database (a SQLite file in a temp folder, or with `--database-url postgresql+...
 new schema of it, dropped afterwards), writes `--fills` execution rows as the order
 handler does (ACCOUNTS accounts x STRATEGIES strategies x SYMBOLS, random sides,
 sizes and prices from one seed), then runs `PositionHandler.catch_up` until every
-fill is applied, and only that is measured: process CPU (utime + stime), wall time,
+fill is applied (`--mode wakes`: `on_message` with each fill's wake-up, in id order,
+the fast path a quiet pipeline takes), and only that is measured: process CPU (utime + stime), wall time,
 the statements sent to the database (SQLAlchemy's `before_cursor_execute`) and the
 commits. It also prints a digest of every outbox event the handler wrote (times and
 `published_ns` left out), so that two trees can be seen to write the same events.
@@ -48,7 +50,7 @@ from store.handoff import Execution, OutboxEvent
 from store.models import Account, Order, Strategy, User
 
 fills, accounts, strategies, seed = (int(a) for a in sys.argv[1:5])
-symbols, url = sys.argv[5].split(","), sys.argv[6]
+symbols, url, mode = sys.argv[5].split(","), sys.argv[6], sys.argv[7]
 schema = admin = None
 if url.startswith("sqlite"):
     url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-positions-')) / 'positions.db'}"
@@ -93,7 +95,13 @@ gc.collect()
 event.listen(engine, "before_cursor_execute", statement)
 event.listen(engine, "commit", commit)
 cpu, wall = time.process_time(), time.perf_counter()
-handler.catch_up(lambda: False)
+if mode == "catch-up":
+    handler.catch_up(lambda: False)
+else:  # a wake-up per fill, in id order, as the order handler sends them: the fast path
+    with sessions() as session:
+        ids = list(session.scalars(select(Execution.id).order_by(Execution.id)))
+    for fill_id in ids:
+        handler.on_message([b"fill", codec.pack({"fill_id": fill_id})])
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
 event.remove(engine, "before_cursor_execute", statement)
 event.remove(engine, "commit", commit)
@@ -118,12 +126,12 @@ print(json.dumps({"fills": handler.applied, "events": events, "cpu_s": cpu, "wal
 '''
 
 
-def run_child(root: Path, fills: int, database_url: str) -> dict[str, Any]:
+def run_child(root: Path, fills: int, database_url: str, mode: str) -> dict[str, Any]:
     """One fresh child process of `root`: its figures as the child printed them."""
     path = os.environ.get("PYTHONPATH", "")
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else str(root)}
     args = [sys.executable, "-c", CHILD, str(fills), str(ACCOUNTS), str(STRATEGIES), str(SEED), ",".join(SYMBOLS),
-            database_url]
+            database_url, mode]
     with tempfile.TemporaryDirectory() as cwd:  # `-c` puts the working folder first on sys.path: an empty one
         done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -132,12 +140,12 @@ def run_child(root: Path, fills: int, database_url: str) -> dict[str, Any]:
     return result
 
 
-def measure(roots: list[Path], fills: int, rounds: int, database_url: str) -> dict[str, list[dict[str, Any]]]:
+def measure(roots: list[Path], fills: int, rounds: int, database_url: str, mode: str) -> dict[str, list[dict[str, Any]]]:
     """Every root's runs, the roots interleaved round by round."""
     runs: dict[str, list[dict[str, Any]]] = {str(root): [] for root in roots}
     for _ in range(rounds):
         for root in roots:
-            runs[str(root)].append(run_child(root, fills, database_url))
+            runs[str(root)].append(run_child(root, fills, database_url, mode))
     return runs
 
 
@@ -181,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="a tree whose position handler is measured (repeat it: before first, after last)")
     parser.add_argument("--database-url", default="sqlite://",
                         help="sqlite (a new temp file, the default) or a PostgreSQL URL (a new schema of it)")
+    parser.add_argument("--mode", choices=("catch-up", "wakes"), default="catch-up",
+                        help="catch-up: one catch_up over every pending fill (a start, a sweep, a burst behind);"
+                             " wakes: one wake-up per fill in id order (on_message, the fast path)")
     parser.add_argument("--json", type=Path, help="also write the runs and summaries as JSON here")
     args = parser.parse_args(argv)
-    runs = measure(args.code_root or [ROOT], args.fills, args.rounds, args.database_url)
+    runs = measure(args.code_root or [ROOT], args.fills, args.rounds, args.database_url, args.mode)
     summaries = {name: summary(r) for name, r in runs.items()}
     print(table(summaries))
     if args.json:

@@ -1,12 +1,16 @@
 """tradestream-positions: folds fills (execution rows) into Position rows and sends position events.
 
-    executions row ─▶ apply_fill (pure) ─▶ Position row · outbox event · fill applied ─▶ ONE commit
+    executions rows ─▶ apply_fill (pure), fill by fill ─▶ Position rows · outbox events · fills applied ─▶ ONE commit
         ─▶ relay ─▶ broker (acknowledged ingress)          PULL --fills [fill, id]: a wake-up, a fast path
 
 Fills are applied in id order, each exactly once (fills.py): at start, whenever
 a wake-up shows a gap (its id is not the next one) and every sweep, the handler
-reads the pending fills from the database; a wake-up for the very next fill is
-applied at once. A fill whose application raises is recorded and skipped.
+reads the pending fills from the database and applies them FILL_BATCH to a
+transaction (claimed together, their positions, accounts and prices read once by
+fill_batch.py, each fill folded in order against that book: bench/positions.py,
+5.7 → 0.29 ms of CPU and 10 → 1.1 statements a fill); a wake-up for the very
+next fill is applied at once, alone. A batch that raises is applied again fill by
+fill, so a fill whose application raises is recorded and skipped, the others applied.
 
 A position is one row per (account, strategy, symbol) with a signed quantity,
 the average entry price of what is open and its P&L (ledger.py: average cost,
