@@ -35,6 +35,7 @@ class AckStats:
     ack_duplicates: int = 0
     ack_resends: int = 0
     ack_rejected: int = 0
+    ack_rejected_again: int = 0
     ack_malformed: int = 0
     ack_unknown: int = 0
     ack_hellos: int = 0
@@ -74,7 +75,8 @@ class AckIngress:
             event = self.ingest.check(topic, payload)
         except DecodeError as exc:
             reason = str(exc)
-        verdict, last = self.ingest.streams.decide(stream, event_id, prev_id, event is not None)
+        streams = self.ingest.streams
+        verdict, last = streams.decide(stream, event_id, prev_id, event is not None, reason)
         if verdict is Verdict.RESEND:
             self.stats.ack_resends += 1
             self._resends[identity, stream] = last
@@ -90,9 +92,14 @@ class AckIngress:
         elif verdict is Verdict.REJECT:
             self.stats.ack_rejected += 1
             self._rejects.append(protocol.reject_message(identity, stream, event_id, reason))
+        elif verdict is Verdict.REJECTED:
+            # Rejected before: a relay killed before it wrote the reject sends the row again (it would
+            # otherwise mark the row sent without its reason on the duplicate's ack).
+            self.stats.ack_rejected_again += 1
+            self._rejects.append(protocol.reject_message(identity, stream, event_id, streams.rejection(stream, event_id) or ""))
         else:
             self.stats.ack_duplicates += 1
-        self._acks[identity, stream] = last
+        self._acks[identity, stream] = max(last, self._acks.get((identity, stream), 0))
 
     def _hello(self, identity: bytes, body: bytes) -> None:
         try:

@@ -13,10 +13,19 @@ transit and is refused until the relay resends from `last`.
     unknown, hello(acked)                         known(last = acked)         answered `ack acked`
     known(last), hello(acked), acked <= last      (stays; answered `ack last`)
     known(last), hello(acked), acked > last       (stays; answered `resend last`)
-    known(last), event_id <= last                 DUPLICATE   (stays; answered `ack last`)
+    known(last), event_id <= last, rejected       REJECTED    (stays; answered `reject event_id` again, then `ack cap`)
+    known(last), event_id <= last                 DUPLICATE   (stays; answered `ack cap`)
     known(last), prev_id == last, valid           SEQUENCE    last = event_id
     known(last), prev_id == last, malformed       REJECT      last = event_id
-    known(last), prev_id != last                  RESEND      (stays; answered `resend last`)
+    known(last), prev_id != last                  RESEND      (stays; answered `resend cap`)
+
+`cap` is `last`, or just below the first remembered rejection above the event
+(above `prev_id` for a resend) when there is one. A relay SIGKILLed after it
+received a `reject` and before it wrote it sends the row again after its restart:
+the broker answers `reject` again rather than `ack`, and no cumulative answer
+jumps over a rejection the relay may not have recorded (it would mark that row
+sent without its reason). Rejections are remembered per stream, oldest forgotten
+first beyond REJECTION_BYTES over all streams, and counted.
 
 An unknown stream takes an event only at the stream's start (`prev_id` 0).
 After that it cannot tell a loss in transit from its own amnesia (a broker
@@ -31,11 +40,14 @@ used is forgotten first, and counted.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
 MAX_STREAMS = 10_000
+# A rejection's reason is at most 200 characters (bus/protocol.py MAX_REASON): ~16,000 remembered.
+REJECTION_BYTES = 4 << 20
+REJECTION_OVERHEAD = 64  # bytes counted per remembered rejection besides its stream name and reason
 
 
 class Verdict(enum.Enum):
@@ -44,6 +56,7 @@ class Verdict(enum.Enum):
     SEQUENCE = "sequence"
     REJECT = "reject"
     DUPLICATE = "duplicate"
+    REJECTED = "rejected"  # a duplicate of a remembered rejection: answered `reject` again
     RESEND = "resend"
     UNKNOWN = "unknown"
 
@@ -58,28 +71,64 @@ class Decision(NamedTuple):
 class ProducerStreams:
     """`last` of every known producer stream, LRU-bounded in number."""
 
-    def __init__(self, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(self, max_streams: int = MAX_STREAMS, rejection_bytes: int = REJECTION_BYTES) -> None:
         if max_streams < 1:
             raise ValueError("max_streams must be at least 1")
         self.max_streams = max_streams
+        self.rejection_bytes = rejection_bytes
+        self._rejections: dict[str, dict[int, str]] = {}  # per stream, event ids ascending
+        self._rejection_order: deque[tuple[str, int]] = deque()  # oldest first, over all streams
+        self._rejection_bytes = 0
+        self.rejections_forgotten = 0
         self._last: OrderedDict[str, int] = OrderedDict()
         self._changed: dict[str, int] = {}
         self._forgotten: set[str] = set()
         self.evicted = 0
 
-    def decide(self, stream: str, event_id: int, prev_id: int, valid: bool) -> Decision:
-        """The verdict on one event; SEQUENCE and REJECT move `last` to `event_id` at once."""
+    def decide(self, stream: str, event_id: int, prev_id: int, valid: bool, reason: str = "") -> Decision:
+        """The verdict on one event; SEQUENCE and REJECT move `last` to `event_id` at once.
+
+        A REJECT is remembered with `reason`, so that a resend of it is REJECTED again.
+        """
         last = self._last.get(stream)
         if last is not None:
             self._last.move_to_end(stream)
             if event_id <= last:
-                return Decision(Verdict.DUPLICATE, last)
+                verdict = Verdict.DUPLICATE if self.rejection(stream, event_id) is None else Verdict.REJECTED
+                return Decision(verdict, self._cap(stream, event_id, last))
             if prev_id != last:
-                return Decision(Verdict.RESEND, last)
+                return Decision(Verdict.RESEND, self._cap(stream, prev_id, last))
         elif prev_id != 0:
             return Decision(Verdict.UNKNOWN, event_id)
         self._set(stream, event_id)
-        return Decision(Verdict.SEQUENCE if valid else Verdict.REJECT, event_id)
+        if valid:
+            return Decision(Verdict.SEQUENCE, event_id)
+        self._remember(stream, event_id, reason)
+        return Decision(Verdict.REJECT, event_id)
+
+    def rejection(self, stream: str, event_id: int) -> str | None:
+        """The reason a remembered rejection was given, None when the event was not rejected (or is forgotten)."""
+        rejected = self._rejections.get(stream)
+        return None if rejected is None else rejected.get(event_id)
+
+    def _cap(self, stream: str, after: int, last: int) -> int:
+        """`last`, or below the first remembered rejection above `after`: answers never jump over one."""
+        for event_id in self._rejections.get(stream, ()):
+            if event_id > after:
+                return min(last, event_id - 1)
+        return last
+
+    def _remember(self, stream: str, event_id: int, reason: str) -> None:
+        self._rejections.setdefault(stream, {})[event_id] = reason
+        self._rejection_order.append((stream, event_id))
+        self._rejection_bytes += _rejection_cost(stream, reason)
+        while self._rejection_bytes > self.rejection_bytes and self._rejection_order:
+            oldest, oldest_id = self._rejection_order.popleft()
+            rejected = self._rejections[oldest]
+            self._rejection_bytes -= _rejection_cost(oldest, rejected.pop(oldest_id))
+            if not rejected:
+                del self._rejections[oldest]
+            self.rejections_forgotten += 1
 
     def hello(self, stream: str, acked: int) -> Decision:
         """A relay's `hello`: an unknown stream is known from `acked`; a known one keeps its `last`.
@@ -127,3 +176,7 @@ class ProducerStreams:
             self._changed.pop(oldest, None)
             self._forgotten.add(oldest)
             self.evicted += 1
+
+
+def _rejection_cost(stream: str, reason: str) -> int:
+    return REJECTION_OVERHEAD + len(stream) + len(reason)

@@ -6,7 +6,7 @@ import pytest
 
 from bus.producer_streams import Decision, ProducerStreams, Verdict
 
-S, D, R, X, U = Verdict.SEQUENCE, Verdict.DUPLICATE, Verdict.RESEND, Verdict.REJECT, Verdict.UNKNOWN
+S, D, R, X, U, XX = Verdict.SEQUENCE, Verdict.DUPLICATE, Verdict.RESEND, Verdict.REJECT, Verdict.UNKNOWN, Verdict.REJECTED
 
 # Each row: the stream's history as (event_id, prev_id, valid) steps, and the decision of each step.
 TABLE: list[tuple[str, list[tuple[int, int, bool]], list[Decision]]] = [
@@ -23,7 +23,15 @@ TABLE: list[tuple[str, list[tuple[int, int, bool]], list[Decision]]] = [
     ("malformed first event is rejected and handled", [(1, 0, False), (2, 1, True)], [Decision(X, 1), Decision(S, 2)]),
     ("malformed in order is rejected, last moves past it", [(1, 0, True), (2, 1, False), (3, 2, True)],
      [Decision(S, 1), Decision(X, 2), Decision(S, 3)]),
-    ("re-sent rejected event is a duplicate", [(1, 0, False), (1, 0, False)], [Decision(X, 1), Decision(D, 1)]),
+    ("re-sent rejected event is rejected again, never sequenced", [(1, 0, False), (1, 0, False)], [Decision(X, 1), Decision(XX, 1)]),
+    # A relay SIGKILLed after the reject of 2, before writing it, resends 1.. after its restart: the ack of 1
+    # must not jump over 2 (the relay would mark 2 sent without its reason), 2 is rejected again.
+    ("the ack of a re-sent event stops below a rejection after it",
+     [(1, 0, True), (2, 1, False), (3, 2, True), (1, 0, True), (2, 1, True), (3, 2, True)],
+     [Decision(S, 1), Decision(X, 2), Decision(S, 3), Decision(D, 1), Decision(XX, 3), Decision(D, 3)]),
+    ("a resend stops below a rejection after the relay's prev",
+     [(1, 0, True), (2, 1, False), (3, 2, True), (9, 1, True)],
+     [Decision(S, 1), Decision(X, 2), Decision(S, 3), Decision(R, 1)]),
     ("malformed after a gap: the gap comes first", [(1, 0, True), (3, 2, False)], [Decision(S, 1), Decision(R, 1)]),
 ]
 
@@ -106,3 +114,14 @@ def test_after_hello_the_stream_chains_from_acked_and_the_hello_is_journaled() -
     assert streams.take_changes() == ({"a": 4}, set())
     assert streams.decide("a", 7, 6, True) == Decision(R, 4)  # still in flight from before the hello
     assert streams.decide("a", 5, 4, True) == Decision(S, 5)
+
+
+def test_a_rejection_is_remembered_with_its_reason_and_the_oldest_are_forgotten_beyond_the_byte_bound() -> None:
+    cost = len("a") + len("bad") + 64
+    streams = ProducerStreams(rejection_bytes=2 * cost)
+    for event_id in (1, 2, 3):
+        assert streams.decide("a", event_id, event_id - 1, False, "bad") == Decision(X, event_id)
+    assert [streams.rejection("a", n) for n in (1, 2, 3)] == [None, "bad", "bad"]
+    assert streams.rejections_forgotten == 1
+    # forgotten: a resend of 1 is a plain duplicate again (the reason is lost, the event still never sequenced)
+    assert streams.decide("a", 1, 0, True) == Decision(D, 1)
