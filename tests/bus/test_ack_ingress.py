@@ -102,7 +102,8 @@ def test_a_malformed_event_is_rejected_with_its_reason_and_counts_as_handled(bro
     # A rejected row re-sent (a relay killed before it wrote the reject) is rejected again, never a second chance.
     client.send(STREAM, 2, 1, TOPIC, event(2))
     client.wait_for(lambda a: len(a) >= answered + 2, "the reject again and the duplicate's ack")
-    assert [(a.verb, a.number) for a in client.answers[answered:]] == [(protocol.REJECT, 2), (protocol.ACK, 4)]
+    # and its ack stops below 3, the next rejection: a relay that lost both must hear of 3 again too
+    assert [(a.verb, a.number) for a in client.answers[answered:]] == [(protocol.REJECT, 2), (protocol.ACK, 2)]
     assert "quantity" in client.answers[answered].reason
     assert history(zctx, broker) == ["row-1", "row-4"]
     stats = broker_stats(zctx, broker.endpoints["replay"])
