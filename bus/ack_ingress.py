@@ -41,7 +41,7 @@ class AckStats:
     ack_hellos: int = 0
     ack_answers: int = 0
     streams: int = 0
-    streams_evicted: int = 0
+    streams_refused: int = 0
 
 
 class AckIngress:
@@ -81,6 +81,8 @@ class AckIngress:
             self.stats.ack_resends += 1
             self._resends[identity, stream] = last
             return
+        if verdict is Verdict.REFUSED:
+            return  # a new stream beyond the bound: no answer, the relay's timeout retries (counted by the streams)
         if verdict is Verdict.UNKNOWN:
             self.stats.ack_unknown += 1
             self._unknowns.setdefault((identity, stream), event_id)
@@ -108,6 +110,8 @@ class AckIngress:
             return self._malformed(f"hello: {exc}")
         self.stats.ack_hellos += 1
         verdict, last = self.ingest.streams.hello(stream, acked)
+        if verdict is Verdict.REFUSED:
+            return
         self._unknowns.pop((identity, stream), None)  # known from here: an earlier event's `unknown` is moot
         if verdict is Verdict.RESEND:
             self._resends[identity, stream] = last
@@ -121,7 +125,7 @@ class AckIngress:
     def answer(self) -> None:
         """Send the batch's answers (after its journal commit and publication)."""
         streams = self.ingest.streams
-        self.stats.streams, self.stats.streams_evicted = len(streams), streams.evicted
+        self.stats.streams, self.stats.streams_refused = len(streams), streams.refused
         sock = self.sock
         for message in self._rejects:
             sock.send_multipart(message)

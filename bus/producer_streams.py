@@ -10,6 +10,7 @@ transit and is refused until the relay resends from `last`.
     unknown, prev_id == 0, valid                  SEQUENCE    known(last = event_id)
     unknown, prev_id == 0, malformed              REJECT      known(last = event_id)
     unknown, prev_id != 0                         UNKNOWN     (stays unknown; answered `unknown`)
+    unknown, MAX_STREAMS known, event or hello    REFUSED     (stays unknown; no answer: the relay retries later)
     unknown, hello(acked)                         known(last = acked)         answered `ack acked`
     known(last), hello(acked), acked <= last      (stays; answered `ack last`)
     known(last), hello(acked), acked > last       (stays; answered `resend last`)
@@ -33,8 +34,15 @@ restarted without a journal, or one that forgot the stream): events a relay had
 in flight when the broker died may never have arrived, and taking the next one
 would acknowledge them too. So it answers `unknown`, and the relay says with
 `hello` the last id it has confirmed; the stream is known from there, and the
-relay sends again what follows. Known streams are bounded: the least recently
-used is forgotten first, and counted.
+relay sends again what follows.
+
+A known stream is never forgotten while the broker runs (nor, with a journal,
+across restarts): forgetting one made the next `hello acked`, with `acked`
+behind the real `last` (acks lost in transit, marks not written yet), sequence
+its events a second time. Known streams are bounded in number instead, far
+above what producers make (two per outbox database): beyond MAX_STREAMS a new
+stream is REFUSED, unanswered and counted, so a flood of names (producers are
+authenticated; bus/roles.py) cannot push a live stream out.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
-MAX_STREAMS = 10_000
+MAX_STREAMS = 100_000  # about 20 MiB of names and numbers at most (64 characters a name)
 # A rejection's reason is at most 200 characters (bus/protocol.py MAX_REASON): ~16,000 remembered.
 REJECTION_BYTES = 4 << 20
 REJECTION_OVERHEAD = 64  # bytes counted per remembered rejection besides its stream name and reason
@@ -59,6 +67,7 @@ class Verdict(enum.Enum):
     REJECTED = "rejected"  # a duplicate of a remembered rejection: answered `reject` again
     RESEND = "resend"
     UNKNOWN = "unknown"
+    REFUSED = "refused"  # a new stream beyond MAX_STREAMS: no answer
 
 
 class Decision(NamedTuple):
@@ -69,7 +78,7 @@ class Decision(NamedTuple):
 
 
 class ProducerStreams:
-    """`last` of every known producer stream, LRU-bounded in number."""
+    """`last` of every known producer stream, bounded in number (new streams refused beyond it)."""
 
     def __init__(self, max_streams: int = MAX_STREAMS, rejection_bytes: int = REJECTION_BYTES) -> None:
         if max_streams < 1:
@@ -83,7 +92,7 @@ class ProducerStreams:
         self._last: OrderedDict[str, int] = OrderedDict()
         self._changed: dict[str, int] = {}
         self._forgotten: set[str] = set()
-        self.evicted = 0
+        self.refused = 0  # events and hellos of new streams beyond the bound
 
     def decide(self, stream: str, event_id: int, prev_id: int, valid: bool, reason: str = "") -> Decision:
         """The verdict on one event; SEQUENCE and REJECT move `last` to `event_id` at once.
@@ -98,6 +107,9 @@ class ProducerStreams:
                 return Decision(verdict, self._cap(stream, event_id, last))
             if prev_id != last:
                 return Decision(Verdict.RESEND, self._cap(stream, prev_id, last))
+        elif len(self._last) >= self.max_streams:
+            self.refused += 1
+            return Decision(Verdict.REFUSED, event_id)
         elif prev_id != 0:
             return Decision(Verdict.UNKNOWN, event_id)
         self._set(stream, event_id)
@@ -137,6 +149,9 @@ class ProducerStreams:
         RESEND (answered `resend last`) when it has less than the relay was told.
         """
         last = self._last.get(stream)
+        if last is None and len(self._last) >= self.max_streams:
+            self.refused += 1
+            return Decision(Verdict.REFUSED, acked)
         if last is None:
             self._set(stream, acked)
             return Decision(Verdict.DUPLICATE, acked)
@@ -151,8 +166,7 @@ class ProducerStreams:
         """Load `(stream, last)` pairs, least recently used first (as a journal returns them)."""
         for stream, last in streams:
             self._last[stream] = last
-            self._last.move_to_end(stream)
-            self._bound()  # a smaller bound than the journal's: the journal forgets them at its next write
+            self._last.move_to_end(stream)  # all of them, even beyond the bound: none may be forgotten
 
     def take_changes(self) -> tuple[dict[str, int], set[str]]:
         """What changed since the last call: new `last`s and forgotten streams (for the journal)."""
@@ -168,14 +182,6 @@ class ProducerStreams:
         self._last.move_to_end(stream)
         self._changed[stream] = last
         self._forgotten.discard(stream)
-        self._bound()
-
-    def _bound(self) -> None:
-        while len(self._last) > self.max_streams:
-            oldest, _ = self._last.popitem(last=False)
-            self._changed.pop(oldest, None)
-            self._forgotten.add(oldest)
-            self.evicted += 1
 
 
 def _rejection_cost(stream: str, reason: str) -> int:

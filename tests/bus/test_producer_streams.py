@@ -7,6 +7,7 @@ import pytest
 from bus.producer_streams import Decision, ProducerStreams, Verdict
 
 S, D, R, X, U, XX = Verdict.SEQUENCE, Verdict.DUPLICATE, Verdict.RESEND, Verdict.REJECT, Verdict.UNKNOWN, Verdict.REJECTED
+F = Verdict.REFUSED
 
 # Each row: the stream's history as (event_id, prev_id, valid) steps, and the decision of each step.
 TABLE: list[tuple[str, list[tuple[int, int, bool]], list[Decision]]] = [
@@ -50,36 +51,39 @@ def test_streams_are_independent() -> None:
     assert (streams.last("a"), streams.last("b"), streams.last("c")) == (5, 1, None)
 
 
-def test_the_least_recently_used_stream_is_forgotten_first_and_counted() -> None:
+def test_beyond_the_bound_a_new_stream_is_refused_and_no_known_stream_is_ever_forgotten() -> None:
     streams = ProducerStreams(max_streams=2)
     streams.decide("a", 1, 0, True)
-    streams.decide("b", 1, 0, True)
-    streams.decide("a", 1, 0, True)  # a duplicate is a use too
-    streams.decide("c", 1, 0, True)
-    assert (streams.last("a"), streams.last("b"), streams.last("c")) == (1, None, 1)
-    assert (len(streams), streams.evicted) == (2, 1)
-    # forgotten: unknown again, so an event after its start is refused until the relay says hello
-    assert streams.decide("b", 9, 4, True) == Decision(U, 9)
+    streams.decide("b", 5, 0, True)
+    # a flood of new names: refused, unanswered, counted; neither a nor b pushed out
+    assert streams.decide("c", 1, 0, True) == Decision(F, 1)
+    assert streams.decide("d", 9, 4, True) == Decision(F, 9)
+    assert streams.hello("e", 0) == Decision(F, 0)
+    assert (streams.last("a"), streams.last("b"), streams.last("c"), streams.last("e")) == (1, 5, None, None)
+    assert (len(streams), streams.refused) == (2, 3)
+    # b's relay, its acks lost, resends 3..5: duplicates, never sequenced again (a forgotten b took them)
+    assert streams.decide("b", 3, 2, True) == Decision(D, 5)
+    assert streams.hello("b", 2) == Decision(D, 5)
 
 
-def test_changes_name_new_lasts_and_forgotten_streams_once() -> None:
+def test_changes_name_new_lasts_once() -> None:
     streams = ProducerStreams(max_streams=2)
     streams.decide("a", 1, 0, True)
     streams.decide("b", 2, 0, False)
     streams.decide("b", 3, 9, True)  # a resend changes nothing
     assert streams.take_changes() == ({"a": 1, "b": 2}, set())
-    streams.decide("c", 1, 0, True)
-    assert streams.take_changes() == ({"c": 1}, {"a"})
+    streams.decide("c", 1, 0, True)  # refused
     assert streams.take_changes() == ({}, set())
 
 
-def test_restore_loads_lasts_in_lru_order_and_is_not_a_change() -> None:
+def test_restore_loads_every_stream_even_beyond_the_bound_and_is_not_a_change() -> None:
     streams = ProducerStreams(max_streams=2)
     streams.restore([("old", 3), ("mid", 4), ("new", 5)])
-    assert (streams.last("old"), streams.last("mid"), streams.last("new")) == (None, 4, 5)
-    assert streams.take_changes() == ({}, {"old"})
+    assert (streams.last("old"), streams.last("mid"), streams.last("new")) == (3, 4, 5)
+    assert streams.take_changes() == ({}, set())
     assert streams.decide("mid", 4, 3, True) == Decision(D, 4)
     assert streams.decide("new", 6, 5, True) == Decision(S, 6)
+    assert streams.decide("other", 1, 0, True) == Decision(F, 1)
 
 
 def test_the_bound_must_be_positive() -> None:
