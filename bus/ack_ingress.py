@@ -8,8 +8,10 @@ ProducerStreams (a pure core) decides what each event is; this module reads the
 envelope, hands the events to sequence to the broker, and collects the answers
 of a drained batch. The broker sends them with `answer()` only after the batch is
 journaled and published, so an ack never runs ahead of what a crash would keep.
-Per batch: one `reject` per rejected event, then one cumulative `ack` per stream
-and sender, then at most one `resend` and one `unknown` per stream and sender.
+Per batch: one `reject` per rejected event (and per resent event the broker
+remembers rejecting: REJECTED), then one cumulative `ack` per stream and sender,
+then at most one `resend` and one `unknown` per stream and sender. A new stream
+beyond ProducerStreams' bound (REFUSED) gets no answer at all.
 """
 
 from __future__ import annotations
