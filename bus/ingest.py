@@ -128,9 +128,9 @@ class Ingest:
 
         Returns how many key events and control messages went out.
         """
-        changed, forgotten = self.streams.take_changes()
+        changed = self.streams.take_changes()
         if self.journal is not None:
-            self._batch.streams, self._batch.forgotten_streams = changed, forgotten
+            self._batch.streams = changed
             if self._batch:
                 self.journal.write(self._batch)
                 self.commits += 1

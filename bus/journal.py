@@ -63,7 +63,7 @@ class Restored:
     epoch: int
     heads: dict[bytes, int]
     rings: list[tuple[bytes, list[Frames]]]  # least recently active first, each oldest first
-    streams: list[tuple[str, int]]  # least recently used first
+    streams: list[tuple[str, int]]  # least recently changed first
 
 
 @dataclass(slots=True)
@@ -74,7 +74,6 @@ class JournalBatch:
     heads: dict[bytes, int] = field(default_factory=dict)
     forgotten_keys: set[bytes] = field(default_factory=set)
     streams: dict[str, int] = field(default_factory=dict)
-    forgotten_streams: set[str] = field(default_factory=set)
 
     def add(self, topic: bytes, seq: int, header: bytes, payload: bytes) -> None:
         """A sequenced event (`seq` is its key's new head)."""
@@ -91,7 +90,7 @@ class JournalBatch:
         self.forgotten_keys.add(topic)
 
     def __bool__(self) -> bool:
-        return bool(self.heads or self.forgotten_keys or self.streams or self.forgotten_streams)
+        return bool(self.heads or self.forgotten_keys or self.streams)
 
 
 class Journal:
@@ -262,8 +261,6 @@ class Journal:
             db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", runs)
             db.executemany("DELETE FROM runs WHERE topic = ? AND last <= ?", self._trims(heads))
             db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)", [(t, s, batch_no) for t, s in heads.items()])
-            if batch.forgotten_streams:
-                db.executemany("DELETE FROM streams WHERE stream = ?", _rows(batch.forgotten_streams))
             if batch.streams:
                 db.executemany("INSERT OR REPLACE INTO streams VALUES (?, ?, ?)", [(s, last, batch_no) for s, last in batch.streams.items()])
             db.execute("COMMIT")

@@ -48,7 +48,7 @@ authenticated; bus/roles.py) cannot push a live stream out.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -89,9 +89,8 @@ class ProducerStreams:
         self._rejection_order: deque[tuple[str, int]] = deque()  # oldest first, over all streams
         self._rejection_bytes = 0
         self.rejections_forgotten = 0
-        self._last: OrderedDict[str, int] = OrderedDict()
+        self._last: dict[str, int] = {}
         self._changed: dict[str, int] = {}
-        self._forgotten: set[str] = set()
         self.refused = 0  # events and hellos of new streams beyond the bound
 
     def decide(self, stream: str, event_id: int, prev_id: int, valid: bool, reason: str = "") -> Decision:
@@ -101,7 +100,6 @@ class ProducerStreams:
         """
         last = self._last.get(stream)
         if last is not None:
-            self._last.move_to_end(stream)
             if event_id <= last:
                 verdict = Verdict.DUPLICATE if self.rejection(stream, event_id) is None else Verdict.REJECTED
                 return Decision(verdict, self._cap(stream, event_id, last))
@@ -155,7 +153,6 @@ class ProducerStreams:
         if last is None:
             self._set(stream, acked)
             return Decision(Verdict.DUPLICATE, acked)
-        self._last.move_to_end(stream)
         return Decision(Verdict.DUPLICATE if acked <= last else Verdict.RESEND, last)
 
     def last(self, stream: str) -> int | None:
@@ -163,25 +160,20 @@ class ProducerStreams:
         return self._last.get(stream)
 
     def restore(self, streams: Iterable[tuple[str, int]]) -> None:
-        """Load `(stream, last)` pairs, least recently used first (as a journal returns them)."""
-        for stream, last in streams:
-            self._last[stream] = last
-            self._last.move_to_end(stream)  # all of them, even beyond the bound: none may be forgotten
+        """Load `(stream, last)` pairs (a journal's): all of them, even beyond the bound, since none may be forgotten."""
+        self._last.update(streams)
 
-    def take_changes(self) -> tuple[dict[str, int], set[str]]:
-        """What changed since the last call: new `last`s and forgotten streams (for the journal)."""
-        changed, forgotten = self._changed, self._forgotten
-        self._changed, self._forgotten = {}, set()
-        return changed, forgotten
+    def take_changes(self) -> dict[str, int]:
+        """The streams whose `last` changed since the last call, with it (for the journal)."""
+        changed, self._changed = self._changed, {}
+        return changed
 
     def __len__(self) -> int:
         return len(self._last)
 
     def _set(self, stream: str, last: int) -> None:
         self._last[stream] = last
-        self._last.move_to_end(stream)
         self._changed[stream] = last
-        self._forgotten.discard(stream)
 
 
 def _rejection_cost(stream: str, reason: str) -> int:

@@ -36,8 +36,8 @@ class Journaled:
         header = self.sequencer.sequence(topic, payload, 1, 2)
         self.batch.add(topic, self.sequencer.head(topic), header, payload)
 
-    def commit(self, streams: dict[str, int] | None = None, forgotten_streams: set[str] | None = None) -> None:
-        self.batch.streams, self.batch.forgotten_streams = streams or {}, forgotten_streams or set()
+    def commit(self, streams: dict[str, int] | None = None) -> None:
+        self.batch.streams = streams or {}
         self.journal.write(self.batch)
         self.batch = JournalBatch()
 

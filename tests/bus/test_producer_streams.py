@@ -71,16 +71,16 @@ def test_changes_name_new_lasts_once() -> None:
     streams.decide("a", 1, 0, True)
     streams.decide("b", 2, 0, False)
     streams.decide("b", 3, 9, True)  # a resend changes nothing
-    assert streams.take_changes() == ({"a": 1, "b": 2}, set())
+    assert streams.take_changes() == {"a": 1, "b": 2}
     streams.decide("c", 1, 0, True)  # refused
-    assert streams.take_changes() == ({}, set())
+    assert streams.take_changes() == {}
 
 
 def test_restore_loads_every_stream_even_beyond_the_bound_and_is_not_a_change() -> None:
     streams = ProducerStreams(max_streams=2)
     streams.restore([("old", 3), ("mid", 4), ("new", 5)])
     assert (streams.last("old"), streams.last("mid"), streams.last("new")) == (3, 4, 5)
-    assert streams.take_changes() == ({}, set())
+    assert streams.take_changes() == {}
     assert streams.decide("mid", 4, 3, True) == Decision(D, 4)
     assert streams.decide("new", 6, 5, True) == Decision(S, 6)
     assert streams.decide("other", 1, 0, True) == Decision(F, 1)
@@ -113,9 +113,9 @@ def test_hello_says_where_an_unknown_stream_restarts(before: int | None, acked: 
 def test_after_hello_the_stream_chains_from_acked_and_the_hello_is_journaled() -> None:
     streams = ProducerStreams()
     assert streams.decide("a", 7, 6, True) == Decision(U, 7)
-    assert streams.take_changes() == ({}, set())  # an `unknown` changes nothing
+    assert streams.take_changes() == {}  # an `unknown` changes nothing
     streams.hello("a", 4)
-    assert streams.take_changes() == ({"a": 4}, set())
+    assert streams.take_changes() == {"a": 4}
     assert streams.decide("a", 7, 6, True) == Decision(R, 4)  # still in flight from before the hello
     assert streams.decide("a", 5, 4, True) == Decision(S, 5)
 
