@@ -22,6 +22,7 @@ from store.demo import demo as demo_world
 from tests.conftest import POSTGRES_URL, _postgres_schema_url
 from tests.faults.stack import Stack
 from tests.producers.conftest import World, make_demo, world_at, world_of
+from tests.producers.conftest import zctx as zctx  # the fixture, for tests/faults too
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 NO_POSTGRES = "needs PostgreSQL (TRADESTREAM_TEST_DATABASE_URL): the PostgreSQL runs of the fault tests"
@@ -93,17 +94,23 @@ def world(database: tuple[World, dict[str, Any]]) -> World:
 
 
 @pytest.fixture
-def stack(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """Every process started; killed at the end, with their logs printed when the test failed."""
-    running = Stack(world, tmp_path)
+def idle_stack(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The stack, nothing started (the test starts what it needs); killed at the end, logs printed on failure."""
+    stack = Stack(world, tmp_path)
     try:
-        running.start()
-        yield running
+        yield stack
     finally:
-        running.close()
+        stack.close()
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
-            print(running.logs())
+            print(stack.logs())
+
+
+@pytest.fixture
+def stack(idle_stack: Stack) -> Stack:
+    """Every process started."""
+    idle_stack.start()
+    return idle_stack
 
 
 @pytest.hookimpl(wrapper=True)

@@ -11,8 +11,6 @@ nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,25 +29,6 @@ from tests.waiting import wait_until
 CRASH = CrashPoint("orders", "before", "producers.relay:Relay.write_marks", 1)
 
 
-@pytest.fixture
-def zctx() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
-def broker_and_orders(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    stack = Stack(world, tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.close()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(stack.logs())
-
-
 def outbox_rows(world: World) -> list[tuple[int, bool, str | None]]:
     with world.sessions() as session:
         query = select(OutboxEvent.id, OutboxEvent.sent_at, OutboxEvent.failed).where(OutboxEvent.source == "orders")
@@ -58,9 +37,9 @@ def outbox_rows(world: World) -> list[tuple[int, bool, str | None]]:
 
 @pytest.mark.expect_log("rejected by the broker")
 def test_a_relay_killed_between_a_reject_and_writing_it_keeps_the_failure_reason_after_restart(
-    world: World, broker_and_orders: Stack, zctx: zmq.Context[Any]
+    world: World, idle_stack: Stack, zctx: zmq.Context[Any]
 ) -> None:
-    stack = broker_and_orders
+    stack = idle_stack
     key = StreamKey(world.user_ids["alice"], world.strategy_ids["btc-trend"])
     bad = codec.pack({**make_order(*key, order_id="bad").to_wire(), "quantity": "lots"})
     good = codec.pack(make_order(*key, order_id="good").to_wire())
