@@ -3,8 +3,8 @@
 Both ingresses feed it: the PULL (at most once, CONTRACT section 2) and the
 acknowledged ROUTER (bus/ack_ingress.py). `accept()` sequences an event at once
 (the next one of the batch gets the next seq) but only queues its frames;
-`flush()` commits the batch to the journal when there is one, and only then
-publishes it; the acknowledged ingress answers after that. A crash before the
+`flush()` commits the batch to the journal when there is one (with the producer
+streams' new lasts and rejections), and only then publishes it; the acknowledged ingress answers after that. A crash before the
 commit loses nothing anybody was shown: not published, not acknowledged.
 Head markers and replays are answered between batches, never from an event
 that is not published yet.
@@ -72,7 +72,11 @@ class Ingest:
         sequencer = Sequencer(restored.epoch, history, max_keys, history_bytes=history_bytes, total_bytes=total_bytes)
         sequencer.restore(restored.heads, restored.rings)
         streams.restore(restored.streams)
-        summary = f"restored: {len(sequencer.heads)} keys, {sequencer.keys_with_history} with history, {len(streams)} producer streams"
+        streams.restore_rejections(restored.rejections)
+        summary = (
+            f"restored: {len(sequencer.heads)} keys, {sequencer.keys_with_history} with history, {len(streams)} producer streams,"
+            f" {streams.rejections} rejections"
+        )
         return cls(sequencer, streams, journal, summary)
 
     def take(self, topic: bytes, payload: bytes) -> None:
@@ -129,8 +133,11 @@ class Ingest:
         Returns how many key events and control messages went out.
         """
         changed = self.streams.take_changes()
+        rejections = self.streams.take_rejection_changes()  # taken without a journal too: nothing piles up
         if self.journal is not None:
+            # The rejections in the lasts' transaction: a `reject` answered below is on disk first.
             self._batch.streams = changed
+            self._batch.rejections, self._batch.forgotten_rejections = rejections
             if self._batch:
                 self.journal.write(self._batch)
                 self.commits += 1

@@ -1,4 +1,4 @@
-"""The broker's journal: epoch, heads, histories and producer streams, kept across restarts.
+"""The broker's journal: epoch, heads, histories, producer streams and rejections, kept across restarts.
 
 SQLite in WAL mode through the standard library: a crash-safe, much-tested
 store with nothing to install, instead of a file format of our own. The broker
@@ -16,10 +16,17 @@ history needs:
         key keeps fewer than 2.25 x `history` events; a key that loses its history (beyond
         --max-keys) loses its runs
     streams(stream TEXT PRIMARY KEY, last, touched) producer streams of the acknowledged ingress
+    rejections(stream, event_id, reason, UNIQUE (stream, event_id))
+        the rejections the broker remembers (bus/producer_streams.py), oldest first in rowid
+        order; those it forgets (beyond its REJECTION_BYTES) are deleted in the batch that
+        forgot them, so the table holds what memory holds. In the batch's transaction with the
+        streams' lasts: a `reject` is on disk before it is answered, and a relay killed before
+        writing it is answered `reject` again even by a broker SIGKILLed and restarted since.
 
 One row per key per batch rather than one per event (schema 1, migrated when
 opened): flat out over 100 keys a batch of 1,024 events is ~100 rows, not 1,024
-(docs/benchmarks.md, issue 13).
+(docs/benchmarks.md, issue 13). Schema 2 had no rejections table: it is created
+when a journal of schema 2 is opened (bus/journal_schema.py has the migrations).
 
 `touched` is the number of the batch that last wrote a row: the least recently
 active come back first, so the bounds evict in the same order after a restart.
@@ -33,27 +40,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bus import codec
+from bus import codec, journal_schema
 from bus.errors import DecodeError, JournalError
+from bus.protocol import MAX_REASON
 from bus.topics import parse_key_topic
 
 Frames = tuple[bytes, bytes]  # (header, payload) as published
-SCHEMA_VERSION = 2
 MAX_STREAM_NAME = 64
 PAGE_SIZE = 16384
 _RUN = codec.Schema[list[tuple[bytes, bytes]]](list[tuple[bytes, bytes]], shape="a run [[header, payload], ...]")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS heads (topic BLOB PRIMARY KEY, head INTEGER NOT NULL, touched INTEGER NOT NULL) WITHOUT ROWID;
--- A rowid table: a batch's new runs go to the end, so a batch dirties few pages (clustered by
--- topic, WITHOUT ROWID, every key dirtied a page of its own: measured here with schema 1).
-CREATE TABLE IF NOT EXISTS runs (
-    topic BLOB NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, events BLOB NOT NULL,
-    UNIQUE (topic, last)
-);
-CREATE TABLE IF NOT EXISTS streams (stream TEXT PRIMARY KEY, last INTEGER NOT NULL, touched INTEGER NOT NULL) WITHOUT ROWID;
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +59,7 @@ class Restored:
     heads: dict[bytes, int]
     rings: list[tuple[bytes, list[Frames]]]  # least recently active first, each oldest first
     streams: list[tuple[str, int]]  # least recently changed first
+    rejections: list[tuple[str, int, str]] = field(default_factory=list)  # (stream, event_id, reason), oldest first
 
 
 @dataclass(slots=True)
@@ -74,6 +70,8 @@ class JournalBatch:
     heads: dict[bytes, int] = field(default_factory=dict)
     forgotten_keys: set[bytes] = field(default_factory=set)
     streams: dict[str, int] = field(default_factory=dict)
+    rejections: list[tuple[str, int, str]] = field(default_factory=list)  # remembered: (stream, event_id, reason)
+    forgotten_rejections: list[tuple[str, int]] = field(default_factory=list)  # (stream, event_id)
 
     def add(self, topic: bytes, seq: int, header: bytes, payload: bytes) -> None:
         """A sequenced event (`seq` is its key's new head)."""
@@ -90,7 +88,7 @@ class JournalBatch:
         self.forgotten_keys.add(topic)
 
     def __bool__(self) -> bool:
-        return bool(self.heads or self.forgotten_keys or self.streams)
+        return bool(self.heads or self.forgotten_keys or self.streams or self.rejections or self.forgotten_rejections)
 
 
 class Journal:
@@ -136,33 +134,10 @@ class Journal:
         problems = [row[0] for row in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
             raise JournalError(f"journal {self.path} is corrupt: {'; '.join(problems[:3])}")
-        db.executescript(_SCHEMA)
-        schema = self._meta("schema")
-        if schema is None:
-            db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif schema == 1:
-            self._migrate_from_1()
-        elif schema != SCHEMA_VERSION:
-            raise JournalError(f"journal {self.path} has schema {schema}, this broker reads {SCHEMA_VERSION}")
-
-    def _migrate_from_1(self) -> None:
-        """Schema 1 kept one row per event (events(topic, slot, seq, header, payload)): one run per key now."""
-        db = self._db
-        rows: dict[bytes, list[tuple[int, bytes, bytes]]] = {}
-        for topic, seq, header, payload in db.execute("SELECT topic, seq, header, payload FROM events ORDER BY topic, seq"):
-            rows.setdefault(topic, []).append((seq, header, payload))
-        db.execute("BEGIN")
-        db.executemany(
-            "INSERT INTO runs VALUES (?, ?, ?, ?)",
-            [(t, kept[0][0], kept[-1][0], codec.pack([(h, p) for _, h, p in kept])) for t, kept in rows.items()],
-        )
-        db.execute("DROP TABLE events")
-        db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
-        db.execute("COMMIT")
+        journal_schema.prepare(db, self.path)
 
     def _meta(self, name: str) -> int | None:
-        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return None if row is None else int(row[0])
+        return journal_schema.meta(self._db, name)
 
     def restore(self) -> Restored | None:
         """The state at the last commit, None for a new journal; JournalError when it does not add up."""
@@ -201,7 +176,18 @@ class Journal:
                 raise JournalError(f"journal {self.path} is corrupt: bad stream row {stream!r:.80}")
         newest = db.execute("SELECT max(touched) FROM streams").fetchone()[0] or 0
         self._batch_no = 1 + max(newest, *touched.values(), 0)
-        return Restored(epoch, heads, ordered, streams)
+        return Restored(epoch, heads, ordered, streams, self._read_rejections(dict(streams)))
+
+    def _read_rejections(self, lasts: dict[str, int]) -> list[tuple[str, int, str]]:
+        """The remembered rejections, oldest first; each of a known stream, at or below its `last`."""
+        rejections = list(self._db.execute("SELECT stream, event_id, reason FROM rejections ORDER BY rowid"))
+        for stream, event_id, reason in rejections:
+            last = lasts.get(stream) if isinstance(stream, str) else None
+            if last is None or type(event_id) is not int or not 0 < event_id <= last or not (
+                isinstance(reason, str) and len(reason) <= MAX_REASON
+            ):
+                raise JournalError(f"journal {self.path} is corrupt: bad rejection row {stream!r:.80} {event_id!r:.30}")
+        return rejections
 
     def _check_head(self, topic: object, head: object) -> None:
         try:
@@ -263,6 +249,10 @@ class Journal:
             db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)", [(t, s, batch_no) for t, s in heads.items()])
             if batch.streams:
                 db.executemany("INSERT OR REPLACE INTO streams VALUES (?, ?, ?)", [(s, last, batch_no) for s, last in batch.streams.items()])
+            if batch.forgotten_rejections:
+                db.executemany("DELETE FROM rejections WHERE stream = ? AND event_id = ?", batch.forgotten_rejections)
+            if batch.rejections:
+                db.executemany("INSERT OR REPLACE INTO rejections VALUES (?, ?, ?)", batch.rejections)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -287,7 +277,7 @@ class Journal:
 
     def rows(self) -> dict[str, int]:
         """How many rows each table holds, and how many events the runs hold (for the bounds' tests)."""
-        counts = {t: int(self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ("heads", "runs", "streams")}
+        counts = {t: int(self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ("heads", "runs", "streams", "rejections")}
         counts["events"] = int(self._db.execute("SELECT coalesce(sum(last - first + 1), 0) FROM runs").fetchone()[0])
         return counts
 

@@ -26,7 +26,10 @@ received a `reject` and before it wrote it sends the row again after its restart
 the broker answers `reject` again rather than `ack`, and no cumulative answer
 jumps over a rejection the relay may not have recorded (it would mark that row
 sent without its reason). Rejections are remembered per stream, oldest forgotten
-first beyond REJECTION_BYTES over all streams, and counted.
+first beyond REJECTION_BYTES over all streams, and counted. With a journal they
+are kept across restarts like the lasts: `take_rejection_changes` names what
+the batch remembered and forgot (journaled in the batch's transaction, before
+its answers), `restore_rejections` loads them back under the same bound.
 
 An unknown stream takes an event only at the stream's start (`prev_id` 0).
 After that it cannot tell a loss in transit from its own amnesia (a broker
@@ -52,6 +55,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from bus.protocol import MAX_REASON
+
 MAX_STREAMS = 100_000  # about 20 MiB of names and numbers at most (64 characters a name)
 # A rejection's reason is at most 200 characters (bus/protocol.py MAX_REASON): ~16,000 remembered.
 REJECTION_BYTES = 4 << 20
@@ -68,6 +73,13 @@ class Verdict(enum.Enum):
     RESEND = "resend"
     UNKNOWN = "unknown"
     REFUSED = "refused"  # a new stream beyond MAX_STREAMS: no answer
+
+
+class RejectionChanges(NamedTuple):
+    """Rejections remembered `(stream, event_id, reason)` (oldest first) and forgotten `(stream, event_id)` since the last call."""
+
+    remembered: list[tuple[str, int, str]]
+    forgotten: list[tuple[str, int]]
 
 
 class Decision(NamedTuple):
@@ -89,6 +101,8 @@ class ProducerStreams:
         self._rejection_order: deque[tuple[str, int]] = deque()  # oldest first, over all streams
         self._rejection_bytes = 0
         self.rejections_forgotten = 0
+        self._remembered: dict[tuple[str, int], str] = {}  # since take_rejection_changes, oldest first
+        self._forgotten: set[tuple[str, int]] = set()
         self._last: dict[str, int] = {}
         self._changed: dict[str, int] = {}
         self.refused = 0  # events and hellos of new streams beyond the bound
@@ -113,6 +127,8 @@ class ProducerStreams:
         self._set(stream, event_id)
         if valid:
             return Decision(Verdict.SEQUENCE, event_id)
+        reason = reason[:MAX_REASON]  # what the `reject` answer carries
+        self._remembered[stream, event_id] = reason  # before `_remember`, which may forget it at once
         self._remember(stream, event_id, reason)
         return Decision(Verdict.REJECT, event_id)
 
@@ -139,6 +155,26 @@ class ProducerStreams:
             if not rejected:
                 del self._rejections[oldest]
             self.rejections_forgotten += 1
+            if self._remembered.pop((oldest, oldest_id), None) is None:
+                self._forgotten.add((oldest, oldest_id))  # journaled before (or restored): the journal deletes it
+
+    def restore_rejections(self, rejections: Iterable[tuple[str, int, str]]) -> None:
+        """Load `(stream, event_id, reason)` (a journal's, oldest first) under the byte bound: the oldest beyond it
+        are forgotten, as in memory, and named by the next `take_rejection_changes` (the journal deletes them)."""
+        for stream, event_id, reason in rejections:
+            self._remember(stream, event_id, reason)
+
+    def take_rejection_changes(self) -> RejectionChanges:
+        """The rejections remembered and forgotten since the last call (for the journal, with the lasts)."""
+        remembered = [(stream, event_id, reason) for (stream, event_id), reason in self._remembered.items()]
+        forgotten = sorted(self._forgotten)
+        self._remembered, self._forgotten = {}, set()
+        return RejectionChanges(remembered, forgotten)
+
+    @property
+    def rejections(self) -> int:
+        """How many rejections are remembered."""
+        return len(self._rejection_order)
 
     def hello(self, stream: str, acked: int) -> Decision:
         """A relay's `hello`: an unknown stream is known from `acked`; a known one keeps its `last`.

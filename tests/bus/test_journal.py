@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus.errors import JournalError
-from bus.journal import Journal, JournalBatch
+from bus.journal import Journal, JournalBatch, Restored
+from bus.journal_schema import SCHEMA_VERSION
+from bus.producer_streams import REJECTION_OVERHEAD, Decision, ProducerStreams, RejectionChanges, Verdict
 from bus.sequencer import Sequencer
 
 A, B, C = b"k/1/1/", b"k/2/2/", b"k/3/3/"
@@ -263,7 +265,7 @@ def test_a_journal_of_schema_1_comes_back_migrated(tmp_path: Path) -> None:
     assert again.restored.streams == [("orders:x", 9)]
     assert [p for _, p in again.sequencer.replay(A, 77, 2).events] == [b"a3", b"a4", b"a5"]
     assert [p for _, p in again.sequencer.replay(B, 77, 0).events] == [b"b1"]
-    assert again.journal.rows() == {"heads": 2, "runs": 2, "streams": 1, "events": 4}
+    assert again.journal.rows() == {"heads": 2, "runs": 2, "streams": 1, "rejections": 0, "events": 4}
     again.sequence(A, b"a6")
     again.commit()
     again.journal.close()
@@ -283,3 +285,107 @@ def test_a_run_that_is_not_what_its_row_says_is_refused(tmp_path: Path, damage: 
         db.execute(damage)
     with pytest.raises(JournalError, match="corrupt"):
         Journaled(path)
+
+
+REASON = "quantity: expected a decimal"
+COST = REJECTION_OVERHEAD + len("orders:x") + len(REASON)
+
+
+def journaled_streams(path: Path, rejection_bytes: int) -> tuple[Journal, ProducerStreams, Restored | None]:
+    """A journal and the producer streams it restores, as Ingest.open makes them (with a chosen byte bound)."""
+    journal = Journal(path, 3, 2)
+    restored = journal.restore()
+    streams = ProducerStreams(rejection_bytes=rejection_bytes)
+    if restored is None:
+        journal.begin_epoch(77)
+    else:
+        streams.restore(restored.streams)
+        streams.restore_rejections(restored.rejections)
+    return journal, streams, restored
+
+
+def commit_streams(journal: Journal, streams: ProducerStreams) -> None:
+    """One batch of the producer streams' changes, as Ingest.flush writes it."""
+    batch = JournalBatch(streams=streams.take_changes())
+    batch.rejections, batch.forgotten_rejections = streams.take_rejection_changes()
+    journal.write(batch)
+
+
+def test_rejections_come_back_after_a_reopen_within_the_byte_bound_and_the_file_holds_no_more(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal, streams, _ = journaled_streams(path, 3 * COST)
+    streams.decide("orders:x", 1, 0, True)
+    for event_id in range(2, 7):  # 2..6 rejected, one batch each: 2 and 3 forgotten, deleted by later batches
+        streams.decide("orders:x", event_id, event_id - 1, False, REASON)
+        commit_streams(journal, streams)
+    streams.decide("orders:x", 7, 6, False, REASON)  # never committed: a SIGKILL before the write
+    assert journal.rows()["rejections"] == 3
+    journal.close()
+    journal, streams, restored = journaled_streams(path, 3 * COST)
+    assert restored is not None and restored.streams == [("orders:x", 6)]
+    assert restored.rejections == [("orders:x", n, REASON) for n in (4, 5, 6)]  # oldest first
+    assert [streams.rejection("orders:x", n) for n in range(1, 8)] == [None, None, None, REASON, REASON, REASON, None]
+    # the relay killed before it wrote the reject of 5 resends from 1: 5 is rejected again, the ack stops below 4
+    assert streams.decide("orders:x", 1, 0, True) == Decision(Verdict.DUPLICATE, 3)
+    assert streams.decide("orders:x", 5, 4, False) == Decision(Verdict.REJECTED, 5)
+    assert streams.take_rejection_changes() == RejectionChanges([], [])  # restoring is not a change
+    journal.close()
+
+
+def test_a_smaller_byte_bound_at_restart_restores_the_newest_rejections_and_deletes_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal, streams, _ = journaled_streams(path, 4 * COST)
+    streams.decide("orders:x", 1, 0, True)
+    for event_id in range(2, 6):
+        streams.decide("orders:x", event_id, event_id - 1, False, REASON)
+    commit_streams(journal, streams)
+    journal.close()
+    journal, streams, _ = journaled_streams(path, COST)
+    assert [streams.rejection("orders:x", n) for n in range(2, 6)] == [None, None, None, REASON]
+    assert streams.rejections_forgotten == 3
+    commit_streams(journal, streams)  # the next batch deletes what the restore forgot
+    assert journal.rows()["rejections"] == 1
+    journal.close()
+    _, _, restored = journaled_streams(path, COST)
+    assert restored is not None and restored.rejections == [("orders:x", 5, REASON)]
+
+
+def test_a_journal_of_schema_2_opens_with_no_rejections_and_keeps_them_from_then_on(tmp_path: Path) -> None:
+    """The journal of the broker before rejections were journaled: schema 2, no rejections table."""
+    path = tmp_path / "j.db"
+    journal, streams, _ = journaled_streams(path, 4 * COST)
+    streams.decide("orders:x", 1, 0, True)
+    commit_streams(journal, streams)
+    journal.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DROP TABLE rejections")
+        db.execute("UPDATE meta SET value = 2 WHERE name = 'schema'")
+    journal, streams, restored = journaled_streams(path, 4 * COST)
+    assert restored is not None and restored.streams == [("orders:x", 1)] and restored.rejections == []
+    streams.decide("orders:x", 2, 1, False, REASON)
+    commit_streams(journal, streams)
+    journal.close()
+    journal, _, restored = journaled_streams(path, 4 * COST)
+    assert restored is not None and restored.rejections == [("orders:x", 2, REASON)]
+    journal.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == (SCHEMA_VERSION,)
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE rejections SET event_id = 9",  # above its stream's last
+    "UPDATE rejections SET stream = 'orders:other'",  # of no known stream
+    "UPDATE rejections SET event_id = 'two'",
+    "UPDATE rejections SET reason = x'00'",
+])
+def test_a_rejection_that_does_not_fit_its_stream_is_refused(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "j.db"
+    journal, streams, _ = journaled_streams(path, 4 * COST)
+    streams.decide("orders:x", 1, 0, True)
+    streams.decide("orders:x", 2, 1, False, REASON)
+    commit_streams(journal, streams)
+    journal.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute(damage)
+    with pytest.raises(JournalError, match="bad rejection row"):
+        journaled_streams(path, 4 * COST)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bus.producer_streams import Decision, ProducerStreams, Verdict
+from bus.producer_streams import Decision, ProducerStreams, RejectionChanges, Verdict
+from bus.protocol import MAX_REASON
 
 S, D, R, X, U, XX = Verdict.SEQUENCE, Verdict.DUPLICATE, Verdict.RESEND, Verdict.REJECT, Verdict.UNKNOWN, Verdict.REJECTED
 F = Verdict.REFUSED
@@ -129,3 +130,51 @@ def test_a_rejection_is_remembered_with_its_reason_and_the_oldest_are_forgotten_
     assert streams.rejections_forgotten == 1
     # forgotten: a resend of 1 is a plain duplicate again (the reason is lost, the event still never sequenced)
     assert streams.decide("a", 1, 0, True) == Decision(D, 1)
+
+
+COST = len("a") + len("bad") + 64  # one rejection of stream "a" with reason "bad"
+# Each row: the byte bound (in rejections of COST), rejections restored first (event ids of "a"), then the
+# events decided as (event_id, prev_id, valid), and what the next take_rejection_changes names.
+JOURNALED: list[tuple[str, int, list[int], list[tuple[int, int, bool]], RejectionChanges]] = [
+    ("a rejection is named once, with its reason", 4, [], [(1, 0, False)], RejectionChanges([("a", 1, "bad")], [])),
+    ("a sequenced event, a duplicate or a re-sent rejection names none", 4, [], [(1, 0, True), (1, 0, True)],
+     RejectionChanges([], [])),
+    ("oldest first", 4, [], [(1, 0, False), (2, 1, True), (3, 2, False)],
+     RejectionChanges([("a", 1, "bad"), ("a", 3, "bad")], [])),
+    ("remembered and forgotten in one batch: neither written nor deleted", 2, [],
+     [(1, 0, False), (2, 1, False), (3, 2, False)], RejectionChanges([("a", 2, "bad"), ("a", 3, "bad")], [])),
+    ("a restored rejection pushed out is deleted", 2, [1, 2], [(3, 2, False)], RejectionChanges([("a", 3, "bad")], [("a", 1)])),
+    ("restored beyond the bound: the oldest are deleted, the newest kept", 2, [1, 2, 3, 4], [],
+     RejectionChanges([], [("a", 1), ("a", 2)])),
+    ("a rejection larger than the bound is never written", 0, [], [(1, 0, False)], RejectionChanges([], [])),
+]
+
+
+@pytest.mark.parametrize(("bound", "restored", "steps", "changes"), [pytest.param(*row[1:], id=row[0]) for row in JOURNALED])
+def test_rejection_changes_name_what_the_journal_writes_and_deletes(
+    bound: int, restored: list[int], steps: list[tuple[int, int, bool]], changes: RejectionChanges
+) -> None:
+    streams = ProducerStreams(rejection_bytes=bound * COST)
+    streams.restore([("a", max(restored, default=0))] if restored else [])
+    streams.restore_rejections([("a", n, "bad") for n in restored])
+    for event_id, prev_id, valid in steps:
+        streams.decide("a", event_id, prev_id, valid, "bad")
+    assert streams.take_rejection_changes() == changes
+    assert streams.take_rejection_changes() == RejectionChanges([], [])
+    assert streams.rejections <= bound
+
+
+def test_restored_rejections_are_answered_rejected_again_and_cap_the_acks() -> None:
+    streams = ProducerStreams()
+    streams.restore([("a", 3)])
+    streams.restore_rejections([("a", 2, "bad")])
+    assert streams.decide("a", 1, 0, True) == Decision(D, 1)  # stops below 2
+    assert streams.decide("a", 2, 1, True) == Decision(XX, 3)
+    assert streams.rejection("a", 2) == "bad"
+
+
+def test_a_reason_is_remembered_as_the_reject_carries_it() -> None:
+    streams = ProducerStreams()
+    streams.decide("a", 1, 0, False, "x" * 500)
+    assert streams.rejection("a", 1) == "x" * MAX_REASON
+    assert streams.take_rejection_changes().remembered == [("a", 1, "x" * MAX_REASON)]

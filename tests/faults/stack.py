@@ -35,6 +35,9 @@ from tests.producers.conftest import World
 from tests.waiting import wait_until
 
 BIN = Path(sys.executable).parent
+# The checkout under test: its console scripts (BIN) import the package installed in the venv (an editable
+# install of another checkout, perhaps); PYTHONPATH puts this one first, as setup.cfg does for pytest.
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
 READY = {
     "broker": r"listening",
@@ -84,6 +87,7 @@ class Stack:
         self.offsets: dict[str, int] = {}  # where each process's last start begins in its log
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTREAM_")}
         self.env["PYTHONUNBUFFERED"] = "1"
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
     def start(self, *names: str, armed: CrashPoint | None = None) -> None:
         """Start the named processes (all, in dependency order, by default) and wait until each is ready.
