@@ -11,7 +11,10 @@ journaled and published, so an ack never runs ahead of what a crash would keep.
 Per batch: one `reject` per rejected event (and per resent event the broker
 remembers rejecting: REJECTED), then one cumulative `ack` per stream and sender,
 then at most one `resend` and one `unknown` per stream and sender. A new stream
-beyond ProducerStreams' bound (REFUSED) gets no answer at all.
+beyond ProducerStreams' bound (REFUSED) gets no answer at all. A `hello` names one
+stream and is answered one `ack` or `resend` of it (in `_acks` / `_resends`, keyed by
+sender and stream): its answer does not grow with the streams or rejections known,
+and a batch's answers are bounded by its DRAIN_BATCH messages (bus/broker.py).
 """
 
 from __future__ import annotations

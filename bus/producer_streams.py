@@ -12,7 +12,7 @@ transit and is refused until the relay resends from `last`.
     unknown, prev_id != 0                         UNKNOWN     (stays unknown; answered `unknown`)
     unknown, MAX_STREAMS known, event or hello    REFUSED     (stays unknown; no answer: the relay retries later)
     unknown, hello(acked)                         known(last = acked)         answered `ack acked`
-    known(last), hello(acked), acked <= last      (stays; answered `ack last`)
+    known(last), hello(acked), acked <= last      (stays; answered `ack cap`, cap above acked)
     known(last), hello(acked), acked > last       (stays; answered `resend last`)
     known(last), event_id <= last, rejected       REJECTED    (stays; answered `reject event_id` again, then `ack cap`)
     known(last), event_id <= last                 DUPLICATE   (stays; answered `ack cap`)
@@ -21,7 +21,7 @@ transit and is refused until the relay resends from `last`.
     known(last), prev_id != last                  RESEND      (stays; answered `resend cap`)
 
 `cap` is `last`, or just below the first remembered rejection above the event
-(above `prev_id` for a resend) when there is one. A relay SIGKILLed after it
+(above `prev_id` for a resend, above `acked` for a hello) when there is one. A relay SIGKILLed after it
 received a `reject` and before it wrote it sends the row again after its restart:
 the broker answers `reject` again rather than `ack`, and no cumulative answer
 jumps over a rejection the relay may not have recorded (it would mark that row
@@ -179,8 +179,9 @@ class ProducerStreams:
     def hello(self, stream: str, acked: int) -> Decision:
         """A relay's `hello`: an unknown stream is known from `acked`; a known one keeps its `last`.
 
-        DUPLICATE (answered `ack last`) when the broker has everything up to `acked`,
-        RESEND (answered `resend last`) when it has less than the relay was told.
+        DUPLICATE (answered `ack cap`: `last`, or below the first remembered rejection above
+        `acked`, which the relay may not have heard of) when the broker has everything up to
+        `acked`, RESEND (answered `resend last`) when it has less than the relay was told.
         """
         last = self._last.get(stream)
         if last is None and len(self._last) >= self.max_streams:
@@ -189,7 +190,9 @@ class ProducerStreams:
         if last is None:
             self._set(stream, acked)
             return Decision(Verdict.DUPLICATE, acked)
-        return Decision(Verdict.DUPLICATE if acked <= last else Verdict.RESEND, last)
+        if acked > last:
+            return Decision(Verdict.RESEND, last)
+        return Decision(Verdict.DUPLICATE, self._cap(stream, acked, last))
 
     def last(self, stream: str) -> int | None:
         """The stream's `last`, None when it is unknown."""

@@ -111,6 +111,29 @@ def test_hello_says_where_an_unknown_stream_restarts(before: int | None, acked: 
     assert streams.last("a") == after
 
 
+# A hello of a known stream, `acked` behind `last` (its acks lost), with rejections remembered in between:
+# its ack stops below the first rejection above `acked`, which the relay may never have heard of (a `reject`
+# dropped at the ROUTER's high-water mark); the rows it then sends again are answered `reject` again.
+CAPPED_HELLOS: list[tuple[str, list[int], int, Decision]] = [
+    ("no rejection: ack last", [], 2, Decision(D, 6)),
+    ("a rejection above acked: ack below it", [4], 2, Decision(D, 3)),
+    ("the first of two rejections above acked", [4, 5], 2, Decision(D, 3)),
+    ("a rejection at acked is known to the relay: ack last", [2], 2, Decision(D, 6)),
+    ("a rejection right after acked: ack acked", [3], 2, Decision(D, 2)),
+    ("a rejection at last", [6], 2, Decision(D, 5)),
+    ("behind what the relay was told: resend last, whatever the rejections", [4], 7, Decision(R, 6)),
+]
+
+
+@pytest.mark.parametrize(("rejected", "acked", "decision"), [pytest.param(*h[1:], id=h[0]) for h in CAPPED_HELLOS])
+def test_the_ack_of_a_hello_stops_below_a_remembered_rejection_after_acked(rejected: list[int], acked: int, decision: Decision) -> None:
+    streams = ProducerStreams()
+    for event_id in range(1, 7):
+        streams.decide("a", event_id, event_id - 1, event_id not in rejected, "bad")
+    assert streams.hello("a", acked) == decision
+    assert streams.last("a") == 6
+
+
 def test_after_hello_the_stream_chains_from_acked_and_the_hello_is_journaled() -> None:
     streams = ProducerStreams()
     assert streams.decide("a", 7, 6, True) == Decision(U, 7)
