@@ -74,10 +74,11 @@ class Broker:
     """Owns the four sockets, the sequencer and the journal; `run()` until `stop()`.
 
     Raises JournalError when the journal cannot be opened or restored, zmq.ZMQError
-    when an endpoint cannot be bound.
+    when an endpoint cannot be bound. `ack_sndhwm` is the acknowledged ingress's
+    queue of answers per relay (libzmq's 1000 by default; a test's tiny one drops answers).
     """
 
-    def __init__(self, config: BrokerConfig, context: zmq.Context[Any] | None = None) -> None:
+    def __init__(self, config: BrokerConfig, context: zmq.Context[Any] | None = None, *, ack_sndhwm: int | None = None) -> None:
         self.config = config
         journal = Journal(config.journal, config.history, config.max_keys) if config.journal else None
         self.ingest = Ingest.open(
@@ -97,8 +98,9 @@ class Broker:
         self.egress.setsockopt(zmq.XPUB_VERBOSE, 1)
         # ROUTER_MANDATORY: a full queue is zmq.Again at send, so an answer is dropped and counted.
         self.router = peersock.make(ctx, zmq.ROUTER, sndhwm=REPLAY_QUEUE, router_mandatory=True, linger=1000)
-        # A relay that left gets no answer; it resends when back.
-        ack_router = peersock.make(ctx, zmq.ROUTER, rcvhwm=config.hwm, router_mandatory=False, linger=1000)
+        # A relay that left, or whose queue is full (it does not read), gets no answer: ROUTER drops it
+        # silently, and the relay's timeout sends the rows again (tests/bus/test_ack_hwm.py).
+        ack_router = peersock.make(ctx, zmq.ROUTER, rcvhwm=config.hwm, sndhwm=ack_sndhwm, router_mandatory=False, linger=1000)
         self.acks = AckIngress(ack_router, self.ingest, self._drop)
         self.requests = Requests(self.router, self.sequencer, self.stats, self._counters)
         self._sockets = (self.ingress, self.egress, self.router, ack_router)

@@ -1,0 +1,114 @@
+"""A relay whose answers the broker's ack ROUTER dropped at its high-water mark recovers: every row handled once.
+
+ROUTER drops silently what does not fit a peer's queue (the acknowledged ingress sets no
+ROUTER_MANDATORY: a relay that left must not block the broker). Here the queue is tiny
+(`ack_sndhwm=1`) and the relay reads nothing while the broker answers a burst of 1,800 rows
+(two thirds of them malformed, so each one has its own `reject`): of the ~1,200 answers the
+broker sends, only what the relay's receive queue (libzmq's 1000) and the ROUTER's 1 hold
+arrives, the rest is dropped. The relay's timeout must send the unanswered rows again, the
+broker answers the re-sent rejections `reject` again, and every row ends marked once: the
+malformed ones with their reason, the others sequenced exactly once.
+
+The broker runs in this process (the constructor's `ack_sndhwm`) on a real inproc ROUTER,
+the relay (producers/relay.py) on a real DEALER and a real SQLite outbox: over tcp or ipc
+the kernel's socket buffers would hold a varying part of the burst, inproc's queue is exactly
+the two high-water marks, so the drop is certain.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bus import codec, protocol
+from bus.broker import Broker, BrokerConfig
+from bus.topics import StreamKey, key_topic
+from producers.relay import Relay
+from producers.relay_window import WindowLimits
+from store.db import init_db, make_engine, make_session_factory
+from store.handoff import OutboxEvent
+from tests.bus.conftest import broker_stats, make_order, request
+from tests.waiting import wait_until
+
+ANY = "tcp://127.0.0.1:*"
+KEY = StreamKey(3, 4)
+ROWS = 1800
+LIMITS = WindowLimits(window=2 * ROWS, retry_s=0.2, max_retry_s=1.0)  # the whole burst in flight at once
+
+
+def bad(row: int) -> bool:
+    return row % 3 != 0
+
+
+class BrokerThread:
+    """A Broker of this process, run by a thread until `close()`."""
+
+    def __init__(self, ctx: zmq.Context[Any], ack_sndhwm: int) -> None:
+        config = BrokerConfig(ingress=ANY, publish=ANY, replay=ANY, ack_ingress=f"inproc://acks-{uuid.uuid4().hex}", history=ROWS)
+        self.broker = Broker(config, ctx, ack_sndhwm=ack_sndhwm)
+        self.endpoints, self.epoch = self.broker.endpoints, self.broker.sequencer.epoch
+        self.thread = threading.Thread(target=self.broker.run, name="broker", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.broker.stop()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    init_db(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def outbox_rows(sessions: sessionmaker[Session]) -> list[tuple[bool, str | None]]:
+    with sessions() as session:
+        query = select(OutboxEvent.sent_at, OutboxEvent.failed).order_by(OutboxEvent.id)
+        return [(sent is not None, failed) for sent, failed in session.execute(query)]
+
+
+@pytest.mark.expect_log("rejected by the broker")
+def test_a_relay_recovers_the_answers_the_ack_router_dropped_at_its_high_water_mark(
+    sessions: sessionmaker[Session], zctx: zmq.Context[Any]
+) -> None:
+    good_wire = make_order(*KEY).to_wire()
+    with sessions() as session:
+        for row in range(1, ROWS + 1):
+            wire = {**good_wire, "order_id": f"row-{row}", **({"quantity": "lots"} if bad(row) else {})}
+            session.add(OutboxEvent(source="orders", topic=key_topic(KEY), payload=codec.pack(wire)))
+        session.commit()
+    broker = BrokerThread(zctx, ack_sndhwm=1)
+    try:
+        relay = Relay(sessions, "orders", broker.endpoints["ack_ingress"], context=zctx, limits=LIMITS)
+        relay.pump()  # sends the whole burst; then reads nothing until the broker answered all of it
+        assert relay.window.in_flight == ROWS
+        stats = wait_until(lambda: (s := broker_stats(zctx, broker.endpoints["replay"]))["ack_received"] == ROWS and s,
+                           what="the broker to answer the burst")
+        assert stats["ack_answers"] > 1001  # more than the relay's queue (1000) and the ROUTER's (1) hold
+        wait_until(lambda: (relay.pump(), relay.idle)[1], timeout=30, what="every row confirmed")
+        relay.close()
+        rows = outbox_rows(sessions)
+        assert all(sent for sent, _ in rows)
+        assert [number for number, (_, failed) in enumerate(rows, 1) if failed is not None] == [n for n in range(1, ROWS + 1) if bad(n)]
+        assert all("quantity" in failed for _, failed in rows if failed is not None)
+        assert relay.window.stats.timeouts >= 1  # the dropped answers were recovered by the timeout's resend
+        stats = broker_stats(zctx, broker.endpoints["replay"])
+        assert stats["ack_rejected_again"] >= 1  # some rejects were dropped and answered again
+        assert (stats["ack_sequenced"], stats["ack_rejected"]) == (ROWS // 3, ROWS - ROWS // 3)
+        status, _, *frames = request(zctx, broker.endpoints["replay"], *protocol.replay_request(key_topic(KEY), broker.epoch, 0))
+        assert status == protocol.OK
+        assert [protocol.unpack_header(header).seq for header in frames[0::2]] == list(range(1, ROWS // 3 + 1))  # none twice
+        orders = [codec.unpack_map(payload)["order_id"] for payload in frames[1::2]]
+        assert orders == [f"row-{n}" for n in range(1, ROWS + 1) if not bad(n)]
+    finally:
+        broker.close()
