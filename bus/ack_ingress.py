@@ -45,6 +45,7 @@ class AckStats:
     ack_unknown: int = 0
     ack_hellos: int = 0
     ack_answers: int = 0
+    ack_answers_dropped: int = 0  # a relay's queue was full (or it left): the rest of the batch to it is dropped
     streams: int = 0
     streams_refused: int = 0
 
@@ -128,19 +129,31 @@ class AckIngress:
         self._drop(f"acknowledged ingress: {reason}")
 
     def answer(self) -> None:
-        """Send the batch's answers (after its journal commit and publication)."""
+        """Send the batch's answers (after its journal commit and publication).
+
+        A relay whose queue is full (it does not read) or that left gets nothing more of the
+        batch once one answer to it could not be queued: a later `ack` must not reach it
+        past a `reject` it missed (it would mark that row sent without its reason). Dropped
+        answers are counted; the relay's timeout sends the rows again.
+        """
         streams = self.ingest.streams
         self.stats.streams, self.stats.streams_refused = len(streams), streams.refused
-        sock = self.sock
-        for message in self._rejects:
-            sock.send_multipart(message)
-        for (identity, stream), last in self._acks.items():
-            sock.send_multipart(protocol.ack_message(identity, stream, last))
-        for (identity, stream), last in self._resends.items():
-            sock.send_multipart(protocol.resend_message(identity, stream, last))
-        for (identity, stream), event_id in self._unknowns.items():
-            sock.send_multipart(protocol.unknown_message(identity, stream, event_id))
-        self.stats.ack_answers += len(self._rejects) + len(self._acks) + len(self._resends) + len(self._unknowns)
+        messages = [
+            *self._rejects,
+            *(protocol.ack_message(identity, stream, last) for (identity, stream), last in self._acks.items()),
+            *(protocol.resend_message(identity, stream, last) for (identity, stream), last in self._resends.items()),
+            *(protocol.unknown_message(identity, stream, event_id) for (identity, stream), event_id in self._unknowns.items()),
+        ]
+        sock, missed = self.sock, set()
+        for message in messages:
+            if message[0] not in missed:
+                try:
+                    sock.send_multipart(message, zmq.NOBLOCK)
+                    continue
+                except zmq.ZMQError:  # EAGAIN: its queue is full; EHOSTUNREACH: it left (ROUTER_MANDATORY)
+                    missed.add(message[0])
+            self.stats.ack_answers_dropped += 1
+        self.stats.ack_answers += len(messages)
         self._rejects.clear()
         self._acks.clear()
         self._resends.clear()

@@ -98,9 +98,9 @@ class Broker:
         self.egress.setsockopt(zmq.XPUB_VERBOSE, 1)
         # ROUTER_MANDATORY: a full queue is zmq.Again at send, so an answer is dropped and counted.
         self.router = peersock.make(ctx, zmq.ROUTER, sndhwm=REPLAY_QUEUE, router_mandatory=True, linger=1000)
-        # A relay that left, or whose queue is full (it does not read), gets no answer: ROUTER drops it
-        # silently, and the relay's timeout sends the rows again (tests/bus/test_ack_hwm.py).
-        ack_router = peersock.make(ctx, zmq.ROUTER, rcvhwm=config.hwm, sndhwm=ack_sndhwm, router_mandatory=False, linger=1000)
+        # ROUTER_MANDATORY: an answer to a relay that left or whose queue is full is an error at send, so it is
+        # dropped and counted, with the rest of the batch to it; its timeout resends (tests/bus/test_ack_hwm.py).
+        ack_router = peersock.make(ctx, zmq.ROUTER, rcvhwm=config.hwm, sndhwm=ack_sndhwm, router_mandatory=True, linger=1000)
         self.acks = AckIngress(ack_router, self.ingest, self._drop)
         self.requests = Requests(self.router, self.sequencer, self.stats, self._counters)
         self._sockets = (self.ingress, self.egress, self.router, ack_router)

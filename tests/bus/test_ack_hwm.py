@@ -1,7 +1,8 @@
 """A relay whose answers the broker's ack ROUTER dropped at its high-water mark recovers: every row handled once.
 
-ROUTER drops silently what does not fit a peer's queue (the acknowledged ingress sets no
-ROUTER_MANDATORY: a relay that left must not block the broker). Here the queue is tiny
+The ack ROUTER drops what does not fit a relay's queue (ROUTER_MANDATORY, sent without
+blocking: the answer, and the rest of the batch to that relay, are dropped and counted; a
+relay that does not read must not block the broker). Here the queue is tiny
 (`ack_sndhwm=1`) and the relay reads nothing while the broker answers a burst of 1,800 rows
 (two thirds of them malformed, so each one has its own `reject`): of the ~1,200 answers the
 broker sends, only what the relay's receive queue (libzmq's 1000) and the ROUTER's 1 hold
@@ -95,6 +96,7 @@ def test_a_relay_recovers_the_answers_the_ack_router_dropped_at_its_high_water_m
         stats = wait_until(lambda: (s := broker_stats(zctx, broker.endpoints["replay"]))["ack_received"] == ROWS and s,
                            what="the broker to answer the burst")
         assert stats["ack_answers"] > 1001  # more than the relay's queue (1000) and the ROUTER's (1) hold
+        assert stats["ack_answers_dropped"] >= stats["ack_answers"] - 1001  # and the broker knows it dropped them
         wait_until(lambda: (relay.pump(), relay.idle)[1], timeout=30, what="every row confirmed")
         relay.close()
         rows = outbox_rows(sessions)
