@@ -1,6 +1,6 @@
 """The wire: everything two tradestream processes need to agree on.
 
-events.py (schema) · codec.py (msgpack) · protocol.py (broker frames) · topics.py · endpoints.py   what, how, where
+events.py (schema; exact_decode.py the broker's strict fast path) · codec.py (msgpack) · protocol.py (broker frames) · topics.py · endpoints.py   what, how, where
 reasons.py   why a stream is ended (force_disconnect reasons) and their texts, for store, streamer and page
 broker.py = ingest.py (check, sequence, journal, publish) + sequencer.py + journal.py + ack_ingress.py (+ producer_streams.py)
             + broker_requests.py (replay and stats answers)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import zmq
 
-from bus import codec, events, protocol
+from bus import codec, events, exact_decode, protocol
 from bus.errors import DecodeError, JournalError, PayloadTooLarge
 from bus.frames import SNDMORE, send_frame
 from bus.journal import Journal, JournalBatch
@@ -94,7 +94,7 @@ class Ingest:
         if len(payload) > self.max_payload:
             self.refused_oversize += 1
             raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds --max-payload {self.max_payload}")
-        exact = events.decode_exact(payload)
+        exact = exact_decode.decode_exact(payload)
         if exact is not None:
             message, published_ns = exact  # every field a field of the schema: one pass checked it all
         else:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from bus import codec, events
+from bus import codec, events, exact_decode
 from bus.errors import DecodeError, InvalidEvent
 from tests.bus.conftest import make_order
 from tests.bus.strategies import every_message
@@ -152,13 +152,13 @@ def without_transport(message: events.Message) -> dict[str, Any]:
 @pytest.mark.parametrize(("rule", "wire"), REJECTED, ids=[rule for rule, _ in REJECTED])
 def test_the_one_pass_check_refuses_every_payload_breaking_a_rule(rule: str, wire: dict[str, Any]) -> None:
     """decode_exact is the broker's fast path: it must never let in what decode() refuses."""
-    assert events.decode_exact(codec.pack(wire)) is None
-    assert events.decode_exact(codec.pack({**wire, "published_ns": 5})) is None
+    assert exact_decode.decode_exact(codec.pack(wire)) is None
+    assert exact_decode.decode_exact(codec.pack({**wire, "published_ns": 5})) is None
 
 
 @pytest.mark.parametrize(("case", "wire"), ACCEPTED, ids=[case for case, _ in ACCEPTED])
 def test_the_one_pass_check_gives_the_message_decode_gives_or_leaves_it_to_decode(case: str, wire: dict[str, Any]) -> None:
-    exact = events.decode_exact(codec.pack({**wire, "published_ns": 7}))
+    exact = exact_decode.decode_exact(codec.pack({**wire, "published_ns": 7}))
     if "note" in wire:
         assert exact is None  # an unknown field: decode() and the whole-map decode decide
         return
@@ -185,11 +185,11 @@ def test_the_one_pass_check_gives_the_message_decode_gives_or_leaves_it_to_decod
     ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_what_the_one_pass_check_takes_itself(case: str, wire: dict[str, Any], expected: tuple[bool, int | None]) -> None:
-    exact = events.decode_exact(codec.pack(wire))
+    exact = exact_decode.decode_exact(codec.pack(wire))
     assert (exact is not None, exact[1] if exact else None) == expected
 
 
 @BAD_UNKNOWN_FIELDS
 def test_a_bad_unknown_field_is_left_to_the_two_passes(extra: bytes) -> None:
     payload = with_unknown_field(extra)
-    assert events.decode_exact(payload) is None
+    assert exact_decode.decode_exact(payload) is None
