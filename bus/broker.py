@@ -28,46 +28,27 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import zmq
 
-from bus import codec, endpoints, kinds, peersock, protocol, security
+from bus import peersock, protocol, security
 from bus.ack_ingress import AckIngress
+from bus.broker_config import BrokerConfig, parse_config
 from bus.broker_requests import REPLAY_QUEUE, BrokerStats, Requests
 from bus.errors import BusError, DecodeError, JournalError, PayloadTooLarge
 from bus.frames import recv_frames, send3
 from bus.ingest import Ingest
 from bus.journal import Journal
-from bus.process import SettingsParser, configure_logging, exit_on_stop_signals_while_starting, setting, stop_on_signals
+from bus.process import configure_logging, exit_on_stop_signals_while_starting, stop_on_signals
 from bus.quiet_log import CountLog, QuietLog
 from bus.roles import Domain
-from bus.security import bus_keys_setting
 from bus.topics import CONTROL_TOPIC, parse_key_topic
 
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerConfig:
-    """Settings of one broker process."""
-
-    ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="PULL endpoint producers push to (bound)")
-    publish: str = setting(endpoints.PUBLISH, kind=kinds.zmq_endpoint, help="XPUB endpoint streamers subscribe to (bound)")
-    replay: str = setting(endpoints.REPLAY, kind=kinds.zmq_endpoint, help="ROUTER endpoint answering replay requests (bound)")
-    ack_ingress: str = setting(endpoints.ACK_INGRESS, kind=kinds.zmq_endpoint, help="ROUTER endpoint of the acknowledged ingress, for the producers' outbox relays (bound)")
-    journal: str = setting("", help="SQLite file keeping epoch, heads, histories and producer streams across restarts (empty: none, a new epoch at every start)")
-    history: int = setting(100, kind=kinds.positive_int, help="events kept per key for replay")
-    history_bytes: int = setting(1 << 20, kind=kinds.positive_int, help="bytes of events kept per key for replay (header + payload); the oldest go first")
-    history_total_bytes: int = setting(512 << 20, kind=kinds.positive_int, help="bytes of events kept for replay over all keys; beyond it the least recently active key loses its history")
-    max_keys: int = setting(100_000, kind=kinds.positive_int, help="keys whose history is kept; the least recently active loses it first")
-    max_payload: int = setting(64 << 10, kind=kinds.int_range(1, codec.MAX_FRAME_BYTES), help="largest event payload accepted, in bytes; a larger one is refused and counted")
-    bus_heartbeat: float = setting(1.0, kind=kinds.positive_float, help="seconds between broker heartbeats on the control topic")
-    hwm: int = setting(100_000, kind=kinds.positive_int, help="high-water mark of the ingress and of each subscriber's queue, in messages")
-    bus_keys: str = bus_keys_setting()
 
 
 class Broker:
@@ -275,17 +256,6 @@ class Broker:
         now = time.time_ns()
         header = protocol.pack_header(self.sequencer.epoch, 0, now, now)
         send3(self.egress, CONTROL_TOPIC, header, protocol.HEARTBEAT_PAYLOAD)
-
-
-def parse_config(argv: list[str] | None) -> tuple[BrokerConfig, str]:
-    """Read flags and TRADESTREAM_* variables into a BrokerConfig and a log level."""
-    parser = SettingsParser(
-        BrokerConfig,
-        prog="tradestream-broker",
-        description="Sequencing PUB/SUB proxy: numbers events per (user, strategy) key, "
-        "keeps a short history per key and replays it on request.",
-    )
-    return parser.parse(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ import zmq
 
 from bench.busflood import memory_kib, payload
 from bus import codec, peersock, protocol
-from bus.broker import Broker, BrokerConfig
+from bus.broker import Broker
+from bus.broker_config import BrokerConfig
 from bus.publisher import Publisher
 from bus.sequencer import Sequencer
 from bus.topics import StreamKey, key_topic

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bench.run import BenchConfig
-from bus.broker import BrokerConfig
+from bus.broker_config import BrokerConfig
 from bus.process import declared_settings, env_name
 from producers.orders import OrdersConfig
 from producers.positions import PositionsConfig

@@ -24,7 +24,8 @@ import tornado.web
 import zmq
 import zmq.asyncio
 
-from bus.broker import Broker, BrokerConfig
+from bus.broker import Broker
+from bus.broker_config import BrokerConfig
 from bus.events import Account, OrderEvent, utc_now
 from bus.publisher import Publisher
 from store import actions
