@@ -1,10 +1,11 @@
 """The streamer's side of the bus: SUB with per-key order, gap recovery and a watchdog.
 
-A `Subscriber` holds one SUB socket (subreader.py; subscriptions counted per
-key) and one DEALER for replays (replay.py), and hands its sink, for each key,
-events contiguous in `seq`, in order and never twice. It is wiring: each key's
-state and decisions are a KeySync (keysync.py), gaps are replayed by
-recovery.py, a silent broker is handled by watchdog.py.
+A `Subscriber` holds one SUB socket (subreader.py) and one DEALER for replays
+(replay.py), and hands its sink, for each key, events contiguous in `seq`, in
+order and never twice. It is wiring: the subscribed keys and their readers are
+kept by subscriptions.py, each key's state and decisions are a KeySync
+(keysync.py), gaps are replayed by recovery.py, a silent broker is handled by
+watchdog.py.
 
 The subscription race (DESIGN.md, hard part 1). PUB/SUB drops whatever is
 published before a new subscription reaches the broker, so "subscribe, then ask
@@ -22,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol
+from typing import Any, ParamSpec
 
 import zmq
 import zmq.asyncio
@@ -33,29 +34,15 @@ from bus.keysync import DELIVER, Action, KeySync, Resync, Step
 from bus.recovery import recover
 from bus.replay import BusEvent, Position, Replay, ReplayClient
 from bus.subreader import Batch, SubReader
-from bus.topics import CONTROL_TOPIC, StreamKey, key_topic
+from bus.subscriber_sink import SubscriberSink
+from bus.subscriptions import Subscription, Subscriptions
+from bus.topics import CONTROL_TOPIC, StreamKey
 from bus.watchdog import watch
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 Deliveries = dict[StreamKey, list[BusEvent]]
-
-
-class SubscriberSink(Protocol):
-    """What a Subscriber tells its owner. Called on the event loop, never concurrently."""
-
-    def on_events(self, key: StreamKey, events: Sequence[BusEvent]) -> None:
-        """Events of `key`, contiguous and in order, continuing from the last call."""
-
-    def on_resync(self, key: StreamKey, reason: str, position: Position) -> None:
-        """History of `key` is lost (`epoch_changed` or `history_gone`); it goes on after `position`."""
-
-    def on_control(self, message: events.ControlMessage) -> None:
-        """A control message (disconnect, cleanup_strategy) from the bus."""
-
-    def on_broker_status(self, up: bool) -> None:
-        """The broker stopped or started answering heartbeats."""
 
 
 @dataclass(slots=True)
@@ -72,15 +59,6 @@ class SubscriberStats:
     socket_recreations: int = 0
     broker_restarts: int = 0
     own_stalls: int = 0  # watchdog ticks that came a tick late or more: this process did not run
-
-
-@dataclass(slots=True)
-class _Subscription:
-    """A subscribed key: its readers, its sync state and the future its first marker resolves."""
-
-    sync: KeySync
-    ready: asyncio.Future[None]
-    refs: int = 0
 
 
 class Subscriber:
@@ -108,8 +86,7 @@ class Subscriber:
         self.broker_epoch: int | None = None
         self.closed = False
         self._ctx = context or zmq.asyncio.Context.instance()
-        self._keys: dict[StreamKey, _Subscription] = {}
-        self._topics: dict[bytes, StreamKey] = {}
+        self._subs = Subscriptions(self.stats)
         self._reader = SubReader(self._ctx, publish, hwm, self._handle_batch)
         self._replayer = ReplayClient(replay, self._ctx, replay_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -138,14 +115,10 @@ class Subscriber:
 
         Raises BusUnavailable when the broker does not answer within `timeout`.
         """
-        sub = self._keys.get(key)
-        if sub is None:
-            assert self._reader.is_open, "start() first"
-            sub = self._keys[key] = _Subscription(KeySync(self.stats), asyncio.get_running_loop().create_future())
-            topic = key_topic(key)
-            self._topics[topic] = key
+        assert key in self._subs or self._reader.is_open, "start() first"
+        sub, topic = self._subs.acquire(key)
+        if topic is not None:
             self._reader.subscribe(topic)
-        sub.refs += 1
         try:
             await asyncio.wait_for(asyncio.shield(sub.ready), timeout)
         except TimeoutError:
@@ -160,25 +133,18 @@ class Subscriber:
 
     def unsubscribe(self, key: StreamKey) -> None:
         """Count one reader less; the SUB subscription ends with the last one."""
-        sub = self._keys.get(key)
-        if sub is None:
-            return
-        sub.refs -= 1
-        if sub.refs > 0:
-            return
-        del self._keys[key]
-        topic = key_topic(key)
-        del self._topics[topic]
-        self._reader.unsubscribe(topic)
+        topic = self._subs.release(key)
+        if topic is not None:
+            self._reader.unsubscribe(topic)
 
     def position(self, key: StreamKey) -> Position | None:
         """The last position delivered for a live key."""
-        sub = self._keys.get(key)
+        sub = self._subs.get(key)
         return None if sub is None else sub.sync.position
 
     @property
     def keys(self) -> int:
-        return len(self._keys)
+        return len(self._subs)
 
     async def head(self, key: StreamKey) -> Position:
         """The broker's current head of `key` (for snapshots: read it before the database)."""
@@ -216,10 +182,10 @@ class Subscriber:
         kind = payload.get("kind")
         if topic == CONTROL_TOPIC:
             return self._handle_control(header, kind, payload_frame)
-        key = self._topics.get(topic)
-        sub = self._keys.get(key) if key is not None else None
-        if key is None or sub is None:
+        sub = self._subs.by_topic.get(topic)
+        if sub is None:
             return  # a key unsubscribed a moment ago
+        key = sub.key
         if kind == protocol.HEAD:
             self._act(key, sub, sub.sync.on_marker(header.epoch, header.seq), None, deliveries)
             if not sub.ready.done():
@@ -239,7 +205,7 @@ class Subscriber:
         else:
             self._act(key, sub, step, event, deliveries)
 
-    def _act(self, key: StreamKey, sub: _Subscription, step: Step, event: BusEvent | None, deliveries: Deliveries) -> None:
+    def _act(self, key: StreamKey, sub: Subscription, step: Step, event: BusEvent | None, deliveries: Deliveries) -> None:
         """Carry out what the key's KeySync decided, in its order: resync first, then the action."""
         if step.resync is not None:
             if deliveries.get(key):
@@ -270,7 +236,7 @@ class Subscriber:
     # -- what recovery.py and watchdog.py use --------------------------------------
 
     def is_current(self, key: StreamKey, sync: KeySync) -> bool:
-        sub = self._keys.get(key)
+        sub = self._subs.get(key)
         return not self.closed and sub is not None and sub.sync is sync
 
     def deliver(self, key: StreamKey, delivered: Sequence[BusEvent]) -> None:
@@ -300,14 +266,14 @@ class Subscriber:
 
     def recreate_sub(self) -> None:
         self.stats.socket_recreations += 1
-        for sub in self._keys.values():
+        for sub in self._subs:
             sub.sync.on_socket_recreated()
         self._reader.reopen(self._all_topics())
 
     # -- internals ------------------------------------------------------------------
 
     def _all_topics(self) -> list[bytes]:
-        return [CONTROL_TOPIC, *self._topics]
+        return [CONTROL_TOPIC, *self._subs.topics()]
 
     def _tell(self, call: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> None:
         """Call the sink; a failing sink call is logged and must not lose other keys' events."""

@@ -46,7 +46,7 @@ SHUTDOWN = Ending(reasons.SERVER_SHUTDOWN, reasons.message(reasons.SERVER_SHUTDO
 
 
 class Hub:
-    """Fans bus events out to SSE clients; the SubscriberSink of the process."""
+    """Fans bus events out to SSE clients; the SubscriberSink (bus/subscriber_sink.py) of the process."""
 
     def __init__(self, config: StreamerConfig, stats: StreamerStats, context: zmq.asyncio.Context | None = None) -> None:
         self.config = config
