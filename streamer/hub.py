@@ -7,8 +7,9 @@ Resume (DESIGN hard parts 1 and 2). `open()` runs right after the key's
 subscription is live, with no await in between, so the client sees every live
 event after `head`. A client resuming from an older id joins its channel with
 a CatchUp (streamer/catchup.py, the state core): the hub feeds it the key's
-live frames, its resyncs and the broker's replay answers, and writes what it
-decides; once it is live the client takes the live stream like the others.
+live frames and its resyncs, streamer/catchup_driver.py the broker's replay
+answers, and writes what it decides; once it is live the client takes the
+live stream like the others.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from typing import Any
 import zmq.asyncio
 
 from bus import events, reasons
-from bus.errors import BusError, BusUnavailable
-from bus.replay import BusEvent, Position, Replay
+from bus.errors import BusUnavailable
+from bus.replay import BusEvent, Position
 from bus.subscriber import Subscriber
 from bus.topics import StreamKey
 from streamer import fanout, sse
 from streamer.admission import Admission
-from streamer.catchup import CatchUp, Phase, Step
+from streamer.catchup import CatchUp
+from streamer.catchup_driver import CatchUpDriver
 from streamer.channel import Channel, Channels
 from streamer.client import Client
 from streamer.config import StreamerConfig
@@ -53,6 +55,7 @@ class Hub:
         self.stats = stats
         self.subscriber = Subscriber(config.publish, config.replay, self, context=context)
         self.channels = Channels(SLICES)
+        self.catch_ups = CatchUpDriver(self.channels, self.subscriber, stats)
         self.admission = Admission(config.max_streams_per_user, streamer_id())
         self.revocations = Revocations()
         self.users = UserStreams()
@@ -126,7 +129,7 @@ class Hub:
         elif plan.resync is not None:
             fanout.send_resync(client, plan.resync, self.stats)
         elif catch_up is not None:
-            self._spawn(self._catch_up(client, catch_up))
+            self._spawn(self.catch_ups.run(client, catch_up))
         return client
 
     # -- the SubscriberSink -----------------------------------------------------
@@ -149,7 +152,7 @@ class Hub:
         if channel.catching_up:
             pairs = list(zip(seqs, frames))
             for client, catch_up in list(channel.catching_up.items()):
-                self._act(client, catch_up, catch_up.on_live(pairs))
+                self.catch_ups.act(client, catch_up, catch_up.on_live(pairs))
 
     def on_resync(self, key: StreamKey, reason: str, position: Position) -> None:
         """The key's history is lost: tell each client to reload its snapshot; it goes on live."""
@@ -160,7 +163,7 @@ class Hub:
         for client in channel.live:
             fanout.send_resync(client, reason, self.stats)
         for client, catch_up in list(channel.catching_up.items()):
-            self._act(client, catch_up, catch_up.on_resync(reason))
+            self.catch_ups.act(client, catch_up, catch_up.on_resync(reason))
 
     def on_control(self, message: events.ControlMessage) -> None:
         """End the streams a disconnect, cleanup_strategy or end_sessions message names; pass on stream counts."""
@@ -240,38 +243,6 @@ class Hub:
             except TimeoutError:
                 log.warning("%d streams did not close in %.1fs: aborted", self.client_count, timeout)
         await self.close()
-
-    # -- catch-up -------------------------------------------------------------------
-
-    async def _catch_up(self, client: Client, catch_up: CatchUp) -> None:
-        """Replay the key after the client's position, and again while the core asks, until it is done."""
-        after = catch_up.after
-        while True:
-            reply = await self._replay(client.key, after)
-            channel = self.channels.get(client.key)
-            if client.closed or channel is None or catch_up.phase is not Phase.REPLAYING:
-                return
-            seqs, frames = fanout.format_batch(reply.events, self.stats) if reply is not None and reply.ok else ([], [])
-            step = catch_up.on_replay(reply, list(zip(seqs, frames)), channel.head.seq)
-            self._act(client, catch_up, step)
-            if step.ask_after is None:
-                return
-            after = step.ask_after
-
-    async def _replay(self, key: StreamKey, after: Position) -> Replay | None:
-        try:
-            return await self.subscriber.replay(key, after.epoch, after.seq)
-        except BusError as exc:
-            log.warning("replay of %s after %s failed: %s", key, after, exc)
-            return None
-
-    def _act(self, client: Client, catch_up: CatchUp, step: Step) -> None:
-        """Write what the catch-up core decided; move the client to the live ones when it is done."""
-        fanout.write_step(client, step, self.stats)
-        channel = self.channels.get(client.key)
-        if catch_up.phase is Phase.LIVE and channel is not None and not client.closed:
-            channel.go_live(client)
-            self.stats.held_frames_dropped += catch_up.dropped
 
     # -- internals --------------------------------------------------------------
 
