@@ -7,7 +7,7 @@ Records are sent at `--speed` times the pace recorded in their `ts` (0: as fast
 as possible). By default they become rows of the order handler's inbox, the
 same inbox as the webhook's signals, so signals and ticks keep one arrival order
 and each is handled exactly once, whether or not the order handler is up: the
-records due together are committed in one transaction (at most INBOX_BATCH)
+records due together are committed in one transaction (at most INBOX_BATCH, replay_sinks.py)
 with the last line they reach (replay_runs.py), then the order handler is woken
 (best effort). A run of the same log that did not finish (killed, stopped, a bad
 line, the database or bus down) is resumed after that line, a finished one is
@@ -31,23 +31,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from bus import endpoints, kinds, security
 from bus.errors import BusUnavailable
-from bus.events import WireMessage
 from bus.process import SettingsParser, configure_logging, exit_on_stop_signals_while_starting, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
-from producers import inbox, replay_runs
-from producers.commands import WAKE, Command, SignalCommand, TickCommand
+from producers import replay_runs
 from producers.errors import ReplayConflict, TradeLogError
 from producers.replay_progress import lines_after, stopped_note
-from producers.replay_runs import RunProgress
+from producers.replay_sinks import InboxSink, RawSink, Sink
 from producers.tradelog import LogRecord, read_csv, read_jsonl
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
@@ -56,7 +53,6 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_MS = 5000
 LINGER_MS = 3000
-INBOX_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,23 +107,6 @@ class Pacer:
         return not self._stop.wait(max(0.0, due - self._clock()))
 
 
-class Sink(Protocol):
-    """Where records go: `send` takes one (False: a record of the other mode), `flush` delivers what it holds.
-
-    `finished`: the log was read to its end (the inbox records its run as finished).
-    """
-
-    target: str
-
-    @property
-    def stored_through(self) -> int | None:
-        """The last line whose records are stored (None: no progress is kept)."""
-
-    def send(self, record: LogRecord) -> bool: ...
-
-    def flush(self, *, finished: bool = False) -> None: ...
-
-
 def replay(
     records: Iterable[LogRecord | TradeLogError],
     sink: Sink,
@@ -154,69 +133,6 @@ def replay(
         else:
             report.other_mode += 1
     return report
-
-
-class InboxSink:
-    """Signals and ticks into the order inbox with the run's progress, one transaction per flush, then a wake-up."""
-
-    def __init__(self, sessions: sessionmaker[Session], wakes: Publisher, run: RunProgress) -> None:
-        self._sessions, self._wakes, self._run = sessions, wakes, run
-        self._held: list[Command] = []
-        self._through = run.last_line  # the last line sent, whatever its mode
-        self.target = "the order inbox"
-
-    def send(self, record: LogRecord) -> bool:
-        self._through = record.line
-        if not isinstance(record.item, (SignalCommand, TickCommand)):
-            return False
-        self._held.append(record.item)
-        if len(self._held) >= INBOX_BATCH:
-            self.flush()
-        return True
-
-    def flush(self, *, finished: bool = False) -> None:
-        if self._held or finished:
-            self.store(finished=finished)
-
-    @property
-    def stored_through(self) -> int:
-        """The last line whose records are stored: where a run without --restart resumes."""
-        return self._run.last_line
-
-    def store(self, *, finished: bool) -> None:
-        """The held commands and the line reached, in ONE transaction; then the wake-up."""
-        with self._sessions() as session:
-            replay_runs.advance(session, self._run, self._through, finished=finished)
-            for command in self._held:
-                inbox.put(session, command)
-            session.commit()
-        self._run = self._run.at(self._through)
-        if not self._held:
-            return
-        self._held.clear()
-        try:
-            self._wakes.send(*WAKE)
-        except BusUnavailable:
-            pass  # the order handler's sweep finds the rows anyway
-
-
-class RawSink:
-    """Logged bus events straight to the broker's ingress."""
-
-    def __init__(self, publisher: Publisher) -> None:
-        self._publisher = publisher
-        self.target = publisher.endpoint
-
-    def send(self, record: LogRecord) -> bool:
-        if not isinstance(record.item, WireMessage):
-            return False
-        self._publisher.publish(record.item)
-        return True
-
-    def flush(self, *, finished: bool = False) -> None:
-        """Every event is handed to the socket as it is sent."""
-
-    stored_through = None  # no progress is kept
 
 
 def read_records(config: ReplayConfig, lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:

@@ -2,8 +2,9 @@
 
 Real subprocesses of the console script on a real database (SQLite, and PostgreSQL
 when configured). The kills are tests/faults/crashpoint.py's SIGKILLs at one exact
-point: right before or after the N-th batch's commit (`InboxSink.store`; after
-it also as the wake-up that follows, `Publisher.send`), inside a batch's open
+point: right before or after the N-th batch's commit (`InboxSink.store`,
+producers/replay_sinks.py; after it also as the wake-up that follows,
+`Publisher.send`), inside a batch's open
 transaction (after the N-th `inbox.put`), and before any batch (after
 `replay_runs.begin`). The log has more lines than two batches (INBOX_BATCH
 each at --speed 0) and lines that are not inbox records (a comment, a blank line,
@@ -26,8 +27,8 @@ from sqlalchemy.orm import Session
 from producers import replay_runs
 from producers.commands import SignalCommand, TickCommand, encode_body
 from producers.errors import ReplayConflict
-from producers.replay import INBOX_BATCH
 from producers.replay_progress import Start
+from producers.replay_sinks import INBOX_BATCH
 from producers.tradelog import LogRecord, read_jsonl
 from store.db import make_engine, make_session_factory, open_database
 from store.handoff import InboxCommand, ReplayRun
@@ -117,11 +118,11 @@ def crash(when: str, target: str, nth: int) -> CrashPoint:
 # (where it dies, how many records were committed by then)
 KILLS = [
     pytest.param(crash("after", "producers.replay_runs:begin", 1), 0, id="before-any-batch"),
-    pytest.param(crash("before", "producers.replay:InboxSink.store", 2), INBOX_BATCH, id="right-before-batch-2"),
+    pytest.param(crash("before", "producers.replay_sinks:InboxSink.store", 2), INBOX_BATCH, id="right-before-batch-2"),
     pytest.param(crash("after", "producers.inbox:put", INBOX_BATCH + 250), INBOX_BATCH, id="inside-batch-2"),
-    pytest.param(crash("after", "producers.replay:InboxSink.store", 2), 2 * INBOX_BATCH, id="right-after-batch-2"),
+    pytest.param(crash("after", "producers.replay_sinks:InboxSink.store", 2), 2 * INBOX_BATCH, id="right-after-batch-2"),
     pytest.param(crash("before", "bus.publisher:Publisher.send", 2), 2 * INBOX_BATCH, id="before-batch-2s-wake-up"),
-    pytest.param(crash("before", "producers.replay:InboxSink.store", 3), 2 * INBOX_BATCH, id="right-before-the-last"),
+    pytest.param(crash("before", "producers.replay_sinks:InboxSink.store", 3), 2 * INBOX_BATCH, id="right-before-the-last"),
 ]
 
 
@@ -155,7 +156,7 @@ def test_restart_replays_from_the_first_line_although_a_run_did_not_finish(datab
     log = tmp_path / "session.jsonl"
     write_log(log)
     records = inbox_records(log)
-    replay_killed_at(database_url, log, crash("after", "producers.replay:InboxSink.store", 1))
+    replay_killed_at(database_url, log, crash("after", "producers.replay_sinks:InboxSink.store", 1))
     output = ok(replay(database_url, log, "--restart"))
     assert f"--restart: replaying {log} from the first line; the unfinished run started at " in output
     assert f"had stored up to line {records[INBOX_BATCH - 1].line}, which are stored again" in output
@@ -168,7 +169,7 @@ def test_a_changed_file_is_another_log_and_the_old_content_still_resumes(databas
     write_log(keep)
     first = inbox_records(keep)
     log.write_bytes(keep.read_bytes())
-    replay_killed_at(database_url, log, crash("after", "producers.replay:InboxSink.store", 1))
+    replay_killed_at(database_url, log, crash("after", "producers.replay_sinks:InboxSink.store", 1))
 
     write_log(log, price=50_000)  # another log at the same path: its own run, from its first line
     output = ok(replay(database_url, log))

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from bus import codec, protocol
 from bus.topics import StreamKey, key_topic
-from producers.replay import INBOX_BATCH
+from producers.replay_sinks import INBOX_BATCH
 from store.handoff import Execution, InboxCommand
 from store.models import Order, Position
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
