@@ -55,8 +55,9 @@ class StreamerConfig:
     trust_proxy: bool = setting(False, help="believe X-Forwarded-For (login limit per address) and X-Forwarded-Proto (Secure cookie) of a reverse proxy")
     log_level: str = "INFO"  # the --log-level every process has
     static_path: str = STATIC_PATH
-    # Not flags: how long a new stream waits for its subscription, the database threads, and how long
-    # answers about credentials are cached (streamer/auth.py).
+    # Not flags: how long a new stream waits for its subscription and any request for a broker answer (a
+    # snapshot's head, a replay), the database threads, and how long answers about credentials are cached
+    # (streamer/auth.py).
     bus_timeout: float = 5.0
     database_threads: int = 4
     credentials_ttl: float = 5.0

@@ -53,7 +53,9 @@ class Hub:
     def __init__(self, config: StreamerConfig, stats: StreamerStats, context: zmq.asyncio.Context | None = None) -> None:
         self.config = config
         self.stats = stats
-        self.subscriber = Subscriber(config.publish, config.replay, self, context=context)
+        # A broker answer (a snapshot's head, a catch-up's replay) may take as long as a subscription: a broker
+        # slow past the bus's 2 s default (busy, or the machine loaded) is not down: its heartbeats say when it is.
+        self.subscriber = Subscriber(config.publish, config.replay, self, context=context, replay_timeout=config.bus_timeout)
         self.channels = Channels(SLICES)
         self.catch_ups = CatchUpDriver(self.channels, self.subscriber, stats)
         self.admission = Admission(config.max_streams_per_user, streamer_id())
