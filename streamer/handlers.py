@@ -14,6 +14,7 @@ X-Forwarded-For and X-Forwarded-Proto (web/proxy.py); otherwise from the socket.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from tornado.util import ObjectDict
 
 from bus import reasons
 from bus.errors import BusError
+from bus.quiet_log import QuietLog
 from bus.topics import MAX_ID, StreamKey
 from store import actions
 from store.errors import DatabaseUnavailable
@@ -50,6 +52,7 @@ TOKEN_REFUSED = ("This API token is not accepted: it is wrong, it was replaced (
                  " `tradestream-admin demo` give the demo users new ones) or its user is deactivated.")
 SESSION_REFUSED = "Your session has ended (logged out, password changed or user deactivated): log in again."
 # What a handler may let escape, and its answer (web/errors.py: written, not logged as a traceback).
+_bus_refusals = QuietLog(logging.getLogger(__name__), logging.INFO, interval_s=10.0)
 STREAMER_ERRORS: ErrorTable = {DatabaseUnavailable: (503, "database_unavailable")}
 # On every answer of the API, the stream's lean path (streamer/stream.py) included.
 DEFAULT_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
@@ -57,10 +60,15 @@ DEFAULT_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "no
 
 @contextmanager
 def bus_answer(kind: type[BusError] = BusError) -> Iterator[None]:
-    """Inside it, a `kind` of BusError (no broker answered) is the API's 503 bus_unavailable."""
+    """Inside it, a `kind` of BusError (no broker answered) is the API's 503 bus_unavailable.
+
+    Its reason is logged at INFO, at most once per 10 s: the access line of a 503 is DEBUG (the bus
+    going down is logged when it does), but a 503 while the bus is up needs its cause on record.
+    """
     try:
         yield
-    except kind:
+    except kind as exc:
+        _bus_refusals("answered 503 bus_unavailable: %s", exc)
         raise ApiError(503, BUS_UNAVAILABLE, BUS_UNAVAILABLE_TEXT) from None
 
 

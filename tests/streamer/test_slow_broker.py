@@ -4,12 +4,14 @@ A real broker process frozen with SIGSTOP for 2.5 s (below the 3 s of heartbeat 
 makes the bus "down") while a snapshot asks for its head: the answer comes after SIGCONT, and the
 snapshot is 200, not 503 bus_unavailable. The streamer used to give a broker answer 2 s (the
 bus's default) while it gives a subscription 5 s (`bus_timeout`): under load a dashboard's
-`/api/batches/latest` answered 503 with every process up (a CI run of tests/deploy/dashboard).
+`/api/batches/latest` answered 503 with every process up (a CI run of tests/deploy/dashboard), and
+such a 503 left no trace in the logs (its access line is DEBUG): its reason is now logged at INFO.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +20,13 @@ import pytest
 import tornado.ioloop
 import zmq.asyncio
 
+from bus.errors import BusUnavailable
 from bus.topics import StreamKey
+from streamer.handlers import bus_answer
 from streamer.services import Services
 from tests.bus.conftest import BrokerProcess
 from tests.streamer.conftest import World, streamer_config
+from web.errors import ApiError
 
 FREEZE_S = 2.5  # past the bus's 2 s default deadline, short of the 3 s after which the broker counts as down
 
@@ -63,3 +68,12 @@ def test_a_broker_frozen_past_2s_still_answers_a_snapshots_head(
         io_loop.run_sync(services.close)
         context.destroy(linger=0)
     assert epoch_after == epoch_before  # the same broker answered, after its freeze
+
+
+def test_a_bus_error_answered_503_logs_its_reason_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="streamer.handlers"), pytest.raises(ApiError) as raised, bus_answer():
+        raise BusUnavailable("no replay answer from tcp://127.0.0.1:1")
+    assert (raised.value.status_code, raised.value.code) == (503, "bus_unavailable")
+    lines = [r for r in caplog.records if r.name == "streamer.handlers"]
+    assert [r.levelno for r in lines] == [logging.INFO]
+    assert "no replay answer from tcp://127.0.0.1:1" in lines[0].getMessage()
