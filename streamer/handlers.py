@@ -51,8 +51,9 @@ UNAUTHORIZED = "Log in, or send Authorization: Bearer <api token>."
 TOKEN_REFUSED = ("This API token is not accepted: it is wrong, it was replaced (make run and"
                  " `tradestream-admin demo` give the demo users new ones) or its user is deactivated.")
 SESSION_REFUSED = "Your session has ended (logged out, password changed or user deactivated): log in again."
-# What a handler may let escape, and its answer (web/errors.py: written, not logged as a traceback).
+# bus_answer's log of a 503's reason: one line per 10 s at most, whatever the number of requests.
 _bus_refusals = QuietLog(logging.getLogger(__name__), logging.INFO, interval_s=10.0)
+# What a handler may let escape, and its answer (web/errors.py: written, not logged as a traceback).
 STREAMER_ERRORS: ErrorTable = {DatabaseUnavailable: (503, "database_unavailable")}
 # On every answer of the API, the stream's lean path (streamer/stream.py) included.
 DEFAULT_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
