@@ -47,6 +47,7 @@ READY = {
     "streamer": r"streamer listening on",
 }
 ORDER = ("broker", "orders", "positions", "webhook", "streamer")
+HTTP_PORT_ATTRIBUTE = {"webhook": "webhook_port", "streamer": "http_port"}
 # Larger than a test's burst, so that a client catching up never meets the end of the history: these
 # tests are about crashes, not about the documented resync of a client that fell 100 events behind.
 HISTORY = 2000
@@ -67,7 +68,7 @@ class Stack:
 
     def __init__(self, world: World, folder: Path) -> None:
         self.world, self.folder = world, folder
-        ingress, ack, publish, replay, orders, fills, http_port, webhook_port = free_ports(8)
+        ingress, ack, publish, replay, orders, fills = free_ports(6)
         bus = {name: f"tcp://127.0.0.1:{port}" for name, port in
                (("ingress", ingress), ("ack", ack), ("publish", publish), ("replay", replay), ("orders", orders), ("fills", fills))}
         self.bus = bus
@@ -78,11 +79,13 @@ class Stack:
                        "--history-bytes", str(HISTORY * 4096)],
             "orders": [*db, "--ack-ingress", bus["ack"], "--orders", bus["orders"], "--fills", bus["fills"]],
             "positions": [*db, "--ack-ingress", bus["ack"], "--fills", bus["fills"]],
-            "webhook": [*db, "--orders", bus["orders"], "--port", str(webhook_port), "--rate-limit", "100000"],
+            "webhook": [*db, "--orders", bus["orders"], "--port", "0", "--rate-limit", "100000"],
             "streamer": [*db, "--ingress", bus["ingress"], "--publish", bus["publish"], "--replay", bus["replay"],
-                         "--port", str(http_port), "--secret", "faults", "--client-buffer", str(CLIENT_BUFFER)],
+                         "--port", "0", "--secret", "faults", "--client-buffer", str(CLIENT_BUFFER)],
         }
-        self.webhook_port, self.http_port = webhook_port, http_port
+        # The HTTP ports: 0 (any free one) at the first start, then the one it took (its `listening on` line),
+        # so that no other process can take a port picked here before the server binds it.
+        self.webhook_port, self.http_port = 0, 0
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.offsets: dict[str, int] = {}  # where each process's last start begins in its log
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESTREAM_")}
@@ -114,6 +117,12 @@ class Stack:
                        timeout=START_TIMEOUT_S, what=f"{name} to start", poll=0.02)
         except AssertionError:
             raise AssertionError(f"{name} did not start:\n{log_path.read_text()[offset:][-3000:]}") from None
+        if name in HTTP_PORT_ATTRIBUTE and getattr(self, HTTP_PORT_ATTRIBUTE[name]) == 0:
+            found = re.search(r"listening on http://[^\s]+:(\d+)", log_path.read_text()[offset:])
+            assert found is not None, f"{name} did not say its port"
+            setattr(self, HTTP_PORT_ATTRIBUTE[name], int(found[1]))
+            args = self.args[name]
+            args[args.index("--port") + 1] = found[1]  # its restarts bind the same port
 
     def _died(self, name: str) -> bool:
         code = self.procs[name].poll()
