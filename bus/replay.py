@@ -4,11 +4,18 @@ A request and its answer are drawn in bus/protocol.py (CONTRACT section 2).
 Requests go one at a time over one DEALER: answers carry no request id, so a
 timed-out request closes the socket rather than risk matching its late answer
 to the next request.
+
+A request is a read, so asking again is safe: one unanswered for a quarter of
+the timeout is sent again on a new socket (the old one, closed, drops its late
+answer), up to the timeout. An answer the broker dropped (it counts
+`replay_answers_dropped`) or one whose wake-up was missed then costs a quarter
+of the timeout, not the whole of it and a 503 with the broker up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -17,7 +24,12 @@ import zmq.asyncio
 
 from bus import codec, peersock, protocol, security
 from bus.errors import BusUnavailable
+from bus.quiet_log import QuietLog
 from bus.topics import StreamKey, key_topic
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 4  # sends of one request within its timeout, each on a new socket
 
 
 class Position(NamedTuple):
@@ -65,6 +77,8 @@ class ReplayClient:
         self._ctx = context
         self._dealer: zmq.asyncio.Socket | None = None
         self._lock = asyncio.Lock()
+        self.resent = 0  # requests sent again after a quarter of the timeout without an answer
+        self._resent_log = QuietLog(log, logging.INFO, 10.0)
 
     async def head(self, key: StreamKey) -> Position:
         """The broker's current head of `key`."""
@@ -75,18 +89,24 @@ class ReplayClient:
         """The events of `key` after `after_seq`; BusUnavailable when the broker does not answer in time."""
         request = protocol.replay_request(key_topic(key), epoch, after_seq)
         async with self._lock:
-            dealer = self._dealer or self._open()
-            try:
-                await dealer.send_multipart(request)
-                frames = await asyncio.wait_for(dealer.recv_multipart(), self.timeout)
-            except TimeoutError:
-                self.close()  # a late answer must not be taken for the next request's
-                raise BusUnavailable(f"no replay answer from {self.endpoint}") from None
-            except BaseException:
-                # Cancelled (its stream closed, the server stopping) with the answer still coming: the
-                # next request, maybe another key's, would read it as its own. A new socket drops it.
-                self.close()
-                raise
+            for attempt in range(ATTEMPTS):
+                if attempt:
+                    self.resent += 1
+                    self._resent_log("no replay answer from %s in %.1f s: asked again on a new socket",
+                                     self.endpoint, self.timeout / ATTEMPTS)
+                dealer = self._dealer or self._open()
+                try:
+                    frames = await asyncio.wait_for(_ask(dealer, request), self.timeout / ATTEMPTS)
+                    break
+                except TimeoutError:
+                    self.close()  # a late answer must not be taken for the next request's
+                except BaseException:
+                    # Cancelled (its stream closed, the server stopping) with the answer still coming: the
+                    # next request, maybe another key's, would read it as its own. A new socket drops it.
+                    self.close()
+                    raise
+            else:
+                raise BusUnavailable(f"no replay answer from {self.endpoint} in {self.timeout:g} s")
         return _parse_replay(key, frames)
 
     def close(self) -> None:
@@ -100,6 +120,12 @@ class ReplayClient:
         security.connect(dealer, self.endpoint)
         self._dealer = dealer
         return dealer
+
+
+async def _ask(dealer: zmq.asyncio.Socket, request: list[bytes]) -> list[bytes]:
+    await dealer.send_multipart(request)
+    frames: list[bytes] = await dealer.recv_multipart()
+    return frames
 
 
 def _parse_replay(key: StreamKey, frames: list[bytes]) -> Replay:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import zmq
 import zmq.asyncio
 
 from bus import codec, protocol
-from bus.replay import ReplayClient
+from bus.errors import BusUnavailable
+from bus.replay import ATTEMPTS, ReplayClient
 from bus.topics import StreamKey, key_topic
 from tests.bus.conftest import make_order
 
@@ -42,6 +44,55 @@ def test_a_request_cancelled_while_waiting_does_not_leave_its_answer_for_the_nex
             await router.send_multipart([identity, *answer_for(B)])
             reply = await next_request
             assert [event.payload["user_id"] for event in reply.events] == [B.user_id]  # B's, never A's
+        finally:
+            client.close()
+            router.close()
+            ctx.destroy(linger=0)
+
+    asyncio.run(main())
+
+
+def test_an_answer_the_broker_dropped_is_asked_again_on_a_new_socket_within_the_timeout() -> None:
+    async def main() -> None:
+        ctx = zmq.asyncio.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.bind("tcp://127.0.0.1:*")
+        client = ReplayClient(router.getsockopt(zmq.LAST_ENDPOINT).decode(), ctx, timeout=4.0)
+        try:
+            waiting = asyncio.create_task(client.replay(A, 7, 0))
+            dropped, *request = await router.recv_multipart()  # its answer is lost (the peer's queue was full)
+            assert request[1] == key_topic(A)
+            # The same request, from a new socket, before the timeout ends the wait (then never)
+            identity, *again = await asyncio.wait_for(router.recv_multipart(), 10.0)
+            assert again == request and identity != dropped
+            await router.send_multipart([identity, *answer_for(A)])
+            reply = await waiting
+            assert [event.payload["user_id"] for event in reply.events] == [A.user_id]
+            assert client.resent == 1
+        finally:
+            client.close()
+            router.close()
+            ctx.destroy(linger=0)
+
+    asyncio.run(main())
+
+
+def test_a_broker_that_never_answers_is_bus_unavailable_after_its_attempts() -> None:
+    async def main() -> None:
+        ctx = zmq.asyncio.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.bind("tcp://127.0.0.1:*")
+        client = ReplayClient(router.getsockopt(zmq.LAST_ENDPOINT).decode(), ctx, timeout=0.4)
+        try:
+            with pytest.raises(BusUnavailable, match="no replay answer"):
+                await client.replay(A, 7, 0)
+            identities = set()
+            while await router.poll(0):
+                identity, *_ = await router.recv_multipart()
+                identities.add(identity)
+            assert len(identities) == ATTEMPTS and client.resent == ATTEMPTS - 1  # each on its own socket
         finally:
             client.close()
             router.close()
