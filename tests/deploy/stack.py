@@ -21,8 +21,7 @@ import socket
 import subprocess
 import threading
 import xmlrpc.client
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from urllib.parse import urlencode
 
 from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
+from tests.ports import PortReservation, reserved_ports
 from tests.waiting import wait_until
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -37,22 +37,18 @@ BIN = PROJECT / ".venv" / "bin"
 PROGRAMS = ("broker", "orders", "positions", "streamer:streamer-0", "streamer:streamer-1", "webhook")
 START_TIMEOUT_S = 45.0
 STOP_TIMEOUT_S = 60.0
+STACK_PORTS = 8  # the broker's six endpoints, the streamers' HTTP port (shared, SO_REUSEPORT), the webhook's
 LOGS = ("broker", "orders", "positions", "streamer-0", "streamer-1", "webhook")  # var/log/<name>.log of PROGRAMS  # supervisord stops four priority groups one after the other
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (bound to 0, then released together)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+def stack_environment(root: Path, ports: Sequence[int]) -> dict[str, str]:
+    """The caller's environment without its TRADESTREAM_* settings, plus this stack's on `ports` (STACK_PORTS of them).
 
-
-def stack_environment(root: Path) -> dict[str, str]:
-    """The caller's environment without its TRADESTREAM_* settings, plus this stack's."""
+    The caller reserves them (tests/ports.py) for as long as the stack may run: supervisord restarts
+    a program on the same port, so a port 0 would not do.
+    """
     env = {name: value for name, value in os.environ.items() if not name.startswith("TRADESTREAM_")}
-    ingress, publish, replay, acks, orders, fills, http_port, webhook_port = free_ports(8)
+    ingress, publish, replay, acks, orders, fills, http_port, webhook_port = ports
     env.update(
         PYTHONUNBUFFERED="1",
         TRADESTREAM_DATABASE_URL=f"sqlite:///{root / 'var' / 'tradestream.db'}",
@@ -94,10 +90,11 @@ def make_project_copy(root: Path, *, journal: bool = True) -> Path:
 
 
 class Stack:
-    """supervisord running the whole tradestream stack from `root`."""
+    """supervisord running the whole tradestream stack from `root`; `ports`, when given, released by `stop()`."""
 
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(self, root: Path, env: dict[str, str], ports: PortReservation | None = None) -> None:
         self.root = root
+        self.ports = ports
         self.config = root / "supervisord.conf"
         self.env = env
         self.base_url = f"http://127.0.0.1:{self.env['TRADESTREAM_PORT']}"
@@ -114,7 +111,8 @@ class Stack:
     def in_new_folder(cls, root: Path, *, journal: bool = True) -> Stack:
         """A stack in a new checkout-like folder, on free ports (`journal=False`: a broker that forgets on restart)."""
         make_project_copy(root, journal=journal)
-        return cls(root, stack_environment(root))
+        ports = reserved_ports(STACK_PORTS)
+        return cls(root, stack_environment(root, ports.ports), ports)
 
     # ---- life cycle ----
 
@@ -137,7 +135,14 @@ class Stack:
         return self
 
     def stop(self) -> int:
-        """SIGTERM to supervisord (what Ctrl-C and systemd do); its exit code."""
+        """SIGTERM to supervisord (what Ctrl-C and systemd do); its exit code. Then the ports are released."""
+        try:
+            return self._stop()
+        finally:
+            if self.ports is not None:
+                self.ports.close()
+
+    def _stop(self) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from sqlalchemy import text
 
 from store import revisions, schema_status
 from store.db import make_engine
-from tests.deploy.stack import PROGRAMS, PROJECT, Stack, make_project_copy, stack_environment
+from tests.deploy.stack import PROGRAMS, PROJECT, STACK_PORTS, Stack, make_project_copy, stack_environment
+from tests.ports import reserved_ports
 from tests.store.legacy import release_0001
 from tests.waiting import wait_until
 
@@ -67,8 +69,11 @@ class RunScript:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A checkout-like folder with run.sh, supervisord.conf, the sample log and the venv; its environment."""
+def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A checkout-like folder with run.sh, supervisord.conf, the sample log and the venv; its environment.
+
+    Its ports stay reserved until the test's end (each test stops what run.sh started before that).
+    """
     root = tmp_path / "checkout"
     make_project_copy(root)
     (root / "scripts").mkdir()
@@ -76,9 +81,10 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         shutil.copy(PROJECT / "scripts" / script, root / "scripts" / script)
     (root / SAMPLE.parent).mkdir(parents=True)
     shutil.copy(PROJECT / SAMPLE, root / SAMPLE)
-    env = stack_environment(root)
-    env["TRADESTREAM_SPEED"] = "0"  # replay as fast as it goes, not at run.sh's 10x demo pace
-    return root, env
+    with reserved_ports(STACK_PORTS) as ports:
+        env = stack_environment(root, ports)
+        env["TRADESTREAM_SPEED"] = "0"  # replay as fast as it goes, not at run.sh's 10x demo pace
+        yield root, env
 
 
 def api_token(output: str, username: str) -> str:
