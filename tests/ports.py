@@ -16,6 +16,7 @@ let a third lock a new file of the same name, and both would think they hold the
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import random
 import socket
@@ -159,3 +160,13 @@ def is_reserved(port: int, lock_dir: Path = LOCK_DIR) -> bool:
     finally:
         os.close(fd)  # releases the flock if this took it
     return False
+
+
+@functools.cache
+def refused_port() -> int:
+    """A port of 127.0.0.1 nobody listens on (connecting is refused): one reserved for the rest of this process.
+
+    Reserved at its first use and never closed: the process's exit releases the lock. A test that
+    binds a port later (a late server) wants a reservation of its own instead.
+    """
+    return reserved_ports(1).ports[0]

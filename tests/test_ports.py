@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import LOCK_DIR, LOWEST_PORT, ephemeral_range, is_reserved, reserved_ports
+from tests.ports import LOCK_DIR, LOWEST_PORT, ephemeral_range, is_reserved, refused_port, reserved_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = 10
@@ -119,3 +119,11 @@ def test_a_port_someone_listens_on_is_skipped(pool: list[int], tmp_path: Path) -
         with reserved_ports(1, pool=[busy, free], lock_dir=tmp_path) as ports:
             assert ports == [free]
         assert not is_reserved(busy, tmp_path)
+
+
+def test_the_refused_port_is_one_reserved_for_this_process_that_nobody_listens_on() -> None:
+    port = refused_port()
+    first, last = ephemeral_range()
+    assert refused_port() == port and not first <= port <= last and is_reserved(port)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
