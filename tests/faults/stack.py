@@ -24,13 +24,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
+from tests.ports import reserved_ports
 from tests.producers.conftest import World
 from tests.waiting import wait_until
 
@@ -54,21 +54,13 @@ HISTORY = 2000
 CLIENT_BUFFER = 2000
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (bound to 0, then released together)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 class Stack:
-    """The five processes, their logs in `folder`, restartable on the same ports."""
+    """The five processes, their logs in `folder`, restartable on the same ports (the bus's reserved until `close()`)."""
 
     def __init__(self, world: World, folder: Path) -> None:
         self.world, self.folder = world, folder
-        ingress, ack, publish, replay, orders, fills = free_ports(6)
+        self.ports = reserved_ports(6)
+        ingress, ack, publish, replay, orders, fills = self.ports.ports
         bus = {name: f"tcp://127.0.0.1:{port}" for name, port in
                (("ingress", ingress), ("ack", ack), ("publish", publish), ("replay", replay), ("orders", orders), ("fills", fills))}
         self.bus = bus
@@ -152,10 +144,14 @@ class Stack:
         self.start(*[name for name in ORDER if name in names])
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        """Kill what still runs, then release the ports."""
+        try:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            self.ports.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.folder.glob("*.log")))

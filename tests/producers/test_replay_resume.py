@@ -33,7 +33,7 @@ from producers.tradelog import LogRecord, read_jsonl
 from store.db import make_engine, make_session_factory, open_database
 from store.handoff import InboxCommand, ReplayRun
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
-from tests.faults.stack import free_ports
+from tests.ports import refused_port
 from tests.waiting import PROCESS_START_S, wait_until
 
 BIN = Path(sys.executable).parent
@@ -84,8 +84,8 @@ def stored(url: str) -> list[str]:
 
 
 def command(url: str, log: Path, *args: str) -> list[str]:
-    (orders,) = free_ports(1)  # nobody listens: the wake-up is best effort
-    return [str(log), "--speed", "0", "--database-url", url, "--orders", f"tcp://127.0.0.1:{orders}", *args]
+    orders = f"tcp://127.0.0.1:{refused_port()}"  # nobody listens: the wake-up is best effort
+    return [str(log), "--speed", "0", "--database-url", url, "--orders", orders, *args]
 
 
 def environment(crash: CrashPoint | None = None) -> dict[str, str]:
