@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from producers.replay_sinks import INBOX_BATCH
 from store.handoff import Execution, InboxCommand
 from store.models import Order, Position
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
+from tests.ports import ephemeral_range, is_reserved, reserved_ports
 from tests.producers.conftest import World, world_at
 from tests.waiting import PROCESS_START_S, wait_until
 
@@ -43,12 +43,6 @@ pytestmark = pytest.mark.xdist_group("producers-stack")
 
 BIN = Path(sys.executable).parent
 STOP_DEADLINE_S = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Process:
@@ -97,7 +91,9 @@ class Stack:
 
     def __init__(self, world: World, log_dir: Path, ctx: zmq.Context[Any]) -> None:
         self.world, self.ctx = world, ctx
-        acks = f"tcp://127.0.0.1:{free_port()}"
+        # Handed to the processes, which may restart on them: reserved until close() (tests/ports.py).
+        self.ports = reserved_ports(4)
+        acks = f"tcp://127.0.0.1:{self.ports.ports[0]}"
         broker = Process("broker", log_dir, "--ingress", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*",
                          "--replay", "tcp://127.0.0.1:*", "--ack-ingress", acks)
         self.processes = {"broker": broker}
@@ -110,9 +106,10 @@ class Stack:
 
     def _start(self, world: World, log_dir: Path, broker: Process, acks: str) -> None:
         self.ingress, self.publish, _ = broker.start(r"listening ingress=(\S+) publish=(\S+) replay=(\S+)").groups()
-        self.orders_endpoint = f"tcp://127.0.0.1:{free_port()}"
-        fills = f"tcp://127.0.0.1:{free_port()}"
-        self.webhook_url = f"http://127.0.0.1:{free_port()}/api/webhook"
+        orders, fills_port, webhook = self.ports.ports[1:]
+        self.orders_endpoint = f"tcp://127.0.0.1:{orders}"
+        fills = f"tcp://127.0.0.1:{fills_port}"
+        self.webhook_url = f"http://127.0.0.1:{webhook}/api/webhook"
         common = ["--database-url", world.url, "--ack-ingress", acks]
         self.processes.update({
             "orders": Process("orders", log_dir, *common, "--orders", self.orders_endpoint, "--fills", fills,
@@ -171,9 +168,12 @@ class Stack:
             return error.code, json.loads(error.read())
 
     def close(self) -> None:
-        self.sub.close(linger=0)
-        for process in self.processes.values():
-            process.kill()
+        try:
+            self.sub.close(linger=0)
+            for process in self.processes.values():
+                process.kill()
+        finally:
+            self.ports.close()
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +230,14 @@ def test_webhook_post_reaches_a_subscriber_on_each_account_owners_key(stack: Sta
     for topic, _, wire in events:
         assert key_topic(StreamKey(wire["user_id"], wire["strategy_id"])) == topic
         assert (wire["symbol"], wire["side"], wire["status"], wire["price"]) == ("BTC/USDT", "BUY", "NEW", "90000.00")
+
+
+def test_the_ports_handed_to_the_processes_stay_reserved_outside_the_ephemeral_range(stack: Stack) -> None:
+    handed = [stack.processes["broker"].args[-1], stack.orders_endpoint, stack.processes["positions"].args[-3], stack.webhook_url]
+    ports = [int(address.split(":")[2].split("/")[0]) for address in handed]
+    first, last = ephemeral_range()
+    assert sorted(ports) == sorted(stack.ports.ports) and not any(first <= port <= last for port in ports), ports
+    assert all(is_reserved(port) for port in ports), ports
 
 
 def test_replayed_tick_fills_the_order_and_moves_the_position(own_stack: Stack, tmp_path: Path) -> None:
