@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,21 +42,15 @@ class WebhookProcess:
 
     def __init__(self, workdir: Path, world: World, orders: str) -> None:
         self.log_path = workdir / "webhook.log"
-        port = _free_port()
-        args = [str(_SCRIPT), "--database-url", world.url, "--orders", orders, "--port", str(port), "--header-timeout", "60"]
+        # Port 0, and the one it took from its `listening on` line: it is never restarted.
+        args = [str(_SCRIPT), "--database-url", world.url, "--orders", orders, "--port", "0", "--header-timeout", "60"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(fd_limited(args, FD_LIMIT), stderr=log, cwd=workdir)
-        wait_until(lambda: _LISTENING.search(self.log()), timeout=PROCESS_START_S, what="the webhook to listen")
-        self.port = port
+        listening = wait_until(lambda: _LISTENING.search(self.log()), timeout=PROCESS_START_S, what="the webhook to listen")
+        self.port = int(listening[1])
 
     def log(self) -> str:
         return self.log_path.read_text()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
