@@ -2,7 +2,8 @@
 
 It listens on a port of its own and copies bytes both ways to the target. `cut()`
 closes every relayed connection and stops listening (new connections are refused,
-as from a database host that is down); `restore()` listens on the same port again.
+as from a database host that is down); `restore()` listens on the same port again:
+a reserved one (tests/ports.py), so that no port-0 bind takes it while it is cut.
 `hold_replies()` drops what the target sends back from then on (until `restore()`),
 while what the client sends still reaches it: a COMMIT that the database carries
 out and whose answer never arrives.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+
+from tests.ports import reserved_ports
 
 CHUNK = 65536
 
@@ -31,7 +34,8 @@ class Relay:
         self._stopping = False
         self._upstreams: set[socket.socket] = set()
         self._holding = False
-        self.port = self._listen(0)
+        self._reservation = reserved_ports(1)  # until close()
+        self.port = self._listen(self._reservation.ports[0])
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
         self._thread.start()
 
@@ -67,6 +71,7 @@ class Relay:
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
+        self._reservation.close()
 
     def _listen(self, port: int) -> int:
         listener = socket.socket()

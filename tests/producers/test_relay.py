@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from producers.relay_window import Row, WindowLimits
 from store.columns import utc_now
 from store.handoff import OutboxEvent
 from tests.bus.conftest import BrokerProcess, history
+from tests.ports import reserved_ports
 from tests.producers.conftest import World
 from tests.waiting import wait_until
 
@@ -186,10 +186,16 @@ def test_unknown_gets_hello_with_the_last_confirmed_then_the_rows_after_it(
     relay.close()
 
 
-def test_rows_committed_while_no_broker_listens_go_out_once_it_binds(world: World, zctx: zmq.Context[Any]) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+@pytest.fixture
+def late_endpoint() -> Iterator[str]:
+    """An endpoint nobody listens on until the test binds it: reserved for the test (tests/ports.py)."""
+    with reserved_ports(1) as (port,):
+        yield f"tcp://127.0.0.1:{port}"
+
+
+def test_rows_committed_while_no_broker_listens_go_out_once_it_binds(world: World, zctx: zmq.Context[Any],
+                                                                     late_endpoint: str) -> None:
+    endpoint = late_endpoint
     relay = make_relay(world, endpoint, zctx, FAST)  # its retry is what reaches the late broker
     rows = commit_events(world, summary(world.user_ids["alice"], 1))
     relay.offer(rows)
