@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -13,16 +12,12 @@ from bus import codec
 from bus.errors import BusUnavailable
 from bus.publisher import Publisher
 from tests.bus.conftest import make_order
+from tests.ports import refused_port
 
 
 def unused_endpoint(ctx: zmq.Context[Any]) -> str:
-    """An endpoint nobody listens on: a port the OS hands out, released at once.
-
-    A plain socket, because libzmq releases a closed socket's port asynchronously.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    """An endpoint nobody listens on (tests/ports.py: reserved, outside the ephemeral range)."""
+    return f"tcp://127.0.0.1:{refused_port()}"
 
 
 @pytest.mark.parametrize("timeout_ms", [0, 200])

@@ -29,6 +29,7 @@ from store.handoff import Execution
 from store.models import Account, MarketPrice, Order, Position, Signal, Strategy, StrategyAccount, User
 from store.schema import METADATA
 from tests.conftest import DATABASES, POSTGRES_URL
+from tests.ports import refused_port
 from tests.store.legacy import release_0001, release_0002
 
 ADMIN = [sys.executable, "-m", "store.admin"]
@@ -307,9 +308,7 @@ def test_a_database_of_a_newer_release_is_refused_in_one_line(database: tuple[st
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
-    with __import__("socket").socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = refused_port()  # a port nobody listens on
     for url in (f"postgresql+psycopg://nobody@127.0.0.1:{port}/x", f"sqlite:///{tmp_path / 'missing' / 'x.db'}"):
         for args in (("migrate",), ("db-status",)):
             result = admin(url, *args)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from bus.events import CleanupStrategyMessage, DisconnectMessage, EndSessionsMes
 from store import actions
 from store.db import make_engine
 from store.models import User
+from tests.ports import refused_port
 from tests.store.conftest import ControlInbox
 
 ADMIN = Path(sys.executable).with_name("tradestream-admin")
@@ -275,16 +275,10 @@ def test_default_database_is_var_tradestream_db_in_the_working_directory(
     assert (tmp_path / "var" / "tradestream.db").is_file()
 
 
-def _unused_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_down_broker_does_not_stop_the_command(database_url: str, tmp_path: Path) -> None:
     env = {"TRADESTREAM_DATABASE_URL": database_url}
     strategy = ok_json(run_admin("demo", "--json", cwd=tmp_path, env=env))["strategies"][0]
-    ingress = f"tcp://127.0.0.1:{_unused_tcp_port()}"
+    ingress = f"tcp://127.0.0.1:{refused_port()}"
     args = ("--ingress", ingress, "deactivate", "--strategy", str(strategy["id"]), "--json")
     result = run_admin(*args, cwd=tmp_path, env=env)
     assert ok_json(result)["is_active"] is False

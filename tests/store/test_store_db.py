@@ -11,14 +11,7 @@ from sqlalchemy import inspect
 
 from store.db import DEFAULT_DATABASE_URL, make_engine, open_database
 from store.errors import DatabaseUnavailable
-
-
-def refused_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
+from tests.ports import refused_port
 
 # (url made from the test's folder, words of the one-line error)
 UNAVAILABLE: list[tuple[Callable[[Path], str], str]] = [
