@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import zmq
 from bus import codec, protocol
 from bus.events import Account, OrderEvent, utc_now
 from bus.topics import StreamKey, key_topic
+from tests.ports import reserved_ports
 from tests.waiting import PROCESS_START_S, wait_until
 
 _LISTENING = re.compile(r"listening ingress=(\S+) publish=(\S+) replay=(\S+) ack_ingress=(\S+)")
@@ -25,34 +26,23 @@ ENDPOINTS = ("ingress", "publish", "replay", "ack_ingress")
 
 
 class BrokerProcess:
-    """A `tradestream-broker` subprocess; starts on free ports, restarts on the same ones."""
+    """A `tradestream-broker` subprocess on reserved ports (tests/ports.py), restarted on the same ones.
+
+    Reserved, not port 0 then the ones it took: another test's port-0 bind could take one of those
+    while the broker is down. They are released when this object goes (the test's end).
+    """
 
     def __init__(self, log_dir: Path, *extra: str) -> None:
         self.log_dir = log_dir
         self.extra = list(extra)
-        self.endpoints = dict.fromkeys(ENDPOINTS, "tcp://127.0.0.1:*")
+        ports = reserved_ports(len(ENDPOINTS))
+        weakref.finalize(self, ports.close)
+        self.endpoints = {name: f"tcp://127.0.0.1:{port}" for name, port in zip(ENDPOINTS, ports.ports, strict=True)}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> BrokerProcess:
-        """Start the broker and wait for its `listening` line.
-
-        A restart binds the ports the first start chose. Between the two, another test's process
-        may bind one of them for a moment (port 0 picks any free port): the broker then exits
-        with "cannot bind", and a restart is tried again until the port is free or the deadline passes.
-        """
-        restart = self.proc is not None
-        deadline = time.monotonic() + PROCESS_START_S
-        while True:
-            match, log_text = self._launch(deadline)
-            if match is not None:
-                self.endpoints = dict(zip(ENDPOINTS, match.groups()))
-                return self
-            if not restart or "cannot bind" not in log_text or time.monotonic() > deadline:
-                raise AssertionError(f"the broker exited {self.proc and self.proc.returncode} before listening:\n{log_text}")
-
-    def _launch(self, deadline: float) -> tuple[re.Match[str] | None, str]:
-        """One broker process: its `listening` line, or None and its log once it has exited."""
+        """Start the broker (again: on the same ports) and wait for its `listening` line."""
         self.starts += 1
         log_path = self.log_dir / f"broker-{self.starts}.log"
         args = [sys.executable, "-m", "bus.broker", "--bus-heartbeat", "0.1", *self.extra]
@@ -65,9 +55,11 @@ class BrokerProcess:
             text = log_path.read_text()
             return _LISTENING.search(text) or (None if proc.poll() is None else text or "(empty log)")
 
-        outcome = wait_until(listening_or_exited, timeout=max(deadline - time.monotonic(), 0.1),
-                             what=f"the broker to listen (log: {log_path})")
-        return (outcome, "") if isinstance(outcome, re.Match) else (None, outcome)
+        outcome = wait_until(listening_or_exited, timeout=PROCESS_START_S, what=f"the broker to listen (log: {log_path})")
+        if not isinstance(outcome, re.Match):
+            raise AssertionError(f"the broker exited {proc.returncode} before listening:\n{outcome}")
+        self.endpoints = dict(zip(ENDPOINTS, outcome.groups(), strict=True))
+        return self
 
     def kill(self) -> None:
         assert self.proc is not None
