@@ -34,6 +34,7 @@ from streamer.app import make_front
 from streamer.config import StreamerConfig
 from streamer.server import make_server
 from streamer.services import Services
+from tests.ports import reserved_ports
 from tests.waiting import wait_until
 from web.front import FrontDoor
 from web.server import HardenedHTTPServer
@@ -128,12 +129,18 @@ def url_of(world: World) -> str:
 
 
 class BrokerThread:
-    """A real bus.broker.Broker on ephemeral ports, run in a thread; restartable on the same ports."""
+    """A real bus.broker.Broker in a thread, on reserved ports (tests/ports.py) until `close()`; restartable on them.
+
+    Reserved, not port 0 then the ones it took: another test's port-0 bind could take one of those
+    while the broker is stopped.
+    """
 
     def __init__(self, **overrides: Any) -> None:
         self.overrides = overrides  # BrokerConfig fields (the broker_config marker), kept across restarts
         self.context: zmq.Context[Any] = zmq.Context()
-        self.endpoints = {"ingress": "tcp://127.0.0.1:*", "publish": "tcp://127.0.0.1:*", "replay": "tcp://127.0.0.1:*"}
+        self.ports = reserved_ports(4)
+        self.endpoints = {name: f"tcp://127.0.0.1:{port}" for name, port in
+                          zip(("ingress", "publish", "replay", "ack_ingress"), self.ports.ports, strict=True)}
         self.broker: Broker | None = None
         self.thread: threading.Thread | None = None
 
@@ -142,7 +149,7 @@ class BrokerThread:
         endpoints = self.endpoints
         config = BrokerConfig(
             ingress=endpoints["ingress"], publish=endpoints["publish"], replay=endpoints["replay"],
-            ack_ingress=endpoints.get("ack_ingress", "tcp://127.0.0.1:*"), bus_heartbeat=0.1, **self.overrides,
+            ack_ingress=endpoints["ack_ingress"], bus_heartbeat=0.1, **self.overrides,
         )
         self.broker = Broker(config, self.context)
         self.endpoints = self.broker.endpoints
@@ -184,6 +191,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerThread]:
     yield running
     running.stop()
     running.context.destroy(linger=0)
+    running.ports.close()
 
 
 @pytest.fixture
