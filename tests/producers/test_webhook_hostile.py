@@ -47,6 +47,7 @@ class WebhookProcess:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(fd_limited(args, FD_LIMIT), stderr=log, cwd=workdir)
         listening = wait_until(lambda: _LISTENING.search(self.log()), timeout=PROCESS_START_S, what="the webhook to listen")
+        assert listening is not None  # wait_until returns a truthy value
         self.port = int(listening[1])
 
     def log(self) -> str:
