@@ -109,7 +109,7 @@ class Stack:
 
     @classmethod
     def in_new_folder(cls, root: Path, *, journal: bool = True) -> Stack:
-        """A stack in a new checkout-like folder, on free ports (`journal=False`: a broker that forgets on restart)."""
+        """A stack in a new checkout-like folder, on reserved ports (`journal=False`: a broker that forgets on restart)."""
         make_project_copy(root, journal=journal)
         ports = reserved_ports(STACK_PORTS)
         return cls(root, stack_environment(root, ports.ports), ports)
