@@ -55,6 +55,7 @@ class SubscriberStats:
     gaps_recovered: int = 0
     resyncs: int = 0
     replay_requests: int = 0
+    replay_resent: int = 0  # replay or head requests sent again, unanswered for a quarter of their timeout
     malformed: int = 0
     socket_recreations: int = 0
     broker_restarts: int = 0
@@ -148,12 +149,18 @@ class Subscriber:
 
     async def head(self, key: StreamKey) -> Position:
         """The broker's current head of `key` (for snapshots: read it before the database)."""
-        return await self._replayer.head(key)
+        try:
+            return await self._replayer.head(key)
+        finally:
+            self.stats.replay_resent = self._replayer.resent
 
     async def replay(self, key: StreamKey, epoch: int, after_seq: int) -> Replay:
         """The events of `key` after `after_seq` from the broker's history; BusUnavailable on timeout."""
         self.stats.replay_requests += 1
-        return await self._replayer.replay(key, epoch, after_seq)
+        try:
+            return await self._replayer.replay(key, epoch, after_seq)
+        finally:
+            self.stats.replay_resent = self._replayer.resent
 
     # -- frames in ---------------------------------------------------------------
 

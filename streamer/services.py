@@ -102,6 +102,7 @@ class Services:
             "slow_consumer_disconnects": stats.slow_consumer_disconnects,
             "gaps_detected": bus.gaps_detected,
             "gaps_recovered": bus.gaps_recovered,
+            "replay_resent": bus.replay_resent,
             "resyncs": stats.resyncs,
             "latency_ms": stats.latency.summary(),
             **stats.other_counters(),

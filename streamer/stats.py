@@ -59,6 +59,7 @@ _COUNTERS = (
     ("gaps_detected", "Sequence gaps noticed on the bus", "gaps_detected"),
     ("gaps_recovered", "Sequence gaps filled from the broker's history", "gaps_recovered"),
     ("resyncs", "resync events sent to clients", "resyncs"),
+    ("replay_resent", "Requests to the broker's history sent again, unanswered for a quarter of bus_timeout", "replay_resent"),
     ("stream_connects", "Streams opened", "connects"),
     ("stream_disconnects", "Streams closed", "disconnects"),
     ("forced_disconnects", "Streams ended with force_disconnect", "forced_disconnects"),

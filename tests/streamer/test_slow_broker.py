@@ -66,10 +66,13 @@ def test_a_broker_frozen_past_2s_still_answers_a_snapshots_head(
 
     try:
         epoch_before, epoch_after = io_loop.run_sync(head_while_frozen, timeout=30)
+        stats = services.snapshot(per_key=False)
     finally:
         io_loop.run_sync(services.close)
         context.destroy(linger=0)
     assert epoch_after == epoch_before  # the same broker answered, after its freeze
+    # Asked again on a new socket a quarter of bus_timeout (1.25 s) into the 2.5 s freeze, counted
+    assert stats["replay_resent"] == stats["bus"]["replay_resent"] >= 1
 
 
 def test_a_bus_error_answered_503_logs_its_reason_at_info(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
