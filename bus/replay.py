@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import zmq
 import zmq.asyncio
@@ -68,16 +68,30 @@ class Replay:
     events: list[BusEvent] = field(default_factory=list)
 
 
+class ResendCounter(Protocol):
+    """Where a ReplayClient counts the requests it sent again (bus.subscriber.SubscriberStats)."""
+
+    replay_resent: int
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    """The counter of a ReplayClient on its own."""
+
+    replay_resent: int = 0
+
+
 class ReplayClient:
     """Asks the broker for a key's history or head, one request at a time."""
 
-    def __init__(self, endpoint: str, context: zmq.asyncio.Context, timeout: float) -> None:
+    def __init__(self, endpoint: str, context: zmq.asyncio.Context, timeout: float,
+                 stats: ResendCounter | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.stats: ResendCounter = stats if stats is not None else ReplayStats()
         self._ctx = context
         self._dealer: zmq.asyncio.Socket | None = None
         self._lock = asyncio.Lock()
-        self.resent = 0  # requests sent again after a quarter of the timeout without an answer
         self._resent_log = QuietLog(log, logging.INFO, 10.0)
 
     async def head(self, key: StreamKey) -> Position:
@@ -91,7 +105,7 @@ class ReplayClient:
         async with self._lock:
             for attempt in range(ATTEMPTS):
                 if attempt:
-                    self.resent += 1
+                    self.stats.replay_resent += 1
                     self._resent_log("no replay answer from %s in %.1f s: asked again on a new socket",
                                      self.endpoint, self.timeout / ATTEMPTS)
                 dealer = self._dealer or self._open()

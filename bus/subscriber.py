@@ -89,7 +89,7 @@ class Subscriber:
         self._ctx = context or zmq.asyncio.Context.instance()
         self._subs = Subscriptions(self.stats)
         self._reader = SubReader(self._ctx, publish, hwm, self._handle_batch)
-        self._replayer = ReplayClient(replay, self._ctx, replay_timeout)
+        self._replayer = ReplayClient(replay, self._ctx, replay_timeout, self.stats)
         self._tasks: set[asyncio.Task[None]] = set()
         self._control_ready: asyncio.Future[None] | None = None
 
@@ -149,18 +149,12 @@ class Subscriber:
 
     async def head(self, key: StreamKey) -> Position:
         """The broker's current head of `key` (for snapshots: read it before the database)."""
-        try:
-            return await self._replayer.head(key)
-        finally:
-            self.stats.replay_resent = self._replayer.resent
+        return await self._replayer.head(key)
 
     async def replay(self, key: StreamKey, epoch: int, after_seq: int) -> Replay:
         """The events of `key` after `after_seq` from the broker's history; BusUnavailable on timeout."""
         self.stats.replay_requests += 1
-        try:
-            return await self._replayer.replay(key, epoch, after_seq)
-        finally:
-            self.stats.replay_resent = self._replayer.resent
+        return await self._replayer.replay(key, epoch, after_seq)
 
     # -- frames in ---------------------------------------------------------------
 

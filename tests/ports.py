@@ -162,6 +162,18 @@ def is_reserved(port: int, lock_dir: Path = LOCK_DIR) -> bool:
     return False
 
 
+def assert_held_outside_ephemeral(ports: Sequence[int], count: int) -> None:
+    """`count` distinct ports, none in the kernel's ephemeral range, each held by a reservation (a stack's check)."""
+    first, last = ephemeral_range()
+    assert len(set(ports)) == count and not any(first <= port <= last for port in ports), ports
+    assert all(is_reserved(port) for port in ports), ports
+
+
+def port_of(endpoint: str) -> int:
+    """The port of `tcp://host:port` or `host:port`."""
+    return int(endpoint.rsplit(":", 1)[-1])
+
+
 @functools.cache
 def refused_port() -> int:
     """A port of 127.0.0.1 nobody listens on (connecting is refused): one reserved for the rest of this process.

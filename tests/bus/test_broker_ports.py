@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from tests.bus.conftest import BrokerProcess
-from tests.ports import ephemeral_range, is_reserved
+from tests.ports import assert_held_outside_ephemeral, port_of
 
 
 def test_a_killed_broker_restarts_on_its_reserved_ports(broker: BrokerProcess) -> None:
     before = dict(broker.endpoints)
-    ports = [int(endpoint.rsplit(":", 1)[-1]) for endpoint in before.values()]
-    first, last = ephemeral_range()
-    assert len(set(ports)) == 4 and not any(first <= port <= last for port in ports), before
-    assert all(is_reserved(port) for port in ports), before
+    assert_held_outside_ephemeral([port_of(endpoint) for endpoint in before.values()], 4)
     broker.kill()
     assert broker.start().endpoints == before

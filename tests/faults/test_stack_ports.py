@@ -7,13 +7,11 @@ ports are not among them (port 0 at the first start, then the one the server sai
 from __future__ import annotations
 
 from tests.faults.stack import Stack
-from tests.ports import ephemeral_range, is_reserved
+from tests.ports import assert_held_outside_ephemeral, is_reserved, port_of
 
 
 def test_the_bus_ports_are_held_outside_the_ephemeral_range_until_the_stack_closes(idle_stack: Stack) -> None:
-    ports = [int(endpoint.rsplit(":", 1)[-1]) for endpoint in idle_stack.bus.values()]
-    first, last = ephemeral_range()
-    assert len(set(ports)) == 6 and not any(first <= port <= last for port in ports), ports
-    assert all(is_reserved(port) for port in ports), ports
+    ports = [port_of(endpoint) for endpoint in idle_stack.bus.values()]
+    assert_held_outside_ephemeral(ports, 6)
     idle_stack.close()
     assert not any(is_reserved(port) for port in ports), ports

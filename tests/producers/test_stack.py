@@ -34,7 +34,7 @@ from producers.replay_sinks import INBOX_BATCH
 from store.handoff import Execution, InboxCommand
 from store.models import Order, Position
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
-from tests.ports import ephemeral_range, is_reserved, reserved_ports
+from tests.ports import assert_held_outside_ephemeral, reserved_ports
 from tests.producers.conftest import World, world_at
 from tests.waiting import PROCESS_START_S, wait_until
 
@@ -235,9 +235,8 @@ def test_webhook_post_reaches_a_subscriber_on_each_account_owners_key(stack: Sta
 def test_the_ports_handed_to_the_processes_stay_reserved_outside_the_ephemeral_range(stack: Stack) -> None:
     handed = [stack.processes["broker"].args[-1], stack.orders_endpoint, stack.processes["positions"].args[-3], stack.webhook_url]
     ports = [int(address.split(":")[2].split("/")[0]) for address in handed]
-    first, last = ephemeral_range()
-    assert sorted(ports) == sorted(stack.ports.ports) and not any(first <= port <= last for port in ports), ports
-    assert all(is_reserved(port) for port in ports), ports
+    assert sorted(ports) == sorted(stack.ports.ports), ports
+    assert_held_outside_ephemeral(ports, len(stack.ports.ports))
 
 
 def test_replayed_tick_fills_the_order_and_moves_the_position(own_stack: Stack, tmp_path: Path) -> None:
