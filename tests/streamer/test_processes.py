@@ -219,10 +219,11 @@ def test_a_streamer_on_an_older_schema_waits_for_the_migration_and_then_serves(t
     migrate.upgrade(engine, "0002")  # before the sessions table the streamer writes
     proc, log_path = _streamer_on(url, broker, tmp_path)
     try:
-        wait_until(lambda: "Waiting up to 30 s" in log_path.read_text(), what="the streamer to say it waits")
+        wait_until(lambda: "Waiting up to 30 s" in log_path.read_text(), timeout=PROCESS_START_S, what="the streamer to say it waits")
         assert "at revision 0002" in log_path.read_text() and proc.poll() is None
         migrate.upgrade(engine)  # as the webhook or `tradestream-admin migrate` does
-        wait_until(lambda: _LISTENING.search(log_path.read_text()), what="the streamer to listen after the migration")
+        wait_until(lambda: _LISTENING.search(log_path.read_text()), timeout=PROCESS_START_S,
+                   what="the streamer to listen after the migration")
     finally:
         proc.kill()
         proc.wait()
@@ -238,7 +239,7 @@ def test_a_streamer_stopped_while_it_waits_for_the_schema_exits_0_at_once(tmp_pa
     engine.dispose()
     proc, log_path = _streamer_on(url, broker, tmp_path)
     try:
-        wait_until(lambda: "Waiting up to 30 s" in log_path.read_text(), what="the streamer to say it waits")
+        wait_until(lambda: "Waiting up to 30 s" in log_path.read_text(), timeout=PROCESS_START_S, what="the streamer to say it waits")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0  # a deadline below the 30 s wait it would otherwise finish
     finally:
