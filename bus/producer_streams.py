@@ -31,6 +31,23 @@ are kept across restarts like the lasts: `take_rejection_changes` names what
 the batch remembered and forgot (journaled in the batch's transaction, before
 its answers), `restore_rejections` loads them back under the same bound.
 
+A remembered rejection is *untold* until its `reject` was queued to the connection
+the stream is heard on (`told`); the broker sends every untold rejection of a stream
+before any other answer to it, in every batch that answers it, so a cumulative `ack`
+never reaches a relay past a `reject` it missed, in that batch or a later one:
+
+    rejected (REJECT), asked again (REJECTED), restored    untold
+    `reject` queued to the connection the stream is heard on    told
+    the stream heard on another connection (`heard`)    all its rejections untold
+    forgotten beyond REJECTION_BYTES while untold    counted (`untold_forgotten`)
+
+A connection not heard before for a stream (a relay restarted or reconnected: ROUTER
+gives it a new identity; or any connection after a broker restart) has been told
+nothing: answers queued to the old one may have died with it, unread. Restored
+rejections are untold for the same reason: "told" is not journaled, since a `reject`
+queued by a broker that died before libzmq wrote it out never arrived. Untold
+rejections are a subset of the remembered ones and share their bound.
+
 An unknown stream takes an event only at the stream's start (`prev_id` 0).
 After that it cannot tell a loss in transit from its own amnesia (a broker
 restarted without a journal, or one that forgot the stream): events a relay had
@@ -103,6 +120,9 @@ class ProducerStreams:
         self.rejections_forgotten = 0
         self._remembered: dict[tuple[str, int], str] = {}  # since take_rejection_changes, oldest first
         self._forgotten: set[tuple[str, int]] = set()
+        self._untold: dict[str, set[int]] = {}  # per stream, remembered rejections its connection may not have
+        self._heard_on: dict[str, bytes] = {}  # per stream with rejections: the connection it was last heard on
+        self.untold_forgotten = 0  # forgotten before their relay was told (it may mark the row sent, no reason)
         self._last: dict[str, int] = {}
         self._changed: dict[str, int] = {}
         self.refused = 0  # events and hellos of new streams beyond the bound
@@ -115,7 +135,10 @@ class ProducerStreams:
         last = self._last.get(stream)
         if last is not None:
             if event_id <= last:
-                verdict = Verdict.DUPLICATE if self.rejection(stream, event_id) is None else Verdict.REJECTED
+                verdict = Verdict.DUPLICATE
+                if self.rejection(stream, event_id) is not None:
+                    verdict = Verdict.REJECTED  # the relay asks again: it may never have had the `reject`
+                    self._untold.setdefault(stream, set()).add(event_id)
                 return Decision(verdict, self._cap(stream, event_id, last))
             if prev_id != last:
                 return Decision(Verdict.RESEND, self._cap(stream, prev_id, last))
@@ -146,17 +169,54 @@ class ProducerStreams:
 
     def _remember(self, stream: str, event_id: int, reason: str) -> None:
         self._rejections.setdefault(stream, {})[event_id] = reason
+        self._untold.setdefault(stream, set()).add(event_id)
         self._rejection_order.append((stream, event_id))
         self._rejection_bytes += _rejection_cost(stream, reason)
         while self._rejection_bytes > self.rejection_bytes and self._rejection_order:
             oldest, oldest_id = self._rejection_order.popleft()
             rejected = self._rejections[oldest]
             self._rejection_bytes -= _rejection_cost(oldest, rejected.pop(oldest_id))
+            self._forget_untold(oldest, oldest_id)
             if not rejected:
                 del self._rejections[oldest]
+                self._heard_on.pop(oldest, None)
             self.rejections_forgotten += 1
             if self._remembered.pop((oldest, oldest_id), None) is None:
                 self._forgotten.add((oldest, oldest_id))  # journaled before (or restored): the journal deletes it
+
+    def _forget_untold(self, stream: str, event_id: int) -> None:
+        untold = self._untold.get(stream)
+        if untold is not None and event_id in untold:
+            self.untold_forgotten += 1
+            untold.discard(event_id)
+            if not untold:
+                del self._untold[stream]
+
+    def heard(self, stream: str, connection: bytes) -> None:
+        """A message of `stream` came from `connection` (its ROUTER identity): on one not heard before for
+        the stream, every rejection of it is untold again (the old connection's answers may have died unread)."""
+        rejected = self._rejections.get(stream)
+        if rejected is None or self._heard_on.get(stream) == connection:
+            return
+        self._heard_on[stream] = connection
+        self._untold[stream] = set(rejected)
+
+    def untold(self, stream: str) -> list[int]:
+        """The stream's rejections whose `reject` is not known to be queued to its connection, ascending."""
+        return sorted(self._untold.get(stream, ()))
+
+    def told(self, stream: str, event_id: int, connection: bytes) -> None:
+        """The `reject` of (stream, event_id) was queued to `connection`: told, if the stream is heard there."""
+        untold = self._untold.get(stream)
+        if untold is not None and self._heard_on.get(stream) == connection:
+            untold.discard(event_id)
+            if not untold:
+                del self._untold[stream]
+
+    @property
+    def untold_count(self) -> int:
+        """How many remembered rejections are untold (a stats gauge)."""
+        return sum(map(len, self._untold.values()))
 
     def restore_rejections(self, rejections: Iterable[tuple[str, int, str]]) -> None:
         """Load `(stream, event_id, reason)` (a journal's, oldest first) under the byte bound: the oldest beyond it

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from bus.producer_streams import Decision, ProducerStreams, RejectionChanges, Verdict
@@ -201,3 +203,75 @@ def test_a_reason_is_remembered_as_the_reject_carries_it() -> None:
     streams.decide("a", 1, 0, False, "x" * 500)
     assert streams.rejection("a", 1) == "x" * MAX_REASON
     assert streams.take_rejection_changes().remembered == [("a", 1, "x" * MAX_REASON)]
+
+
+A, B = b"\x00relay-a", b"\x00relay-b"  # two ROUTER identities (connections) of one relay
+Step = Callable[[ProducerStreams], object]
+
+
+def event(event_id: int, prev_id: int, valid: bool) -> Step:
+    return lambda streams: streams.decide("a", event_id, prev_id, valid, "bad")
+
+
+def heard(connection: bytes) -> Step:
+    return lambda streams: streams.heard("a", connection)
+
+
+def told(event_id: int, connection: bytes) -> Step:
+    return lambda streams: streams.told("a", event_id, connection)
+
+
+# Each row: the byte bound (in rejections of COST; None: the default), rejections restored first (event ids of "a"),
+# the steps on stream "a", then which rejections are untold and how many were forgotten untold.
+UNTOLD: list[tuple[str, int | None, list[int], list[Step], list[int], int]] = [
+    ("a rejection is untold until its reject is queued", None, [],
+     [event(1, 0, False), heard(A)], [1], 0),
+    ("queued to the stream's connection: told", None, [],
+     [event(1, 0, False), heard(A), told(1, A)], [], 0),
+    ("a sequenced event leaves nothing untold", None, [], [event(1, 0, True), heard(A)], [], 0),
+    ("a dropped reject stays untold while later events are sequenced (the cross-batch gap)", None, [],
+     [event(1, 0, False), heard(A), event(2, 1, True), heard(A), event(3, 2, True), heard(A)], [1], 0),
+    ("queued to a connection the stream is not heard on: still untold", None, [],
+     [event(1, 0, False), heard(A), told(1, B)], [1], 0),
+    ("the stream heard on a new connection: every rejection untold again", None, [],
+     [event(1, 0, False), heard(A), told(1, A), event(2, 1, True), heard(A),
+      event(3, 2, False), heard(A), told(3, A), event(4, 3, True), heard(B)], [1, 3], 0),
+    ("heard on the same connection again: nothing changes", None, [],
+     [event(1, 0, False), heard(A), told(1, A), event(2, 1, True), heard(A)], [], 0),
+    ("a re-sent rejected event is untold again (the relay asks for it)", None, [],
+     [event(1, 0, False), heard(A), told(1, A), event(1, 0, False), heard(A)], [1], 0),
+    ("restored rejections are untold (a reject queued before the restart may have died with it)", None, [1, 2],
+     [], [1, 2], 0),
+    ("restored, then heard and told", None, [1, 2], [heard(A), told(1, A), told(2, A)], [], 0),
+    ("forgotten while untold: counted", 1, [],
+     [event(1, 0, False), heard(A), event(2, 1, False), heard(A)], [2], 1),
+    ("forgotten after it was told: not counted", 1, [],
+     [event(1, 0, False), heard(A), told(1, A), event(2, 1, False), heard(A)], [2], 0),
+]
+
+
+@pytest.mark.parametrize(("bound", "restored", "steps", "untold", "forgotten"), [pytest.param(*row[1:], id=row[0]) for row in UNTOLD])
+def test_a_rejection_stays_untold_until_its_reject_is_queued_to_the_connection_the_stream_is_heard_on(
+    bound: int | None, restored: list[int], steps: list[Step], untold: list[int], forgotten: int
+) -> None:
+    streams = ProducerStreams() if bound is None else ProducerStreams(rejection_bytes=bound * COST)
+    if restored:
+        streams.restore([("a", max(restored))])
+        streams.restore_rejections([("a", n, "bad") for n in restored])
+    for step in steps:
+        step(streams)
+    assert (streams.untold("a"), streams.untold_forgotten, streams.untold_count) == (untold, forgotten, len(untold))
+
+
+def test_untold_rejections_are_per_stream_and_go_when_the_stream_has_none_left() -> None:
+    streams = ProducerStreams(rejection_bytes=2 * COST)
+    streams.decide("a", 1, 0, False, "bad")
+    streams.decide("b", 1, 0, False, "bad")
+    streams.heard("a", A)
+    streams.heard("b", B)
+    streams.told("b", 1, B)
+    assert (streams.untold("a"), streams.untold("b")) == ([1], [])
+    streams.decide("b", 2, 1, False, "bad")  # pushes out a's only rejection, untold
+    assert (streams.untold("a"), streams.untold("b"), streams.untold_forgotten) == ([], [2], 1)
+    streams.heard("a", B)  # nothing of "a" is remembered: nothing to tell
+    assert streams.untold("a") == []
