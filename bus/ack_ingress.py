@@ -13,8 +13,15 @@ remembers rejecting: REJECTED), then one cumulative `ack` per stream and sender,
 then at most one `resend` and one `unknown` per stream and sender. A new stream
 beyond ProducerStreams' bound (REFUSED) gets no answer at all. A `hello` names one
 stream and is answered one `ack` or `resend` of it (in `_acks` / `_resends`, keyed by
-sender and stream): its answer does not grow with the streams or rejections known,
-and a batch's answers are bounded by its DRAIN_BATCH messages (bus/broker.py).
+sender and stream): its answer does not grow with the streams or rejections known.
+
+Before its `ack` or `resend`, a sender also gets every *untold* rejection of the
+stream (ProducerStreams: a `reject` dropped in an earlier batch, or one queued to
+a connection of the stream that has gone since, or restored from the journal), in
+event order: an `ack` of a later batch must not mark a row sent whose `reject` the
+relay never read. A batch's answers are bounded by its DRAIN_BATCH messages
+(bus/broker.py) plus those untold rejections; sending to a relay stops at the
+first answer its queue does not take.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class AckStats:
     ack_hellos: int = 0
     ack_answers: int = 0
     ack_answers_dropped: int = 0  # a relay's queue was full (or it left): the rest of the batch to it is dropped
+    ack_rejects_untold: int = 0  # remembered rejections not known to have reached their relay: sent before its next ack
+    ack_rejects_untold_forgotten: int = 0  # forgotten (beyond the rejections' bound) while untold
     streams: int = 0
     streams_refused: int = 0
 
@@ -58,7 +67,7 @@ class AckIngress:
         self.ingest = ingest
         self.stats = AckStats()
         self._drop = drop
-        self._rejects: list[list[bytes]] = []
+        self._rejects: dict[tuple[bytes, str], dict[int, str]] = {}  # this batch's, with their reasons
         self._acks: dict[tuple[bytes, str], int] = {}
         self._resends: dict[tuple[bytes, str], int] = {}
         self._unknowns: dict[tuple[bytes, str], int] = {}
@@ -83,15 +92,16 @@ class AckIngress:
             reason = str(exc)
         streams = self.ingest.streams
         verdict, last = streams.decide(stream, event_id, prev_id, event is not None, reason)
-        if verdict is Verdict.RESEND:
-            self.stats.ack_resends += 1
-            self._resends[identity, stream] = last
-            return
         if verdict is Verdict.REFUSED:
             return  # a new stream beyond the bound: no answer, the relay's timeout retries (counted by the streams)
         if verdict is Verdict.UNKNOWN:
             self.stats.ack_unknown += 1
             self._unknowns.setdefault((identity, stream), event_id)
+            return
+        streams.heard(stream, identity)  # before any answer to it: a new connection was told none of its rejections
+        if verdict is Verdict.RESEND:
+            self.stats.ack_resends += 1
+            self._resends[identity, stream] = last
             return
         if verdict is Verdict.SEQUENCE:
             assert event is not None  # SEQUENCE only for a valid event
@@ -99,12 +109,12 @@ class AckIngress:
             self.ingest.accept(event)
         elif verdict is Verdict.REJECT:
             self.stats.ack_rejected += 1
-            self._rejects.append(protocol.reject_message(identity, stream, event_id, reason))
+            self._rejects.setdefault((identity, stream), {})[event_id] = reason
         elif verdict is Verdict.REJECTED:
             # Rejected before: a relay killed before it wrote the reject sends the row again (it would
             # otherwise mark the row sent without its reason on the duplicate's ack).
             self.stats.ack_rejected_again += 1
-            self._rejects.append(protocol.reject_message(identity, stream, event_id, streams.rejection(stream, event_id) or ""))
+            self._rejects.setdefault((identity, stream), {})[event_id] = streams.rejection(stream, event_id) or ""
         else:
             self.stats.ack_duplicates += 1
         self._acks[identity, stream] = max(last, self._acks.get((identity, stream), 0))
@@ -119,6 +129,7 @@ class AckIngress:
         if verdict is Verdict.REFUSED:
             return
         self._unknowns.pop((identity, stream), None)  # known from here: an earlier event's `unknown` is moot
+        self.ingest.streams.heard(stream, identity)
         if verdict is Verdict.RESEND:
             self._resends[identity, stream] = last
         else:
@@ -133,28 +144,55 @@ class AckIngress:
 
         A relay whose queue is full (it does not read) or that left gets nothing more of the
         batch once one answer to it could not be queued: a later `ack` must not reach it
-        past a `reject` it missed (it would mark that row sent without its reason). Dropped
-        answers are counted; the relay's timeout sends the rows again.
+        past a `reject` it missed (it would mark that row sent without its reason). Such a
+        `reject` stays untold and goes first to the stream's next answer, in a later batch.
+        Dropped answers are counted; the relay's timeout sends the rows again.
         """
         streams = self.ingest.streams
-        self.stats.streams, self.stats.streams_refused = len(streams), streams.refused
-        messages = [
-            *self._rejects,
-            *(protocol.ack_message(identity, stream, last) for (identity, stream), last in self._acks.items()),
-            *(protocol.resend_message(identity, stream, last) for (identity, stream), last in self._resends.items()),
-            *(protocol.unknown_message(identity, stream, event_id) for (identity, stream), event_id in self._unknowns.items()),
+        missed: set[bytes] = set()
+        told = [
+            (stream, event_id, identity)
+            for identity, stream in dict.fromkeys([*self._acks, *self._resends])
+            for event_id in self._send_rejects(identity, stream, missed)
         ]
-        sock, missed = self.sock, set()
-        for message in messages:
-            if message[0] not in missed:
-                try:
-                    sock.send_multipart(message, zmq.NOBLOCK)
-                    continue
-                except zmq.ZMQError:  # EAGAIN: its queue is full; EHOSTUNREACH: it left (ROUTER_MANDATORY)
-                    missed.add(message[0])
-            self.stats.ack_answers_dropped += 1
-        self.stats.ack_answers += len(messages)
+        for stream, event_id, identity in told:
+            streams.told(stream, event_id, identity)
+        for (identity, stream), last in self._acks.items():
+            self._send(protocol.ack_message(identity, stream, last), missed)
+        for (identity, stream), last in self._resends.items():
+            self._send(protocol.resend_message(identity, stream, last), missed)
+        for (identity, stream), event_id in self._unknowns.items():
+            self._send(protocol.unknown_message(identity, stream, event_id), missed)
+        self.stats.streams, self.stats.streams_refused = len(streams), streams.refused
+        self.stats.ack_rejects_untold, self.stats.ack_rejects_untold_forgotten = streams.untold_count, streams.untold_forgotten
         self._rejects.clear()
         self._acks.clear()
         self._resends.clear()
         self._unknowns.clear()
+
+    def _send_rejects(self, identity: bytes, stream: str, missed: set[bytes]) -> list[int]:
+        """Send the batch's rejections of (identity, stream) and the stream's untold ones, in event order; those queued."""
+        streams, own = self.ingest.streams, self._rejects.get((identity, stream), {})
+        event_ids = sorted({*own, *streams.untold(stream)})
+        if identity in missed:  # not even built: the relay gets nothing more of this batch
+            self.stats.ack_answers += len(event_ids)
+            self.stats.ack_answers_dropped += len(event_ids)
+            return []
+        sent = []
+        for event_id in event_ids:
+            reason = own.get(event_id, streams.rejection(stream, event_id) or "")
+            if self._send(protocol.reject_message(identity, stream, event_id, reason), missed):
+                sent.append(event_id)
+        return sent
+
+    def _send(self, message: list[bytes], missed: set[bytes]) -> bool:
+        """Queue one answer without blocking, unless its relay already missed one of this batch; whether it was queued."""
+        self.stats.ack_answers += 1
+        if message[0] not in missed:
+            try:
+                self.sock.send_multipart(message, zmq.NOBLOCK)
+                return True
+            except zmq.ZMQError:  # EAGAIN: its queue is full; EHOSTUNREACH: it left (ROUTER_MANDATORY)
+                missed.add(message[0])
+        self.stats.ack_answers_dropped += 1
+        return False

@@ -33,7 +33,7 @@ from bus import codec, protocol
 from bus.broker import Broker, BrokerConfig
 from bus.topics import StreamKey, key_topic
 from producers.relay import Relay
-from producers.relay_window import WindowLimits
+from producers.relay_window import Row, WindowLimits
 from store.db import init_db, make_engine, make_session_factory
 from store.handoff import OutboxEvent
 from tests.bus.conftest import broker_stats, make_order, request
@@ -112,5 +112,50 @@ def test_a_relay_recovers_the_answers_the_ack_router_dropped_at_its_high_water_m
         assert [protocol.unpack_header(header).seq for header in frames[0::2]] == list(range(1, ROWS // 3 + 1))  # none twice
         orders = [codec.unpack_map(payload)["order_id"] for payload in frames[1::2]]
         assert orders == [f"row-{n}" for n in range(1, ROWS + 1) if not bad(n)]
+    finally:
+        broker.close()
+
+
+GAP_ROWS = 1100  # all malformed: more rejects than the relay's queue (1000) and the ROUTER's (1) hold
+NO_TIMEOUT = WindowLimits(window=2 * GAP_ROWS, retry_s=60.0, max_retry_s=60.0)  # the relay never resends on its own here
+
+
+@pytest.mark.expect_log("rejected by the broker")
+def test_a_reject_dropped_at_the_high_water_mark_is_not_passed_by_the_ack_of_a_later_batch(
+    sessions: sessionmaker[Session], zctx: zmq.Context[Any]
+) -> None:
+    # The relay reads nothing while the broker rejects a burst: the rejects past its queue are dropped.
+    # It then reads what arrived and commits one good row: the broker's ack of that row (a later batch)
+    # covers the rows whose reject was dropped. Without the untold rejects sent before it, the relay
+    # marked them sent with no reason (failed on main: rows 1002..1100 sent, `failed` None).
+    bad_wire = {**make_order(*KEY).to_wire(), "quantity": "lots"}
+    with sessions() as session:
+        for row in range(1, GAP_ROWS + 1):
+            session.add(OutboxEvent(source="orders", topic=key_topic(KEY), payload=codec.pack({**bad_wire, "order_id": f"row-{row}"})))
+        session.commit()
+    broker = BrokerThread(zctx, ack_sndhwm=1)
+    try:
+        relay = Relay(sessions, "orders", broker.endpoints["ack_ingress"], context=zctx, limits=NO_TIMEOUT)
+        relay.pump()
+        assert relay.window.in_flight == GAP_ROWS
+        stats = wait_until(lambda: (s := broker_stats(zctx, broker.endpoints["replay"]))["ack_received"] == GAP_ROWS and s,
+                           what="the broker to answer the burst")
+        assert stats["ack_answers_dropped"] >= 1  # some rejects never reached the relay
+        wait_until(lambda: (relay.pump(), relay.window.acked > 0 and relay.socket.poll(0) == 0)[1], what="the queued answers read")
+        assert 0 < relay.window.acked < GAP_ROWS and relay.window.stats.timeouts == 0
+        good = OutboxEvent(source="orders", topic=key_topic(KEY), payload=codec.pack({**make_order(*KEY).to_wire(), "order_id": "good"}))
+        with sessions() as session:
+            session.add(good)
+            session.commit()
+            relay.offer([Row(good.id, good.topic, good.payload)])
+        wait_until(lambda: (relay.pump(), relay.idle)[1], what="the good row confirmed")
+        relay.close()
+        rows = outbox_rows(sessions)
+        assert len(rows) == GAP_ROWS + 1 and all(sent for sent, _ in rows)
+        assert [n for n, (_, failed) in enumerate(rows[:-1], 1) if failed is None] == []  # every rejected row has its reason
+        assert all("quantity" in failed for _, failed in rows[:-1] if failed is not None) and rows[-1] == (True, None)
+        assert relay.window.stats.timeouts == 0  # told by the broker, not recovered by a resend
+        stats = broker_stats(zctx, broker.endpoints["replay"])
+        assert (stats["ack_sequenced"], stats["ack_rejected"], stats["ack_rejects_untold"]) == (1, GAP_ROWS, 0)
     finally:
         broker.close()
