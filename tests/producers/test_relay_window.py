@@ -62,6 +62,18 @@ def test_answers_of_the_broker(steps: list[tuple[str, int]], then_sent: list[tup
     assert got_marks == marks
 
 
+def test_an_ack_below_rows_in_flight_keeps_them_and_the_timeout_sends_them_again_from_it() -> None:
+    # The broker's ack stops below a remembered rejection (or a dropped reject) it has not told the relay
+    # of yet: the rows above it stay in flight, nothing is marked past it, and the deadline resends them.
+    window = started(0, 1, 2, 3)
+    assert sent(window, now=0.0) == [(1, 0), (2, 1), (3, 2)]
+    assert window.ack(1, 0.5) == 1
+    assert (window.in_flight, window.deadline, sent(window, 0.6)) == (2, 1.5, [])
+    assert window.ack(1, 1.4) is None and window.deadline == 1.5  # the same capped ack again does not put it off
+    assert not window.expire(1.4) and window.expire(1.5)
+    assert sent(window, 1.5) == [(2, 1), (3, 2)]
+
+
 def test_unknown_sends_again_after_the_last_confirmed_whatever_was_rewound_before() -> None:
     window = started(0, 1, 2, 3, 4)
     assert sent(window) == [(1, 0), (2, 1), (3, 2)]
