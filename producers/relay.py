@@ -2,6 +2,7 @@
 
     handler commit ─▶ offer(rows) ─▶ RelayWindow ─▶ DEALER [pub, [stream, id, prev_id], topic, payload] ─▶ broker
     broker ─▶ [ack | resend, [stream, last]] · [reject, [stream, id], reason] ─▶ window ─▶ outbox marks (one commit)
+              (a reject at or below the last confirmed is one heard before: written again, not counted again)
     broker ─▶ [unknown, [stream, id]] ─▶ DEALER [hello, [stream, acked]], then the rows after acked again
 
 The wire is CONTRACT section 2's (docs/contract.md; its words and frames in
@@ -65,6 +66,7 @@ class Relay:
         self.socket.setsockopt(zmq.IMMEDIATE, 1)
         security.connect(self.socket, endpoint)
         self._malformed = QuietLog(log, logging.WARNING, WARN_EVERY_S, clock)
+        self._heard_again = QuietLog(log, logging.INFO, WARN_EVERY_S, clock)
         self.pruned = 0
         self._next_prune = clock() + PRUNE_S
         self._mark: int | None = None  # confirmed, not written to the outbox yet
@@ -178,7 +180,13 @@ class Relay:
             self._hello()
             self.window.unknown(now)
             return None
-        failed.append((event_id, reason))
+        failed.append((event_id, reason))  # written even when heard before: a row a broker let an ack pass gets its reason
+        if event_id <= self.window.acked:
+            # Confirmed already: the broker tells a new connection (a reconnect, its own restart) every
+            # rejection it remembers of the stream, since the reject queued to the old one may have died.
+            self._heard_again("relay %s: event %d of %s rejected again by the broker (confirmed before; reason written again)",
+                              self.source, event_id, self.stream)
+            return None
         log.error("event %d of %s rejected by the broker: %s", event_id, self.stream, reason[:200])
         return self.window.reject(event_id, now)
 

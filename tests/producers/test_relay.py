@@ -166,6 +166,28 @@ def test_resend_rewinds_and_reject_marks_the_row_failed_and_goes_on(
     relay.close()
 
 
+@pytest.mark.expect_log("rejected by the broker")
+def test_a_reject_heard_again_is_written_again_but_not_counted_or_logged_as_an_error_again(
+    world: World, broker: StandInBroker, zctx: zmq.Context[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = make_relay(world, broker.endpoint, zctx)
+    rows = commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 4)))
+    relay.offer(rows)
+    broker.receive(relay, 3)
+    with caplog.at_level("INFO"):
+        broker.answer(REJECT, relay.stream, rows[0].id, b"summaries: bad")
+        broker.answer(ACK, relay.stream, rows[2].id)  # past row 2 with no reject: a broker before the untold rejects
+        wait_until(lambda: (relay.pump(), relay.idle)[1], what="the relay idle")
+        # A broker tells a new connection every rejection it remembers: one the relay had, one it never had.
+        broker.answer(REJECT, relay.stream, rows[0].id, b"summaries: bad")
+        broker.answer(REJECT, relay.stream, rows[1].id, b"summaries: worse")
+        marks = [(rows[0].id, True, "summaries: bad"), (rows[1].id, True, "summaries: worse"), (rows[2].id, True, None)]
+        wait_until(lambda: (relay.pump(), sent_marks(world) == marks)[1], what="both reasons written")
+    assert relay.window.stats.rejected == 1  # counted when first heard (failed before: 3)
+    assert caplog.text.count("rejected by the broker") == 1 and "rejected again by the broker" in caplog.text
+    relay.close()
+
+
 def test_unknown_gets_hello_with_the_last_confirmed_then_the_rows_after_it(
     world: World, broker: StandInBroker, zctx: zmq.Context[Any]
 ) -> None:
