@@ -122,6 +122,7 @@ class ProducerStreams:
         self._forgotten: set[tuple[str, int]] = set()
         self._untold: dict[str, set[int]] = {}  # per stream, remembered rejections its connection may not have
         self._heard_on: dict[str, bytes] = {}  # per stream with rejections: the connection it was last heard on
+        self._untold_count = 0
         self.untold_forgotten = 0  # forgotten before their relay was told (it may mark the row sent, no reason)
         self._last: dict[str, int] = {}
         self._changed: dict[str, int] = {}
@@ -138,7 +139,7 @@ class ProducerStreams:
                 verdict = Verdict.DUPLICATE
                 if self.rejection(stream, event_id) is not None:
                     verdict = Verdict.REJECTED  # the relay asks again: it may never have had the `reject`
-                    self._untold.setdefault(stream, set()).add(event_id)
+                    self._untell(stream, event_id)
                 return Decision(verdict, self._cap(stream, event_id, last))
             if prev_id != last:
                 return Decision(Verdict.RESEND, self._cap(stream, prev_id, last))
@@ -169,14 +170,15 @@ class ProducerStreams:
 
     def _remember(self, stream: str, event_id: int, reason: str) -> None:
         self._rejections.setdefault(stream, {})[event_id] = reason
-        self._untold.setdefault(stream, set()).add(event_id)
+        self._untell(stream, event_id)
         self._rejection_order.append((stream, event_id))
         self._rejection_bytes += _rejection_cost(stream, reason)
         while self._rejection_bytes > self.rejection_bytes and self._rejection_order:
             oldest, oldest_id = self._rejection_order.popleft()
             rejected = self._rejections[oldest]
             self._rejection_bytes -= _rejection_cost(oldest, rejected.pop(oldest_id))
-            self._forget_untold(oldest, oldest_id)
+            if self._tell(oldest, oldest_id):
+                self.untold_forgotten += 1
             if not rejected:
                 del self._rejections[oldest]
                 self._heard_on.pop(oldest, None)
@@ -184,13 +186,22 @@ class ProducerStreams:
             if self._remembered.pop((oldest, oldest_id), None) is None:
                 self._forgotten.add((oldest, oldest_id))  # journaled before (or restored): the journal deletes it
 
-    def _forget_untold(self, stream: str, event_id: int) -> None:
+    def _untell(self, stream: str, event_id: int) -> None:
+        untold = self._untold.setdefault(stream, set())
+        if event_id not in untold:
+            untold.add(event_id)
+            self._untold_count += 1
+
+    def _tell(self, stream: str, event_id: int) -> bool:
+        """Drop (stream, event_id) from the untold; whether it was there."""
         untold = self._untold.get(stream)
-        if untold is not None and event_id in untold:
-            self.untold_forgotten += 1
-            untold.discard(event_id)
-            if not untold:
-                del self._untold[stream]
+        if untold is None or event_id not in untold:
+            return False
+        untold.discard(event_id)
+        self._untold_count -= 1
+        if not untold:
+            del self._untold[stream]
+        return True
 
     def heard(self, stream: str, connection: bytes) -> None:
         """A message of `stream` came from `connection` (its ROUTER identity): on one not heard before for
@@ -199,6 +210,7 @@ class ProducerStreams:
         if rejected is None or self._heard_on.get(stream) == connection:
             return
         self._heard_on[stream] = connection
+        self._untold_count += len(rejected) - len(self._untold.get(stream, ()))
         self._untold[stream] = set(rejected)
 
     def untold(self, stream: str) -> list[int]:
@@ -207,16 +219,13 @@ class ProducerStreams:
 
     def told(self, stream: str, event_id: int, connection: bytes) -> None:
         """The `reject` of (stream, event_id) was queued to `connection`: told, if the stream is heard there."""
-        untold = self._untold.get(stream)
-        if untold is not None and self._heard_on.get(stream) == connection:
-            untold.discard(event_id)
-            if not untold:
-                del self._untold[stream]
+        if self._heard_on.get(stream) == connection:
+            self._tell(stream, event_id)
 
     @property
     def untold_count(self) -> int:
         """How many remembered rejections are untold (a stats gauge)."""
-        return sum(map(len, self._untold.values()))
+        return self._untold_count
 
     def restore_rejections(self, rejections: Iterable[tuple[str, int, str]]) -> None:
         """Load `(stream, event_id, reason)` (a journal's, oldest first) under the byte bound: the oldest beyond it

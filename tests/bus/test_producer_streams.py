@@ -274,4 +274,5 @@ def test_untold_rejections_are_per_stream_and_go_when_the_stream_has_none_left()
     streams.decide("b", 2, 1, False, "bad")  # pushes out a's only rejection, untold
     assert (streams.untold("a"), streams.untold("b"), streams.untold_forgotten) == ([], [2], 1)
     streams.heard("a", B)  # nothing of "a" is remembered: nothing to tell
-    assert streams.untold("a") == []
+    streams.heard("b", A)  # b on a new connection: its 1 is untold again, 2 still
+    assert (streams.untold("a"), streams.untold("b"), streams.untold_count) == ([], [1, 2], 2)
