@@ -42,11 +42,10 @@ from pathlib import Path
 
 from bus import codec, journal_schema
 from bus.errors import DecodeError, JournalError
-from bus.protocol import MAX_REASON
+from bus.protocol import MAX_REASON, MAX_STREAM_NAME
 from bus.topics import parse_key_topic
 
 Frames = tuple[bytes, bytes]  # (header, payload) as published
-MAX_STREAM_NAME = 64
 PAGE_SIZE = 16384
 _RUN = codec.Schema[list[tuple[bytes, bytes]]](list[tuple[bytes, bytes]], shape="a run [[header, payload], ...]")
 
