@@ -43,7 +43,7 @@ from bus.publisher import Publisher
 from bus.security import bus_keys_setting
 from producers import replay_runs
 from producers.errors import ReplayConflict, TradeLogError
-from producers.replay_progress import lines_after, stopped_note
+from producers.replay_progress import stopped_note
 from producers.replay_sinks import InboxSink, RawSink, Sink
 from producers.tradelog import LogRecord, read_csv, read_jsonl
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
@@ -135,10 +135,10 @@ def replay(
     return report
 
 
-def read_records(config: ReplayConfig, lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
-    """The records of the log, in the format its flag or its file name says."""
+def read_records(config: ReplayConfig, lines: Iterable[str], after: int) -> Iterator[LogRecord | TradeLogError]:
+    """The records (and bad lines) after line `after`, in the format the log's flag or its file name says."""
     is_csv = config.format == "csv" or (config.format == "auto" and config.file.suffix.lower() == ".csv")
-    return read_csv(lines) if is_csv else read_jsonl(lines)
+    return read_csv(lines, after) if is_csv else read_jsonl(lines, after)
 
 
 def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
@@ -180,7 +180,7 @@ def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
         sink, after_line = make_sink(config, publisher, scanned.identity)
         finished = False
         try:  # a resumed run's pace starts at its first line sent: the Pacer never sees the lines passed over
-            report = replay(lines_after(read_records(config, bar), after_line), sink, Pacer(config.speed, stop),
+            report = replay(read_records(config, bar, after_line), sink, Pacer(config.speed, stop),
                             skip_bad_lines=config.on_error == "skip")
             finished = not report.stopped
         finally:

@@ -14,11 +14,9 @@ from a path where another log's run stopped unfinished, that run is reported
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Protocol, TypeVar
 
 
 class Start(Enum):
@@ -97,21 +95,6 @@ def stopped_note(through: int | None, *, restart: bool) -> str:
         return (f"stopped early after line {through}; the same command without --restart resumes after it,"
                 " with --restart (as this run and make run's demo) it starts from the first line again")
     return f"stopped early after line {through}; the same command again resumes after it"
-
-
-class Numbered(Protocol):
-    """A record or a bad line: anything that knows its line number."""
-
-    @property
-    def line(self) -> int: ...
-
-
-N = TypeVar("N", bound=Numbered)
-
-
-def lines_after(records: Iterable[N], line: int) -> Iterator[N]:
-    """The records (and bad lines) after `line`: what a resumed run still has to send or report."""
-    return (record for record in records if record.line > line)
 
 
 def _when(moment: datetime) -> str:

@@ -15,8 +15,14 @@ JSONL, one object per line (blank lines and lines starting with `#` are skipped)
 - `event`: a bus event's wire map, published as is with `--raw` (its numbers as
   decimal strings, CONTRACT §4).
 
-Numbers are read exactly: a JSON line's numbers with a fraction are Decimals of
-their digits (never floats) and CSV cells are text, so `0.1` replays as 0.1.
+A JSON line is read by the webhook's own strict reading (web/jsonbody.py): its
+numbers with a fraction are Decimals of their digits (never floats), and a line
+that repeats a key, nests deeper than 32 levels, writes NaN or holds U+0000 is a
+bad line, as such a body is a 400 at the webhook. CSV cells are text, so `0.1`
+replays as 0.1.
+
+A resumed run passes `after` (the last line stored): the lines up to it are not
+parsed again, only counted.
 
 CSV: a header row, then one row per line with the columns
 `ts,type,group_name,symbol,side,order_type,price,stop_price,qty_per,volume`
@@ -27,7 +33,6 @@ events need JSONL.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +46,7 @@ from bus.events import WireMessage, from_wire
 from producers.commands import SignalCommand, TickCommand
 from producers.errors import InvalidCommand, InvalidSignal, TradeLogError
 from producers.signals import MAX_BATCH, MAX_NAME, Envelope, parse_orders, parse_positive, parse_symbol
+from web.jsonbody import parse_json_body
 
 CSV_COLUMNS = ("ts", "type", "group_name", "symbol", "side", "order_type", "price", "stop_price", "qty_per", "volume")
 LINE_TYPES = ("signal", "tick", "event")
@@ -55,14 +61,16 @@ class LogRecord:
     item: SignalCommand | TickCommand | WireMessage
 
 
-def read_jsonl(lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
-    """Records of a JSONL log; a bad line yields its TradeLogError instead (the caller decides)."""
+def read_jsonl(lines: Iterable[str], after: int = 0) -> Iterator[LogRecord | TradeLogError]:
+    """Records of a JSONL log after line `after`; a bad line yields its TradeLogError instead (the caller decides)."""
     for number, text in enumerate(lines, start=1):
+        if number <= after:
+            continue
         text = text.strip()
         if not text or text.startswith("#"):
             continue
         try:
-            document = json.loads(text, parse_float=Decimal)
+            document = parse_json_body(text.encode())
             if not isinstance(document, dict):
                 raise TradeLogError(number, "expected a JSON object")
             yield record_of(number, document)
@@ -72,15 +80,17 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
             yield TradeLogError(number, f"not valid JSON: {exc}")
 
 
-def read_csv(lines: Iterable[str]) -> Iterator[LogRecord | TradeLogError]:
-    """Records of a CSV log (header row first); a bad row yields its TradeLogError."""
+def read_csv(lines: Iterable[str], after: int = 0) -> Iterator[LogRecord | TradeLogError]:
+    """Records of a CSV log (header row first) whose row ends after line `after`; a bad row yields its TradeLogError."""
     reader = csv.DictReader(line for line in lines)
     missing = {"ts", "type"} - set(reader.fieldnames or ())
     if missing:
         yield TradeLogError(1, f"CSV header lacks {', '.join(sorted(missing))}; expected {','.join(CSV_COLUMNS)}")
         return
     for row in reader:
-        number = reader.line_num
+        number = reader.line_num  # a quoted cell may span lines: a row is numbered by its last, as the progress is
+        if number <= after:
+            continue
         document = {key: value for key, value in row.items() if key and value not in (None, "")}
         if document.get("type") not in ("signal", "tick"):
             yield TradeLogError(number, "type: CSV rows are signal or tick")

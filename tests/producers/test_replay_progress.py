@@ -1,4 +1,4 @@
-"""Where a replay starts (producers/replay_progress.py): the table of stored run × --restart, and the lines passed over."""
+"""Where a replay starts (producers/replay_progress.py): the table of stored run × --restart."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.errors import TradeLogError
-from producers.replay_progress import Plan, Start, StoredRun, lines_after, plan, stopped_note
-from producers.tradelog import LogRecord, read_jsonl
+from producers.replay_progress import Plan, Start, StoredRun, plan, stopped_note
 
 STARTED = datetime(2026, 1, 6, 9, 30, tzinfo=UTC)
 FINISHED = datetime(2026, 1, 6, 9, 47, 5, tzinfo=UTC)
@@ -53,27 +51,6 @@ def test_a_new_log_where_another_run_stopped_unfinished_is_warned_about_and_only
     assert plan(None, restart=False).warning("trades.jsonl") is None
     for stored in (UNFINISHED, DONE):  # a log known by its bytes is not "another log" (begin asks only for NEW)
         assert plan(stored, restart=False, abandoned=OTHER).warning("trades.jsonl") is None
-
-
-def test_lines_after_passes_over_records_and_bad_lines_up_to_the_line_stored() -> None:
-    lines = [
-        '{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": 1}\n',
-        "# a comment is line 2\n",
-        "not json\n",
-        '{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": 2}\n',
-        "\n",
-        "also bad\n",
-        '{"ts": 2, "type": "tick", "symbol": "BTC/USDT", "price": 3}\n',
-    ]
-    def numbers(after: int) -> list[tuple[str, int]]:
-        return [("bad" if isinstance(r, TradeLogError) else "record", r.line)
-                for r in lines_after(read_jsonl(lines), after)]
-
-    assert numbers(0) == [("record", 1), ("bad", 3), ("record", 4), ("bad", 6), ("record", 7)]
-    assert numbers(3) == [("record", 4), ("bad", 6), ("record", 7)]
-    assert numbers(4) == numbers(5) == [("bad", 6), ("record", 7)]
-    assert numbers(7) == []
-    assert all(isinstance(r, LogRecord) for r in lines_after(read_jsonl(lines[:2]), 0))
 
 
 @pytest.mark.parametrize(("through", "restart", "expected"), [

@@ -60,12 +60,51 @@ def test_jsonl_records_carry_their_line_time_and_item() -> None:
         ('{"ts": 1, "type": "signal", "group_name": "g", "symbol": "BTC/USDT", "side": "up", "order_type": "MARKET", "qty_per": 1}', "side:"),
         ('{"ts": 1, "type": "signal", "group_name": "g", "orders": [{"symbol": "A/B", "order_type": "LIMIT", "side": "buy", "qty_per": 1}]}', "orders[0].price:"),
         ('{"ts": 1, "type": "event", "event": {"kind": "order_update"}}', "event_type"),
+        # The webhook's strict reading (web/jsonbody.py): what is a 400 there is a bad line here.
+        ('{"ts": 1, "type": "tick", "a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper than 32 levels"),
+        ('{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": 1, "price": 2}', 'duplicate key "price"'),
+        ('{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": NaN}', "not valid JSON"),
+        ('{"ts": 1, "type": "signal", "group_name": "g\\u0000", "symbol": "A/B", "side": "buy", "order_type": "MARKET", '
+         '"qty_per": 1}', "U+0000"),
     ],
 )
 def test_bad_jsonl_line_is_reported_with_its_number_and_field(line: str, message: str) -> None:
     (error,) = list(read_jsonl(["", line]))
     assert isinstance(error, TradeLogError) and error.line == 2
     assert message in error.message
+
+
+def test_a_resumed_reading_passes_over_records_and_bad_lines_up_to_the_line_stored_unparsed() -> None:
+    lines = [
+        '{"ts": 0, "type": "tick", "symbol": "BTC/USDT", "price": 1}\n',
+        "# a comment is line 2\n",
+        "not json\n",
+        '{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": 2}\n',
+        "\n",
+        "also bad\n",
+        '{"ts": 2, "type": "tick", "symbol": "BTC/USDT", "price": 3}\n',
+    ]
+    def numbers(after: int) -> list[tuple[str, int]]:
+        return [("bad" if isinstance(r, TradeLogError) else "record", r.line) for r in read_jsonl(lines, after)]
+
+    assert numbers(0) == [("record", 1), ("bad", 3), ("record", 4), ("bad", 6), ("record", 7)]
+    assert numbers(3) == [("record", 4), ("bad", 6), ("record", 7)]
+    assert numbers(4) == numbers(5) == [("bad", 6), ("record", 7)]
+    assert numbers(7) == []
+    # Not parsed at all: a line up to `after` is only counted (it may be anything; a resume skips it unread).
+    assert [r.line for r in read_jsonl([b"\xff".decode("latin-1"), *lines[:1]], after=1)] == [2]  # type: ignore[union-attr]
+
+
+def test_a_resumed_csv_reading_numbers_rows_by_their_last_line_and_passes_over_those_stored() -> None:
+    lines = [
+        "ts,type,group_name,symbol,side,order_type,price,stop_price,qty_per,volume\n",
+        "2025-01-06T09:30:00Z,tick,,BTC/USDT,,,90000,,,0.5\n",
+        '1736155801,signal,"btc-\n', 'trend",BTC/USDT,sell,MARKET,,,2,\n',  # a quoted cell over lines 3-4
+        "1736155802,tick,,BTC/USDT,,,90001,,,\n",
+    ]
+    assert [r.line for r in read_csv(lines)] == [2, 4, 5]
+    assert [r.line for r in read_csv(lines, after=2)] == [4, 5]
+    assert [r.line for r in read_csv(lines, after=4)] == [5]
 
 
 def test_csv_rows_give_signals_and_ticks_and_name_bad_rows() -> None:
@@ -174,13 +213,20 @@ def test_shipped_sample_is_what_its_script_makes_and_replays_without_a_bad_line(
 
 
 @pytest.mark.expect_log('trades.jsonl:2')
-def test_bad_line_stops_the_replay_with_file_and_line_number(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": "cheap"}', "price: expected a finite number greater than 0"),
+    ('{"ts": 1, "type": "tick", "a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "not valid JSON: nested deeper than 32 levels"),  # was a RecursionError's traceback
+])
+def test_bad_line_stops_the_replay_with_file_and_line_number(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, line: str, message: str
+) -> None:
     log = tmp_path / "trades.jsonl"
-    log.write_text('# header\n{"ts": 1, "type": "tick", "symbol": "BTC/USDT", "price": "cheap"}\n')
+    log.write_text(f"# header\n{line}\n")
     config = ReplayConfig(log, speed=0, database_url=f"sqlite:///{tmp_path / 'replay.db'}", orders="tcp://127.0.0.1:1")
     with log.open() as stream:
         assert run(config, stream, threading.Event()) == 1
-    assert f"{log}:2: price: expected a finite number greater than 0" in caplog.text
+    assert f"{log}:2: {message}" in caplog.text
 
 
 def test_replay_defaults_are_the_contract_endpoints(tmp_path: Path) -> None:
