@@ -220,6 +220,9 @@ def configure_logging(process_name: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic, imported only to migrate (store/revisions.py), logs each plugin as it loads and each step at
+    # INFO; a process that migrates says one summary line of its own instead (store/migrate.py). DEBUG shows all.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
 
 
 def exit_on_stop_signals_while_starting() -> None:

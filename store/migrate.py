@@ -43,14 +43,12 @@ from store import revisions, schema_status
 from store.errors import SchemaError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "head"
+HEAD = revisions.HEAD
 # pg_advisory_xact_lock's key for "migrating this database" (any constant shared by every process).
 POSTGRES_LOCK_KEY = 0x7472_6164_6573_7472  # b"tradestr"
 FILE_TEMPLATE = "r%%(rev)s_%%(slug)s"  # versions/r0004_what_changed.py (%% is the Config's escape)
 
 log = logging.getLogger(__name__)
-# Alembic says "Context impl SQLiteImpl." and each step at INFO; a process logs one summary line instead.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,21 @@ def test_processes_started_together_migrate_one_after_another(database: tuple[st
     assert differences(engine) == []
 
 
+def test_a_process_that_migrates_at_its_start_says_so_in_one_line_and_alembic_says_nothing(
+    database: tuple[str, Engine], tmp_path: Path
+) -> None:
+    # Alembic is imported only to migrate, after the process's logging is set up: its INFO lines
+    # ("setup plugin ...", one per plugin, seven) were each a line of every producer's log that migrated.
+    url, _ = database
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    replay = subprocess.run([str(Path(sys.executable).with_name("tradestream-replay")), str(empty), "--database-url", url],
+                            capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr
+    assert f"Database migrated from an empty database to revision {revisions.head()}." in replay.stderr
+    assert "alembic" not in replay.stderr, replay.stderr
+
+
 def test_the_tests_fast_path_is_stamped_at_head(database: tuple[str, Engine]) -> None:
     _, engine = database
     init_db(engine)
