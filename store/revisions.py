@@ -19,6 +19,7 @@ from store.errors import SchemaError
 
 VERSIONS = Path(__file__).with_name("migrations") / "versions"
 VERSION_TABLE = "alembic_version"  # Alembic's default name, which store/migrate.py keeps
+HEAD = "head"  # Alembic's name for the newest revision, as `--revision` takes it
 
 
 def _assignments(path: Path) -> dict[str, object]:

@@ -37,7 +37,7 @@ def test_two_recorded_revisions_are_refused(engine: Engine) -> None:
 # What each process imports and does at start, up to its database opened at head.
 STARTS = """
 import sys
-import bus.broker, producers.orders, producers.positions, producers.replay, producers.webhook, streamer.server
+import bus.broker, producers.orders, producers.positions, producers.replay, producers.webhook, store.admin, streamer.server
 from store import db, schema_status
 engine = db.open_database(sys.argv[1])
 assert schema_status.status(engine).at_head
