@@ -208,5 +208,6 @@ def positions_of(session: Session, user_id: int, strategy_id: int) -> list[dict[
         .order_by(Position.id)
     )
     found = session.execute(query).all()
-    equities = {account.id: ledger.equity(session, account, strategy_id) for _, account in found}
+    accounts = {account.id: account for _, account in found}  # one equity query per account, not per row
+    equities = {account_id: ledger.equity(session, account, strategy_id) for account_id, account in accounts.items()}
     return [rows.position_snapshot(position, account, equities[account.id]) for position, account in found]
