@@ -6,9 +6,12 @@ the server side only: these connections never read responses), with these change
 
 - The connection class (Tornado offers no hook for it), whose header parsing
   applies `tolerate` first.
-- A malformed request (request line, a header line, the body's framing) is
-  answered the contract's JSON 400 `invalid_request`, not Tornado's bare
-  `400 Bad Request` head without a body, and the connection closes.
+- A malformed request (request line, a header line, a Host header or query
+  string Tornado's request object refuses, the body's framing) is answered the
+  contract's JSON 400 `invalid_request`, not Tornado's bare `400 Bad Request`
+  head without a body, and the connection closes; a body past the connection's
+  limit (a declared Content-Length, or chunks adding up past it) is the JSON 413
+  `body_too_large` of web/bodies.py instead.
 - The header deadline is one loop timer that closes the connection, cancelled
   once the headers are in, and none when they are already buffered (a
   pipelined request): Tornado wraps every header read in `gen.with_timeout` (a
@@ -42,6 +45,7 @@ from tornado.http1connection import (
 )
 from tornado.log import app_log, gen_log
 
+from web.bodies import TOO_LARGE
 from web.errors import ApiError, raw_error_response
 
 # Tornado's forbidden header characters (httputil), CR and LF included: LF cannot occur inside a header line.
@@ -54,6 +58,16 @@ _SUSPECT = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 # (a Content-Length that is no number, a bad chunk): fixed texts, the request's bytes are not echoed.
 MALFORMED = raw_error_response(ApiError(400, "invalid_request", "the request's head is not valid HTTP/1.1"))
 MALFORMED_BODY = raw_error_response(ApiError(400, "invalid_request", "the request's body framing is not valid HTTP/1.1"))
+BODY_TOO_LARGE = raw_error_response(TOO_LARGE)
+# Tornado's texts (http1connection.py) for a body past max_body_size: a size refusal, not a framing error.
+_TOO_LARGE_TEXTS = frozenset({"Content-Length too long", "chunked body too large"})
+
+
+def refusal(error: httputil.HTTPInputError, body_started: bool) -> bytes:
+    """The answer to a request Tornado's read refused: its head (start line, headers, Host, query), its body's size or framing."""
+    if not body_started:
+        return MALFORMED
+    return BODY_TOO_LARGE if str(error) in _TOO_LARGE_TEXTS else MALFORMED_BODY
 
 
 def tolerant_pattern(names: Iterable[str]) -> re.Pattern[bytes] | None:
@@ -108,6 +122,7 @@ class TolerantConnection(HTTP1Connection):
 
     async def _read_message_inner(self, delegate: httputil.HTTPMessageDelegate, num_1xx: int = 0) -> bool:
         need_delegate_close = False
+        body_started = False  # what a refusal is about: the head (HTTPServerRequest checks Host and the query), or the body
         try:
             header_data = await self._read_headers()
             start_line_str, headers = self._parse_headers(header_data)
@@ -126,6 +141,7 @@ class TolerantConnection(HTTP1Connection):
                 return False
             if headers.get("Expect") == "100-continue" and not self._write_finished:
                 self.stream.write(b"HTTP/1.1 100 (Continue)\r\n\r\n")
+            body_started = True
             body_future = self._read_body(0, headers, delegate)
             if body_future is not None:
                 if self._body_timeout is None:
@@ -160,7 +176,7 @@ class TolerantConnection(HTTP1Connection):
             gen_log.info("Malformed HTTP message from %s: %s", self.context, e)
             # The contract's JSON error (Tornado's is a bare head), then the connection closes.
             if self._response_start_line is None:  # nothing answered yet (a handler may stream before a bad chunk)
-                await self.stream.write(MALFORMED if self._request_start_line is None else MALFORMED_BODY)
+                await self.stream.write(refusal(e, body_started))
             self.close()
             return False
         finally:

@@ -75,3 +75,18 @@ def test_a_chunked_body_past_64_kib_is_413(io_loop: tornado.ioloop.IOLoop, strea
     request = raw_request("POST", b"/api/login", [(b"Transfer-Encoding", b"chunked"), (b"Content-Type", b"application/json")])
     answer = ask(io_loop, streamer, request + chunks)
     assert (answer.status, answer.json()["error"]) == (413, "body_too_large")
+
+
+def test_a_chunked_body_past_1_mib_is_413_too(io_loop: tornado.ioloop.IOLoop, streamer: int) -> None:
+    # Past DISCARD_CAP the read loop stops reading (Tornado's "chunked body too large"): the same 413, not a 400.
+    chunk = b"x" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(DISCARD_CAP // len(chunk) + 1)) + b"0\r\n\r\n"
+    request = raw_request("POST", b"/api/login", [(b"Transfer-Encoding", b"chunked"), (b"Content-Type", b"application/json")])
+    answer = ask(io_loop, streamer, request + chunks)
+    assert (answer.status, answer.json()["error"]) == (413, "body_too_large")
+
+
+def test_a_declared_body_past_64_kib_on_another_post_is_413(io_loop: tornado.ioloop.IOLoop, streamer: int) -> None:
+    # /api/logout reads no body: past the server's max_body_size Tornado refuses it, and that is a 413 as well.
+    answer = ask(io_loop, streamer, raw_request("POST", b"/api/logout", [(b"Content-Length", str(MAX_BODY + 1).encode())]))
+    assert (answer.status, answer.json()["error"]) == (413, "body_too_large")

@@ -305,3 +305,34 @@ def test_a_chunk_size_line_beyond_its_limit_is_closed_unanswered() -> None:
                 return b""
 
     assert asyncio.run(scenario()) == b""
+
+
+HEAD_REFUSED = "the request's head is not valid HTTP/1.1"
+BODY_REFUSED = "the request's body framing is not valid HTTP/1.1"
+# (name, request, status, error, message): what the read loop answers when Tornado refuses a request, with max_body_size 1000.
+READ_REFUSALS = [
+    ("no Host header", b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "invalid_request", HEAD_REFUSED),
+    ("two Host values", b"GET / HTTP/1.1\r\nHost: a,b\r\nConnection: close\r\n\r\n", 400, "invalid_request", HEAD_REFUSED),
+    ("a query of more fields than Tornado parses", b"GET /?" + b"a=1&" * 1001 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+     400, "invalid_request", HEAD_REFUSED),
+    ("a Content-Length that is no number", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\nConnection: close\r\n\r\n",
+     400, "invalid_request", BODY_REFUSED),
+    ("a bad chunk size", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n",
+     400, "invalid_request", BODY_REFUSED),
+    ("a declared body past the limit", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\nConnection: close\r\n\r\n",
+     413, "body_too_large", bodies.TOO_LARGE.message),
+    ("chunks adding up past the limit", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+     + b"200\r\n" + b"x" * 512 + b"\r\n" + b"200\r\n" + b"x" * 512 + b"\r\n0\r\n\r\n", 413, "body_too_large", bodies.TOO_LARGE.message),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "error", "message"), [pytest.param(*case[1:], id=case[0]) for case in READ_REFUSALS])
+def test_a_request_tornado_refuses_is_answered_what_it_got_wrong(raw: bytes, status: int, error: str, message: str) -> None:
+    # A missing Host or an over-long query is the head's fault (not "body framing"), a body past the limit a 413.
+    async def scenario() -> bytes:
+        async with serving(max_body_size=1000) as port:
+            return await request(port, raw)
+
+    head, _, body = asyncio.run(scenario()).partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert json.loads(body) == {"error": error, "message": message}
