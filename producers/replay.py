@@ -25,6 +25,8 @@ when stderr is a terminal. On exit queued messages get LINGER_MS to reach their 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import sys
 import threading
 import time
@@ -151,7 +153,7 @@ def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
         "the last line stored; after one that finished, it replays the log anew. With --raw its events go straight "
         "into the broker, at most once, and no progress is kept.",
     )
-    parser.add_argument("file", type=Path, help="the trade log (.jsonl or .csv)")
+    parser.add_argument("file", type=Path, help="the trade log (.jsonl or .csv), a regular file: a pipe is refused (it is read twice)")
     args = parser.parse_args(argv)
     return ReplayConfig(args.file, **parser.values(args)), parser.log_level(args)
 
@@ -218,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot read %s: %s", config.file, exc.strerror)
         return 1
     with stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            # A pipe (`<(grep ...)`, `cat log | ... /dev/stdin`) can be read once: scan() would take every line
+            # to know the log, and the replay would find none and exit 0 having sent nothing.
+            log.error("cannot replay %s: not a regular file (a pipe?); the log is read twice, to know it and to"
+                      " send it: save it to a file first", config.file)
+            return 1
         return run(config, stream, stop)
 
 

@@ -262,3 +262,19 @@ def test_two_runs_of_one_log_cannot_both_store_a_batch(database_url: str) -> Non
             assert (row.runs, row.last_line, row.finished_at is not None) == (2, 20, True)
     finally:
         engine.dispose()
+
+
+def test_a_log_on_a_pipe_is_refused_in_one_line_not_replayed_as_empty(database_url: str, tmp_path: Path) -> None:
+    # `tradestream-replay <(grep ...)` or `cat log | tradestream-replay /dev/stdin`: a pipe is read once, by the scan
+    # that knows the log, and the replay then found no line and exited 0 having sent nothing.
+    log = tmp_path / "sample.jsonl"
+    write_log(log, 30)
+    piped = subprocess.run([str(BIN / "tradestream-replay"), *command(database_url, Path("/dev/stdin"))], env=environment(),
+                           input=log.read_text(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert piped.returncode == 1 and "cannot replay /dev/stdin: not a regular file" in piped.stderr, piped.stderr
+    assert "Traceback" not in piped.stderr  # refused before the database is opened: the run below stores the log once
+    with log.open() as stdin:  # the same log redirected from its file is a regular file: replayed
+        redirected = subprocess.run([str(BIN / "tradestream-replay"), *command(database_url, Path("/dev/stdin"))],
+                                    env=environment(), stdin=stdin, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    ok(redirected)
+    assert stored(database_url) == bodies(inbox_records(log))
