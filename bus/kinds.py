@@ -17,6 +17,23 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+# What int(), float() and Decimal() accept minus their surprises: ASCII digits only (they read "٣" as 3 and
+# "0_3" as 3, so `delete-strategy --strategy 0_3` deleted strategy 3), no words (nan, inf), no underscores.
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
+_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*\Z")
+
+
+def _ascii_int(text: str) -> int:
+    if _INTEGER.match(text) is None:
+        raise ValueError(text)
+    return int(text)
+
+
+def _ascii_number(text: str) -> str:
+    if _NUMBER.match(text) is None:
+        raise ValueError(text)
+    return text.strip()
+
 
 @dataclass(frozen=True)
 class Kind(Generic[T]):
@@ -36,7 +53,7 @@ class Kind(Generic[T]):
 
 def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
     def convert(text: str) -> int:
-        value = int(text)
+        value = _ascii_int(text)
         if value < low or (high is not None and value > high):
             raise ValueError(text)
         return value
@@ -46,7 +63,7 @@ def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
 
 def _bounded_float(low: float, *, inclusive: bool) -> Callable[[str], float]:
     def convert(text: str) -> float:
-        value = float(text)
+        value = float(_ascii_number(text))
         if not (low <= value if inclusive else low < value) or value == float("inf"):
             raise ValueError(text)
         return value
@@ -93,7 +110,7 @@ def one_of(*choices: str, normalize: Callable[[str], str] = str) -> Kind[str]:
 
 def _decimal(text: str) -> Decimal:
     try:
-        return Decimal(text.strip())
+        return Decimal(_ascii_number(text))
     except InvalidOperation:
         raise ValueError(text) from None
 
@@ -106,8 +123,8 @@ def _positive_decimal(text: str) -> Decimal:
 
 
 text = Kind("text", str)
-integer = Kind("an integer", int)
-number = Kind("a number", float)
+integer = Kind("an integer", _ascii_int)
+number = Kind("a number", lambda text: float(_ascii_number(text)))
 positive_decimal = Kind("a decimal number > 0", _positive_decimal)  # money: its exact digits (store/money.py)
 positive_int = Kind("an integer >= 1", _bounded_int(1))
 tcp_port = Kind("an integer 0..65535", _bounded_int(0, 65535))

@@ -93,6 +93,10 @@ BAD_VALUES: list[tuple[str, list[str], dict[str, str], str]] = [
     ("admin", ["init-db"], {"TRADESTREAM_INGRESS": "127.0.0.1:5557"}, f"TRADESTREAM_INGRESS: expected {ENDPOINT}, got '127.0.0.1:5557'"),
     ("bench", ["--connections", "0"], {}, "--connections: expected an integer >= 1, got '0'"),
     ("bench", [], {"TRADESTREAM_STREAMER_PID": "me"}, "TRADESTREAM_STREAMER_PID: expected an integer >= 1, got 'me'"),
+    # Digits int(), float() and Decimal() read but nobody types: other scripts' digits, underscores (Python's literals).
+    ("streamer", ["--port", "٨٠٨٠"], {}, "--port: expected an integer 0..65535, got '٨٠٨٠'"),
+    ("broker", [], {"TRADESTREAM_HISTORY": "1_000"}, "TRADESTREAM_HISTORY: expected an integer >= 1, got '1_000'"),
+    ("webhook", ["--rate-limit", "２０"], {}, "--rate-limit: expected a finite number > 0, got '２０'"),
 ]
 
 
@@ -107,6 +111,23 @@ def test_a_bad_value_exits_2_with_one_line_naming_the_flag_or_variable(
 def test_an_admin_subcommand_value_is_one_line_too(tmp_path: Path) -> None:
     done = run("admin", "link", "--strategy", "abc", "--account", "1", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, "tradestream-admin link: error: --strategy: expected an integer, got 'abc'\n")
+
+
+# An id or an amount an admin action would otherwise read as another: `delete-strategy --strategy 0_3` deleted strategy 3.
+ADMIN_BAD_NUMBERS = [
+    (["delete-strategy", "--strategy", "0_3"], "tradestream-admin delete-strategy: error: --strategy: expected an integer, got '0_3'"),
+    (["link", "--strategy", "٣", "--account", "1"], "tradestream-admin link: error: --strategy: expected an integer, got '٣'"),
+    (["create-account", "--user", "u", "--name", "n", "--exchange", "x", "--capital", "1_000"],
+     "tradestream-admin create-account: error: --capital: expected a decimal number > 0, got '1_000'"),
+    (["create-account", "--user", "u", "--name", "n", "--exchange", "x", "--capital", "١٠٠"],
+     "tradestream-admin create-account: error: --capital: expected a decimal number > 0, got '١٠٠'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "line"), ADMIN_BAD_NUMBERS)
+def test_an_admin_number_in_other_digits_or_with_underscores_is_refused(tmp_path: Path, argv: list[str], line: str) -> None:
+    done = run("admin", *argv, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, line + "\n")
 
 
 # How each process that uses the database is started, on ports that cannot collide if it wrongly starts.
