@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from bus import kinds
 from bus.curvekeys import SERVER, make_deployment
 from bus.process import OneLineParser
-from bus.roles import Role, parse_roles
+from bus.roles import Role
 from store import actions, demo, revisions, rows, schema_status
 
 # db-status's exit status when the database is not at head (1 is an error, 2 bad flags).
@@ -180,19 +180,28 @@ def describe_demo(world: Mapping[str, Any]) -> str:
 
 def _host_plan(text: str) -> tuple[str, frozenset[str]]:
     name, _, wanted = text.partition("=")
-    roles = {role.strip() for role in wanted.split(",")}
-    try:
-        parse_roles(",".join(roles - {SERVER}) or Role.PUBLISHER.value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-    if not name or not wanted:
+    # Empty entries are passed over, as parse_roles does ("publisher," is publisher); they reached Role('') in a traceback.
+    roles = {role.strip() for role in wanted.split(",")} - {""}
+    if not name or not roles:
         raise argparse.ArgumentTypeError(f"expected NAME=ROLE[,ROLE...], got {text!r}")
+    unknown = sorted(roles - {SERVER} - {role.value for role in Role})
+    if unknown:
+        known = ", ".join([*(role.value for role in Role), SERVER])
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown role {unknown[0]!r} (known: {known})")
     return name, frozenset(roles)
+
+
+def _hosts(plans: list[tuple[str, frozenset[str]]]) -> dict[str, frozenset[str]]:
+    """Each host's roles; a host named twice (`--host bus=server --host bus=publisher`) has both, not the last only."""
+    hosts: dict[str, frozenset[str]] = {}
+    for name, roles in plans:
+        hosts[name] = hosts.get(name, frozenset()) | roles
+    return hosts
 
 
 def bus_keys(args: argparse.Namespace) -> Outcome:
     """`bus-keys DIR --host NAME=ROLES...`: a key folder per host (bus/curvekeys.py); no database."""
-    made = make_deployment(args.folder, dict(args.host))
+    made = make_deployment(args.folder, _hosts(args.host))
     lines = [f"Bus keys in {args.folder}: copy {args.folder}/hosts/NAME to host NAME and point --bus-keys at it."]
     lines += [f"  {name}: {', '.join(files)}" for name, files in made.items()]
     return Outcome({"folder": args.folder, "hosts": made}, "\n".join(lines))

@@ -44,8 +44,22 @@ def test_bus_keys_makes_one_folder_per_host_and_adds_hosts_later(tmp_path: Path)
     assert served.authorized[web2_key].roles == {Role.SUBSCRIBER} and web_key in served.authorized
 
 
-@pytest.mark.parametrize("plan", ["web=reader", "web=", "=subscriber", "web"])
+@pytest.mark.parametrize("plan", ["web=reader", "web=", "=subscriber", "web", "web=,", "web= , "])
 def test_a_bad_host_plan_is_one_line_and_exit_2(tmp_path: Path, plan: str) -> None:
     done = admin("bus-keys", str(tmp_path / "keys"), "--host", plan)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "--host" in done.stderr and not (tmp_path / "keys").exists()
+
+
+def test_an_unknown_role_is_named_with_every_known_one_server_included(tmp_path: Path) -> None:
+    done = admin("bus-keys", str(tmp_path / "keys"), "--host", "web=reader")
+    assert done.stderr.strip().endswith("unknown role 'reader' (known: publisher, subscriber, control, server)"), done.stderr
+
+
+def test_a_host_named_twice_has_the_roles_of_both_and_a_trailing_comma_is_passed_over(tmp_path: Path) -> None:
+    # `--host bus=server --host bus=publisher,` made a bus without its server keys (the last --host won), or a traceback.
+    folder = tmp_path / "keys"
+    done = admin("bus-keys", str(folder), "--host", "bus=server", "--host", "bus=publisher,", "--host", "web=subscriber")
+    assert done.returncode == 0, done.stderr
+    bus = BusKeys.load(str(folder / "hosts" / "bus"), server=True, client=True)
+    assert bus.authorized[bus.client_public].roles == {Role.PUBLISHER}
