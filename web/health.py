@@ -104,15 +104,17 @@ def readiness(states: Mapping[str, bool]) -> tuple[int, dict[str, str]]:
 
 
 class LivenessHandler(JsonErrors, tornado.web.RequestHandler):
-    """`GET /livez`: the process serves requests."""
+    """`GET /livez` (and HEAD, as load balancers probe): the process serves requests."""
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
         send_json(self, {"status": "ok"})
 
+    head = get  # the same status and headers; Tornado sends no body for HEAD
+
 
 class ReadinessHandler(JsonErrors, tornado.web.RequestHandler):
-    """`GET /healthz`: 200 when every dependency is up, else 503 naming what is down."""
+    """`GET /healthz` (and HEAD): 200 when every dependency is up, else 503 naming what is down."""
 
     def initialize(self, states: Callable[[], Mapping[str, bool]]) -> None:
         self.states = states
@@ -121,3 +123,5 @@ class ReadinessHandler(JsonErrors, tornado.web.RequestHandler):
         status, body = readiness(self.states())
         self.set_header("Cache-Control", "no-store")
         send_json(self, body, status)
+
+    head = get

@@ -498,6 +498,10 @@ async def test_liveness_and_readiness_answer_with_the_database_named(http_client
     alive = await http_client.fetch(base_url + "/livez")
     assert json.loads(ready.body) == {"status": "ok", "database": "up"}
     assert json.loads(alive.body) == {"status": "ok"}
+    for path, answered in (("/healthz", ready), ("/livez", alive)):  # as a load balancer probes: HEAD
+        head = await http_client.fetch(base_url + path, method="HEAD")
+        assert (head.code, head.body) == (200, b""), path
+        assert head.headers["Content-Length"] == answered.headers["Content-Length"], path
 
 
 def _sample(text: str, name: str) -> float:

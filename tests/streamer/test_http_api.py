@@ -185,6 +185,9 @@ async def test_metrics_health_page_and_unknown_paths(http_client: AsyncHTTPClien
     await async_wait_until(lambda: services.hub.subscriber.broker_up, what="the broker heard")
     assert body(await call(http_client, base_url + "/healthz")) == {"status": "ok", "broker": "up", "database": "up"}
     assert body(await call(http_client, base_url + "/livez")) == {"status": "ok"}
+    for path in ("/healthz", "/livez"):  # as a load balancer probes: HEAD, the same status, no body
+        head = await call(http_client, base_url + path, "HEAD")
+        assert (head.code, head.body, head.headers["Cache-Control"]) == (200, b"", "no-store"), path
     page = await call(http_client, base_url + "/")
     if (Path(services.config.static_path) / "index.html").exists():
         assert page.code == 200 and page.headers["Content-Type"].startswith("text/html")

@@ -22,13 +22,15 @@ from web.front import FrontDoor
 from web.ratelimit import RateLimiter
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
-METHODS = ("get", "post", "put", "patch", "delete")
-ROW = re.compile(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)` \| (\w+) \|", re.MULTILINE)
+METHODS = ("get", "head", "post", "put", "patch", "delete")
+ROW = re.compile(r"^\| ((?:GET|HEAD|POST|PUT|PATCH|DELETE)(?:, (?:GET|HEAD|POST|PUT|PATCH|DELETE))*) \| `([^`]+)` \| (\w+) \|",
+                 re.MULTILINE)
 
 
 def documented() -> set[tuple[str, str, str]]:
     section = OPERATIONS.read_text().split("## Routes", 1)[1].split("\n## ", 1)[0]
-    return {(method, re.sub(r"\{[^}]+\}", "*", path), process) for method, path, process in ROW.findall(section)}
+    return {(method, re.sub(r"\{[^}]+\}", "*", path), process)
+            for methods, path, process in ROW.findall(section) for method in methods.split(", ")}
 
 
 def served(app: tornado.web.Application, process: str) -> set[tuple[str, str, str]]:
