@@ -141,8 +141,15 @@ def make_deployment(folder: str, hosts: dict[str, frozenset[str]]) -> dict[str, 
     rewrites every server host's authorized/ so that it admits all clients.
     Returns each host's files.
     """
+    for name in hosts:  # all checked before anything is made: a refused name leaves no folder behind
+        _check_host_name(name)
     root = Path(folder)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BusKeysError(f"{folder}: exists and is not a folder") from None
+    except OSError as exc:
+        raise BusKeysError(f"cannot make {folder}: {exc.strerror}") from None
     os.chmod(root, 0o700)
     if not (root / "server.key_secret").exists():
         public, secret = zmq.curve_keypair()
@@ -159,9 +166,12 @@ def make_deployment(folder: str, hosts: dict[str, frozenset[str]]) -> dict[str, 
     return made
 
 
-def _make_host(root: Path, name: str, server_public: bytes, roles: frozenset[Role], binds: bool) -> None:
+def _check_host_name(name: str) -> None:
     if not name or "/" in name or name.startswith("."):
         raise BusKeysError(f"{name!r}: a host name is a plain file name")
+
+
+def _make_host(root: Path, name: str, server_public: bytes, roles: frozenset[Role], binds: bool) -> None:
     host = root / "hosts" / name
     host.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not (host / "server.key").exists():

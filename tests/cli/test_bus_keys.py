@@ -63,3 +63,15 @@ def test_a_host_named_twice_has_the_roles_of_both_and_a_trailing_comma_is_passed
     assert done.returncode == 0, done.stderr
     bus = BusKeys.load(str(folder / "hosts" / "bus"), server=True, client=True)
     assert bus.authorized[bus.client_public].roles == {Role.PUBLISHER}
+
+
+def test_a_folder_that_cannot_be_made_or_a_refused_host_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    taken = tmp_path / "demo.json"
+    taken.write_text("")
+    refused = admin("bus-keys", str(taken), "--host", "a=publisher")
+    assert refused.returncode == 1 and refused.stderr.strip().endswith(f"{taken}: exists and is not a folder"), refused.stderr
+    assert "Errno" not in refused.stderr
+    folder = tmp_path / "keys"
+    outside = admin("bus-keys", str(folder), "--host", "../x=publisher")
+    assert outside.returncode == 1 and "a host name is a plain file name" in outside.stderr, outside.stderr
+    assert not folder.exists()  # was left behind, with a server key pair nobody asked for
