@@ -6,6 +6,20 @@ path, 30.8 → 18.5 µs per delivery at 1,000 ev/s, docs/benchmarks.md). ZMQ_FD 
 edge-triggered: any call on the socket may consume the edge, so after every
 such call, and after a batch that may have left messages behind, `kick()`
 schedules one more read.
+
+With `coalesce_s` > 0 the reader coalesces its wake-ups (bus/coalesce.py): after
+a read that returned messages it stops watching the FD and reads again after
+`coalesce_s`; a read that finds nothing watches the FD again. Why no edge is
+missed there: a read that finds nothing ends in libzmq's EAGAIN, which it returns
+only after processing the socket's mailbox (the signal on ZMQ_FD consumed) and
+finding the pipe empty (the pipe then marked asleep), so the next message makes
+the I/O thread signal ZMQ_FD afresh, and the loop's epoll registration (level-
+triggered, asyncio's and libuv's) reports an FD that is already readable when it
+is added. Nothing touches the socket between that EAGAIN and the add; any other
+call on it (subscribe, unsubscribe) still kicks. While resting, a read is always
+due (the timer, or the next turn's read after a full batch), and it drains to
+EAGAIN, so an edge consumed meanwhile is never needed. The watchdog's read_now()
+stays the insurance it was.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ from typing import Any
 import zmq
 
 from bus import peersock, security
+from bus.coalesce import STEPS, Fd, Found, Mode, Then
 from bus.frames import recv_frames
 
 log = logging.getLogger(__name__)
@@ -33,15 +48,20 @@ Batch = list[list[bytes]]
 class SubReader:
     """One SUB socket at a time (it can be recreated), handing what it reads to `on_batch`."""
 
-    def __init__(self, context: zmq.Context[Any], endpoint: str, hwm: int, on_batch: Callable[[Batch], None]) -> None:
+    def __init__(
+        self, context: zmq.Context[Any], endpoint: str, hwm: int, on_batch: Callable[[Batch], None], coalesce_s: float = 0.0
+    ) -> None:
         self.endpoint = endpoint
         self.hwm = hwm
+        self.coalesce_s = coalesce_s  # 0: read on every edge
         self.last_heard = time.monotonic()
         self.read_ns = 0  # time.time_ns() when the batch being handled was read (streamer/timings.py)
         self._ctx = context
         self._on_batch = on_batch
         self._sub: zmq.Socket[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._mode = Mode.WATCHING
+        self._timer: asyncio.TimerHandle | None = None
 
     def open(self, loop: asyncio.AbstractEventLoop, topics: Iterable[bytes]) -> None:
         """Connect a new SUB socket subscribed to `topics` and start reading it."""
@@ -49,17 +69,22 @@ class SubReader:
         security.connect(sub, self.endpoint)
         for topic in topics:
             sub.subscribe(topic)
-        self._sub, self._loop = sub, loop
+        self._sub, self._loop, self._mode = sub, loop, Mode.WATCHING
         loop.add_reader(sub.fileno(), self.read)
         self.kick()
 
     def close(self) -> None:
         """Stop reading and close the socket (open() makes a new one)."""
         sub, self._sub = self._sub, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if sub is not None:
             assert self._loop is not None
-            self._loop.remove_reader(sub.fileno())
+            if self._mode is Mode.WATCHING:
+                self._loop.remove_reader(sub.fileno())
             sub.close(linger=0)
+        self._mode = Mode.WATCHING
 
     def reopen(self, topics: Iterable[bytes]) -> None:
         """A new socket with the same subscriptions (the watchdog's remedy for a silent broker)."""
@@ -83,8 +108,8 @@ class SubReader:
             self.kick()
 
     def kick(self) -> None:
-        """Read soon: the socket call just made may have consumed the FD's edge."""
-        if self._loop is not None:
+        """Read soon: the socket call just made may have consumed the FD's edge (resting: a read is due anyway)."""
+        if self._loop is not None and self._mode is Mode.WATCHING:
             self._loop.call_soon(self.read)
 
     def read(self) -> None:
@@ -94,14 +119,15 @@ class SubReader:
             return
         batch: Batch = []
         size = 0
+        found = Found.FULL  # more may wait, and the edge-triggered FD will not say so again
         try:
             while len(batch) < DRAIN_BATCH and size < DRAIN_BYTES:
                 frames = recv_frames(sub)
                 batch.append(frames)
                 size += sum(map(len, frames))
-            self.kick()  # more may wait, and the edge-triggered FD will not say so again
         except zmq.Again:
-            pass
+            found = Found.SOME if batch else Found.NOTHING
+        self._step(sub, found)
         if not batch:
             return
         self.last_heard = time.monotonic()
@@ -110,3 +136,26 @@ class SubReader:
             self._on_batch(batch)
         except Exception:
             log.exception("batch of %d bus messages skipped", len(batch))
+
+    def _step(self, sub: zmq.Socket[Any], found: Found) -> None:
+        """Carry out bus/coalesce.py's step: watch the FD or not, and schedule the next read."""
+        loop = self._loop
+        assert loop is not None
+        step = STEPS[self._mode, found, self.coalesce_s > 0]
+        self._mode = step.mode
+        if step.fd is Fd.UNWATCH:
+            loop.remove_reader(sub.fileno())
+        elif step.fd is Fd.WATCH:
+            loop.add_reader(sub.fileno(), self.read)
+        if step.then is Then.LATER:
+            if self._timer is None:
+                self._timer = loop.call_later(self.coalesce_s, self._rested)
+        elif step.then is Then.SOON:
+            loop.call_soon(self.read)
+        elif self._timer is not None:  # watching again: a rest's timer is not needed
+            self._timer.cancel()
+            self._timer = None
+
+    def _rested(self) -> None:
+        self._timer = None
+        self.read()

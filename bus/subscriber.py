@@ -76,6 +76,7 @@ class Subscriber:
         reconnect_after: float = 15.0,
         replay_timeout: float = 2.0,
         hwm: int = 100_000,
+        coalesce_s: float = 0.0,
     ) -> None:
         self.publish_endpoint = publish
         self.replay_endpoint = replay
@@ -88,7 +89,7 @@ class Subscriber:
         self.closed = False
         self._ctx = context or zmq.asyncio.Context.instance()
         self._subs = Subscriptions(self.stats)
-        self._reader = SubReader(self._ctx, publish, hwm, self._handle_batch)
+        self._reader = SubReader(self._ctx, publish, hwm, self._handle_batch, coalesce_s)
         self._replayer = ReplayClient(replay, self._ctx, replay_timeout, self.stats)
         self._tasks: set[asyncio.Task[None]] = set()
         self._control_ready: asyncio.Future[None] | None = None

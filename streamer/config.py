@@ -42,6 +42,9 @@ class StreamerConfig:
     recheck: float = setting(60.0, kind=kinds.positive_float, help="seconds between access re-checks of open streams")
     reuse_port: bool = setting(False, help="SO_REUSEPORT, so several streamer processes share the port")
     metrics_port: int | None = metrics_port_setting()
+    # The bus reader's wake-ups coalesced (bus/coalesce.py): a lone event is read at once, the ones after it
+    # within this window in one batch. Measured: docs/benchmarks.md, "Sixth session".
+    bus_coalesce: float = setting(0.0, kind=kinds.non_negative_float, help="seconds the bus reader rests after a read that returned events, to take what arrives meanwhile in one wake-up (0: read on every edge)")
     event_loop: str = setting("asyncio", kind=kinds.one_of("uvloop", "asyncio"), help="the event loop: uvloop (libuv, in C) or asyncio's own")
     gc_threshold: int = setting(700, kind=kinds.positive_int, help="allocations between two young-generation collections of the cyclic GC (Python's default 700)")
     no_gc_freeze: bool = setting(False, help="leave start-up's objects to the GC (by default gc.freeze() moves them out of its sight once started)")

@@ -55,7 +55,9 @@ class Hub:
         self.stats = stats
         # A broker answer (a snapshot's head, a catch-up's replay) may take as long as a subscription: a broker
         # slow past the bus's 2 s default (busy, or the machine loaded) is not down: its heartbeats say when it is.
-        self.subscriber = Subscriber(config.publish, config.replay, self, context=context, replay_timeout=config.bus_timeout)
+        self.subscriber = Subscriber(
+            config.publish, config.replay, self, context=context, replay_timeout=config.bus_timeout, coalesce_s=config.bus_coalesce
+        )
         self.channels = Channels(SLICES)
         self.catch_ups = CatchUpDriver(self.channels, self.subscriber, stats)
         self.admission = Admission(config.max_streams_per_user, streamer_id())
