@@ -97,6 +97,16 @@ class SubReader:
     def is_open(self) -> bool:
         return self._sub is not None
 
+    @property
+    def mode(self) -> Mode:
+        """WATCHING the FD, or RESTING until a timer reads (bus/coalesce.py)."""
+        return self._mode
+
+    @property
+    def fd(self) -> int | None:
+        """The SUB's ZMQ_FD (readable once libzmq signals the socket), None while closed."""
+        return None if self._sub is None else self._sub.fileno()
+
     def subscribe(self, topic: bytes) -> None:
         assert self._sub is not None, "open() first"
         self._sub.subscribe(topic)
