@@ -260,3 +260,18 @@ def test_a_streamer_on_a_newer_releases_schema_exits_1_at_once_saying_so(tmp_pat
     text_of_log = log_path.read_text()
     assert "revision 9999, unknown to this release" in text_of_log and "does not start" in text_of_log
     assert "Traceback" not in text_of_log and "Waiting" not in text_of_log
+
+
+def test_bus_coalesce_is_a_setting_of_seconds_that_reaches_the_bus_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamer.hub import Hub
+    from streamer.stats import StreamerStats
+
+    monkeypatch.chdir(tmp_path)
+    given = parse_config(["--bus-coalesce", "0.002"], {"TRADESTREAM_BUS_COALESCE": "0.005"})
+    from_env = parse_config([], {"TRADESTREAM_BUS_COALESCE": "0"})
+    assert (given.bus_coalesce, from_env.bus_coalesce) == (0.002, 0.0)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(["--bus-coalesce", "-1"], {})
+    assert exit_info.value.code == 2
+    hub = Hub(given, StreamerStats())
+    assert hub.subscriber._reader.coalesce_s == 0.002  # the flag is what the SUB reader rests
