@@ -137,7 +137,10 @@ class SubReader:
                 size += sum(map(len, frames))
         except zmq.Again:
             found = Found.SOME if batch else Found.NOTHING
-        self._step(sub, found)
+        if self.coalesce_s > 0.0 or self._mode is Mode.RESTING:
+            self._step(sub, found)
+        elif found is Found.FULL:  # off: the table's answer, without its lookup on every read of the default
+            self.kick()
         if not batch:
             return
         self.last_heard = time.monotonic()
