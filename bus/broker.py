@@ -43,6 +43,7 @@ from bus.ingest import Ingest
 from bus.journal import Journal
 from bus.process import configure_logging, exit_on_stop_signals_while_starting, stop_on_signals
 from bus.quiet_log import CountLog, QuietLog
+from bus.resume_grace import ResumeGrace
 from bus.roles import Domain
 from bus.topics import CONTROL_TOPIC, parse_key_topic
 
@@ -73,6 +74,7 @@ class Broker:
         self._oversize_log = CountLog(log, f"payloads over --max-payload {config.max_payload} bytes refused")
         self._replay_drop_log = CountLog(log, "replay answers dropped (the peer's queue is full or it left)")
         self._stopping = False
+        self._grace = ResumeGrace(0.0, restored_keys=0, grace_s=0.0)  # run() sets the real one
         ctx = context or zmq.Context.instance()
         self.ingress = peersock.make(ctx, zmq.PULL, rcvhwm=config.hwm, linger=1000)
         self.egress = peersock.make(ctx, zmq.XPUB, sndhwm=config.hwm, linger=1000)
@@ -118,25 +120,42 @@ class Broker:
         # (docs/benchmarks.md, issue 13: 22.9 -> 14.9 syscalls per event paced at 1,000/s). Their FD says
         # that commands arrived, not that a message waits, so each is drained until EAGAIN (or rechecked
         # with ZMQ_EVENTS after being used), and rechecked at every heartbeat.
+        # Restarted from the journal: subscriptions and replays only until the streamers are back (bus/resume_grace.py).
+        started = time.monotonic()
+        grace = self._grace = ResumeGrace(
+            started, restored_keys=len(self.sequencer.heads) if self.config.journal else 0, grace_s=self.config.resume_grace
+        )
+        if grace.waits:
+            log.info("waiting up to %g s for subscribers before taking events (%d keys restored)",
+                     self.config.resume_grace, len(self.sequencer.heads))
         poller = zmq.Poller()
-        poller.register(self.ingress, zmq.POLLIN)
         poller.register(self.egress, zmq.POLLIN)
         by_fd = {sock.getsockopt(zmq.FD): sock for sock in (self.router, self.acks.sock)}
         for fd in by_fd:
             poller.register(fd, zmq.POLLIN)
         waiting = set(by_fd.values())  # ROUTERs that may hold messages their FD will not announce again
+        taking = False  # the ingresses are drained (the PULL polled): once the grace is over
         next_heartbeat = time.monotonic()
         try:
             while not self._stopping:
-                timeout_ms = 0 if waiting else max(0, min(100, int((next_heartbeat - time.monotonic()) * 1000)))
+                now = time.monotonic()
+                if not taking and grace.is_open(now):
+                    taking = True
+                    poller.register(self.ingress, zmq.POLLIN)
+                    if grace.waits:
+                        log.info("taking events after %.2f s of subscriptions and replays only", now - started)
+                pending = waiting if taking else waiting - {self.acks.sock}
+                wake_s = next_heartbeat - now if taking else min(next_heartbeat - now, grace.wait_s(now))
+                timeout_ms = 0 if pending else max(0, min(100, int(wake_s * 1000)))
                 ready = dict(poller.poll(timeout_ms))
                 waiting.update(sock for fd, sock in by_fd.items() if fd in ready)
                 if self.egress in ready:
                     self._drain(self.egress, self._handle_subscription)
-                acks = self.acks.sock in waiting
-                self._ingest(self.ingress in ready, acks)
-                if acks:
-                    self._recheck(self.acks.sock, waiting)  # after its answers were sent
+                if taking:
+                    acks = self.acks.sock in waiting
+                    self._ingest(self.ingress in ready, acks)
+                    if acks:
+                        self._recheck(self.acks.sock, waiting)  # after its answers were sent
                 if self.router in waiting:
                     self._drain(self.router, self.requests.handle)
                     self._recheck(self.router, waiting)
@@ -231,6 +250,7 @@ class Broker:
             return  # an unsubscription: nothing to answer
         topic = message[1:]
         self.stats.subscriptions += 1
+        self._grace.heard(time.monotonic(), control=topic == CONTROL_TOPIC)
         if topic != CONTROL_TOPIC:
             try:
                 parse_key_topic(topic)

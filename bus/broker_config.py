@@ -28,6 +28,11 @@ class BrokerConfig:
     max_keys: int = setting(100_000, kind=kinds.positive_int, help="keys whose history is kept; the least recently active loses it first")
     max_payload: int = setting(64 << 10, kind=kinds.int_range(1, codec.MAX_FRAME_BYTES), help="largest event payload accepted, in bytes; a larger one is refused and counted")
     bus_heartbeat: float = setting(1.0, kind=kinds.positive_float, help="seconds between broker heartbeats on the control topic")
+    resume_grace: float = setting(
+        1.0, kind=kinds.non_negative_float,
+        help="after a restart that restored keys from --journal: seconds at most to serve only subscriptions and replays, "
+        "so streamers are subscribed again before the producers' backlog is sequenced (0: take events at once)",
+    )
     hwm: int = setting(100_000, kind=kinds.positive_int, help="high-water mark of the ingress and of each subscriber's queue, in messages")
     bus_keys: str = bus_keys_setting()
 
