@@ -131,10 +131,9 @@ class Broker:
         poller = zmq.Poller()
         poller.register(self.egress, zmq.POLLIN)
         by_fd = {sock.getsockopt(zmq.FD): sock for sock in (self.router, self.acks.sock)}
-        for fd in by_fd:
-            poller.register(fd, zmq.POLLIN)
+        poller.register(self.router.getsockopt(zmq.FD), zmq.POLLIN)
         waiting = set(by_fd.values())  # ROUTERs that may hold messages their FD will not announce again
-        taking = False  # the ingresses are drained (the PULL polled): once the grace is over
+        taking = False  # the ingresses polled and drained: once the grace is over (unread until then, not polled)
         next_heartbeat = time.monotonic()
         try:
             while not self._stopping:
@@ -142,6 +141,7 @@ class Broker:
                 if not taking and grace.is_open(now):
                     taking = True
                     poller.register(self.ingress, zmq.POLLIN)
+                    poller.register(self.acks.sock.getsockopt(zmq.FD), zmq.POLLIN)
                     if grace.waits:
                         log.info("taking events after %.2f s of subscriptions and replays only", now - started)
                 pending = waiting if taking else waiting - {self.acks.sock}
