@@ -126,7 +126,7 @@ class Broker:
             started, restored_keys=len(self.sequencer.heads) if self.config.journal else 0, grace_s=self.config.resume_grace
         )
         if grace.waits:
-            log.info("waiting up to %g s for subscribers before taking events (%d keys restored)",
+            log.info("waiting up to %g s for subscribers before taking events (keys restored: %d)",
                      self.config.resume_grace, len(self.sequencer.heads))
         poller = zmq.Poller()
         poller.register(self.egress, zmq.POLLIN)
