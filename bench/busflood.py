@@ -14,7 +14,6 @@ tell what happened. One run each; the figures are what this machine gave then.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 
 import zmq
 
+from bench.stack import child_env
 from bus import codec, protocol
 from bus.events import Account, OrderEvent, utc_now
 from bus.topics import StreamKey, key_topic
@@ -88,9 +88,8 @@ class Broker:
         for name in ("ingress", "publish", "replay", "ack-ingress"):
             command += [f"--{name}", "tcp://127.0.0.1:*"]
         self.log_path = log_path
-        env = {**os.environ, "PYTHONPATH": str(code_root), "PYTHONUNBUFFERED": "1"}
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, cwd=code_root, stderr=log, env=env)
+            self.proc = subprocess.Popen(command, cwd=code_root, stderr=log, env=child_env(code_root))
         deadline = time.monotonic() + 20
         while not (match := _LISTENING.search(log_path.read_text())):
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -168,7 +167,7 @@ def run(mode: str, args: argparse.Namespace) -> str:
             extra = f" replay_answers_dropped={broker.stats(ctx).get('replay_answers_dropped', 'n/a')}"
             dealer.close(linger=0)
         elif mode == "subscriber":
-            env = {**os.environ, "PYTHONPATH": str(args.code_root)}
+            env = child_env(args.code_root)
             child = subprocess.Popen(
                 [sys.executable, "-c", SUBSCRIBER_CHILD, broker.publish, broker.replay, str(args.count)],
                 cwd=args.code_root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

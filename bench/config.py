@@ -35,7 +35,7 @@ class BenchConfig:
     pin: bool = setting(False, help="streamer on core 0, load generator, publisher and broker on core 1")
     broker_only: bool = setting(False, help="measure the broker alone: events/s it sequences per CPU second")
     transport: str = setting("tcp", kind=kinds.one_of("tcp", "ipc", "both"), help="the bus's endpoints, loopback tcp:// or ipc:// unix sockets; with --broker-only also both back to back (a full stack takes tcp for both)")
-    journal: bool = setting(False, help="the broker keeps a journal (in the run's temporary folder); with --broker-only, measure without and then with it, back to back")
+    broker_journal: bool = setting(False, aliases=("--journal",), help="the broker keeps a journal (in the run's temporary folder); with --broker-only, measure without and then with it, back to back (--journal: its older name)")
     attach: bool = setting(False, help="use a running broker and streamer instead of starting them")
     ingress: str = setting(endpoints.INGRESS, kind=kinds.zmq_endpoint, help="broker ingress, with --attach")
     publish: str = setting(endpoints.PUBLISH, kind=kinds.zmq_endpoint, help="broker XPUB, with --attach")

@@ -149,7 +149,7 @@ def cost_curve(cfg: BenchConfig, progress: Progress, root: Path) -> int:
     for n in (int(value) for value in cfg.numbers(cfg.cost_curve)):
         keys = n // 10
         progress.note(f"N={n:,} K={keys:,}: starting broker and streamer")
-        stack = start_stack(keys, -(-n // keys), 100, shlex.split(cfg.streamer_args), cfg.journal, root, stack_transport(cfg))
+        stack = start_stack(keys, -(-n // keys), 100, shlex.split(cfg.streamer_args), cfg.broker_journal, root, stack_transport(cfg))
         try:
             place(stack, cfg)
             run, _, _ = run_once(stack, BenchConfig(**{**vars(cfg), "connections": n, "keys": keys}), cfg.fanout_rate, progress)
@@ -173,7 +173,7 @@ def broker_only(cfg: BenchConfig, progress: Progress, root: Path) -> int:
     both = cfg.transport == "both"
     floors = ["floor tcp", "floor ipc"] if both else ["floor"]
     brokers = ["broker tcp", "broker ipc"] if both else ["broker"]
-    labels = [*floors, *brokers, *(["broker with journal"] if cfg.journal else [])]
+    labels = [*floors, *brokers, *(["broker with journal"] if cfg.broker_journal else [])]
     rounds: list[dict[str, dict[str, Any]]] = []
     for number in range(cfg.rounds):
         results: dict[str, dict[str, Any]] = {}
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                                  cfg.streamer_pid, cfg.keys, per_key, cfg.max_streams_per_user)
         else:
             progress.note("starting broker and streamer")
-            stack = start_stack(cfg.keys, per_key, 100, shlex.split(cfg.streamer_args), cfg.journal, root,
+            stack = start_stack(cfg.keys, per_key, 100, shlex.split(cfg.streamer_args), cfg.broker_journal, root,
                                 stack_transport(cfg))
         return measure(stack, cfg, progress)
     except StackError as exc:

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from bench.stack import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNTS, STRATEGIES = 4, 2
@@ -128,8 +129,7 @@ print(json.dumps({"fills": handler.applied, "events": events, "cpu_s": cpu, "wal
 
 def run_child(root: Path, fills: int, database_url: str, mode: str) -> dict[str, Any]:
     """One fresh child process of `root`: its figures as the child printed them."""
-    path = os.environ.get("PYTHONPATH", "")
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else str(root)}
+    env = child_env(root)
     args = [sys.executable, "-c", CHILD, str(fills), str(ACCOUNTS), str(STRATEGIES), str(SEED), ",".join(SYMBOLS),
             database_url, mode]
     with tempfile.TemporaryDirectory() as cwd:  # `-c` puts the working folder first on sys.path: an empty one

@@ -21,6 +21,7 @@ import orjson
 import zmq
 
 from bus import codec, protocol
+from bus.process import ENV_PREFIX
 from bus.topics import StreamKey
 from store import actions, migrate
 from store.db import make_engine, make_session_factory
@@ -68,10 +69,16 @@ class Stack:
         self.procs.clear()
 
 
-def _env(root: Path = ROOT) -> dict[str, str]:
-    """The environment of a started process: it imports the checkout at `root` first."""
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else str(root), "PYTHONUNBUFFERED": "1"}
+def child_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment of a process the bench starts: it imports the checkout at `root` first.
+
+    None of the caller's TRADESTREAM_* variables: a started process's settings are the
+    bench's flags alone (an exported TRADESTREAM_JOURNAL would give a broker measured
+    "without a journal" the caller's journal file, TRADESTREAM_LOG_LEVEL=DEBUG would slow it).
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)}
+    path = env.get("PYTHONPATH", "")
+    return {**env, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else str(root), "PYTHONUNBUFFERED": "1"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -107,7 +114,7 @@ def start_broker(stack_dir: Path, history: int, procs: list[subprocess.Popen[byt
     if journal:
         args += ["--journal", str(stack_dir / "broker-journal.db")]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env(root))
+        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=child_env(root))
     procs.append(proc)
     return proc, _wait_for_log(log_path, proc, _LISTENING)
 
@@ -144,7 +151,7 @@ def start_streamer(stack: Stack, stack_dir: Path, max_streams_per_user: int, ext
             "--max-streams-per-user", str(max_streams_per_user), "--secret", secrets.token_hex(16), *extra]
     log_path = stack_dir / "streamer.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=_env(root))
+        proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=stack_dir, start_new_session=True, env=child_env(root))
     stack.procs.append(proc)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:

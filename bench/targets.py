@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.stack import BIN, ROOT, Stack, _env, create_credentials, free_port, start_broker
+from bench.stack import BIN, ROOT, Stack, child_env, create_credentials, free_port, start_broker
 
 READY_TIMEOUT_S = 30.0
 PROBE_TIMEOUT_S = 2.0
@@ -72,7 +72,7 @@ def start_target(target: str, stack: Stack, workdir: Path, fd_limit: int = 4096,
     log_path = workdir / f"{target}-{len(stack.procs)}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
-                                env=_env(root), preexec_fn=_limited(fd_limit))
+                                env=child_env(root), preexec_fn=_limited(fd_limit))
     stack.procs.append(proc)
     wait_healthy(port, proc, log_path)
     return proc, port, log_path

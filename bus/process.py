@@ -61,12 +61,16 @@ class Setting:
     help: str
     kind: Callable[[str], Any]
     shown: str | None  # the default as --help shows it; None: the field's default
+    aliases: tuple[str, ...] = ()  # further flags, e.g. "--journal"
 
 
-def setting(default: T, *, help: str, kind: Callable[[str], T] | None = None, shown: str | None = None) -> T:
+def setting(
+    default: T, *, help: str, kind: Callable[[str], T] | None = None, shown: str | None = None, aliases: tuple[str, ...] = ()
+) -> T:
     """A config field that is a setting: a flag, a TRADESTREAM_* variable and a --help line.
 
     `kind` may be left out for text (a str default) and switches (a bool default).
+    `aliases` are further flags of the same setting (an older name); its variable comes from the field alone.
     """
     convert: Callable[[str], Any]
     if kind is not None:
@@ -77,7 +81,7 @@ def setting(default: T, *, help: str, kind: Callable[[str], T] | None = None, sh
         convert = kinds.text
     else:
         raise TypeError(f"a setting with default {default!r} needs a kind")
-    field: T = dataclasses.field(default=default, metadata={_SETTING: Setting(help, convert, shown)})
+    field: T = dataclasses.field(default=default, metadata={_SETTING: Setting(help, convert, shown, aliases)})
     return field
 
 
@@ -158,11 +162,12 @@ class SettingsParser(OneLineParser, Generic[C]):
         flag, setting = flag_name(declared.name), declared.setting
         shown = setting.shown or _shown_default(declared.default)
         help = f"{setting.help} (env {env_name(flag)}; default {shown})".replace("%", "%%")
+        flags = (flag, *setting.aliases)
         if declared.switch:
-            self.add_argument(flag, action="store_true", default=_UNSET, help=help)
+            self.add_argument(*flags, dest=declared.name, action="store_true", default=_UNSET, help=help)
         else:
             metavar = getattr(setting.kind, "metavar", None)
-            self.add_argument(flag, default=_UNSET, type=setting.kind, metavar=metavar, help=help)
+            self.add_argument(*flags, dest=declared.name, default=_UNSET, type=setting.kind, metavar=metavar, help=help)
 
     def values(self, args: argparse.Namespace) -> dict[str, Any]:
         """Each setting's value from its flag, else its variable, else its default.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,26 @@ def test_settings_come_from_flags_over_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TRADESTREAM_KEYS", "8")
     config, _ = parse_config(["--keys", "10"])
     assert (config.connections, config.keys) == (40, 10)
+
+
+def test_the_broker_journal_switch_keeps_its_older_name_and_its_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESTREAM_JOURNAL", "var/broker-journal.db")  # the broker's, as `make run` exports it
+    assert parse_config([])[0].broker_journal is False
+    assert parse_config(["--journal"])[0].broker_journal is True
+    monkeypatch.setenv("TRADESTREAM_BROKER_JOURNAL", "on")
+    assert parse_config([])[0].broker_journal is True
+
+
+def test_a_started_broker_reads_none_of_the_callers_variables(tmp_path: Path) -> None:
+    """TRADESTREAM_JOURNAL exported for a stack must not give the broker the bench measures a journal."""
+    journal = tmp_path / "callers-journal.db"
+    out = tmp_path / "out.json"
+    env = {**os.environ, "TRADESTREAM_JOURNAL": str(journal)}
+    result = subprocess.run([sys.executable, "-m", "bench.harness", "--broker-only", "--rate", "200", "--duration", "1",
+                             "--keys", "5", "--json", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(json.loads(out.read_text())["rounds"][0]) == ["floor", "broker"]
+    assert not journal.exists()
 
 
 def bench(tmp_path: Path, *argv: str) -> dict[str, Any]:

@@ -181,6 +181,25 @@ def test_port_0_listens_on_a_free_port_and_logs_it(command: str, tmp_path: Path)
     assert "Traceback" not in log_path.read_text()
 
 
+# Variables several commands read with different kinds of value, and why that is right.
+SHARED_APART = {"port": "the bench's --port names a running streamer to attach to: never 0 (any free port)"}
+
+
+def test_a_variable_two_commands_read_takes_one_kind_of_value() -> None:
+    """An exported TRADESTREAM_X is read by every command that has --x: it must mean one kind of value to all.
+
+    (The bench's switch was once `--journal`, so the broker's TRADESTREAM_JOURNAL path, which
+    `make run` exports, made `tradestream-bench` exit 2.)
+    """
+    kinds: dict[str, dict[str, str]] = {}
+    for command, config_type in CONFIGS.items():
+        for declared in declared_settings(config_type):
+            kind = declared.setting.kind
+            kinds.setdefault(declared.name, {})[command] = getattr(kind, "expected", getattr(kind, "__name__", repr(kind)))
+    mixed = {env_name(name): by for name, by in kinds.items() if len(set(by.values())) > 1 and name not in SHARED_APART}
+    assert not mixed
+
+
 def test_the_readme_settings_table_names_every_flag_of_every_command() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
