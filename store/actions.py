@@ -74,8 +74,10 @@ def _capital(value: Decimal | int | float | str) -> Decimal:
         capital = None
     # The value as its sender wrote it ('-5', not Decimal('-5')): this line reaches users of the CLI and the API.
     shown = repr(value) if isinstance(value, str) else str(value)
-    if capital is None or not capital.is_finite() or capital <= 0 or abs(capital.adjusted()) > 20:
+    if capital is None or not capital.is_finite() or capital <= 0:
         raise InvalidInput(f"capital: expected a finite number greater than 0, got {shown:.40}")
+    if capital.adjusted() > 20:
+        raise InvalidInput(f"capital: expected less than 10^21, got {shown:.40}")
     if capital.as_tuple().exponent < -decimals.MAX_FRACTION_DIGITS:  # type: ignore[operator]  # finite: an int
         # The account's equity (capital + P&L) goes on the wire, which carries at most that many decimals,
         # and keeps the capital's. Zeros beyond them go; any other digit is refused. Exactly: normalize()

@@ -79,6 +79,20 @@ def test_create_account_refuses_capital_that_is_not_finite_and_positive(
     assert str(refused.value) == f"capital: expected a finite number greater than 0, got {capital}"
 
 
+@pytest.mark.parametrize(("capital", "reason"), [
+    (Decimal("1e-25"), "expected at most 24 decimals, got 1E-25"),  # it is greater than 0: that is not the reason
+    (Decimal("1e-999999999"), "expected at most 24 decimals, got 1E-999999999"),
+    (Decimal("1e21"), "expected less than 10^21, got 1E+21"),
+    ("1" + "0" * 21, "expected less than 10^21, got '1" + "0" * 21 + "'"),
+])
+def test_a_capital_too_small_or_too_large_is_refused_for_that_reason(
+    session: Session, dana: User, capital: str | Decimal, reason: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        actions.create_account(session, None, "dana", "Main", "paper", capital)
+    assert str(refused.value) == f"capital: {reason}"
+
+
 @pytest.mark.parametrize(
     "capital",
     ["1." + "0" * 24 + "1", "1." + "0" * 100 + "1", Decimal("1." + "0" * 100 + "1"), "123." + "0" * 78 + "1"],
