@@ -12,7 +12,8 @@
      ├── StoreUnavailable    the database could not store the signal: it was not taken
      ├── InvalidCommand      an inbox row or a wake-up between producers is not one we know
      ├── NotRestored         a handler's state in memory cannot be rebuilt from the database: rows wait
-     ├── TradeLogError       a trade-log line cannot be replayed (carries its line number)
+     ├── AnotherWriter       a second order or position handler on the same database: it does not start
+ ├── TradeLogError       a trade-log line cannot be replayed (carries its line number)
      └── ReplayConflict      another replay of the same log stored lines meanwhile: this one stops
 
 None of them knows HTTP: the webhook maps them to statuses in one table (producers/webhook.py).
@@ -94,6 +95,10 @@ class TradeLogError(ProducerError, ValueError):
 
 class ReplayConflict(ProducerError):
     """A replay's batch found the log's progress moved by another replay of it: nothing of the batch is stored."""
+
+
+class AnotherWriter(ProducerError):
+    """Another process is the order or position handler of this database (writer_lock.py): this one does not run."""
 
 
 class NotRestored(ProducerError):

@@ -53,6 +53,7 @@ from producers.pull_loop import LINGER_MS, ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import Row
 from producers.trading import Trader, Work
+from producers.writer_lock import take_or_log
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
 from store.errors import DatabaseUnavailable
 from store.handoff import OUTCOME_DONE
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         log.error("%s", exc)
         return 1
+    writer = take_or_log(engine, SOURCE)  # before anything is read: another handler may be writing it
+    if writer is None:
+        return 1
     sessions = make_session_factory(engine)
     wakes = FillWakes(config.fills)
     try:
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = OrdersMetrics(relay.window)
         handler = OrderHandler(sessions, relay.offer, wakes, metrics)
         resting = handler.restore()
-        loop = ProducerLoop(config.orders, handler, relay)
+        loop = ProducerLoop(config.orders, handler, relay, writer=writer)
         metrics_at = "off" if config.metrics_port is None else str(serve(metrics.registry, config.metrics_port))
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)
@@ -223,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
              loop.endpoint, resting, relay.stream, config.ack_ingress, metrics_at)
     loop.run()
     wakes.publisher.close()
+    writer.close()
     log.info("orders stopped: %d commands handled, %d failed; relay %s", handler.handled, handler.failed, relay.window.stats)
-    return 0
+    return 1 if loop.writer_lost else 0
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from producers.prices import last_known_price
 from producers.pull_loop import ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import Row
+from producers.writer_lock import take_or_log
 from store import rows
 from store.columns import utc_now
 from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
@@ -276,12 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         log.error("%s", exc)
         return 1
+    writer = take_or_log(engine, SOURCE)  # before anything is read: another handler may be writing it
+    if writer is None:
+        return 1
     sessions = make_session_factory(engine)
     try:
         relay = Relay(sessions, SOURCE, config.ack_ingress)
         metrics = PositionsMetrics(relay.window)
         handler = PositionHandler(sessions, relay.offer, metrics)
-        loop = ProducerLoop(config.fills, handler, relay)
+        loop = ProducerLoop(config.fills, handler, relay, writer=writer)
         metrics_at = "off" if config.metrics_port is None else str(serve(metrics.registry, config.metrics_port))
     except Exception as exc:  # a taken port: say so in one line
         log.error("cannot start: %s", exc)
@@ -292,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     loop.run()
     log.info("positions stopped: %d fills applied, %d failed, %d re-marks; relay %s",
              handler.applied, handler.failed, handler.marks, relay.window.stats)
-    return 0
+    writer.close()
+    return 1 if loop.writer_lost else 0
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ that same transaction, sent by the relay until the broker confirms it. A
 message on the PULL socket is only a wake-up (and for fills a fast path): the
 worker catches up from the database at start, on every wake-up when it asks
 to, and every SWEEP_S, so a lost wake-up costs at most that long and a SIGKILL
-costs nothing: the next start does what was left. Binding the PULL endpoint
-also makes the process the only writer of its rows.
+costs nothing: the next start does what was left. The process is the only
+writer of its rows: a second one cannot bind the same PULL endpoint, and the
+writer lock (writer_lock.py, checked every sweep) stops one with other endpoints.
 
 A worker's own failures are its business (a poison row is recorded and
 skipped); an exception reaching this loop (the database down) is logged, at
@@ -42,6 +43,7 @@ from bus.quiet_log import QuietLog
 from bus.roles import Domain
 from producers.errors import RETRIED
 from producers.relay import Relay
+from producers.writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,8 +111,11 @@ class ProducerLoop:
         context: zmq.Context[Any] | None = None,
         hwm: int = 100_000,
         sweep_s: float = SWEEP_S,
+        writer: WriterLock | None = None,
     ) -> None:
         self._worker, self._relay, self._sweep_s = worker, relay, sweep_s
+        self._writer = writer
+        self.writer_lost = False  # another process took the writer lock: run() returned, its caller exits 1
         self._socket = peersock.make(context or zmq.Context.instance(), zmq.PULL, rcvhwm=hwm, linger=0)
         security.bind(self._socket, endpoint, Domain.WAKEUP)
         self._poller = zmq.Poller()
@@ -144,6 +149,9 @@ class ProducerLoop:
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + self._sweep_s
+                if self._writer is not None and not self._writer.still_held():
+                    self.writer_lost = True
+                    break
                 self._guarded(self._sweep)
             ready = dict(self._poller.poll(self._timeout_ms(next_sweep)))
             if self._socket in ready:
