@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
@@ -40,6 +41,8 @@ from producers.errors import AnotherWriter
 log = logging.getLogger(__name__)
 
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+START_WAIT_S = 2.0  # PostgreSQL: how long a starting handler waits for a lock held by a session that is ending
+START_RETRY_S = 0.1
 LOCK_FILE_MODE = 0o600
 
 
@@ -77,7 +80,7 @@ class WriterLock:
             lock._take_file()
         elif backend == "postgresql":
             lock._advisory = True
-            if not lock._take_advisory():
+            if not lock._take_advisory_waiting(START_WAIT_S):
                 raise AnotherWriter(f"another tradestream-{source} runs on this database (it holds its PostgreSQL "
                                     "advisory lock): run one per database")
         return lock
@@ -98,6 +101,16 @@ class WriterLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def _take_advisory_waiting(self, wait_s: float) -> bool:
+        """`_take_advisory`, tried again for up to `wait_s`: a SIGKILLed holder's session ends only when its
+        backend has read the closed socket, a moment after the process is gone (a restart at once met it)."""
+        deadline = time.monotonic() + wait_s
+        while not self._take_advisory():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(START_RETRY_S)
+        return True
 
     def _take_advisory(self) -> bool:
         """Take the advisory lock on a new connection kept open; whether it was free."""
