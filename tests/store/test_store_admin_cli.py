@@ -1,4 +1,11 @@
-"""`tradestream-admin` as users run it: a real subprocess, its exit codes and its output."""
+"""`tradestream-admin` as users run it: its exit codes and its output.
+
+Most cases call `store.admin.main` in this process (tests/in_process.py: its own working directory,
+TRADESTREAM_* variables, stdout and stderr; the exit code of its return or SystemExit), since a real
+process per call was ~0.5 s of CPU each, most of this file's two minutes. The installed console script
+itself runs as a real subprocess for every subcommand (on SQLite: `admin_script`, `script_or_main`), for
+exit codes 0, 1 and 2, the environment, the default database in the working directory and a closed pipe.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bus.events import CleanupStrategyMessage, DisconnectMessage, EndSessionsMessage
-from store import actions
+from store import actions, admin
 from store.db import make_engine
 from store.models import User
+from tests.in_process import run_main
 from tests.ports import refused_port
 from tests.store.conftest import ControlInbox
 
@@ -28,7 +36,7 @@ RUN_DEADLINE_S = 30
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def run_admin(
+def run_script(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed command with only the TRADESTREAM_* variables given in `env`."""
@@ -45,15 +53,37 @@ def run_admin(
     )
 
 
-@pytest.fixture
-def admin(database_url: str, control_inbox: ControlInbox, tmp_path: Path) -> Run:
-    """Runs the command on the test database, its control messages going to the test's inbox."""
+def run_admin(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`run_script`'s result from `store.admin.main` in this process."""
+    return run_main(admin.main, list(args), cwd=cwd, env=env)
+
+
+def script_or_main(database_url: str) -> Run:
+    """The real console script on SQLite; `main` in process on PostgreSQL, where the SQL is what differs."""
+    return run_script if database_url.startswith("sqlite") else run_admin
+
+
+def on_test_database(runner: Run, database_url: str, control_inbox: ControlInbox, cwd: Path) -> Run:
     env = {"TRADESTREAM_DATABASE_URL": database_url, "TRADESTREAM_INGRESS": control_inbox.endpoint}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_admin(*args, cwd=tmp_path, env=env)
+        return runner(*args, cwd=cwd, env=env)
 
     return run
+
+
+@pytest.fixture(name="admin")
+def admin_fixture(database_url: str, control_inbox: ControlInbox, tmp_path: Path) -> Run:
+    """Runs the command (in process) on the test database, its control messages going to the test's inbox."""
+    return on_test_database(run_admin, database_url, control_inbox, tmp_path)
+
+
+@pytest.fixture
+def admin_script(database_url: str, control_inbox: ControlInbox, tmp_path: Path) -> Run:
+    """`admin`, as the real console script on SQLite (`script_or_main`)."""
+    return on_test_database(script_or_main(database_url), database_url, control_inbox, tmp_path)
 
 
 def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
@@ -94,45 +124,45 @@ def test_create_user_json_has_the_contract_keys(admin: Run) -> None:
 
 
 def test_every_subcommand_prints_its_contract_keys_and_publishes_its_messages(
-    admin: Run, control_inbox: ControlInbox
+    admin_script: Run, control_inbox: ControlInbox
 ) -> None:
     for name in ("alice", "bob"):
-        ok_json(admin("create-user", name, "--password", "pw", "--json"))
-    account = ok_json(admin(*ACCOUNT, "--user", "bob", "--capital", "2500.5", "--json"))
+        ok_json(admin_script("create-user", name, "--password", "pw", "--json"))
+    account = ok_json(admin_script(*ACCOUNT, "--user", "bob", "--capital", "2500.5", "--json"))
     assert set(account) == {"id", "user_id", "name", "exchange", "capital"}
     assert account["capital"] == "2500.5"
     group = ("--name", "BTC Trend", "--group", "btc-trend", "--json")
-    strategy = ok_json(admin("create-strategy", "--owner", "alice", *group))
+    strategy = ok_json(admin_script("create-strategy", "--owner", "alice", *group))
     assert set(strategy) == {"id", "owner_id", "name", "group_name", "webhook_token", "is_active"}
     ids = ("--strategy", str(strategy["id"]), "--account", str(account["id"]))
     expected_link = {"strategy_id": strategy["id"], "account_id": account["id"]}
-    assert ok_json(admin("link", *ids, "--json")) == expected_link
-    assert ok_json(admin("unlink", *ids, "--json")) == expected_link
+    assert ok_json(admin_script("link", *ids, "--json")) == expected_link
+    assert ok_json(admin_script("unlink", *ids, "--json")) == expected_link
     revoked = control_inbox.receive()
     assert isinstance(revoked, DisconnectMessage)
     assert (revoked.user_id, revoked.reason) == (account["user_id"], "permission_revoked")
     by_strategy = ("--strategy", str(strategy["id"]))
-    assert ok_json(admin("deactivate", *by_strategy, "--json"))["is_active"] is False
+    assert ok_json(admin_script("deactivate", *by_strategy, "--json"))["is_active"] is False
     assert control_inbox.receive().reason == "strategy_inactive"  # type: ignore[attr-defined]
-    assert ok_json(admin("activate", *by_strategy, "--json"))["is_active"] is True
-    deletion = ok_json(admin("delete-strategy", *by_strategy, "--json"))
+    assert ok_json(admin_script("activate", *by_strategy, "--json"))["is_active"] is True
+    deletion = ok_json(admin_script("delete-strategy", *by_strategy, "--json"))
     assert deletion == {"strategy_id": strategy["id"]}
     deleted = control_inbox.receive()
     assert isinstance(deleted, CleanupStrategyMessage) and deleted.reason == "strategy_deleted"
 
 
-def test_user_subcommands_print_the_user_and_end_its_sessions(admin: Run, control_inbox: ControlInbox) -> None:
-    user = ok_json(admin("create-user", "dana", "--password", "pw", "--json"))
+def test_user_subcommands_print_the_user_and_end_its_sessions(admin_script: Run, control_inbox: ControlInbox) -> None:
+    user = ok_json(admin_script("create-user", "dana", "--password", "pw", "--json"))
     expected = {"id": user["id"], "username": "dana", "is_admin": False}
-    assert ok_json(admin("set-password", "dana", "--password", "new-pw", "--json")) == {**expected, "is_active": True}
+    assert ok_json(admin_script("set-password", "dana", "--password", "new-pw", "--json")) == {**expected, "is_active": True}
     changed = control_inbox.receive()
     assert isinstance(changed, EndSessionsMessage)
     assert (changed.user_id, changed.session_id, changed.api_token, changed.reason) == (user["id"], None, False, "session_ended")
-    assert ok_json(admin("deactivate-user", "dana", "--json")) == {**expected, "is_active": False}
+    assert ok_json(admin_script("deactivate-user", "dana", "--json")) == {**expected, "is_active": False}
     deactivated = control_inbox.receive()
     assert isinstance(deactivated, EndSessionsMessage) and (deactivated.api_token, deactivated.reason) == (True, "user_deactivated")
-    assert ok_json(admin("activate-user", "dana", "--json")) == {**expected, "is_active": True}
-    result = admin("deactivate-user", "dana")
+    assert ok_json(admin_script("activate-user", "dana", "--json")) == {**expected, "is_active": True}
+    result = admin_script("deactivate-user", "dana")
     assert result.returncode == 0 and "Deactivated user 'dana'" in result.stdout
 
 
@@ -175,7 +205,7 @@ def test_errors_exit_1_with_one_line_and_no_traceback(
 
 def test_database_errors_exit_1_with_one_line(tmp_path: Path) -> None:
     unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none"
-    result = run_admin("--database-url", unreachable, "demo", cwd=tmp_path)
+    result = run_script("--database-url", unreachable, "demo", cwd=tmp_path)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
 
@@ -248,15 +278,25 @@ def test_help_works_at_every_level(tmp_path: Path, args: list[str]) -> None:
     assert result.returncode == 0 and result.stdout.startswith("usage: tradestream-admin")
 
 
+def test_the_console_script_exits_0_on_help_and_2_on_a_bad_flag(tmp_path: Path) -> None:
+    """The installed command's exit codes are main's, argparse's SystemExit included (the cases above run main)."""
+    helped = run_script("create-user", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: tradestream-admin create-user")
+    refused = run_script("create-user", "bob", "--pasword", "x", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "error:" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "var").exists()
+
+
 def test_database_url_comes_from_the_environment_and_a_flag_wins(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    env = {"TRADESTREAM_DATABASE_URL": database_url}
-    from_env = run_admin("create-user", "from-env", "--password", "pw", cwd=tmp_path, env=env)
+    env, run = {"TRADESTREAM_DATABASE_URL": database_url}, script_or_main(database_url)
+    from_env = run("create-user", "from-env", "--password", "pw", cwd=tmp_path, env=env)
     assert from_env.returncode == 0, from_env.stderr
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     args = ("--database-url", elsewhere, "create-user", "from-flag", "--password", "pw")
-    flagged = run_admin(*args, cwd=tmp_path, env=env)
+    flagged = run(*args, cwd=tmp_path, env=env)
     assert flagged.returncode == 0, flagged.stderr
     with Session(engine) as session:
         assert session.scalars(select(User.username)).all() == ["from-env"]
@@ -271,14 +311,14 @@ def test_database_url_comes_from_the_environment_and_a_flag_wins(
 def test_default_database_is_var_tradestream_db_in_the_working_directory(
     tmp_path: Path,
 ) -> None:
-    assert run_admin("init-db", cwd=tmp_path).returncode == 0
+    assert run_script("init-db", cwd=tmp_path).returncode == 0
     assert (tmp_path / "var" / "tradestream.db").is_file()
 
 
 def test_a_down_broker_does_not_stop_the_command(database_url: str, tmp_path: Path) -> None:
-    env = {"TRADESTREAM_DATABASE_URL": database_url}
-    strategy = ok_json(run_admin("demo", "--json", cwd=tmp_path, env=env))["strategies"][0]
+    env, run = {"TRADESTREAM_DATABASE_URL": database_url}, script_or_main(database_url)
+    strategy = ok_json(run("demo", "--json", cwd=tmp_path, env=env))["strategies"][0]
     ingress = f"tcp://127.0.0.1:{refused_port()}"
     args = ("--ingress", ingress, "deactivate", "--strategy", str(strategy["id"]), "--json")
-    result = run_admin(*args, cwd=tmp_path, env=env)
+    result = run(*args, cwd=tmp_path, env=env)
     assert ok_json(result)["is_active"] is False
