@@ -1,7 +1,9 @@
 """Every console script as users start it: --version, --help, bad values, an unusable database, --port 0.
 
-Real subprocesses, with none of the caller's TRADESTREAM_* variables. Each table
-row is one case: adding a case is one line.
+Real subprocesses, with none of the caller's TRADESTREAM_* variables, for --version, --help, --port 0
+and each command's first row of the bad-value and unusable-database tables. The other rows run the
+command's own parser (`PARSERS`) or `main` in this process (tests/in_process.py), since a process per
+row was ~1 s of CPU for its start alone. Each table row is one case: adding a case is one line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from typing import Any
 
 import pytest
 
+import bench.harness
+import bus.broker_config
+import producers.orders
+import producers.positions
+import producers.replay
+import producers.webhook
+import store.admin
+import streamer.config
+import streamer.server
 from bench.run import BenchConfig
 from bus.broker_config import BrokerConfig
 from bus.process import declared_settings, env_name
@@ -28,6 +39,7 @@ from producers.replay import ReplayConfig
 from producers.webhook import WebhookConfig
 from store.admin import AdminConfig
 from streamer.config import StreamerConfig
+from tests.in_process import run_main
 from tests.store.test_store_db import UNAVAILABLE
 from tests.waiting import PROCESS_START_S, wait_until
 
@@ -37,6 +49,20 @@ RUN_DEADLINE_S = 30  # a process that should have exited at once but serves inst
 CONFIGS: dict[str, type[Any]] = {
     "broker": BrokerConfig, "streamer": StreamerConfig, "webhook": WebhookConfig, "orders": OrdersConfig,
     "positions": PositionsConfig, "replay": ReplayConfig, "admin": AdminConfig, "bench": BenchConfig,
+}
+
+
+# What each command's `main` reads its flags and variables with, first of all (the admin's main parses
+# its subcommand's arguments too, and only then opens the database). Each returns when it accepts the values.
+PARSERS: dict[str, Callable[[list[str]], Any]] = {
+    "broker": bus.broker_config.parse_config, "streamer": streamer.config.parse_config,
+    "webhook": producers.webhook.parse_config, "orders": producers.orders.parse_config,
+    "positions": producers.positions.parse_config, "replay": producers.replay.parse_config,
+    "admin": store.admin.main, "bench": bench.harness.parse_config,
+}
+MAINS: dict[str, Callable[[list[str]], int]] = {
+    "streamer": streamer.server.main, "webhook": producers.webhook.main, "orders": producers.orders.main,
+    "positions": producers.positions.main, "admin": store.admin.main,
 }
 
 
@@ -50,6 +76,27 @@ def run(command: str, *args: str, cwd: Path, env: dict[str, str] | None = None) 
         [str(BIN / f"tradestream-{command}"), *args], cwd=cwd, env=environment(env),
         capture_output=True, text=True, timeout=RUN_DEADLINE_S, check=False,
     )
+
+
+def parse_in_process(command: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`run`'s exit code and output for values the command's parser refuses: 2 and its one line (0: accepted)."""
+    def parse(argv: list[str]) -> int:
+        PARSERS[command](argv)
+        return 0
+    return run_main(parse, list(args), cwd=cwd, env=env)
+
+
+def main_in_process(command: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`run`'s exit code and output from the command's `main` in this process."""
+    return run_main(MAINS[command], list(args), cwd=cwd, env=env)
+
+
+def first_rows(table: list[Any], command_of: Callable[[Any], str]) -> set[int]:
+    """The index of each command's first row: that row runs the real console script."""
+    firsts: dict[str, int] = {}
+    for index, row in enumerate(table):
+        firsts.setdefault(command_of(row), index)
+    return set(firsts.values())
 
 
 @pytest.mark.parametrize("command", CONFIGS)
@@ -100,16 +147,20 @@ BAD_VALUES: list[tuple[str, list[str], dict[str, str], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("command", "argv", "env", "line"), BAD_VALUES)
+SCRIPT_BAD_VALUES = first_rows(BAD_VALUES, lambda row: row[0])
+
+
+@pytest.mark.parametrize(("index", "command", "argv", "env", "line"), [(i, *row) for i, row in enumerate(BAD_VALUES)])
 def test_a_bad_value_exits_2_with_one_line_naming_the_flag_or_variable(
-    command: str, argv: list[str], env: dict[str, str], line: str, tmp_path: Path
+    index: int, command: str, argv: list[str], env: dict[str, str], line: str, tmp_path: Path
 ) -> None:
-    done = run(command, *argv, cwd=tmp_path, env=env)
+    runner = run if index in SCRIPT_BAD_VALUES else parse_in_process
+    done = runner(command, *argv, cwd=tmp_path, env=env)
     assert (done.returncode, done.stderr) == (2, f"tradestream-{command}: error: {line}\n")
 
 
 def test_an_admin_subcommand_value_is_one_line_too(tmp_path: Path) -> None:
-    done = run("admin", "link", "--strategy", "abc", "--account", "1", cwd=tmp_path)
+    done = parse_in_process("admin", "link", "--strategy", "abc", "--account", "1", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, "tradestream-admin link: error: --strategy: expected an integer, got 'abc'\n")
 
 
@@ -126,7 +177,7 @@ ADMIN_BAD_NUMBERS = [
 
 @pytest.mark.parametrize(("argv", "line"), ADMIN_BAD_NUMBERS)
 def test_an_admin_number_in_other_digits_or_with_underscores_is_refused(tmp_path: Path, argv: list[str], line: str) -> None:
-    done = run("admin", *argv, cwd=tmp_path)
+    done = parse_in_process("admin", *argv, cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, line + "\n")
 
 
@@ -140,14 +191,15 @@ DATABASE_USERS: dict[str, list[str]] = {
 }
 
 
-@pytest.mark.parametrize(("make_url", "words"), UNAVAILABLE)
+@pytest.mark.parametrize(("index", "make_url", "words"), [(i, *row) for i, row in enumerate(UNAVAILABLE)])
 @pytest.mark.parametrize("command", DATABASE_USERS)
 def test_an_unusable_database_stops_the_process_at_start_with_one_line(
-    command: str, make_url: Callable[[Path], str], words: str, tmp_path: Path
+    command: str, index: int, make_url: Callable[[Path], str], words: str, tmp_path: Path
 ) -> None:
     url = make_url(tmp_path)
     args = ["--database-url", url, *DATABASE_USERS[command]] if command == "admin" else [*DATABASE_USERS[command], "--database-url", url]
-    done = run(command, *args, cwd=tmp_path)
+    runner = run if index == 0 else main_in_process  # the first unusable database through each real script
+    done = runner(command, *args, cwd=tmp_path)
     lines = done.stderr.splitlines()
     assert done.returncode == 1, done.stderr
     assert len(lines) == 1 and words in lines[0] and "cannot " in lines[0], done.stderr
