@@ -2,7 +2,9 @@
 
 The PostgreSQL databases are new ones (CREATE DATABASE tradestream_alembic_<random>,
 dropped afterwards): migrations work on a database's default schema, and other
-test runs on the server never see them.
+test runs on the server never see them. The admin's subcommands run its `main` in this
+process (tests/in_process.py) but for the operator's sequence on SQLite and processes
+migrating together, which start the real `python -m store.admin`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from sqlalchemy import Engine, MetaData, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from store import migrate, revisions, schema_status
+from store.admin import main as admin_main
 from store.db import init_db, make_engine, make_session_factory
 from store.handoff import Execution
 from store.models import Account, MarketPrice, Order, Position, Signal, Strategy, StrategyAccount, User
 from store.schema import METADATA
 from tests.conftest import DATABASES, POSTGRES_URL
+from tests.in_process import run_main
 from tests.ports import refused_port
 from tests.store.legacy import release_0001, release_0002
 
@@ -73,9 +77,14 @@ def database(new_database: NewDatabase) -> Iterator[tuple[str, Engine]]:
     engine.dispose()
 
 
-def admin(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def admin_process(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """tradestream-admin as an operator runs it (a process of its own)."""
     return subprocess.run([*ADMIN, "--database-url", url, *args], capture_output=True, text=True, timeout=120)
+
+
+def admin(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`admin_process`'s exit code and output from the admin's main in this process (~0.5 s of CPU less a call)."""
+    return run_main(admin_main, ["--database-url", url, *args], cwd=Path.cwd())
 
 
 def differences(engine: Engine) -> list[Any]:
@@ -272,8 +281,9 @@ def test_db_status_and_migrate_as_an_operator_runs_them(database: tuple[str, Eng
         (("migrate",), 0, f"Database already at revision {head}: nothing to do."),
         (("init-db",), 0, f"Database already at revision {head}: nothing to do."),
     ]
+    run = admin_process if url.startswith("sqlite") else admin  # on PostgreSQL the SQL is what differs
     for args, code, line in steps:
-        result = admin(url, *args)
+        result = run(url, *args)
         assert (result.returncode, result.stderr) == (code, ""), (args, result)
         assert result.stdout.startswith(line), (args, result.stdout)
     with engine.connect() as connection:
