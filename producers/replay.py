@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
@@ -158,11 +159,13 @@ def parse_config(argv: list[str] | None) -> tuple[ReplayConfig, str]:
     return ReplayConfig(args.file, **parser.values(args)), parser.log_level(args)
 
 
-def make_sink(config: ReplayConfig, publisher: Publisher, log_id: replay_runs.LogIdentity) -> tuple[Sink, int]:
-    """The inbox (default; the schema brought to head) or the broker (--raw), and the line the run resumes after."""
-    if config.raw:
+def make_sink(
+    config: ReplayConfig, publisher: Publisher, log_id: replay_runs.LogIdentity, engine: Engine | None
+) -> tuple[Sink, int]:
+    """The inbox in `engine` (default) or the broker (--raw, no engine), and the line the run resumes after."""
+    if engine is None:
         return RawSink(publisher), 0
-    sessions = make_session_factory(open_database(config.database_url))
+    sessions = make_session_factory(engine)
     plan, run = replay_runs.begin(sessions, log_id, str(config.file.resolve()), restart=config.restart)
     if (warning := plan.warning(str(config.file))) is not None:
         log.warning("%s", warning)
@@ -178,8 +181,11 @@ def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
         publisher = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
     scanned = replay_runs.scan(config.file)
     bar = tqdm(stream, total=scanned.lines, unit="line", disable=not sys.stderr.isatty())
+    engine: Engine | None = None
     try:
-        sink, after_line = make_sink(config, publisher, scanned.identity)
+        # Disposed below: a main called in a test's process (tests/in_process.py) left its connections open.
+        engine = None if config.raw else open_database(config.database_url)  # the schema brought to head
+        sink, after_line = make_sink(config, publisher, scanned.identity, engine)
         finished = False
         try:  # a resumed run's pace starts at its first line sent: the Pacer never sees the lines passed over
             report = replay(read_records(config, bar, after_line), sink, Pacer(config.speed, stop),
@@ -199,6 +205,8 @@ def run(config: ReplayConfig, stream: TextIO, stop: threading.Event) -> int:
     finally:
         bar.close()
         publisher.close()
+        if engine is not None:
+            engine.dispose()
     log.info("%s: %d records sent to %s, %d of the other mode passed over, %d bad lines skipped%s",
              config.file, report.sent, sink.target, report.other_mode, report.bad_lines,
              f" ({stopped_note(sink.stored_through, restart=config.restart)})" if report.stopped else "")
