@@ -1,7 +1,10 @@
 """tradestream-replay killed, stopped or failed mid-run, then run again: each line of the log in the inbox once, in order.
 
 Real subprocesses of the console script on a real database (SQLite, and PostgreSQL
-when configured). The kills are tests/faults/crashpoint.py's SIGKILLs at one exact
+when configured) for every run that is killed, stopped by Ctrl-C or fed a pipe; the runs
+to their end call `producers.replay.main` in this process (`replay`, tests/in_process.py),
+since a process's start is ~1 s of CPU and the resume is what they test (the real script
+also runs to its end after each Ctrl-C and on the redirected pipe). The kills are tests/faults/crashpoint.py's SIGKILLs at one exact
 point: right before or after the N-th batch's commit (`InboxSink.store`,
 producers/replay_sinks.py; after it also as the wake-up that follows,
 `Publisher.send`), inside a batch's open
@@ -24,6 +27,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import producers.replay
 from producers import replay_runs
 from producers.commands import SignalCommand, TickCommand, encode_body
 from producers.errors import ReplayConflict
@@ -33,6 +37,7 @@ from producers.tradelog import LogRecord, read_jsonl
 from store.db import make_engine, make_session_factory, open_database
 from store.handoff import InboxCommand, ReplayRun
 from tests.faults.crashpoint import ENV, LAUNCHER, CrashPoint
+from tests.in_process import run_main
 from tests.ports import refused_port
 from tests.waiting import PROCESS_START_S, wait_until
 
@@ -94,9 +99,8 @@ def environment(crash: CrashPoint | None = None) -> dict[str, str]:
 
 
 def replay(url: str, log: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A run of the console script to its end."""
-    return subprocess.run([str(BIN / "tradestream-replay"), *command(url, log, *args)], env=environment(),
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    """A run to its end, of the console script's main in this process (no TRADESTREAM_* variables)."""
+    return run_main(producers.replay.main, command(url, log, *args), cwd=log.parent)
 
 
 def replay_killed_at(url: str, log: Path, crash: CrashPoint, *args: str) -> None:
