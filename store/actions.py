@@ -66,8 +66,8 @@ def _label(what: str, value: str) -> str:
     return value
 
 
-def _capital(value: Decimal | int | float | str) -> Decimal:
-    """An exact amount (a JSON number's or a flag's digits, a decimal string), finite and > 0."""
+def checked_capital(value: Decimal | int | float | str) -> Decimal:
+    """An exact amount (a JSON number's or a flag's digits, a decimal string), > 0, < 10^21, at most 24 decimals."""
     try:
         capital = money.exact(value) if type(value) in (Decimal, int, float, str) else None
     except InvalidOperation:
@@ -204,7 +204,7 @@ def create_account(
     """Create an account of the named user; Conflict if that user has one of that name."""
     _label("account name", name)
     _label("exchange", exchange)
-    capital = _capital(capital)
+    capital = checked_capital(capital)
     user = user_named(session, username)
     query = select(Account.id).where(Account.user_id == user.id, Account.name == name)
     taken = _refuse_duplicate(session, query, f"{username!r} already has an account named {name!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
@@ -20,6 +21,7 @@ from bus.curvekeys import SERVER, make_deployment
 from bus.process import OneLineParser
 from bus.roles import Role
 from store import actions, demo, revisions, rows, schema_status
+from store.errors import InvalidInput
 
 # db-status's exit status when the database is not at head (1 is an error, 2 bad flags).
 EXIT_BEHIND = 3
@@ -37,6 +39,18 @@ Publish = actions.Publish
 Handler = Callable[[Session, Publish, argparse.Namespace], Outcome]
 # The schema's subcommands get the engine, not a session: they run before (or instead of) a migration.
 SchemaHandler = Callable[[Engine, argparse.Namespace], Outcome]
+
+
+def _capital(text: str) -> Decimal:
+    try:
+        return actions.checked_capital(kinds.positive_decimal.convert(text))
+    except InvalidInput:
+        raise ValueError(text) from None
+
+
+# A capital the account would refuse is a bad flag value (exit 2 before any database work, CONTRACT §1, §6),
+# not an action's error: `--capital 1e-25` exited 1 after migrating the database.
+CAPITAL = kinds.Kind("a decimal number > 0, below 10^21, with at most 24 decimals", _capital)
 
 
 def _shown_url(engine: Engine) -> str:
@@ -258,7 +272,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     account.add_argument("--user", required=True, metavar="NAME", help="owner's login name")
     account.add_argument("--name", required=True, help="account name, unique per user")
     account.add_argument("--exchange", required=True, help="exchange name, e.g. paper")
-    account.add_argument("--capital", type=kinds.positive_decimal, required=True, help="capital (> 0), e.g. 10000 or 2500.50")
+    account.add_argument("--capital", type=CAPITAL, required=True, help="capital (> 0, < 10^21, at most 24 decimals), e.g. 10000 or 2500.50")
     strategy = _command(
         commands, "create-strategy", _create_strategy, "create a strategy; print its webhook token"
     )

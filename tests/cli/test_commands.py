@@ -164,14 +164,21 @@ def test_an_admin_subcommand_value_is_one_line_too(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (2, "tradestream-admin link: error: --strategy: expected an integer, got 'abc'\n")
 
 
+CAPITAL = "a decimal number > 0, below 10^21, with at most 24 decimals"
 # An id or an amount an admin action would otherwise read as another: `delete-strategy --strategy 0_3` deleted strategy 3.
 ADMIN_BAD_NUMBERS = [
     (["delete-strategy", "--strategy", "0_3"], "tradestream-admin delete-strategy: error: --strategy: expected an integer, got '0_3'"),
     (["link", "--strategy", "٣", "--account", "1"], "tradestream-admin link: error: --strategy: expected an integer, got '٣'"),
     (["create-account", "--user", "u", "--name", "n", "--exchange", "x", "--capital", "1_000"],
-     "tradestream-admin create-account: error: --capital: expected a decimal number > 0, got '1_000'"),
+     f"tradestream-admin create-account: error: --capital: expected {CAPITAL}, got '1_000'"),
     (["create-account", "--user", "u", "--name", "n", "--exchange", "x", "--capital", "١٠٠"],
-     "tradestream-admin create-account: error: --capital: expected a decimal number > 0, got '١٠٠'"),
+     f"tradestream-admin create-account: error: --capital: expected {CAPITAL}, got '١٠٠'"),
+    # Out of the contract's range (section 6) is a bad flag value too (exit 2, before any database work), not
+    # an error of the action (exit 1): it said "tradestream-admin: error: capital: ..." after migrating the database.
+    (["create-account", "--user", "u", "--name", "n", "--exchange", "x", "--capital", "1e-25"],
+     f"tradestream-admin create-account: error: --capital: expected {CAPITAL}, got '1e-25'"),
+    (["create-account", "--user", "u", "--name", "n", "--exchange", "x", "--capital", "1e21"],
+     f"tradestream-admin create-account: error: --capital: expected {CAPITAL}, got '1e21'"),
 ]
 
 
@@ -179,6 +186,7 @@ ADMIN_BAD_NUMBERS = [
 def test_an_admin_number_in_other_digits_or_with_underscores_is_refused(tmp_path: Path, argv: list[str], line: str) -> None:
     done = parse_in_process("admin", *argv, cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, line + "\n")
+    assert not list(tmp_path.iterdir()), "a bad flag value touched the database"
 
 
 # How each process that uses the database is started, on ports that cannot collide if it wrongly starts.
