@@ -10,7 +10,7 @@ price of what is open and the P&L realised so far, all Decimals (store/money.py)
   quantity realises closed x (price - entry) for a long, closed x (entry - price)
   for a short, rounded to the P&L step and added to `realized_pnl`.
 - A fill larger than the position closes it and opens the other side with the
-  rest, at the fill's price. Flat: no entry price.
+  rest, at the fill's price (on the average step too). Flat: no entry price.
 - Unrealised P&L at a mark price: quantity x (mark - entry), rounded to the P&L
   step (negative quantity: a short gains when the mark falls); 0 when flat.
 """
@@ -50,7 +50,7 @@ def apply_fill(holding: Holding, side: str, quantity: Decimal, price: Decimal, s
     if remaining.is_zero():
         return Holding(ZERO, None, realized)
     if (remaining > 0) != (holding.quantity > 0):
-        return Holding(remaining, price, realized)  # flipped: the rest opened at this price
+        return Holding(remaining, steps.round_average(price), realized)  # flipped: the rest opened at this price
     return Holding(remaining, entry, realized)
 
 
@@ -60,7 +60,8 @@ def _add(holding: Holding, signed: Decimal, price: Decimal, steps: Steps) -> Hol
     held = ZERO if holding.is_flat else holding.quantity
     total = c.add(held, signed)
     if held.is_zero() or holding.entry_price is None:
-        return Holding(total, price, holding.realized_pnl)
+        # One fill's average is its price, written on the average step like every other (CONTRACT §4: "90000.0000000000").
+        return Holding(total, steps.round_average(price), holding.realized_pnl)
     cost = c.add(c.multiply(abs(held), holding.entry_price), c.multiply(abs(signed), price))
     return Holding(total, steps.round_average(c.divide(cost, abs(total))), holding.realized_pnl)
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bus import decimals
 from producers.ledger import Holding, apply_fill, position_event_type, unrealized_pnl
 from store.money import DEFAULT_STEPS, STEPS, Steps
 
@@ -48,6 +49,21 @@ def test_position_math_is_exact(steps: list[tuple[str, int | str, int | str]], e
     assert (result.quantity, result.entry_price, result.realized_pnl) == (
         expected.quantity, expected.entry_price, expected.realized_pnl
     )
+
+
+# The entry price's text, as the event and the snapshot carry it: an average price keeps 8 more decimals than
+# the price step (CONTRACT §4), like an order's average_price, also when one fill opened the position ("90000.00" was sent).
+ENTRY_TEXTS = [
+    ("open", [("BUY", "0.05", "90000.00")], "90000.0000000000"),
+    ("average", [("BUY", "0.05", "90000.00"), ("BUY", "0.05", "90000.01")], "90000.0050000000"),
+    ("flip opens the rest at the fill price", [("BUY", "0.05", "90000.00"), ("SELL", "0.1", "91000.00")], "91000.0000000000"),
+]
+
+
+@pytest.mark.parametrize(("steps", "text"), [pytest.param(s, t, id=n) for n, s, t in ENTRY_TEXTS])
+def test_the_entry_price_is_on_the_average_step(steps: list[tuple[str, int | str, int | str]], text: str) -> None:
+    entry = fills(*steps, symbol_steps=STEPS["BTC/USDT"]).entry_price
+    assert entry is not None and decimals.text(entry) == text
 
 
 @pytest.mark.parametrize(
@@ -135,3 +151,5 @@ def test_any_fills_leave_the_exact_sum_and_the_reference_average_cost_pnl(
     if entry is not None:
         assert holding.entry_price is not None and Fraction(holding.entry_price) == entry
     assert holding.realized_pnl == holding.realized_pnl.quantize(steps.pnl)  # on the P&L step
+    if holding.entry_price is not None:  # written on the average step (CONTRACT §4), whether it opened or averaged
+        assert holding.entry_price.as_tuple().exponent == steps.average.as_tuple().exponent
