@@ -168,9 +168,17 @@ async def test_stats_are_for_admins_only_and_have_the_contract_fields(http_clien
     response = await call(http_client, base_url + "/api/events/stats", headers=world.users["root"].bearer)
     stats = body(response)
     for name in ("total_connections", "connections_by_key", "events_received", "events_delivered",
-                 "slow_consumer_disconnects", "gaps_detected", "gaps_recovered", "resyncs", "keys"):
-        assert name in stats
+                 "slow_consumer_disconnects", "gaps_detected", "gaps_recovered", "resyncs", "keys",
+                 # the rest of CONTRACT §3's "at least" list
+                 "rejected_streams", "streams_shed", "login_refused_address", "login_refused_user", "login_refused_busy",
+                 "accept_failures", "database", "database_failures", "peer_streamers", "streams_elsewhere", "timings"):
+        assert name in stats, name
     assert set(stats["latency_ms"]) == {"p50", "p99", "max"}
+    assert stats["database"] == "up"
+    timings = stats["timings"]  # the delivered events' stages, the loop lag and the GC pauses
+    assert set(timings["stages"]) == {"published_to_sequenced", "sequenced_to_read", "read_to_written"}
+    for summary in (*timings["stages"].values(), timings["loop_lag"], timings["gc_pause"]):
+        assert {"count", "p50", "p99", "p999", "max", "counts_us"} <= set(summary)
 
 
 @pytest.mark.gen_test
