@@ -82,6 +82,16 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         return money.exact(value)
 
+    def compare_values(self, x: Any, y: Any) -> bool:
+        """Whether a new value is no change: equal and written alike (the wire keeps trailing zeros, CONTRACT §4).
+
+        With ==, a position opened at unrealized_pnl 0 then marked at 0E-10 was never updated: its
+        event said '0.0000000000' and its snapshot row '0'.
+        """
+        if isinstance(x, Decimal) and isinstance(y, Decimal):
+            return x.as_tuple() == y.as_tuple()
+        return bool(x == y)
+
 
 Money = Decimal
 MONEY = ExactDecimal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from bus import decimals
 from store.db import init_db, make_engine
 from store.models import Account, Order, Position, Signal, Strategy, StrategyAccount, User
 from tests.store.factories import (
@@ -135,3 +137,16 @@ def test_sqlite_engine_sets_its_pragmas(tmp_path: Path) -> None:
         assert pragmas == {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000}
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(("first", "then"), [("0", "0.0000000000"), ("90000.00", "90000.0000000000"), ("1.50", "1.5")])
+def test_a_money_column_keeps_a_new_value_written_with_other_trailing_zeros(session: Session, first: str, then: str) -> None:
+    # Equal Decimals are not a change to SQLAlchemy's ==: a position opened at unrealized_pnl 0 and marked
+    # at 0E-10 kept '0' while its event said '0.0000000000', so the snapshot row's text differed (CONTRACT §4).
+    position = add_position(session, *_strategy_and_account(session))
+    position.unrealized_pnl = Decimal(first)
+    session.commit()
+    position.unrealized_pnl = Decimal(then)
+    session.commit()
+    session.expire_all()
+    assert decimals.text(session.scalars(select(Position.unrealized_pnl)).one()) == then
