@@ -244,7 +244,8 @@ def test_a_capital_that_is_not_a_positive_amount_is_named_as_typed(tmp_path: Pat
     result = run_admin(*ACCOUNT, "--user", "a", "--capital", capital, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
-        f"tradestream-admin create-account: error: --capital: expected a decimal number > 0, got {capital!r}")
+        "tradestream-admin create-account: error: --capital: expected a decimal number > 0, below 10^21,"
+        f" with at most 24 decimals, got {capital!r}")
 
 
 def test_a_reader_that_closes_the_output_gets_one_line_and_the_change_is_kept(tmp_path: Path) -> None:
