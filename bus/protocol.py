@@ -167,9 +167,12 @@ def reject_message(identity: bytes, stream: str, event_id: int, reason: str) -> 
 
 def parse_answer(frames: list[bytes]) -> Answer:
     """A relay's view of one answer; DecodeError for anything else."""
-    if len(frames) == 2 and frames[0] in (ACK, RESEND, UNKNOWN):
-        stream, number = _STREAM_NUMBER.decode(frames[1])
+    if len(frames) == 2 and frames[0] in (ACK, RESEND):  # `last` may be 0: a hello's `ack` of a new stream
+        stream, number = _STREAM_ACKED.decode(frames[1])
         return Answer(frames[0], stream, number)
+    if len(frames) == 2 and frames[0] == UNKNOWN:
+        stream, number = _STREAM_NUMBER.decode(frames[1])
+        return Answer(UNKNOWN, stream, number)
     if len(frames) == 3 and frames[0] == REJECT:
         stream, number = _STREAM_NUMBER.decode(frames[1])
         return Answer(REJECT, stream, number, frames[2].decode(errors="replace"))

@@ -56,6 +56,10 @@ def test_a_relay_reads_each_answer_and_nothing_else() -> None:
         answer = protocol.parse_answer(message[1:])
         assert (answer.verb, answer.stream, answer.number) == (message[1], "s", 3)
     assert protocol.parse_answer(protocol.reject_message(b"i", "s", 3, "bad")[1:]).reason == "bad"
-    for frames in ([b"ack"], [b"ok", codec.pack(("s", 1))], [b"ack", codec.pack(("s", 0))], [b"reject", codec.pack(("s", 1))]):
+    # `last` 0: the broker's `ack` of a `hello 0` (a stream with nothing confirmed yet); it was refused as malformed
+    assert protocol.parse_answer(protocol.ack_message(b"i", "s", 0)[1:]) == (protocol.ACK, "s", 0, "")
+    assert protocol.parse_answer(protocol.resend_message(b"i", "s", 0)[1:]) == (protocol.RESEND, "s", 0, "")
+    for frames in ([b"ack"], [b"ok", codec.pack(("s", 1))], [b"ack", codec.pack(("s", -1))], [b"unknown", codec.pack(("s", 0))],
+                   [b"reject", codec.pack(("s", 1))], [b"reject", codec.pack(("s", 0)), b"bad"]):
         with pytest.raises(DecodeError):
             protocol.parse_answer(frames)
