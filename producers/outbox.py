@@ -5,12 +5,14 @@
 
 A source (`orders`, `positions`) is one stream of the acknowledged ingress; its
 name `<source>:<uuid hex>` is made once per database (`stream_name`), so a new
-database is a new stream to the broker. Only one process writes a source's rows
+database is a new stream to the broker, and so is a restored one once its relay
+finds it behind its stream (`renew_stream`). Only one process writes a source's rows
 (the one bound to its command endpoint), so their ids are committed in order.
 
 Retention: sent rows are deleted RETAIN_S after they were sent, and beyond the
 newest RETAIN_ROWS of a source; rejected rows (kept for operators) beyond the
-newest RETAIN_FAILED. Each prune deletes at most PRUNE_BATCH rows per rule.
+newest RETAIN_FAILED. The newest row of a source is always kept: its id is the
+highest the database gave the stream. Each prune deletes at most PRUNE_BATCH rows per rule.
 """
 
 from __future__ import annotations
@@ -78,6 +80,20 @@ def stream_name(sessions: sessionmaker[Session], source: str) -> str:
         return stream.stream
 
 
+def renew_stream(sessions: sessionmaker[Session], source: str) -> str:
+    """Give `source` a new stream name in this database (its old one is ahead of it at the broker)."""
+    stream = f"{source}:{uuid.uuid4().hex}"
+    with sessions() as session:
+        session.execute(update(OutboxStream).where(OutboxStream.source == source).values(stream=stream))
+        session.commit()
+    return stream
+
+
+def last_id(session: Session, source: str) -> int:
+    """The highest event id of `source` in this database, sent or not, 0 if none (prune keeps the newest)."""
+    return session.scalar(select(func.max(OutboxEvent.id)).where(OutboxEvent.source == source)) or 0
+
+
 def last_sent(session: Session, source: str) -> int:
     """The highest event id of `source` already confirmed, 0 if none is known."""
     query = select(func.max(OutboxEvent.id)).where(OutboxEvent.source == source, OutboxEvent.sent_at.is_not(None))
@@ -120,7 +136,10 @@ def prune(session: Session, source: str) -> int:
     mine = OutboxEvent.source == source
     sent = OutboxEvent.sent_at.is_not(None)
     ok, rejected = OutboxEvent.failed.is_(None), OutboxEvent.failed.is_not(None)
-    old = select(OutboxEvent.id).where(mine, ok, OutboxEvent.sent_at < utc_now() - timedelta(seconds=RETAIN_S))
+    # The newest row of the source always stays: it is the highest id this database gave the stream (Relay).
+    newest = select(func.max(OutboxEvent.id)).where(mine).scalar_subquery()
+    expired = OutboxEvent.sent_at < utc_now() - timedelta(seconds=RETAIN_S)
+    old = select(OutboxEvent.id).where(mine, ok, expired, OutboxEvent.id < newest)
     deleted = _delete_ids(session, old.order_by(OutboxEvent.id).limit(PRUNE_BATCH))
     for condition, keep in ((ok, RETAIN_ROWS), (rejected, RETAIN_FAILED)):
         newest_kept = (

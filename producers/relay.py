@@ -4,6 +4,7 @@
     broker ─▶ [ack | resend, [stream, last]] · [reject, [stream, id], reason] ─▶ window ─▶ outbox marks (one commit)
               (a reject at or below the last confirmed is one heard before: written again, not counted again)
     broker ─▶ [unknown, [stream, id]] ─▶ DEALER [hello, [stream, acked]], then the rows after acked again
+    start ─▶ DEALER [hello, [stream, acked]] ─▶ the broker's answer ─▶ rows (or, past this database: a new stream)
 
 The wire is CONTRACT section 2's (docs/contract.md; its words and frames in
 bus/protocol.py); the decisions are RelayWindow's (pure).
@@ -13,6 +14,15 @@ stay in the database and are read back when it has room, so a burst or a long
 broker outage costs no memory. ZMQ_IMMEDIATE keeps sends from queueing on a
 connection that is not up: while the broker is down a send is refused at once,
 and the window's deadline retries it.
+
+A database restored from a backup (or copied) holds the stream name of its
+original, behind what the broker sequenced of it: the broker would take its
+next rows, whose ids come again, for duplicates and drop them. So a relay says
+`hello` first and waits for the answer; one that confirms an event this
+database never held (RelayWindow.beyond) moves the outbox to a new stream
+name, logged as an error, and sends everything after its last confirmed row
+there: nothing committed is lost, though rows the original had sent after the
+backup reach the stream a second time.
 """
 
 from __future__ import annotations
@@ -59,8 +69,8 @@ class Relay:
         self.source, self.endpoint = source, endpoint
         self._sessions, self._clock = sessions, clock
         self.stream = outbox.stream_name(sessions, source)
-        with sessions() as session:
-            self.window = RelayWindow(outbox.last_sent(session, source), limits)
+        self._retired: set[str] = set()  # streams this database left: their late answers are not malformed
+        self.window = self._new_window(limits)
         # linger 0: unconfirmed rows are in the database, nothing to linger for.
         self.socket = peersock.make(context or zmq.Context.instance(), zmq.DEALER, sndhwm=self.window.limits.window, linger=0)
         self.socket.setsockopt(zmq.IMMEDIATE, 1)
@@ -107,6 +117,24 @@ class Relay:
         self.window.expire(now)
         self._load()
         self._send(now)
+
+    def _new_window(self, limits: WindowLimits | None) -> RelayWindow:
+        with self._sessions() as session:
+            acked, highest = outbox.last_sent(session, self.source), outbox.last_id(session, self.source)
+        return RelayWindow(acked, limits, highest=highest, greet=True)
+
+    def _leave_stream(self, event_id: int) -> None:
+        """The broker confirmed `event_id`, which this database never held: go on on a new stream."""
+        old = self.stream
+        self._retired.add(old)
+        self.stream = outbox.renew_stream(self._sessions, self.source)
+        self.window = self._new_window(self.window.limits)
+        self._mark, self._failed, self._marked = None, [], self.window.acked
+        log.error("relay %s: the broker has event %d of stream %s, beyond the last this database holds (%d): "
+                  "the database is older than its stream (restored from a backup, or a copy); "
+                  "its events after %d go on a new stream, %s", self.source, event_id, old,
+                  self.window.highest, self.window.acked, self.stream)
+        self._load()
 
     def _load(self) -> None:
         wanted = self.window.load_after()
@@ -167,7 +195,11 @@ class Relay:
             self._malformed("relay %s: ignored %s", self.source, exc)
             return None
         if stream != self.stream:
-            self._malformed("relay %s: ignored an answer for stream %r", self.source, stream[:70])
+            if stream not in self._retired:
+                self._malformed("relay %s: ignored an answer for stream %r", self.source, stream[:70])
+            return None
+        if word != protocol.UNKNOWN and self.window.beyond(event_id):
+            self._leave_stream(event_id)
             return None
         now = self._clock()
         if word == protocol.ACK:
@@ -190,13 +222,16 @@ class Relay:
         log.error("event %d of %s rejected by the broker: %s", event_id, self.stream, reason[:200])
         return self.window.reject(event_id, now)
 
-    def _hello(self) -> None:
+    def _hello(self) -> bool:
         try:
             self.socket.send_multipart(protocol.hello_message(self.stream, self.window.acked), zmq.NOBLOCK)
         except zmq.Again:  # no broker: the rows' timeout comes back here through the next `unknown`
-            pass
+            return False
+        return True
 
     def _send(self, now: float) -> None:
+        if self.window.greet_due(now):
+            self.window.greeted(now, refused=not self._hello())
         taken = self.window.take(now)
         for index, (row, prev_id) in enumerate(taken):
             message = protocol.pub_message(self.stream, row.id, prev_id, row.topic, row.payload)

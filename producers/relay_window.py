@@ -11,6 +11,16 @@ held in id order, those before `_next` sent and awaiting an answer (at most
 `complete` turns False until the wiring loads them back (`load_after`).
 A rewind (resend, timeout) sends again from the first row after `acked`, with
 prev_id = `acked`; the broker drops what it already sequenced.
+
+A relay starts by greeting: it says `hello acked` and sends no row until the
+broker answered it (`greet_due`, `greeted`; the first `ack` or `resend` ends
+it). The answer names where the broker has the stream before anything of this
+run reaches it, so `beyond(id)` can tell a database older than its stream: an
+answer naming an id above `highest` (the highest this database ever gave the
+stream, as read at start, or sent since) confirms events this
+database never held. It was restored from a backup, or is a copy; the wiring
+then moves the database to a new stream (the old one would take its next rows
+for duplicates and drop them).
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+GREET_RETRY_S = 0.01  # the first retry of a refused `hello`
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +67,13 @@ class WindowStats:
 class RelayWindow:
     """Which outbox rows to send next, and what the broker's answers mean for them."""
 
-    def __init__(self, acked: int, limits: WindowLimits | None = None) -> None:
+    def __init__(self, acked: int, limits: WindowLimits | None = None, *, highest: int | None = None,
+                 greet: bool = False) -> None:
         self.limits = limits or WindowLimits()
         self.acked = acked
+        self.highest = max(acked, highest or 0)  # no stream event of this database is above it
+        self.greeting = greet  # no row goes out until the broker answered `hello`
+        self._greet_retry = min(GREET_RETRY_S, self.limits.retry_s)
         self.complete = False  # the database may hold unsent rows after acked: load them first
         self.deadline: float | None = None
         self.stats = WindowStats()
@@ -87,6 +103,22 @@ class RelayWindow:
     def idle(self) -> bool:
         """Nothing held and nothing left in the database: every row is confirmed."""
         return self.complete and not self._rows
+
+    def greet_due(self, now: float) -> bool:
+        """Whether to say `hello acked` now: greeting, and not said within `retry_s`."""
+        return self.greeting and (self.deadline is None or now >= self.deadline)
+
+    def greeted(self, now: float, refused: bool = False) -> None:
+        """`hello` was said: said again after `retry_s` unless answered. Refused (the connection is not up
+        yet, as at every start): tried again soon, 10 ms and doubling up to `retry_s`."""
+        if refused:
+            self.deadline, self._greet_retry = now + self._greet_retry, min(self._greet_retry * 2, self.limits.retry_s)
+        else:
+            self.deadline = now + self.limits.retry_s
+
+    def beyond(self, event_id: int) -> bool:
+        """Whether an answer naming `event_id` confirms an event this database never gave the stream."""
+        return event_id > self.highest
 
     def load_after(self) -> tuple[int, int] | None:
         """(after_id, limit) of the rows to read from the database, or None when none are needed."""
@@ -126,6 +158,8 @@ class RelayWindow:
 
     def take(self, now: float) -> list[tuple[Row, int]]:
         """The rows the window allows to send now, each with its prev_id; call `unsent` for any not sent."""
+        if self.greeting:
+            return []
         room = self.limits.window - self._next
         taken = []
         while room > 0 and self._next < len(self._rows):
@@ -134,6 +168,8 @@ class RelayWindow:
             self._prev = row.id
             self._next += 1
             room -= 1
+        if taken:
+            self.highest = max(self.highest, taken[-1][0].id)  # sent: an answer may confirm it
         if taken and self.deadline is None:
             self.deadline = now + self._retry
         self.stats.sent += len(taken)
@@ -149,6 +185,7 @@ class RelayWindow:
 
     def ack(self, last: int, now: float) -> int | None:
         """`ack last`: every row up to `last` is sequenced. The id to mark sent, None if nothing moved."""
+        self._greeted()
         if last <= self.acked:
             return None
         while self._rows and self._rows[0].id <= last:
@@ -164,6 +201,7 @@ class RelayWindow:
 
     def resend(self, last: int, now: float) -> int | None:
         """`resend last`: the broker has everything up to `last` and nothing after; the id to mark sent."""
+        self._greeted()
         if last < self.acked:
             # The broker lost events it had confirmed (a journal behind its acks): start over from `last`.
             self._rows.clear()
@@ -192,7 +230,7 @@ class RelayWindow:
         sets the next attempt, at the base interval: a refused send costs nothing,
         and a broker back from a restart gets the rows within `retry_s`.
         """
-        if self.deadline is None or now < self.deadline:
+        if self.greeting or self.deadline is None or now < self.deadline:
             return False
         if self._next == 0:
             self.deadline = now + self.limits.retry_s if self._rows else None
@@ -201,6 +239,10 @@ class RelayWindow:
         self.stats.timeouts += 1
         self._rewind(self.acked, now)
         return True
+
+    def _greeted(self) -> None:
+        if self.greeting:
+            self.greeting, self.deadline = False, None
 
     def _rewind(self, last: int, now: float) -> None:
         self._next, self._prev, self._rewound_at = 0, last, last

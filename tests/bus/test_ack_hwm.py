@@ -37,6 +37,7 @@ from producers.relay_window import Row, WindowLimits
 from store.db import init_db, make_engine, make_session_factory
 from store.handoff import OutboxEvent
 from tests.bus.conftest import broker_stats, make_order, request
+from tests.producers.conftest import greeted
 from tests.waiting import wait_until
 
 ANY = "tcp://127.0.0.1:*"
@@ -91,9 +92,9 @@ def test_a_relay_recovers_the_answers_the_ack_router_dropped_at_its_high_water_m
     broker = BrokerThread(zctx, ack_sndhwm=1)
     try:
         relay = Relay(sessions, "orders", broker.endpoints["ack_ingress"], context=zctx, limits=LIMITS)
-        relay.pump()  # sends the whole burst; then reads nothing until the broker answered all of it
+        greeted(relay)  # that pump sent the whole burst; then it reads nothing until the broker answered all of it
         assert relay.window.in_flight == ROWS
-        stats = wait_until(lambda: (s := broker_stats(zctx, broker.endpoints["replay"]))["ack_received"] == ROWS and s,
+        stats = wait_until(lambda: (s := broker_stats(zctx, broker.endpoints["replay"]))["ack_received"] == ROWS + 1 and s,
                            what="the broker to answer the burst")
         assert stats["ack_answers"] > 1001  # more than the relay's queue (1000) and the ROUTER's (1) hold
         assert stats["ack_answers_dropped"] >= stats["ack_answers"] - 1001  # and the broker knows it dropped them
@@ -136,9 +137,9 @@ def test_a_reject_dropped_at_the_high_water_mark_is_not_passed_by_the_ack_of_a_l
     broker = BrokerThread(zctx, ack_sndhwm=1)
     try:
         relay = Relay(sessions, "orders", broker.endpoints["ack_ingress"], context=zctx, limits=NO_TIMEOUT)
-        relay.pump()
+        greeted(relay)
         assert relay.window.in_flight == GAP_ROWS
-        stats = wait_until(lambda: (s := broker_stats(zctx, broker.endpoints["replay"]))["ack_received"] == GAP_ROWS and s,
+        stats = wait_until(lambda: (s := broker_stats(zctx, broker.endpoints["replay"]))["ack_received"] == GAP_ROWS + 1 and s,
                            what="the broker to answer the burst")
         assert stats["ack_answers_dropped"] >= 1  # some rejects never reached the relay
         wait_until(lambda: (relay.pump(), relay.window.acked > 0 and relay.socket.poll(0) == 0)[1], what="the queued answers read")

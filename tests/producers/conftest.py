@@ -21,8 +21,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tornado.ioloop import IOLoop
 
+from producers.relay import Relay
 from store.db import init_db, make_engine, make_session_factory
 from store.demo import demo as demo_world
+from tests.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -135,3 +137,8 @@ def wake_sink(zctx: zmq.Context[Any]) -> Iterator[WakeSink]:
     sink = WakeSink(zctx)
     yield sink
     sink.socket.close()
+
+
+def greeted(relay: Relay) -> None:
+    """Pump a starting relay until the broker answered its `hello` (it sends no row before); that pump sent its rows."""
+    wait_until(lambda: (relay.pump(), not relay.window.greeting)[1], what="the broker's answer to the relay's hello")

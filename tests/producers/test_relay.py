@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from store.columns import utc_now
 from store.handoff import OutboxEvent
 from tests.bus.conftest import BrokerProcess, history
 from tests.ports import reserved_ports
-from tests.producers.conftest import World
+from tests.producers.conftest import World, world_of
 from tests.waiting import wait_until
 
 FAST = WindowLimits(window=4, retry_s=0.05, max_retry_s=0.2)
@@ -36,7 +38,8 @@ HEAD = codec.Schema[tuple[str, int, int]](tuple[str, int, int])
 
 
 class StandInBroker:
-    """A bound ROUTER: it receives what the relay sends and answers what the test says."""
+    """A bound ROUTER: it receives what the relay sends and answers what the test says (a `hello`: `ack acked`,
+    when the test does not `greet` the relay itself)."""
 
     def __init__(self, ctx: zmq.Context[Any], endpoint: str = "tcp://127.0.0.1:*") -> None:
         self.socket = ctx.socket(zmq.ROUTER)
@@ -54,7 +57,12 @@ class StandInBroker:
             if relay is not None:
                 relay.pump()
             while self.socket.poll(0, zmq.POLLIN):
-                self.peer, word, head, topic, payload = self.socket.recv_multipart()
+                frames = self.socket.recv_multipart()
+                if frames[1] == protocol.HELLO:  # a relay's start (or a second hello): where it is, as a broker would
+                    self.peer = frames[0]
+                    self.answer(ACK, *protocol.unpack_hello(frames[2]))
+                    continue
+                self.peer, word, head, topic, payload = frames
                 assert word == PUB
                 stream, event_id, prev_id = HEAD.decode(head)
                 wire = codec.unpack_map(payload)
@@ -64,6 +72,20 @@ class StandInBroker:
 
         wait_until(more, timeout=5, what=f"{count} events at the stand-in broker")
         return got
+
+    def greet(self, relay: Relay, last: int | None = None) -> int:
+        """The relay's `hello` at its start, answered `ack last` (default: the hello's own acked); its acked."""
+
+        def hello() -> list[bytes] | None:
+            relay.pump()
+            return self.socket.recv_multipart() if self.socket.poll(0, zmq.POLLIN) else None
+
+        self.peer, word, body = wait_until(hello, timeout=5, what="the relay's hello")
+        assert word == protocol.HELLO
+        stream, acked = protocol.unpack_hello(body)
+        assert stream == relay.stream
+        self.answer(ACK, stream, acked if last is None else last)
+        return acked
 
     def answer(self, word: bytes, stream: str, value: int, reason: bytes | None = None) -> None:
         frames = [self.peer, word, codec.pack([stream, value])]
@@ -106,6 +128,7 @@ def test_committed_events_reach_the_broker_in_order_and_are_marked_sent_once_ack
 ) -> None:
     relay = make_relay(world, broker.endpoint, zctx)
     assert relay.stream.startswith("orders:") and len(relay.stream) == len("orders:") + 32
+    assert broker.greet(relay) == 0
     rows = commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 6)))
     assert [r.id for r in rows] == sorted(r.id for r in rows)  # ids follow the order of the writes
     relay.offer(rows)
@@ -124,24 +147,29 @@ def test_committed_events_reach_the_broker_in_order_and_are_marked_sent_once_ack
     relay.close()
 
 
-def test_a_restarted_relay_resends_what_was_not_confirmed_and_follows_a_broker_ahead_of_the_database(
+def test_a_restarted_relay_asks_where_the_broker_is_and_sends_what_follows_or_all_it_did_not_confirm(
     world: World, broker: StandInBroker, zctx: zmq.Context[Any]
 ) -> None:
-    rows = commit_events(world, *(summary(world.user_ids["bob"], n) for n in range(1, 4)))
+    rows = commit_events(world, *(summary(world.user_ids["bob"], n) for n in range(1, 5)))
     first = make_relay(world, broker.endpoint, zctx)
+    broker.greet(first)
     first.offer(rows)
-    broker.receive(first, 3)
+    broker.receive(first, 4)
     broker.answer(ACK, first.stream, rows[0].id)
     wait_until(lambda: (first.pump(), sent_marks(world)[0][1])[1], what="the first ack marked")
-    first.close()  # "killed" after the broker sequenced all three, with only the first marked
+    first.close()  # "killed" after the broker sequenced three, with only the first marked
     second = make_relay(world, broker.endpoint, zctx)
     assert second.stream == first.stream
-    resent = broker.receive(second, 2)
-    assert [(i, p) for _, i, p, _ in resent] == [(rows[1].id, rows[0].id), (rows[2].id, rows[1].id)]
-    broker.answer(ACK, second.stream, rows[2].id)  # duplicates: the broker answers its last
-    wait_until(lambda: (second.pump(), second.idle)[1], what="the resent rows confirmed")
-    assert [sent for _, sent, _ in sent_marks(world)] == [True] * 3
+    assert broker.greet(second, last=rows[2].id) == rows[0].id  # hello 1, and the broker has 3
+    (rest,) = broker.receive(second, 1)
+    assert rest[1:3] == (rows[3].id, rows[2].id)
+    broker.answer(ACK, second.stream, rows[3].id)
+    wait_until(lambda: (second.pump(), second.idle)[1], what="the rest confirmed")
+    wait_until(lambda: (second.pump(), [sent for _, sent, _ in sent_marks(world)] == [True] * 4)[1], what="all marked")
     second.close()
+    third = make_relay(world, broker.endpoint, zctx)  # started with every row marked: hello names the last
+    assert broker.greet(third) == rows[3].id
+    third.close()
 
 
 @pytest.mark.expect_log("rejected by the broker")
@@ -149,6 +177,7 @@ def test_resend_rewinds_and_reject_marks_the_row_failed_and_goes_on(
     world: World, broker: StandInBroker, zctx: zmq.Context[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     relay = make_relay(world, broker.endpoint, zctx)
+    broker.greet(relay)
     rows = commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 4)))
     relay.offer(rows)
     broker.receive(relay, 3)
@@ -171,6 +200,7 @@ def test_a_reject_heard_again_is_written_again_but_not_counted_or_logged_as_an_e
     world: World, broker: StandInBroker, zctx: zmq.Context[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     relay = make_relay(world, broker.endpoint, zctx)
+    broker.greet(relay)
     rows = commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 4)))
     relay.offer(rows)
     broker.receive(relay, 3)
@@ -192,6 +222,7 @@ def test_unknown_gets_hello_with_the_last_confirmed_then_the_rows_after_it(
     world: World, broker: StandInBroker, zctx: zmq.Context[Any]
 ) -> None:
     relay = make_relay(world, broker.endpoint, zctx)
+    broker.greet(relay)
     rows = commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 4)))
     relay.offer(rows)
     broker.receive(relay, 3)
@@ -223,6 +254,7 @@ def test_rows_committed_while_no_broker_listens_go_out_once_it_binds(world: Worl
     relay.offer(rows)
     assert relay.window.in_flight == 0 and relay.deadline() is not None  # refused: no connection yet
     late = StandInBroker(zctx, endpoint)
+    late.greet(relay)
     got = late.receive(relay, 1)
     # Unanswered, the row is sent again at each retry (FAST: every 50-200 ms): the same row, maybe more than once.
     assert {(event_id, prev_id) for _, event_id, prev_id, _ in got} == {(rows[0].id, 0)}
@@ -233,6 +265,7 @@ def test_rows_committed_while_no_broker_listens_go_out_once_it_binds(world: Worl
 @pytest.mark.expect_log("ignored")
 def test_answers_for_another_stream_or_malformed_are_ignored(world: World, broker: StandInBroker, zctx: zmq.Context[Any]) -> None:
     relay = make_relay(world, broker.endpoint, zctx)
+    broker.greet(relay)
     relay.offer(commit_events(world, summary(world.user_ids["alice"], 1)))
     broker.receive(relay, 1)
     broker.answer(ACK, "orders:" + "0" * 32, 99)
@@ -255,6 +288,18 @@ def test_prune_keeps_unsent_and_rejected_rows_and_recent_sent_ones(world: World)
         assert outbox.prune(session, "positions") == 0
         session.commit()
     assert [i for i, _, _ in sent_marks(world)] == ids[1:2] + ids[3:]
+
+
+def test_prune_keeps_the_newest_row_of_a_source_however_old_it_is(world: World) -> None:
+    """Its id is the highest the database gave the stream, which the relay needs to tell a restored database."""
+    ids = [r.id for r in commit_events(world, *(summary(world.user_ids["alice"], n) for n in range(1, 4)))]
+    with world.sessions() as session:
+        old = utc_now() - timedelta(seconds=outbox.RETAIN_S + 60)
+        session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(sent_at=old))
+        assert outbox.prune(session, "orders") == 2  # failed before: 3
+        session.commit()
+        assert outbox.last_id(session, "orders") == ids[-1] and outbox.last_id(session, "positions") == 0
+    assert [i for i, _, _ in sent_marks(world)] == ids[-1:]
 
 
 def test_rows_in_flight_when_a_broker_without_journal_dies_reach_the_next_one(
@@ -289,3 +334,47 @@ def test_rows_in_flight_when_a_broker_without_journal_dies_reach_the_next_one(
 def new_broker_history(ctx: zmq.Context[Any], broker: BrokerProcess, user_id: int) -> list[tuple[int, int]]:
     """(created, seq) of every order summary the broker's history holds for (user_id, strategy 1)."""
     return [(payload["summaries"][0]["created"], seq) for seq, payload in history(ctx, broker, StreamKey(user_id, 1))[1]]
+
+
+@pytest.mark.expect_log("older than its stream")
+def test_a_database_restored_from_a_backup_gets_a_new_stream_and_loses_none_of_its_new_events(
+    world: World, zctx: zmq.Context[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The restored database holds the stream name of its original, which the broker has up to row 4, and
+    gives its next rows ids 3 and 4 again: the broker took them for duplicates (`ack 4`) and they were marked
+    sent, never on the stream. Its relay now finds the broker beyond anything it held and moves to a new stream."""
+    database = Path(world.url.removeprefix("sqlite:///"))
+    backup = tmp_path / "backup.db"
+    broker = BrokerProcess(tmp_path).start()
+    user = world.user_ids["alice"]
+    relay = make_relay(world, broker.endpoints["ack_ingress"], zctx)
+    try:
+        relay.offer(commit_events(world, *(summary(user, n) for n in (1, 2))))
+        wait_until(lambda: (relay.pump(), relay.idle)[1], what="rows 1-2 confirmed")
+        relay.write_marks()
+        source, copy = sqlite3.connect(database), sqlite3.connect(backup)
+        source.backup(copy)  # what `sqlite3 tradestream.db ".backup backup.db"` does
+        source.close()
+        copy.close()
+        relay.offer(commit_events(world, *(summary(user, n) for n in (3, 4))))
+        wait_until(lambda: (relay.pump(), relay.idle)[1], what="rows 3-4 confirmed")
+        relay.close()
+        world.engine.dispose()
+        for journal in (database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+            journal.unlink(missing_ok=True)  # none is left once the last connection closed; a restore drops them
+        shutil.copyfile(backup, database)  # restored: rows 3-4 are gone, their ids will come again
+        restored = world_of(world.url, {"users": [], "strategies": [], "accounts": []})
+        with caplog.at_level("ERROR"):
+            relay = make_relay(restored, broker.endpoints["ack_ingress"], zctx)
+            old_stream = relay.stream
+            rows = commit_events(restored, *(summary(user, n) for n in (5, 6)))
+            assert [r.id for r in rows] == [3, 4]
+            relay.offer(rows)
+            wait_until(lambda: (relay.pump(), relay.idle)[1], what="rows 5-6 confirmed")
+        assert [created for created, _ in new_broker_history(zctx, broker, user)] == [1, 2, 3, 4, 5, 6]  # failed: 1-4
+        assert relay.stream != old_stream and "older than its stream (restored from a backup, or a copy)" in caplog.text
+        assert outbox.stream_name(restored.sessions, "orders") == relay.stream  # kept for the next start
+        restored.engine.dispose()
+    finally:
+        relay.close()
+        broker.kill()

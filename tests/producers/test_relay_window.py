@@ -198,3 +198,56 @@ def test_after_a_recheck_rows_offered_wait_for_the_rows_committed_before_them_th
     assert sent(window) == [(1, 0), (2, 1), (3, 2)]
     window.ack(3, 0.1)
     assert sent(window) == [(4, 3)]
+
+
+def greeting(acked: int, highest: int, *ids: int) -> RelayWindow:
+    """A window at start-up: the broker not answered yet, `ids` loaded, `highest` the database's highest id."""
+    window = RelayWindow(acked, LIMITS, highest=highest, greet=True)
+    window.loaded([row(i) for i in ids], limit=len(ids) + 1)
+    return window
+
+
+def test_a_starting_window_says_hello_and_sends_no_row_until_the_broker_answered() -> None:
+    window = greeting(2, 4, 3, 4)
+    assert window.greet_due(0.0) and sent(window) == []
+    window.greeted(0.0, refused=True)  # the connection is not up yet: again after 10 ms, doubling
+    assert not window.greet_due(0.005) and window.greet_due(0.01)
+    window.greeted(0.01, refused=True)
+    assert window.deadline == 0.03
+    window.greeted(0.03)  # said: again after retry_s unless answered, and no timeout rewinds meanwhile
+    assert (window.deadline, window.greet_due(1.0), window.expire(2.0), window.greet_due(1.03)) == (1.03, False, False, True)
+    assert sent(window, 1.1) == []
+    assert window.ack(2, 1.1) is None  # the broker has the stream up to 2, as the database does
+    assert (window.greeting, window.greet_due(1.2), window.deadline) == (False, False, None)
+    assert sent(window, 1.2) == [(3, 2), (4, 3)]
+
+
+# (the broker's answer to `hello 2` of a database whose highest id is 4) → whether it is beyond the database,
+# and, when it is not, acked and what is sent next
+GREETINGS: list[tuple[str, str, int, bool, int, list[tuple[int, int]]]] = [
+    ("where the database is", "ack", 2, False, 2, [(3, 2), (4, 3)]),
+    ("ahead of the marks (killed before it wrote them)", "ack", 4, False, 4, []),
+    ("one row ahead", "ack", 3, False, 3, [(4, 3)]),
+    ("behind it (a broker on an older journal)", "resend", 1, False, 1, []),
+    ("past anything the database held: a restored database", "ack", 5, True, 2, []),
+    ("a resend past it", "resend", 6, True, 2, []),
+    ("a reject past it", "reject", 5, True, 2, []),
+]
+
+
+@pytest.mark.parametrize(("word", "value", "beyond", "acked", "then_sent"), [pytest.param(*g[1:], id=g[0]) for g in GREETINGS])
+def test_the_answer_to_hello(word: str, value: int, beyond: bool, acked: int, then_sent: list[tuple[int, int]]) -> None:
+    window = greeting(2, 4, 3, 4)
+    assert window.beyond(value) is beyond
+    if not beyond:  # a beyond answer is not applied: the wiring moves the database to a new stream
+        getattr(window, word)(value, 0.5)
+        assert (window.greeting, window.acked, sent(window)) == (False, acked, then_sent)
+
+
+def test_only_rows_sent_raise_the_highest_id_an_answer_may_confirm() -> None:
+    window = greeting(2, 2)
+    window.offer([row(3), row(4)])  # committed after the start, held while greeting: the broker cannot have them
+    assert window.beyond(3)
+    window.ack(2, 0.1)
+    assert sent(window) == [(3, 2), (4, 3)]
+    assert (window.beyond(4), window.beyond(5)) == (False, True)
