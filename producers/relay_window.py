@@ -104,6 +104,14 @@ class RelayWindow:
         """Nothing held and nothing left in the database: every row is confirmed."""
         return self.complete and not self._rows
 
+    def restart(self, acked: int, highest: int) -> None:
+        """Start over on a new stream from `acked` (greeting first), holding nothing; the stats go on."""
+        self._rows.clear()
+        self._bytes = self._next = 0
+        self.acked, self._prev, self.highest = acked, acked, max(acked, highest)
+        self.complete, self.greeting, self.deadline, self._rewound_at = False, True, None, None
+        self._retry, self._greet_retry = self.limits.retry_s, min(GREET_RETRY_S, self.limits.retry_s)
+
     def greet_due(self, now: float) -> bool:
         """Whether to say `hello acked` now: greeting, and not said within `retry_s`."""
         return self.greeting and (self.deadline is None or now >= self.deadline)

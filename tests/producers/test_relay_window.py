@@ -251,3 +251,17 @@ def test_only_rows_sent_raise_the_highest_id_an_answer_may_confirm() -> None:
     window.ack(2, 0.1)
     assert sent(window) == [(3, 2), (4, 3)]
     assert (window.beyond(4), window.beyond(5)) == (False, True)
+
+
+def test_a_restart_on_a_new_stream_greets_again_from_the_last_confirmed_and_keeps_the_counts() -> None:
+    window = greeting(2, 4, 3, 4)
+    window.ack(2, 0.1)
+    assert sent(window) == [(3, 2), (4, 3)]
+    window.restart(2, 6)  # the metrics hold this window: the same object goes on
+    assert (window.greeting, window.acked, window.held, window.in_flight, window.complete) == (True, 2, 0, 0, False)
+    assert (window.beyond(6), window.beyond(7), window.stats.sent) == (False, True, 2)
+    assert window.load_after() == (2, 3)
+    window.loaded([row(3), row(4), row(5)], limit=3)
+    assert window.greet_due(0.2) and sent(window, 0.2) == []
+    window.ack(2, 0.3)
+    assert sent(window, 0.3) == [(3, 2), (4, 3), (5, 4)]
