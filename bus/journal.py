@@ -171,7 +171,7 @@ class Journal:
         ordered = [(topic, self._ring(topic, heads.get(topic), rings[topic])) for topic in kept]
         streams = [(stream, last) for stream, last in db.execute("SELECT stream, last FROM streams ORDER BY touched")]
         for stream, last in streams:
-            if not (isinstance(stream, str) and 0 < len(stream) <= MAX_STREAM_NAME and type(last) is int and last > 0):
+            if not (isinstance(stream, str) and 0 < len(stream) <= MAX_STREAM_NAME and type(last) is int and last >= 0):
                 raise JournalError(f"journal {self.path} is corrupt: bad stream row {stream!r:.80}")
         newest = db.execute("SELECT max(touched) FROM streams").fetchone()[0] or 0
         self._batch_no = 1 + max(newest, *touched.values(), 0)

@@ -70,11 +70,12 @@ def test_heads_histories_and_streams_come_back_as_they_were_committed(tmp_path: 
     first.commit({"orders:x": 9})
     first.sequence(B, b"b0")
     first.commit({"orders:y": 3, "orders:x": 10})
+    first.commit({"positions:z": 0})  # known from a relay's `hello 0`: nothing acknowledged yet (was "corrupt")
     first.sequence(A, b"uncommitted")  # never committed: a SIGKILL before the write
     first.journal.close()
     again = Journaled(tmp_path / "j.db", history=3, max_keys=2)
     assert again.restored is not None
-    assert again.restored.streams == [("orders:x", 10), ("orders:y", 3)]
+    assert again.restored.streams == [("orders:x", 10), ("orders:y", 3), ("positions:z", 0)]
     assert (again.sequencer.head(A), again.sequencer.head(B)) == (5, 1)
     assert [p for _, p in again.sequencer.replay(A, 77, 2).events] == [b"a2", b"a3", b"a4"]
     assert not again.sequencer.replay(A, 77, 1).ok
