@@ -89,15 +89,18 @@ def renew_stream(sessions: sessionmaker[Session], source: str) -> str:
     return stream
 
 
+def _max_id(source: str, *conditions: Any) -> Select[Any]:
+    return select(func.max(OutboxEvent.id)).where(OutboxEvent.source == source, *conditions)
+
+
 def last_id(session: Session, source: str) -> int:
     """The highest event id of `source` in this database, sent or not, 0 if none (prune keeps the newest)."""
-    return session.scalar(select(func.max(OutboxEvent.id)).where(OutboxEvent.source == source)) or 0
+    return session.scalar(_max_id(source)) or 0
 
 
 def last_sent(session: Session, source: str) -> int:
     """The highest event id of `source` already confirmed, 0 if none is known."""
-    query = select(func.max(OutboxEvent.id)).where(OutboxEvent.source == source, OutboxEvent.sent_at.is_not(None))
-    return session.scalar(query) or 0
+    return session.scalar(_max_id(source, OutboxEvent.sent_at.is_not(None))) or 0
 
 
 def rows_after(session: Session, source: str, after: int, limit: int) -> list[Row]:
@@ -137,7 +140,7 @@ def prune(session: Session, source: str) -> int:
     sent = OutboxEvent.sent_at.is_not(None)
     ok, rejected = OutboxEvent.failed.is_(None), OutboxEvent.failed.is_not(None)
     # The newest row of the source always stays: it is the highest id this database gave the stream (Relay).
-    newest = select(func.max(OutboxEvent.id)).where(mine).scalar_subquery()
+    newest = _max_id(source).scalar_subquery()
     expired = OutboxEvent.sent_at < utc_now() - timedelta(seconds=RETAIN_S)
     old = select(OutboxEvent.id).where(mine, ok, expired, OutboxEvent.id < newest)
     deleted = _delete_ids(session, old.order_by(OutboxEvent.id).limit(PRUNE_BATCH))

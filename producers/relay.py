@@ -70,8 +70,7 @@ class Relay:
         self._sessions, self._clock = sessions, clock
         self.stream = outbox.stream_name(sessions, source)
         self._retired: set[str] = set()  # streams this database left: their late answers are not malformed
-        with sessions() as session:
-            acked, highest = outbox.last_sent(session, source), outbox.last_id(session, source)
+        acked, highest = self._position()
         self.window = RelayWindow(acked, limits, highest=highest, greet=True)
         # linger 0: unconfirmed rows are in the database, nothing to linger for.
         self.socket = peersock.make(context or zmq.Context.instance(), zmq.DEALER, sndhwm=self.window.limits.window, linger=0)
@@ -120,13 +119,17 @@ class Relay:
         self._load()
         self._send(now)
 
+    def _position(self) -> tuple[int, int]:
+        """The source's last confirmed event id and the highest it has, in the database."""
+        with self._sessions() as session:
+            return outbox.last_sent(session, self.source), outbox.last_id(session, self.source)
+
     def _leave_stream(self, event_id: int) -> None:
         """The broker confirmed `event_id`, which this database never held: go on on a new stream."""
         old = self.stream
         self._retired.add(old)
         self.stream = outbox.renew_stream(self._sessions, self.source)
-        with self._sessions() as session:
-            self.window.restart(outbox.last_sent(session, self.source), outbox.last_id(session, self.source))
+        self.window.restart(*self._position())
         self._mark, self._failed, self._marked = None, [], self.window.acked
         log.error("relay %s: the broker has event %d of stream %s, beyond the last this database holds (%d): "
                   "the database is older than its stream (restored from a backup, or a copy); "

@@ -70,19 +70,9 @@ class RelayWindow:
     def __init__(self, acked: int, limits: WindowLimits | None = None, *, highest: int | None = None,
                  greet: bool = False) -> None:
         self.limits = limits or WindowLimits()
-        self.acked = acked
-        self.highest = max(acked, highest or 0)  # no stream event of this database is above it
-        self.greeting = greet  # no row goes out until the broker answered `hello`
-        self._greet_retry = min(GREET_RETRY_S, self.limits.retry_s)
-        self.complete = False  # the database may hold unsent rows after acked: load them first
-        self.deadline: float | None = None
         self.stats = WindowStats()
         self._rows: deque[Row] = deque()
-        self._bytes = 0
-        self._next = 0
-        self._prev = acked
-        self._retry = self.limits.retry_s
-        self._rewound_at: int | None = None
+        self.restart(acked, highest or 0, greet=greet)
 
     @property
     def tail(self) -> int:
@@ -104,12 +94,16 @@ class RelayWindow:
         """Nothing held and nothing left in the database: every row is confirmed."""
         return self.complete and not self._rows
 
-    def restart(self, acked: int, highest: int) -> None:
-        """Start over on a new stream from `acked` (greeting first), holding nothing; the stats go on."""
+    def restart(self, acked: int, highest: int, *, greet: bool = True) -> None:
+        """Start (or start over on a new stream) from `acked`, holding nothing, greeting first; the stats go on."""
         self._rows.clear()
         self._bytes = self._next = 0
-        self.acked, self._prev, self.highest = acked, acked, max(acked, highest)
-        self.complete, self.greeting, self.deadline, self._rewound_at = False, True, None, None
+        self.acked, self._prev = acked, acked
+        self.highest = max(acked, highest)  # no stream event of this database is above it
+        self.greeting = greet  # no row goes out until the broker answered `hello`
+        self.complete = False  # the database may hold unsent rows after acked: load them first
+        self.deadline: float | None = None
+        self._rewound_at: int | None = None
         self._retry, self._greet_retry = self.limits.retry_s, min(GREET_RETRY_S, self.limits.retry_s)
 
     def greet_due(self, now: float) -> bool:
@@ -193,7 +187,7 @@ class RelayWindow:
 
     def ack(self, last: int, now: float) -> int | None:
         """`ack last`: every row up to `last` is sequenced. The id to mark sent, None if nothing moved."""
-        self._greeted()
+        self._end_greeting()
         if last <= self.acked:
             return None
         while self._rows and self._rows[0].id <= last:
@@ -209,7 +203,7 @@ class RelayWindow:
 
     def resend(self, last: int, now: float) -> int | None:
         """`resend last`: the broker has everything up to `last` and nothing after; the id to mark sent."""
-        self._greeted()
+        self._end_greeting()
         if last < self.acked:
             # The broker lost events it had confirmed (a journal behind its acks): start over from `last`.
             self._rows.clear()
@@ -248,7 +242,7 @@ class RelayWindow:
         self._rewind(self.acked, now)
         return True
 
-    def _greeted(self) -> None:
+    def _end_greeting(self) -> None:
         if self.greeting:
             self.greeting, self.deadline = False, None
 
