@@ -70,7 +70,7 @@ def stream_name(sessions: sessionmaker[Session], source: str) -> str:
         known = session.get(OutboxStream, source)
         if known is not None:
             return known.stream
-        session.add(OutboxStream(source=source, stream=f"{source}:{uuid.uuid4().hex}"))
+        session.add(OutboxStream(source=source, stream=new_stream_name(source)))
         try:
             session.commit()
         except IntegrityError:  # another process of this source made it first
@@ -80,13 +80,16 @@ def stream_name(sessions: sessionmaker[Session], source: str) -> str:
         return stream.stream
 
 
-def renew_stream(sessions: sessionmaker[Session], source: str) -> str:
-    """Give `source` a new stream name in this database (its old one is ahead of it at the broker)."""
-    stream = f"{source}:{uuid.uuid4().hex}"
+def new_stream_name(source: str) -> str:
+    """A stream name of `source` no database has had: `<source>:<uuid hex>`."""
+    return f"{source}:{uuid.uuid4().hex}"
+
+
+def renew_stream(sessions: sessionmaker[Session], source: str, stream: str) -> None:
+    """Give `source` the new stream name `stream` in this database (its old one is ahead of it at the broker)."""
     with sessions() as session:
         session.execute(update(OutboxStream).where(OutboxStream.source == source).values(stream=stream))
         session.commit()
-    return stream
 
 
 def _max_id(source: str, *conditions: Any) -> Select[Any]:

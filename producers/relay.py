@@ -126,15 +126,17 @@ class Relay:
 
     def _leave_stream(self, event_id: int) -> None:
         """The broker confirmed `event_id`, which this database never held: go on on a new stream."""
-        old = self.stream
-        self._retired.add(old)
-        self.stream = outbox.renew_stream(self._sessions, self.source)
-        self.window.restart(*self._position())
-        self._mark, self._failed, self._marked = None, [], self.window.acked
+        old, new = self.stream, outbox.new_stream_name(self.source)
+        acked, highest = self._position()
+        # Said before it is written: a process that dies right after has still told the operator why.
         log.error("relay %s: the broker has event %d of stream %s, beyond the last this database holds (%d): "
                   "the database is older than its stream (restored from a backup, or a copy); "
-                  "its events after %d go on a new stream, %s", self.source, event_id, old,
-                  self.window.highest, self.window.acked, self.stream)
+                  "its events after %d go on a new stream, %s", self.source, event_id, old, highest, acked, new)
+        outbox.renew_stream(self._sessions, self.source, new)
+        self._retired.add(old)
+        self.stream = new
+        self.window.restart(acked, highest)
+        self._mark, self._failed, self._marked = None, [], acked
         self._load()
 
     def _load(self) -> None:

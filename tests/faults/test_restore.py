@@ -18,11 +18,14 @@ from typing import Any
 
 import pytest
 
+from tests.faults.crashpoint import CrashPoint
 from tests.faults.stack import Follower, Sender, Stack
 from tests.producers.conftest import World
 from tests.waiting import wait_until
 
 SIGNALS = 3
+# The order handler SIGKILLed right after it wrote its new stream name, before it sent anything on it.
+RENEWED = CrashPoint("orders", "after", "producers.outbox:renew_stream", 1)
 
 
 def send(sender: Sender, world: World, symbol: str) -> None:
@@ -41,7 +44,10 @@ def orders_of(follower: Follower, symbol: str) -> set[str]:
 
 
 @pytest.mark.expect_log("older than its stream")
-def test_the_events_of_a_restored_database_reach_the_stream(stack: Stack, world: World, demo: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("crash", [None, RENEWED], ids=["plain", "killed-after-renewing"])
+def test_the_events_of_a_restored_database_reach_the_stream(
+    stack: Stack, world: World, demo: dict[str, Any], tmp_path: Path, crash: CrashPoint | None
+) -> None:
     database = Path(world.url.removeprefix("sqlite:///"))
     token = {user["username"]: user["api_token"] for user in demo["users"]}["alice"]
     follower = Follower(stack.http_port, world.strategy_ids["btc-trend"], token)
@@ -60,6 +66,9 @@ def test_the_events_of_a_restored_database_reach_the_stream(stack: Stack, world:
         for journal in (database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
             journal.unlink(missing_ok=True)
         shutil.copyfile(tmp_path / "backup.db", database)
+        if crash is not None:  # dies with its new name written, nothing sent on it: the next start goes on from it
+            stack.start("orders", armed=crash)
+            stack.crashed_at(crash)
         stack.start("orders", "positions", "webhook", "streamer")
         send(sender, world, "CCC/USDT")
         # Failed before: none of them (the broker took their events for duplicates of the BBB ones).
@@ -67,4 +76,4 @@ def test_the_events_of_a_restored_database_reach_the_stream(stack: Stack, world:
     finally:
         follower.close()
     logs = (stack.folder / "orders.log").read_text() + (stack.folder / "positions.log").read_text()
-    assert logs.count("the database is older than its stream") == 2  # orders and positions, once each
+    assert logs.count("the database is older than its stream") == 2  # orders and positions, once each (the crash too)
