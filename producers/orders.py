@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import endpoints, kinds, security
+from bus import endpoints, kinds
 from bus.errors import BusUnavailable
 from bus.process import (
     SettingsParser,
@@ -52,10 +52,9 @@ from producers.outbox import Written
 from producers.pull_loop import LINGER_MS, ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import Row
+from producers.startup import open_store
 from producers.trading import Trader, Work
-from producers.writer_lock import take_or_log
-from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
-from store.errors import DatabaseUnavailable
+from store.db import DEFAULT_DATABASE_URL, sqlalchemy_url
 from store.handoff import OUTCOME_DONE
 
 log = logging.getLogger(__name__)
@@ -200,17 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     config, log_level = parse_config(argv)
     configure_logging("orders", log_level)
     exit_on_stop_signals_while_starting()
-    if not security.start(config.bus_keys, binds=(config.orders,), connects=(config.ack_ingress, config.fills)):
+    store = open_store(
+        config.bus_keys, config.database_url, SOURCE, binds=(config.orders,), connects=(config.ack_ingress, config.fills)
+    )
+    if store is None:
         return 1
-    try:
-        engine = open_database(config.database_url)
-    except DatabaseUnavailable as exc:
-        log.error("%s", exc)
-        return 1
-    writer = take_or_log(engine, SOURCE)  # before anything is read: another handler may be writing it
-    if writer is None:
-        return 1
-    sessions = make_session_factory(engine)
+    sessions, writer = store.sessions, store.writer
     wakes = FillWakes(config.fills)
     try:
         relay = Relay(sessions, SOURCE, config.ack_ingress)

@@ -40,7 +40,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bus import endpoints, kinds, security
+from bus import endpoints, kinds
 from bus.process import (
     SettingsParser,
     configure_logging,
@@ -61,11 +61,10 @@ from producers.prices import last_known_price
 from producers.pull_loop import ProducerLoop, drain_rows
 from producers.relay import Relay
 from producers.relay_window import Row
-from producers.writer_lock import take_or_log
+from producers.startup import open_store
 from store import rows
 from store.columns import utc_now
-from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
-from store.errors import DatabaseUnavailable
+from store.db import DEFAULT_DATABASE_URL, sqlalchemy_url
 from store.handoff import Execution
 from store.models import Account, MarketPrice, Position
 from store.money import steps_of
@@ -270,17 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     config, log_level = parse_config(argv)
     configure_logging("positions", log_level)
     exit_on_stop_signals_while_starting()
-    if not security.start(config.bus_keys, binds=(config.fills,), connects=(config.ack_ingress,)):
+    store = open_store(config.bus_keys, config.database_url, SOURCE, binds=(config.fills,), connects=(config.ack_ingress,))
+    if store is None:
         return 1
-    try:
-        engine = open_database(config.database_url)
-    except DatabaseUnavailable as exc:
-        log.error("%s", exc)
-        return 1
-    writer = take_or_log(engine, SOURCE)  # before anything is read: another handler may be writing it
-    if writer is None:
-        return 1
-    sessions = make_session_factory(engine)
+    sessions, writer = store.sessions, store.writer
     try:
         relay = Relay(sessions, SOURCE, config.ack_ingress)
         metrics = PositionsMetrics(relay.window)
