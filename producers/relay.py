@@ -51,6 +51,10 @@ WARN_EVERY_S = 30.0
 # per event, +5 ms on the webhook → browser p50 (scripts/durability_probe.py). A mark not written yet
 # costs only a resend after a crash, which the broker drops.
 MARK_EVERY_S = 0.25
+# A write of the marks that failed (the database down) is tried again this much later, not at once: the
+# mark's deadline stayed in the past, so the producer's poll loop never waited and retried the write some
+# 600 times a second, a core busy for as long as the database was down (tests/faults/test_database_crash.py).
+MARK_RETRY_S = 1.0
 
 
 class Relay:
@@ -178,8 +182,9 @@ class Relay:
         """Write what the broker confirmed (and rejected) to the outbox, in one transaction.
 
         When the database is down this raises and forgets nothing: the rejections and the
-        confirmed mark wait for the next write.
+        confirmed mark wait for the next write, MARK_RETRY_S later.
         """
+        self._next_mark = self._clock() + MARK_RETRY_S  # what a raise leaves: the retry's time
         with self._sessions() as session:
             for event_id, reason in self._failed:
                 outbox.mark_failed(session, self.source, event_id, reason)
