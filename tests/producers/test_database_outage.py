@@ -9,8 +9,8 @@ Once the relay is back, the rows are handled again against an exchange rebuilt
 from the database, so every order that should fill is FILLED with its
 execution, and a fill whose position change was lost is applied once. A COMMIT
 the database carries out whose answer is lost (the relay holding replies, then
-cut) must still have its outbox rows sent, and a relay whose write of the broker's confirmations failed
-tries again after a pause, not at once (its deadline in the past kept the producer's loop busy). SQLite is a local file that does not go away like this, so this runs
+cut) must still have its outbox rows sent (the pace of a relay's retries while it is down:
+test_relay_outage_pacing.py). SQLite is a local file that does not go away like this, so this runs
 against PostgreSQL only (TRADESTREAM_TEST_DATABASE_URL).
 """
 
@@ -249,48 +249,3 @@ def test_a_commit_carried_out_whose_answer_was_lost_still_sends_its_events(relay
         ctx.destroy(linger=0)
         direct.kw["bind"].dispose()
 
-
-class FrozenClock:
-    """A clock that moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_mark_the_database_refused_is_written_again_after_a_pause_not_at_once(relayed: tuple[World, Relay]) -> None:
-    world, relay = relayed
-    ctx: zmq.Context[Any] = zmq.Context()
-    broker, clock = StandInBroker(ctx), FrozenClock()
-    outbox_relay = OutboxRelay(world.sessions, "orders", broker.endpoint, context=ctx, limits=CALM, clock=clock)
-    try:
-        rows = commit_events(world, summary(world.user_ids["alice"], 1))
-        outbox_relay.offer(rows)
-        broker.receive(outbox_relay, 1)
-        relay.cut()
-        broker.answer(ACK, outbox_relay.stream, rows[0].id)
-
-        def write_refused() -> bool:
-            try:
-                outbox_relay.pump()
-            except TRANSIENT:
-                return True
-            return False
-
-        wait_until(write_refused, what="the relay's write of its mark to fail while the database is down")
-        # The producer's poll loop waits until this deadline: one in the past (the failed write's, before)
-        # made it poll without waiting and write again at once, a core busy while the database was down.
-        deadline = outbox_relay.deadline()
-        assert deadline is not None and deadline > clock()
-        relay.restore()
-        outbox_relay.pump()
-        assert sent_marks(world) == [(rows[0].id, False, None)]  # not due yet
-        clock.now = deadline
-        outbox_relay.pump()
-        assert sent_marks(world) == [(rows[0].id, True, None)]
-    finally:
-        outbox_relay.close()
-        broker.socket.close()
-        ctx.destroy(linger=0)
