@@ -9,7 +9,9 @@ WAL at the next start). While it is down the webhook answers 503
 the webhook and the streamer say the database is down, and `/api/orders` answers
 503 `database_unavailable`; then the cluster starts again on the same folder and
 port. Every process must carry on by itself (none exits, none is restarted by the
-test), and the invariants of tests/faults/invariants.py must hold.
+test), the invariants of tests/faults/invariants.py must hold, and the outage
+must be a few lines in each log: no traceback (the order and position handlers
+logged one per 30 s, 70 lines each), no line per request or per retry.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tests.waiting import wait_until
 
 UNAVAILABLE = pgcluster.unavailable_reason()
 pytestmark = [pytest.mark.system, pytest.mark.skipif(UNAVAILABLE is not None, reason=f"a private PostgreSQL cluster: {UNAVAILABLE}")]
+LOG_LINES = 20  # in each process's log over the whole test: what it says at start and of the outage
 DOWN_S = 15.0  # how long the processes may take to see the database gone (the probes run every 2 s)
 
 
@@ -123,3 +126,7 @@ def test_the_database_server_killed_during_a_burst_and_restarted_loses_nothing_a
     assert {name: (stack.procs[name].pid, stack.procs[name].poll()) for name in ORDER} == {
         name: (pid, None) for name, pid in pids.items()}
     assert "automatic recovery in progress" in cluster.server_log()
+    logs = {name: (stack.folder / f"{name}.log").read_text() for name in ORDER}
+    # An outage is a few lines per process (it went, it came back), never a traceback or a line per request.
+    assert {name: "Traceback" in text or len(text.splitlines()) > LOG_LINES for name, text in logs.items()} == {
+        name: False for name in ORDER}
