@@ -6,8 +6,8 @@ machine's shared server). Once a third of a burst of webhooks is answered, the
 postmaster is SIGKILLed (its backends exit with it: a crash, recovered from the
 WAL at the next start). While it is down the webhook answers 503
 `store_unavailable`, which the sender retries with the same `id`, `/healthz` of
-the webhook and the streamer say the database is down, and `/api/orders` answers
-503 `database_unavailable`; then the cluster starts again on the same folder and
+the webhook and the streamer say the database is down (`/livez` stays 200), and
+`/api/orders` answers 503 `database_unavailable`; then the cluster starts again on the same folder and
 port. Every process must carry on by itself (none exits, none is restarted by the
 test), the invariants of tests/faults/invariants.py must hold, and the outage
 must be a few lines in each log: no traceback (the order and position handlers
@@ -112,6 +112,7 @@ def test_the_database_server_killed_during_a_burst_and_restarted_loses_nothing_a
         seen_down["streamer"] = wait_until(lambda: (r := get(stack.http_port, "/healthz"))[0] == 503 and r,
                                            timeout=DOWN_S, what="the streamer's readiness to say the database is down")
         seen_down["orders"] = get(stack.http_port, f"/api/orders?strategy_id={strategy}", alice)
+        seen_down["livez"] = [get(port, "/livez")[0] for port in (stack.webhook_port, stack.http_port)]
         wait_until(lambda: pipeline.sender.retried[503] > 0, timeout=DOWN_S, what="a webhook answered 503 while down")
         cluster.start()
 
@@ -123,6 +124,7 @@ def test_the_database_server_killed_during_a_burst_and_restarted_loses_nothing_a
     assert seen_down["webhook"] == (503, {"status": "unavailable", "database": "down"})
     assert seen_down["streamer"][1]["database"] == "down"
     assert seen_down["orders"][0] == 503 and seen_down["orders"][1]["error"] == "database_unavailable"
+    assert seen_down["livez"] == [200, 200]  # alive: nothing to restart
     assert {name: (stack.procs[name].pid, stack.procs[name].poll()) for name in ORDER} == {
         name: (pid, None) for name, pid in pids.items()}
     assert "automatic recovery in progress" in cluster.server_log()
