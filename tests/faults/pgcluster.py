@@ -32,7 +32,8 @@ from tests.ports import reserved_ports
 from tests.waiting import PROCESS_START_S, wait_until
 
 SERVER_USER = "postgres"
-# Small on purpose: the cluster starts in well under a second, and the stack needs ~60 connections.
+# Small shared memory: the cluster starts in a fraction of a second; the default connections for the pools
+# of the stack's four database processes and the test's own.
 SETTINGS = {"fsync": "on", "max_connections": "100", "shared_buffers": "16MB", "listen_addresses": "127.0.0.1"}
 # A postmaster's children notice its death within a latch wait (PostmasterIsAlive): well under a second.
 CHILDREN_EXIT_S = 10.0
@@ -40,8 +41,13 @@ CHILDREN_EXIT_S = 10.0
 
 def binaries() -> Path | None:
     """The newest installed PostgreSQL's bin folder (`/usr/lib/postgresql/<major>/bin`), or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_major)
     return Path(found[-1]).parent if found else None
+
+
+def _major(initdb: str) -> tuple[int, ...]:
+    version = Path(initdb).parent.parent.name  # "15", or "9.6" of old releases
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 def unavailable_reason() -> str | None:
