@@ -21,8 +21,10 @@ writer of its rows: a second one cannot bind the same PULL endpoint, and the
 writer lock (writer_lock.py, checked every sweep) stops one with other endpoints.
 
 A worker's own failures are its business (a poison row is recorded and
-skipped); an exception reaching this loop (the database down) is logged, at
-most once per WARN_EVERY_S, and the work is retried at the next sweep; the
+skipped); an exception reaching this loop is logged, at most once per
+WARN_EVERY_S, and the work is retried at the next sweep: the database down is one
+WARNING line with the driver's reason (an outage is not a bug: no traceback),
+anything else an ERROR with its traceback; the
 relay then reads the outbox again, as the step may have committed rows that it
 never offered (a COMMIT whose answer was lost). On
 SIGTERM/SIGINT the loop finishes the row in hand, gives the relay up to
@@ -44,6 +46,7 @@ from bus.roles import Domain
 from producers.errors import RETRIED
 from producers.relay import Relay
 from producers.writer_lock import WriterLock
+from store import health
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,12 +126,14 @@ class ProducerLoop:
         self._poller.register(relay.socket, zmq.POLLIN)
         self._stopping = False
         self._failures = QuietLog(log, logging.ERROR, WARN_EVERY_S)
+        # Its own, so that an outage's lines never hold back a bug's traceback.
+        self._unavailable = QuietLog(log, logging.WARNING, WARN_EVERY_S)
         self.messages = 0
 
     @property
     def failures(self) -> int:
         """Steps that raised so far."""
-        return self._failures.count
+        return self._failures.count + self._unavailable.count
 
     @property
     def endpoint(self) -> str:
@@ -187,11 +192,15 @@ class ProducerLoop:
         # The loop's message boundary: a failure (the database unreachable) is retried, never fatal.
         try:
             step()
-        except Exception:
+        except Exception as exc:
             # A COMMIT can fail after the database carried it out (its answer lost with the connection, a
             # real risk with PostgreSQL across a network): the relay reads what the worker could not offer.
             self._relay.recheck()
-            self._failures("producer step failed; retrying at the next sweep", exc_info=True)
+            if health.unavailable(exc):
+                self._unavailable("producer step failed, the database is unavailable (%s); retrying at the next sweep",
+                                  health.describe(exc))
+            else:
+                self._failures("producer step failed; retrying at the next sweep", exc_info=True)
 
     def _drain_relay(self) -> None:
         deadline = time.monotonic() + DRAIN_GRACE_S

@@ -51,6 +51,12 @@ WARN_EVERY_S = 30.0
 # per event, +5 ms on the webhook → browser p50 (scripts/durability_probe.py). A mark not written yet
 # costs only a resend after a crash, which the broker drops.
 MARK_EVERY_S = 0.25
+# A write of the marks or a read of the outbox that failed (the database down) is tried again this much
+# later, not at once. The mark's deadline stayed in the past, so the producer's poll loop never waited and
+# wrote again some 600 times a second, a core busy while the database was down; the read then came at
+# every turn of that loop (POLL_MAX_MS, 10 a second) instead of at its sweep, as the loop's log line says
+# (tests/faults/test_database_crash.py: 18,865 failed steps in 30 s, then 348, now 90: the sweep's three).
+DATABASE_RETRY_S = 1.0
 
 
 class Relay:
@@ -84,6 +90,7 @@ class Relay:
         self._failed: list[tuple[int, str]] = []  # rejected, not written yet (kept until a commit takes them)
         self._marked = self.window.acked  # written: every row up to it is marked sent
         self._next_mark = 0.0
+        self._next_load = 0.0  # a read of the outbox is due from then (later after one that failed)
         self._load()  # the rows a previous run left unconfirmed, before the producer commits new ones
 
     @property
@@ -140,11 +147,15 @@ class Relay:
         self._load()
 
     def _load(self) -> None:
+        """Read the rows the window has room for; after a read that failed, not before DATABASE_RETRY_S."""
         wanted = self.window.load_after()
-        if wanted is not None:
-            after, limit = wanted
-            with self._sessions() as session:
-                self.window.loaded(outbox.rows_after(session, self.source, after, limit), limit)
+        if wanted is None or self._clock() < self._next_load:
+            return
+        after, limit = wanted
+        self._next_load = self._clock() + DATABASE_RETRY_S  # what a raise leaves
+        with self._sessions() as session:
+            self.window.loaded(outbox.rows_after(session, self.source, after, limit), limit)
+        self._next_load = 0.0
 
     def sweep(self) -> None:
         """The slow periodic duties: pump, and every PRUNE_S delete what retention no longer keeps."""
@@ -178,8 +189,9 @@ class Relay:
         """Write what the broker confirmed (and rejected) to the outbox, in one transaction.
 
         When the database is down this raises and forgets nothing: the rejections and the
-        confirmed mark wait for the next write.
+        confirmed mark wait for the next write, DATABASE_RETRY_S later.
         """
+        self._next_mark = self._clock() + DATABASE_RETRY_S  # what a raise leaves: the retry's time
         with self._sessions() as session:
             for event_id, reason in self._failed:
                 outbox.mark_failed(session, self.source, event_id, reason)

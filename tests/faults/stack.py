@@ -5,8 +5,9 @@ streamer as console scripts on a copy of the demo database; each can be
 SIGKILLed and restarted on the same ports, as supervisord would, or started
 armed with a crash point (tests/faults/crashpoint.py) to kill itself. `Sender`
 posts a burst of webhooks from a few threads, retrying each one with the same
-`id` until it is answered (a webhook killed mid-request gives no answer), and
-keeps the ids answered 200. `Follower` is a real SSE client of one stream key
+`id` until it is answered (a webhook killed mid-request gives no answer; a
+status of its `retry`, such as the 503 of a database that is down, is retried
+too), and keeps the ids answered. `Follower` is a real SSE client of one stream key
 that reconnects with its last event id whenever its stream ends.
 """
 
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -172,8 +174,10 @@ class Sender:
     """Posts webhooks from a few threads; each is retried with its `id` until answered."""
 
     port: int
+    retry: frozenset[int] = frozenset()  # statuses that are no answer yet: sent again, as a sender's retry policy
     answered: dict[str, int] = field(default_factory=dict)  # id → status
     attempts: int = 0
+    retried: Counter[int] = field(default_factory=Counter)  # answers of `retry` statuses, by status
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post(self, body: dict[str, Any]) -> int:
@@ -187,7 +191,7 @@ class Sender:
             connection.close()
 
     def deliver(self, body: dict[str, Any], deadline: float) -> None:
-        """Until an answer: a refused connection or a reset (the webhook restarting) is retried."""
+        """Until an answer: a refused connection or a reset (the webhook restarting) is retried, and `retry` statuses."""
         while True:
             with self.lock:
                 self.attempts += 1
@@ -197,6 +201,11 @@ class Sender:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)  # the pace of retrying a restarting webhook
+                continue
+            if status in self.retry and time.monotonic() <= deadline:
+                with self.lock:
+                    self.retried[status] += 1
+                time.sleep(0.02)  # the pace of a sender's retries
                 continue
             with self.lock:
                 self.answered[body["id"]] = status

@@ -9,7 +9,8 @@ Once the relay is back, the rows are handled again against an exchange rebuilt
 from the database, so every order that should fill is FILLED with its
 execution, and a fill whose position change was lost is applied once. A COMMIT
 the database carries out whose answer is lost (the relay holding replies, then
-cut) must still have its outbox rows sent. SQLite is a local file that does not go away like this, so this runs
+cut) must still have its outbox rows sent (the pace of a relay's retries while it is down:
+test_relay_outage_pacing.py). SQLite is a local file that does not go away like this, so this runs
 against PostgreSQL only (TRADESTREAM_TEST_DATABASE_URL).
 """
 
@@ -247,3 +248,4 @@ def test_a_commit_carried_out_whose_answer_was_lost_still_sends_its_events(relay
         broker.socket.close()
         ctx.destroy(linger=0)
         direct.kw["bind"].dispose()
+
