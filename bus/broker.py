@@ -38,7 +38,6 @@ from bus.ack_ingress import AckIngress
 from bus.broker_config import BrokerConfig, parse_config
 from bus.broker_requests import REPLAY_QUEUE, BrokerStats, Requests
 from bus.errors import BusError, DecodeError, JournalError, PayloadTooLarge
-from bus.fd_poll import FdPoll
 from bus.frames import recv_frames, send3
 from bus.ingest import Ingest
 from bus.journal import Journal
@@ -115,9 +114,12 @@ class Broker:
         A JournalError (the journal cannot be written) ends it at once: nothing of the
         batch was published or acknowledged, and the journal holds the state before it.
         """
-        # Every socket is polled by its file descriptor (ZMQ_FD), drained until EAGAIN and rechecked after
-        # a send on it (bus/fd_poll.py): zmq_poll would check each zmq socket it is given (a poll() and a
-        # getpid() syscall in libzmq) before and after it waits, at every wake-up (docs/benchmarks.md, issue 13).
+        # The two ROUTERs and the XPUB are polled by their file descriptors (ZMQ_FD), not as zmq sockets:
+        # zmq_poll checks each zmq socket it is given before and after it waits (ZMQ_EVENTS: a poll() and a
+        # getpid() syscall each in libzmq's mailbox), at every wake-up, and messages rarely come there
+        # (docs/benchmarks.md, issue 13: 22.9 -> 14.9 syscalls per event paced at 1,000/s). Their FD says
+        # that commands arrived, not that a message waits, and a send may take those commands (the XPUB's
+        # subscriptions), so each is rechecked with ZMQ_EVENTS after being used, and at every heartbeat.
         # Restarted from the journal: subscriptions and replays only until the streamers are back (bus/resume_grace.py).
         started = time.monotonic()
         grace = self._grace = ResumeGrace(
@@ -126,10 +128,11 @@ class Broker:
         if grace.waits:
             log.info("waiting up to %g s for subscribers before taking events (keys restored: %d)",
                      self.config.resume_grace, len(self.sequencer.heads))
-        sockets = FdPoll()
-        sockets.add(self.egress)
-        sockets.add(self.router)
-        waiting = sockets.waiting
+        poller = zmq.Poller()
+        by_fd = {sock.getsockopt(zmq.FD): sock for sock in (self.egress, self.router, self.acks.sock)}
+        poller.register(self.egress.getsockopt(zmq.FD), zmq.POLLIN)
+        poller.register(self.router.getsockopt(zmq.FD), zmq.POLLIN)
+        waiting = set(by_fd.values())  # sockets that may hold messages their FD will not announce again
         taking = False  # the ingresses polled and drained: once the grace is over (unread until then, not polled)
         next_heartbeat = time.monotonic()
         try:
@@ -137,45 +140,58 @@ class Broker:
                 now = time.monotonic()
                 if not taking and grace.is_open(now):
                     taking = True
-                    sockets.add(self.ingress)
-                    sockets.add(self.acks.sock)
+                    poller.register(self.ingress, zmq.POLLIN)
+                    poller.register(self.acks.sock.getsockopt(zmq.FD), zmq.POLLIN)
                     if grace.waits:
                         log.info("taking events after %.2f s of subscriptions and replays only", now - started)
+                pending = waiting if taking else waiting - {self.acks.sock}
                 wake_s = next_heartbeat - now if taking else min(next_heartbeat - now, grace.wait_s(now))
-                sockets.wait(max(0, min(100, int(wake_s * 1000))))
-                if self.egress in waiting:  # its head markers are sent before the drain's last recv
-                    sockets.drained(self.egress, self._drain(self.egress, self._handle_subscription))
+                timeout_ms = 0 if pending else max(0, min(100, int(wake_s * 1000)))
+                ready = dict(poller.poll(timeout_ms))
+                waiting.update(sock for fd, sock in by_fd.items() if fd in ready)
+                if self.egress in waiting:
+                    self._drain(self.egress, self._handle_subscription)
+                    self._recheck(self.egress, waiting)
                 if taking:
-                    self._ingest(sockets)
-                if self.router in waiting:  # so are its answers
-                    sockets.drained(self.router, self._drain(self.router, self.requests.handle))
+                    acks = self.acks.sock in waiting
+                    if self._ingest(self.ingress in ready, acks):
+                        self._recheck(self.egress, waiting)  # its sends may have taken a subscription's command
+                    if acks:
+                        self._recheck(self.acks.sock, waiting)  # after its answers were sent
+                if self.router in waiting:
+                    self._drain(self.router, self.requests.handle)
+                    self._recheck(self.router, waiting)
                 if time.monotonic() >= next_heartbeat:
                     self._heartbeat()
-                    sockets.recheck_all()
+                    for sock in by_fd.values():
+                        self._recheck(sock, waiting)
                     next_heartbeat = time.monotonic() + self.config.bus_heartbeat
-            waiting.update((self.ingress, self.acks.sock))
-            self._ingest(sockets)
+            self._ingest(True, True)
         except JournalError:
             self._close(linger=0)
             raise
         self._close()
 
-    def _ingest(self, sockets: FdPoll) -> None:
-        """One batch from the ingresses that wait: sequenced, journaled, published, then acknowledged."""
-        acks = self.acks.sock
-        if self.ingress in sockets.waiting:
-            sockets.drained(self.ingress, self._drain_ingress())
-        answering = acks in sockets.waiting
-        if answering:
-            self._drain(acks, self.acks.handle)
+    @staticmethod
+    def _recheck(sock: zmq.Socket[Any], waiting: set[zmq.Socket[Any]]) -> None:
+        """Whether `sock` (polled by its FD) holds a message: ZMQ_EVENTS, which also re-arms its FD."""
+        events = sock.getsockopt(zmq.EVENTS)
+        if isinstance(events, int) and events & zmq.POLLIN:
+            waiting.add(sock)
+        else:
+            waiting.discard(sock)
+
+    def _ingest(self, pull: bool, acks: bool) -> bool:
+        """One batch from the ingresses: sequenced, journaled, published, then acknowledged; whether it sent."""
+        if pull:
+            self._drain_ingress()
+        if acks:
+            self._drain(self.acks.sock, self.acks.handle)
         published, control = self.ingest.flush(self.egress)
         self.stats.published += published
         self.stats.control += control
-        if published or control:
-            sockets.recheck(self.egress)  # a send may have taken a subscription's command: it must not wait
         self.acks.answer()
-        if answering:
-            sockets.recheck(acks)  # after its answers were sent
+        return bool(published or control)
 
     def _close(self, linger: int | None = None) -> None:
         for sock in self._sockets:
@@ -183,23 +199,22 @@ class Broker:
         if self.ingest.journal is not None:
             self.ingest.journal.close()
 
-    def _drain(self, sock: zmq.Socket[Any], handle: Any) -> bool:
-        """Handle what is waiting on `sock`, at most DRAIN_BATCH messages per turn; whether it ended with EAGAIN."""
+    def _drain(self, sock: zmq.Socket[Any], handle: Any) -> None:
+        """Handle what is waiting on `sock`, at most DRAIN_BATCH messages per turn."""
         receive = self._receive.get(sock, recv_frames)
         for _ in range(DRAIN_BATCH):
             try:
                 frames = receive(sock)
             except zmq.Again:
-                return True
+                return
             if frames is None:
                 continue  # refused and counted by bus/security.py
             try:
                 handle(frames)
             except Exception:
                 log.exception("message skipped")
-        return False
 
-    def _drain_ingress(self) -> bool:
+    def _drain_ingress(self) -> None:
         """The PULL ingress: `_drain` with `_handle_ingress` inlined, the broker's hot loop."""
         sock = self.ingress
         receive = self._receive[sock]
@@ -210,7 +225,7 @@ class Broker:
                 try:
                     frames = receive(sock)
                 except zmq.Again:
-                    return True
+                    return
                 if frames is None:
                     continue  # refused and counted by bus/security.py
                 received += 1
@@ -227,7 +242,6 @@ class Broker:
                     log.exception("message skipped")
         finally:
             self.stats.received += received
-        return False
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped_malformed += 1
