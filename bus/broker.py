@@ -114,12 +114,12 @@ class Broker:
         A JournalError (the journal cannot be written) ends it at once: nothing of the
         batch was published or acknowledged, and the journal holds the state before it.
         """
-        # The two ROUTERs and the XPUB are polled by their file descriptors (ZMQ_FD), not as zmq sockets:
-        # zmq_poll checks each zmq socket it is given before and after it waits (ZMQ_EVENTS: a poll() and a
-        # getpid() syscall each in libzmq's mailbox), at every wake-up, and messages rarely come there
+        # The two ROUTERs are polled by their file descriptors (ZMQ_FD), not as zmq sockets: zmq_poll
+        # checks each zmq socket it is given before and after it waits (ZMQ_EVENTS: a poll() and a
+        # getpid() syscall each in libzmq's mailbox), at every wake-up, and events rarely come there
         # (docs/benchmarks.md, issue 13: 22.9 -> 14.9 syscalls per event paced at 1,000/s). Their FD says
-        # that commands arrived, not that a message waits, and a send may take those commands (the XPUB's
-        # subscriptions), so each is rechecked with ZMQ_EVENTS after being used, and at every heartbeat.
+        # that commands arrived, not that a message waits, so each is drained until EAGAIN (or rechecked
+        # with ZMQ_EVENTS after being used), and rechecked at every heartbeat.
         # Restarted from the journal: subscriptions and replays only until the streamers are back (bus/resume_grace.py).
         started = time.monotonic()
         grace = self._grace = ResumeGrace(
@@ -129,10 +129,10 @@ class Broker:
             log.info("waiting up to %g s for subscribers before taking events (keys restored: %d)",
                      self.config.resume_grace, len(self.sequencer.heads))
         poller = zmq.Poller()
-        by_fd = {sock.getsockopt(zmq.FD): sock for sock in (self.egress, self.router, self.acks.sock)}
-        poller.register(self.egress.getsockopt(zmq.FD), zmq.POLLIN)
+        poller.register(self.egress, zmq.POLLIN)
+        by_fd = {sock.getsockopt(zmq.FD): sock for sock in (self.router, self.acks.sock)}
         poller.register(self.router.getsockopt(zmq.FD), zmq.POLLIN)
-        waiting = set(by_fd.values())  # sockets that may hold messages their FD will not announce again
+        waiting = set(by_fd.values())  # ROUTERs that may hold messages their FD will not announce again
         taking = False  # the ingresses polled and drained: once the grace is over (unread until then, not polled)
         next_heartbeat = time.monotonic()
         try:
@@ -149,13 +149,11 @@ class Broker:
                 timeout_ms = 0 if pending else max(0, min(100, int(wake_s * 1000)))
                 ready = dict(poller.poll(timeout_ms))
                 waiting.update(sock for fd, sock in by_fd.items() if fd in ready)
-                if self.egress in waiting:
+                if self.egress in ready:
                     self._drain(self.egress, self._handle_subscription)
-                    self._recheck(self.egress, waiting)
                 if taking:
                     acks = self.acks.sock in waiting
-                    if self._ingest(self.ingress in ready, acks):
-                        self._recheck(self.egress, waiting)  # its sends may have taken a subscription's command
+                    self._ingest(self.ingress in ready, acks)
                     if acks:
                         self._recheck(self.acks.sock, waiting)  # after its answers were sent
                 if self.router in waiting:
@@ -181,8 +179,8 @@ class Broker:
         else:
             waiting.discard(sock)
 
-    def _ingest(self, pull: bool, acks: bool) -> bool:
-        """One batch from the ingresses: sequenced, journaled, published, then acknowledged; whether it sent."""
+    def _ingest(self, pull: bool, acks: bool) -> None:
+        """One batch from the ingresses: sequenced, journaled, published, then acknowledged."""
         if pull:
             self._drain_ingress()
         if acks:
@@ -191,7 +189,6 @@ class Broker:
         self.stats.published += published
         self.stats.control += control
         self.acks.answer()
-        return bool(published or control)
 
     def _close(self, linger: int | None = None) -> None:
         for sock in self._sockets:
