@@ -35,7 +35,7 @@ import zmq
 from bus import protocol
 from bus.errors import DecodeError
 from bus.ingest import Admitted, Ingest
-from bus.producer_streams import Verdict
+from bus.producer_streams import ProducerStreams, Verdict
 
 
 @dataclass(slots=True)
@@ -149,6 +149,9 @@ class AckIngress:
         Dropped answers are counted; the relay's timeout sends the rows again.
         """
         streams = self.ingest.streams
+        if not (self._acks or self._resends or self._unknowns or self._rejects):  # most batches: the PULL's only
+            self._count_streams(streams)
+            return
         missed: set[bytes] = set()
         told = [
             (stream, event_id, identity)
@@ -163,12 +166,15 @@ class AckIngress:
             self._send(protocol.resend_message(identity, stream, last), missed)
         for (identity, stream), event_id in self._unknowns.items():
             self._send(protocol.unknown_message(identity, stream, event_id), missed)
-        self.stats.streams, self.stats.streams_refused = len(streams), streams.refused
-        self.stats.ack_rejects_untold, self.stats.ack_rejects_untold_forgotten = streams.untold_count, streams.untold_forgotten
+        self._count_streams(streams)
         self._rejects.clear()
         self._acks.clear()
         self._resends.clear()
         self._unknowns.clear()
+
+    def _count_streams(self, streams: ProducerStreams) -> None:
+        self.stats.streams, self.stats.streams_refused = len(streams), streams.refused
+        self.stats.ack_rejects_untold, self.stats.ack_rejects_untold_forgotten = streams.untold_count, streams.untold_forgotten
 
     def _send_rejects(self, identity: bytes, stream: str, missed: set[bytes]) -> list[int]:
         """Send the batch's rejections of (identity, stream) and the stream's untold ones, in event order; those queued."""

@@ -235,6 +235,8 @@ class ProducerStreams:
 
     def take_rejection_changes(self) -> RejectionChanges:
         """The rejections remembered and forgotten since the last call (for the journal, with the lasts)."""
+        if not self._remembered and not self._forgotten:  # most batches (every PULL-only one): nothing to build
+            return RejectionChanges([], [])
         remembered = [(stream, event_id, reason) for (stream, event_id), reason in self._remembered.items()]
         forgotten = sorted(self._forgotten)
         self._remembered, self._forgotten = {}, set()
