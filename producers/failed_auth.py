@@ -116,10 +116,12 @@ class FailedAuthBudget:
 
     def admit(self, address: str, group: str, token: str, now: float) -> Admission | Refusal:
         """Whether a request from `address` with this pair may have its token checked."""
-        pair = self.pair_hash(group, token) if self.enabled else b""
-        if not self.enabled or self._is_known(pair, now):
-            return Admission(address, pair, reserved=False)
+        if not self.enabled:
+            return Admission(address, b"", reserved=False)
         self._prune(now)
+        pair = self.pair_hash(group, token)
+        if self._is_known(pair, now):
+            return Admission(address, pair, reserved=False)
         spent = self._current(address, now)
         if spent.failures + spent.in_flight >= self.limit:
             self.limited += 1
