@@ -30,10 +30,9 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 class WebhookMetrics:
     """Signals received, accepted (new or duplicate) and refused by error code; the failed-authentication budget."""
 
-    def __init__(self, budget: FailedAuthBudget | None = None) -> None:
+    def __init__(self, budget: FailedAuthBudget) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        if budget is not None:
-            self.registry.register(AuthBudgetCollector(budget))
+        self.registry.register(AuthBudgetCollector(budget))
         self.received = Counter(
             f"{PREFIX}_signals_received", "Webhook requests answered", registry=self.registry)
         self.accepted = Counter(
