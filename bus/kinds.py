@@ -92,6 +92,18 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def number_range(low: float, high: float) -> Kind[float]:
+    """A kind that accepts a finite number from `low` to `high`."""
+
+    def convert(text: str) -> float:
+        value = float(_ascii_number(text))
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return Kind(f"a number {low:g}..{high:g}", convert)
+
+
 def int_range(low: int, high: int) -> Kind[int]:
     """A kind that accepts an integer from `low` to `high`."""
     return Kind(f"an integer {low}..{high}", _bounded_int(low, high))
@@ -127,6 +139,7 @@ integer = Kind("an integer", _ascii_int)
 number = Kind("a number", lambda text: float(_ascii_number(text)))
 positive_decimal = Kind("a decimal number > 0", _positive_decimal)  # money: its exact digits (store/money.py)
 positive_int = Kind("an integer >= 1", _bounded_int(1))
+non_negative_int = Kind("an integer >= 0", _bounded_int(0))
 tcp_port = Kind("an integer 0..65535", _bounded_int(0, 65535))
 optional_port = Kind("an integer 0..65535 or off", _optional_port)
 positive_float = Kind("a finite number > 0", _bounded_float(0.0, inclusive=False))

@@ -5,6 +5,7 @@
      ├── InvalidJSON         a webhook body that is not valid JSON (field "body")
      ├── InvalidSignal       a webhook or logged signal breaks CONTRACT §5 (names the field)
      ├── RateLimited         too many webhooks with one token
+     │    └── TooManyFailures    too many failed authentications from one address (producers/failed_auth.py)
      ├── SignalRefused       a well-formed webhook the strategy refuses
      │    ├── UnknownGroup       no strategy has that group_name
      │    ├── WrongToken         the token is not the group's
@@ -58,6 +59,10 @@ class RateLimited(ProducerError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooManyFailures(RateLimited):
+    """The client's address failed authentication too often in its window: refused before any check."""
 
 
 class SignalRefused(ProducerError):

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bus import codec
+from producers.failed_auth import FailedAuthBudget
 from producers.relay_window import RelayWindow, Row
 from store.columns import utc_now
 
@@ -27,10 +28,11 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 
 class WebhookMetrics:
-    """Signals received, accepted (new or duplicate) and refused by error code."""
+    """Signals received, accepted (new or duplicate) and refused by error code; the failed-authentication budget."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: FailedAuthBudget) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(AuthBudgetCollector(budget))
         self.received = Counter(
             f"{PREFIX}_signals_received", "Webhook requests answered", registry=self.registry)
         self.accepted = Counter(
@@ -48,6 +50,29 @@ class WebhookMetrics:
             self.accepted.labels(duplicate="true" if duplicate else "false").inc()
         else:
             self.refused.labels(reason=error).inc()
+
+
+class AuthBudgetCollector(Collector):
+    """The failed-authentication budget's counts, read at scrape time (the budget lives on the webhook's loop)."""
+
+    def __init__(self, budget: FailedAuthBudget) -> None:
+        self._budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        budget = self._budget
+        yield CounterMetricFamily(f"{PREFIX}_auth_failures", "Failed webhook authentications (unknown group, wrong token)",
+                                  value=budget.failures)
+        yield CounterMetricFamily(f"{PREFIX}_auth_limited",
+                                  "Webhook requests refused (429) before any check: their address spent its failure budget",
+                                  value=budget.limited)
+        yield CounterMetricFamily(f"{PREFIX}_auth_addresses_evicted",
+                                  "Addresses dropped from the failure table for room (their budget whole again)",
+                                  value=budget.evicted)
+        yield GaugeMetricFamily(f"{PREFIX}_auth_tracked_addresses",
+                                "Client addresses with failed authentications or checks in flight in their window",
+                                value=budget.tracked)
+        yield GaugeMetricFamily(f"{PREFIX}_auth_known_senders", "(group, token) pairs known good (they skip the budget)",
+                                value=budget.known)
 
 
 class OutboxCollector(Collector):

@@ -1,6 +1,6 @@
 """tradestream-webhook: receives trading signals over HTTP and hands them to the order handler.
 
-    POST /api/webhook ─▶ size · JSON · shape · rate · [thread] group · token · active · fields
+    POST /api/webhook ─▶ size · JSON · shape · address budget · rate · [thread] group · token · active · fields
         ─▶ Signal row + order inbox row (one commit) ─▶ 200 {"status": "accepted", ...}
         ─PUSH [b"wake"] --orders─▶ tradestream-orders (best effort)
 
@@ -16,7 +16,13 @@ counted. A request in flight when the process dies either committed (its retry
 with the same `id` is then a duplicate, which wakes the order handler again in case the first
 wake-up died with it) or did not (the retry is new). The
 per-token rate limit runs after the shape check (the token must be read
-first) and before any database work; its 429 says when to retry (Retry-After). Errors are web.errors' `{"error", "message", "field"}`: the
+first) and before any database work; its 429 says when to retry (Retry-After).
+Before it, a client address that failed authentication (404 unknown group, 401
+bad token) `--auth-failures` times within `--auth-failure-window` seconds is
+answered the same 429 until the window ends, before any token check, unless
+its (group, token) pair authenticated before (producers/failed_auth.py); the
+address is the peer's, or with `--trust-proxy` the last X-Forwarded-For entry
+(web/proxy.py, as the streamer's). Errors are web.errors' `{"error", "message", "field"}`: the
 service (producers/webhook_service.py: the work, without HTTP) raises domain errors
 (producers.errors), WEBHOOK_ERRORS gives their statuses.
 """
@@ -38,6 +44,7 @@ from bus import endpoints, kinds, security
 from bus.process import SettingsParser, configure_logging, exit_on_stop_signals_while_starting, setting, stop_on_signals
 from bus.publisher import Publisher
 from bus.security import bus_keys_setting
+from producers import failed_auth
 from producers.errors import (
     InvalidJSON,
     InvalidSignal,
@@ -49,6 +56,7 @@ from producers.errors import (
     UnknownGroup,
     WrongToken,
 )
+from producers.failed_auth import FailedAuthBudget
 from producers.intake import Intake
 from producers.webhook_service import WebhookService
 from store import health
@@ -57,6 +65,7 @@ from store.errors import DatabaseUnavailable
 from web.bodies import MAX_BODY, TOO_LARGE, BoundedBody
 from web.errors import ApiError, ErrorTable, JsonErrors, send_error_json
 from web.health import LivenessHandler, Probe, ReadinessHandler
+from web.proxy import request_address
 from web.ratelimit import RateLimiter
 from web.replies import send_json
 from web.server import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, HardenedHTTPServer
@@ -78,6 +87,16 @@ class WebhookConfig:
     orders: str = setting(endpoints.ORDERS, kind=kinds.zmq_endpoint, help="order handler endpoint woken for each accepted signal")
     bus_keys: str = bus_keys_setting()
     rate_limit: float = setting(20.0, kind=kinds.positive_float, help="requests per second per token (bursts of 5x)")
+    auth_failures: int = setting(
+        failed_auth.DEFAULT_LIMIT, kind=kinds.non_negative_int,
+        help="failed authentications (unknown group, wrong token) per client address within --auth-failure-window;"
+             " beyond, 429 before any token check until the window ends, except for a (group, token) that"
+             " authenticated before (0: no limit)")
+    auth_failure_window: float = setting(
+        failed_auth.DEFAULT_WINDOW_S, kind=kinds.number_range(1, 86400),
+        help="seconds of the --auth-failures window, from an address's first failure")
+    trust_proxy: bool = setting(
+        False, help="behind a reverse proxy: the client's address (--auth-failures) is the last X-Forwarded-For entry")
     db_threads: int = setting(4, kind=kinds.positive_int, help="threads for database work")
     header_timeout: float = setting(HEADER_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's headers may take (also: a keep-alive connection's idle time)")
     body_timeout: float = setting(BODY_TIMEOUT_S, kind=kinds.positive_float, help="seconds a request's body may take")
@@ -100,8 +119,8 @@ WEBHOOK_ERRORS: ErrorTable = {
 class WebhookHandler(BoundedBody, JsonErrors, RequestHandler):
     """`POST /api/webhook`, its body streamed so that an oversized one is never buffered (web/bodies.py)."""
 
-    def initialize(self, service: WebhookService) -> None:
-        self.service = service
+    def initialize(self, service: WebhookService, trust_proxy: bool = False) -> None:
+        self.service, self.trust_proxy = service, trust_proxy
 
     async def post(self) -> None:
         if self.too_large:
@@ -111,7 +130,8 @@ class WebhookHandler(BoundedBody, JsonErrors, RequestHandler):
             return
         try:
             content_type = self.request.headers.get("Content-Type", "")
-            body = await self.service.receive(content_type, self.body())
+            address = request_address(self.request, self.trust_proxy)
+            body = await self.service.receive(content_type, self.body(), address)
         except ProducerError as exc:
             error = ApiError.of(exc, WEBHOOK_ERRORS)
             if error is None:
@@ -154,12 +174,12 @@ def log_request(handler: RequestHandler) -> None:
     log.log(level, "%d %s %r %.2f ms", status, request.method, request.uri, 1000 * request.request_time())
 
 
-def make_app(service: WebhookService) -> Application:
-    """The webhook's Tornado application."""
+def make_app(service: WebhookService, trust_proxy: bool = False) -> Application:
+    """The webhook's Tornado application; `trust_proxy`: the client's address is a proxy's X-Forwarded-For."""
     readiness = {"states": lambda: {"database": service.database.up}}
     return Application(
         [
-            (r"/api/webhook", WebhookHandler, {"service": service}),
+            (r"/api/webhook", WebhookHandler, {"service": service, "trust_proxy": trust_proxy}),
             (r"/healthz", ReadinessHandler, readiness),
             (r"/livez", LivenessHandler),
             (r"/metrics", MetricsHandler, {"service": service}),
@@ -172,7 +192,7 @@ def make_app(service: WebhookService) -> Application:
 def make_server(service: WebhookService, config: WebhookConfig) -> HardenedHTTPServer:
     """The HTTP server of the webhook's app: slow clients timed out, accepts paused while descriptors run out."""
     return HardenedHTTPServer(
-        make_app(service), max_body_size=MAX_BODY, xheaders=False,
+        make_app(service, config.trust_proxy), max_body_size=MAX_BODY, xheaders=False,
         header_timeout=config.header_timeout, body_timeout=config.body_timeout,
     )
 
@@ -193,7 +213,8 @@ async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.sock
     wakes = Publisher(config.orders, send_timeout_ms=0, linger_ms=LINGER_MS)
     intake = Intake(make_session_factory(engine))
     probe = Probe("database", lambda: health.ping(engine))
-    service = WebhookService(intake, wakes, executor, RateLimiter(config.rate_limit), probe)
+    budget = FailedAuthBudget(config.auth_failures, config.auth_failure_window)
+    service = WebhookService(intake, wakes, executor, RateLimiter(config.rate_limit), probe, budget)
     probe.start()
     server = make_server(service, config)
     server.add_sockets(sockets)
@@ -213,8 +234,9 @@ async def serve(config: WebhookConfig, engine: Engine, sockets: list[socket.sock
     probe.stop()
     executor.shutdown(wait=True)
     wakes.close()
-    log.info("webhook stopped: %d wake-ups sent (%d refused), %d requests rate limited",
-             wakes.sent, service.wakes_dropped, service.limiter.refused)
+    log.info("webhook stopped: %d wake-ups sent (%d refused), %d requests rate limited, %d failed authentications,"
+             " %d requests refused for them", wakes.sent, service.wakes_dropped, service.limiter.refused,
+             budget.failures, budget.limited)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ from streamer.services import Services
 from web.bodies import BoundedBody
 from web.errors import ApiError, ErrorTable, JsonErrors
 from web.jsonbody import InvalidJson, parse_json_body
-from web.proxy import client_address, client_scheme
+from web.proxy import client_scheme, request_address
 from web.replies import send_json
 
 _ID = re.compile(rb"[1-9][0-9]*")
@@ -154,10 +154,7 @@ class BaseHandler(JsonErrors, tornado.web.RequestHandler):
 
     def client_address(self) -> str:
         """The client's address: the socket's peer, or what a trusted proxy says (`--trust-proxy`)."""
-        peer = self.request.remote_ip or ""
-        if not self.services.config.trust_proxy:
-            return peer
-        return client_address(peer, self.request.headers.get("X-Forwarded-For"))
+        return request_address(self.request, self.services.config.trust_proxy)
 
     def is_https(self) -> bool:
         """Whether the client used https: with this server, or with a trusted proxy (`--trust-proxy`)."""

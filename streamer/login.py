@@ -15,12 +15,11 @@ beyond, TooManyAttempts too (counted in `refused_busy`).
 
 from __future__ import annotations
 
-import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 
 from streamer import queries
 from streamer.queries import Database, Viewer
-from web.ratelimit import RateLimiter, retry_after
+from web.ratelimit import RateLimiter, address_key, retry_after
 
 LOGIN_THREADS = 2
 MAX_PENDING = 16
@@ -35,19 +34,6 @@ class TooManyAttempts(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.message = message
-
-
-def address_key(address: str) -> str:
-    """The bucket of a client address: itself, or its /64 for IPv6 (an IPv4-mapped one is its IPv4)."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address[:MAX_KEY_CHARS]
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 client
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-    return str(parsed)
 
 
 class LoginGate:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
 
 BURST_FACTOR = 5
 MAX_RATE_KEYS = 10_000
+# Longer than any address written out; what is not an address needs no more to be told apart.
+MAX_ADDRESS_CHARS = 128
 
 
 class RateLimiter:
@@ -48,3 +51,19 @@ class RateLimiter:
 def retry_after(wait: float) -> int:
     """A wait as the whole seconds of a Retry-After header (at least 1)."""
     return max(1, math.ceil(wait))
+
+
+def address_key(address: str) -> str:
+    """The key of a client address in a per-address limit: itself, or its /64 for IPv6 (an IPv4-mapped one is its IPv4).
+
+    One client usually holds a whole /64, so counting each of its addresses apart would multiply its limit.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:MAX_ADDRESS_CHARS]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 client
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)

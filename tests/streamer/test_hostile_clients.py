@@ -19,7 +19,6 @@ from tornado.httpclient import AsyncHTTPClient
 
 from bench.hostile import flood
 from bus.publisher import Publisher
-from streamer.login import address_key
 from streamer.server import make_server
 from streamer.services import Services
 from tests.hostile import exchange, raw_request
@@ -30,6 +29,7 @@ from tests.streamer.test_processes import StreamerProcess
 from tests.streamer.test_stream import open_stream
 from tests.waiting import async_wait_until, wait_until
 from tests.web.test_server import DROP_DEADLINE_S, SLOW_CLIENTS, TIMEOUT_S, dropped_within
+from web.ratelimit import address_key
 
 FD_LIMIT = 256
 

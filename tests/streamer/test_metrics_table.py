@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from producers.failed_auth import FailedAuthBudget
 from producers.metrics import OrdersMetrics, PositionsMetrics, WebhookMetrics
 from producers.relay_window import RelayWindow
 from streamer.services import Services
@@ -36,7 +37,7 @@ def exported(registry: CollectorRegistry) -> set[tuple[str, str]]:
 
 def test_the_metrics_table_lists_every_metric_of_every_process(services: Services) -> None:
     window = RelayWindow(0)
-    registries = [WebhookMetrics().registry, OrdersMetrics(window).registry, PositionsMetrics(window).registry,
+    registries = [WebhookMetrics(FailedAuthBudget()).registry, OrdersMetrics(window).registry, PositionsMetrics(window).registry,
                   services.registry]
     actual = set().union(*(exported(registry) for registry in registries))
     assert documented() == actual
