@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,10 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> No
 
 
 def start_target(target: str, stack: Stack, workdir: Path, fd_limit: int = 4096, orders: str = "", root: Path = ROOT,
-                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Start `target` (streamer or webhook) of `root` on a free port and wait until /healthz answers."""
+                 extra: tuple[str, ...] = (), env: Mapping[str, str] | None = None
+                 ) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Start `target` (streamer or webhook) of `root` on a free port and wait until /healthz answers; `env` added to its
+    environment (a variable an older `root` does not know is ignored, where a flag would be refused)."""
     port = free_port()
     common = ["--database-url", stack.database_url, "--host", "127.0.0.1", "--port", str(port)]
     if target == "streamer":
@@ -72,7 +74,7 @@ def start_target(target: str, stack: Stack, workdir: Path, fd_limit: int = 4096,
     log_path = workdir / f"{target}-{len(stack.procs)}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stderr=log, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
-                                env=child_env(root), preexec_fn=_limited(fd_limit))
+                                env={**child_env(root), **(env or {})}, preexec_fn=_limited(fd_limit))
     stack.procs.append(proc)
     wait_healthy(port, proc, log_path)
     return proc, port, log_path
