@@ -44,6 +44,7 @@ class Program:
     detail: str  # supervisord's description or spawn error ("Exited too quickly ...")
     log: str  # its log file, as a person would open it (var/log/webhook.log)
     listening: bool = False
+    pid: int = 0  # 0 while it has none (BACKOFF, EXITED, FATAL)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,15 @@ def verdict(programs: Sequence[Program], unhealthy: Sequence[str], *, out_of_tim
     return Verdict(failed=f"not up in time: {', '.join(pending)}; see {logs}")
 
 
-def retrying(programs: Sequence[Program]) -> list[Program]:
-    """Programs that exited while starting and that supervisord is about to start again."""
-    return [p for p in programs if p.state == "BACKOFF"]
+def retrying(programs: Sequence[Program], first_pids: Mapping[str, int]) -> list[Program]:
+    """Programs that exited while starting and that supervisord is about to start again.
+
+    BACKOFF is one that exited within `startsecs`; one that took longer to fail (a loaded machine: imports, the
+    schema check, then the bind that fails) was RUNNING and is EXITED for a moment, then runs under another pid
+    than the one first seen (`first_pids`), without ever having said it listens.
+    """
+    return [p for p in programs if p.state in ("BACKOFF", "EXITED")
+            or (not p.listening and p.pid and first_pids.get(p.name, p.pid) != p.pid)]
 
 
 # ---- polling: supervisord over XML-RPC, the logs, the health URLs ----
@@ -124,7 +131,7 @@ def program_of(info: Mapping[str, object], since: Mapping[str, int]) -> Program:
     return Program(
         name=name if name == group else f"{group}:{name}", state=state,
         detail=str(info.get("spawnerr") or info.get("description") or ""), log=os.path.relpath(log),
-        listening=state == "RUNNING" and " listening " in log_since(log, since),
+        listening=state == "RUNNING" and " listening " in log_since(log, since), pid=int(str(info.get("pid") or 0)),
     )
 
 
@@ -145,6 +152,7 @@ def wait(config: Path, supervisord_pid: int, timeout: float, health: Sequence[st
     supervisor = Supervisor(config)
     deadline = time.monotonic() + timeout
     said: set[str] = set()
+    first_pids: dict[str, int] = {}
     while True:
         out_of_time = time.monotonic() >= deadline
         try:
@@ -153,10 +161,11 @@ def wait(config: Path, supervisord_pid: int, timeout: float, health: Sequence[st
             print("supervisord exited; see var/log/supervisord.log", file=sys.stderr)
             return 1
         programs = [program_of(info, since) for info in supervisor.processes()]
-        for program in retrying(programs):
+        for program in retrying(programs, first_pids):
             if program.name not in said:
                 said.add(program.name)
                 print(f"{program.name} exited while starting; supervisord tries again (see {program.log})", file=sys.stderr)
+        first_pids.update((p.name, p.pid) for p in programs if p.pid and p.name not in first_pids)
         unhealthy = [url for url in health if not answers_200(url)]
         result = verdict(programs, unhealthy, out_of_time=out_of_time)
         if result.ready:

@@ -54,5 +54,24 @@ def test_verdict_is_ready_only_when_every_program_runs_listens_and_every_service
 
 def test_retrying_names_the_programs_in_backoff() -> None:
     programs = [*STACK[:5], in_state("webhook", "BACKOFF", EXITED)]
-    assert [p.name for p in retrying(programs)] == ["webhook"]
-    assert retrying(STACK) == []
+    assert [p.name for p in retrying(programs, {})] == ["webhook"]
+    assert retrying(STACK, {}) == []
+
+
+def running(name: str, pid: int, *, listening: bool = False) -> Program:
+    return Program(name, "RUNNING", f"pid {pid}", f"var/log/{name}.log", listening=listening, pid=pid)
+
+
+@pytest.mark.parametrize(("program", "first_pids", "retried"), [
+    # A start that took longer than startsecs to fail: RUNNING, then EXITED for a moment, then another pid.
+    (in_state("webhook", "EXITED", "Dec 07 03:00 PM"), {"webhook": 41}, True),
+    (running("webhook", 57), {"webhook": 41}, True),
+    # The same pid as first seen, or the first sight of it: still its first start.
+    (running("webhook", 41), {"webhook": 41}, False),
+    (running("webhook", 41), {}, False),
+    # Another pid once it listened: it started (a later crash is not the start's business).
+    (running("webhook", 57, listening=True), {"webhook": 41}, False),
+], ids=["exited", "another-pid-not-listening", "same-pid", "first-sight", "another-pid-listening"])
+def test_retrying_names_a_program_that_exited_after_startsecs(
+        program: Program, first_pids: dict[str, int], retried: bool) -> None:
+    assert (retrying([program], first_pids) == [program]) is retried
