@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 FIRST_PAUSE_S = 0.1
 LONGEST_PAUSE_S = 5.0
+MOST_DOUBLINGS = 64  # past any cap: a float, however many tries (a database down for weeks)
 
 # Lower case; each found anywhere in the driver's first line. libpq's own words first (strerror and
 # its messages), then the server's FATAL lines of SQLSTATE 57P03 cannot_connect_now, 53300
@@ -66,10 +67,6 @@ class Backoff:
 
     def next_pause(self) -> float:
         """The pause before the next try (and count this one)."""
-        pause = self.first_s
-        for _ in range(self.tries):
-            pause = min(self.longest_s, pause * 2)
-            if pause == self.longest_s:
-                break
+        pause = min(self.longest_s, self.first_s * 2 ** min(self.tries, MOST_DOUBLINGS))
         self.tries += 1
-        return min(pause, self.longest_s)
+        return pause
