@@ -67,6 +67,6 @@ class Backoff:
 
     def next_pause(self) -> float:
         """The pause before the next try (and count this one)."""
-        pause = min(self.longest_s, self.first_s * 2 ** min(self.tries, MOST_DOUBLINGS))
+        pause = min(self.longest_s, self.first_s * 2.0 ** min(self.tries, MOST_DOUBLINGS))
         self.tries += 1
         return pause
