@@ -60,8 +60,9 @@ from producers.failed_auth import FailedAuthBudget
 from producers.intake import Intake
 from producers.webhook_service import WebhookService
 from store import health
-from store.db import DEFAULT_DATABASE_URL, make_session_factory, open_database, sqlalchemy_url
+from store.db import DEFAULT_DATABASE_URL, make_session_factory, sqlalchemy_url
 from store.errors import DatabaseUnavailable
+from store.wait import wait_for_database
 from web.bodies import MAX_BODY, TOO_LARGE, BoundedBody
 from web.errors import ApiError, ErrorTable, JsonErrors, send_error_json
 from web.health import LivenessHandler, Probe, ReadinessHandler
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if not security.start(config.bus_keys, connects=(config.orders,)):
         return 1
     try:
-        engine = open_database(config.database_url)
+        engine = wait_for_database(config.database_url, lambda opened: opened)  # nothing listens while it waits
     except DatabaseUnavailable as exc:
         log.error("%s", exc)
         return 1

@@ -52,15 +52,6 @@ def lock_key(database: str, schema: str, source: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def take_or_log(engine: Engine, source: str) -> WriterLock | None:
-    """The lock of `source`, or None after one ERROR line saying who holds it (the process then exits 1)."""
-    try:
-        return WriterLock.take(engine, source)
-    except (AnotherWriter, OSError, SQLAlchemyError) as exc:
-        log.error("cannot start: %s", exc)
-        return None
-
-
 class WriterLock:
     """The lock of one source's writer in one database, held until `close()` or the process's end."""
 

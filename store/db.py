@@ -9,6 +9,8 @@ typo in a path is an error, not a new empty database. `open_database` is what
 a process calls at start: it connects once, so an unreachable database or a
 file that cannot be opened is one `DatabaseUnavailable` line, not a traceback;
 it also migrates the schema to this release's head (a no-op read when it is there).
+A process's start calls it through store/wait.py, which tries again while the
+server is not there yet (`DatabaseUnavailable.not_there_yet`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bus.kinds import Kind
-from store import revisions, schema_status
+from store import reachability, revisions, schema_status
 from store.errors import DatabaseUnavailable, SchemaError
 from store.schema import METADATA
 
@@ -93,7 +95,8 @@ def open_database(url: str, *, create_tables: bool = True) -> Engine:
     # TypeError: a query parameter the driver does not take (sqlite:///x.db?bogus=1).
     except (SQLAlchemyError, OSError, TypeError) as exc:
         engine.dispose()
-        raise DatabaseUnavailable(f"cannot open database {shown}: {first_line(exc)}") from None
+        raise DatabaseUnavailable(f"cannot open database {shown}: {first_line(exc)}",
+                                  not_there_yet=can_wait_for(engine, exc)) from None
     except SchemaError as exc:
         engine.dispose()
         raise DatabaseUnavailable(f"cannot migrate database {shown}: {exc}") from None
@@ -110,6 +113,13 @@ def ensure_head(engine: Engine) -> None:
     from store import migrate
 
     migrate.ensure_head(engine)
+
+
+def can_wait_for(engine: Engine, exc: BaseException) -> bool:
+    """Whether `exc`, met connecting or at start, says the database may be there if asked again (store/reachability.py)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True  # the dialect saw the connection drop: a server restarting
+    return isinstance(exc, SQLAlchemyError) and reachability.not_there_yet(engine.url.get_backend_name(), first_line(exc))
 
 
 def first_line(exc: BaseException) -> str:

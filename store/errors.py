@@ -4,7 +4,7 @@
      ├── NotFound        no user, account, strategy or link by that name or id
      ├── Conflict        a unique name is taken, or the link already exists
      ├── InvalidInput    an empty name, a capital that is not a finite number > 0, ...
-     ├── DatabaseUnavailable  the database cannot be reached or opened (raised at start)
+     ├── DatabaseUnavailable  the database cannot be reached or opened (raised at start; .not_there_yet: worth waiting)
      └── SchemaError     the schema cannot be migrated as asked (store/migrate.py)
 """
 
@@ -26,7 +26,15 @@ class InvalidInput(StoreError):
 
 
 class DatabaseUnavailable(StoreError):
-    """The database cannot be reached, opened or set up; the text is one line naming it."""
+    """The database cannot be reached, opened or set up; the text is one line naming it.
+
+    `not_there_yet`: the server is not there yet (refused, starting up: store/reachability.py), so a
+    process starting may wait for it (store/wait.py); False for what waiting cannot mend.
+    """
+
+    def __init__(self, message: str, *, not_there_yet: bool = False) -> None:
+        super().__init__(message)
+        self.not_there_yet = not_there_yet
 
 
 class SchemaError(StoreError):

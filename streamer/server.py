@@ -13,13 +13,15 @@ import logging
 import socket
 
 import tornado.netutil
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus import security
 from bus.process import configure_logging, exit_on_stop_signals_while_starting, stop_on_signals
 from store import schema_status
-from store.db import first_line, open_database
+from store.db import first_line
 from store.errors import DatabaseUnavailable
+from store.wait import wait_for_database
 from streamer.app import make_front, make_metrics_app
 from streamer.config import StreamerConfig, parse_config
 from streamer.runtime import run, tune_gc
@@ -94,6 +96,14 @@ async def serve(
     return 0
 
 
+def _schema_of(engine: Engine) -> schema_status.Status:
+    """The schema's status once at head or after SCHEMA_WAIT_S; the engine is disposed (Services opens its own)."""
+    try:
+        return schema_status.wait_for_head(engine, SCHEMA_WAIT_S)
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tradestream-streamer`."""
     config = parse_config(argv)
@@ -102,18 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     if not security.start(config.bus_keys, connects=(config.ingress, config.publish, config.replay)):
         return 1
     try:
-        engine = open_database(config.database_url, create_tables=False)
+        # Waits while the database is not there yet, then for the producers to migrate (the streamer does not):
+        # a streamer on an older schema would answer 500s. Nothing listens meanwhile.
+        schema = wait_for_database(config.database_url, _schema_of, create_tables=False)
     except DatabaseUnavailable as exc:
         log.error("%s", exc)
         return 1
-    try:
-        # The producers migrate at start; a streamer on an older schema would answer 500s.
-        schema = schema_status.wait_for_head(engine, SCHEMA_WAIT_S)
     except SQLAlchemyError as exc:
         log.error("cannot read the database schema's revision: %s", first_line(exc))
         return 1
-    finally:
-        engine.dispose()
     if not schema.at_head:
         log.error("%s The streamer does not start on it.", schema.describe())
         return 1

@@ -20,6 +20,7 @@ import pytest
 from store.db import init_db, make_engine, make_session_factory
 from store.demo import demo as demo_world
 from tests.conftest import POSTGRES_URL, _postgres_schema_url
+from tests.faults.pgcluster import Cluster
 from tests.faults.stack import Stack
 from tests.producers.conftest import World, make_demo, world_at, world_of
 from tests.producers.conftest import zctx as zctx  # the fixture, for tests/faults too
@@ -67,6 +68,34 @@ def demo_database(backend: str, folder: Path, template: tuple[Path, dict[str, An
             yield world, demo
         finally:
             world.engine.dispose()  # before the schema's drop, which waits for every connection to it
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A private PostgreSQL cluster (tests/faults/pgcluster.py), started; stopped and removed at the end."""
+    made = Cluster()
+    try:
+        made.start()
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def cluster_world(cluster: Cluster) -> Iterator[tuple[World, dict[str, Any]]]:
+    """The demo world in the cluster's `postgres` database."""
+    engine = make_engine(cluster.url)
+    try:
+        init_db(engine)
+        with make_session_factory(engine)() as session:
+            demo: dict[str, Any] = demo_world(session, None)
+    finally:
+        engine.dispose()
+    world = world_of(cluster.url, demo)
+    try:
+        yield world, demo
+    finally:
+        world.engine.dispose()
 
 
 @pytest.fixture

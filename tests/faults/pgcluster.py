@@ -9,7 +9,7 @@ the cluster's folder belongs to the `postgres` OS user and `initdb` and the
 server run as it (subprocess's `user=`). The postmaster is this process's child,
 not pg_ctl's daemon: a daemon SIGKILLed is reparented to PID 1, which here may
 leave it a zombie, and PostgreSQL takes a zombie's pid in `postmaster.pid` for a
-server still running. `crash()` SIGKILLs the postmaster (its pid is the first
+server still running. `stop()` is a clean stop; `crash()` SIGKILLs the postmaster (its pid is the first
 line of `postmaster.pid`), as the OOM killer would, and waits until its children
 have gone too; `start()` then brings it back on the same folder and port, and
 PostgreSQL's crash recovery replays the WAL. `unavailable_reason()` says why a
@@ -64,7 +64,7 @@ def unavailable_reason() -> str | None:
 
 
 class Cluster:
-    """initdb'd at construction; `start`, `crash`, `start` again, `close` (stops it and removes its folder)."""
+    """initdb'd at construction; `start`, `crash` or `stop`, `start` again, `close` (stops it and removes its folder)."""
 
     def __init__(self) -> None:
         bin_folder = binaries()
@@ -130,6 +130,12 @@ class Cluster:
             for child in filter(_alive, children):  # one that did not notice: as if the machine died with it
                 os.kill(child, signal.SIGKILL)
             wait_until(lambda: not any(map(_alive, children)), timeout=CHILDREN_EXIT_S, what="the children killed")
+
+    def stop(self) -> None:
+        """A clean stop (SIGINT, PostgreSQL's fast shutdown: sessions ended, a checkpoint), as an operator's or a reboot's."""
+        assert self.server is not None and self.server.poll() is None, "the server does not run"
+        self.server.send_signal(signal.SIGINT)
+        self.server.wait(timeout=30)
 
     def server_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

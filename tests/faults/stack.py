@@ -95,6 +95,11 @@ class Stack:
             self._start(name, armed if armed is not None and armed.process == name else None)
 
     def _start(self, name: str, armed: CrashPoint | None = None) -> None:
+        self.launch(name, armed)
+        self.wait_ready(name)
+
+    def launch(self, name: str, armed: CrashPoint | None = None) -> None:
+        """Start the process `name` without waiting for it to be ready (`wait_ready`)."""
         log_path = self.folder / f"{name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         command = [str(BIN / f"tradestream-{name}"), *self.args[name]]
@@ -105,6 +110,10 @@ class Stack:
         with open(log_path, "ab") as log:
             self.procs[name] = subprocess.Popen(command, cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=log)
         self.offsets[name] = offset
+
+    def wait_ready(self, name: str) -> None:
+        """Wait until the process `name` of the last `launch` says it listens (fails the test if it exited)."""
+        log_path, offset = self.folder / f"{name}.log", self.offsets[name]
         pattern = re.compile(READY[name])
         try:
             wait_until(lambda: pattern.search(log_path.read_text()[offset:]) or self._died(name),

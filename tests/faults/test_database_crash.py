@@ -24,13 +24,11 @@ from typing import Any
 
 import pytest
 
-from store.db import init_db, make_engine, make_session_factory
-from store.demo import demo as demo_world
 from tests.faults import pgcluster
 from tests.faults.pgcluster import Cluster
 from tests.faults.stack import ORDER, Sender, Stack, signal_bodies
 from tests.faults.test_crashes import BURST, KILL_AFTER, Pipeline
-from tests.producers.conftest import World, world_of
+from tests.producers.conftest import World
 from tests.waiting import wait_until
 
 UNAVAILABLE = pgcluster.unavailable_reason()
@@ -40,37 +38,9 @@ DOWN_S = 15.0  # how long the processes may take to see the database gone (the p
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """A private PostgreSQL cluster, started; stopped and removed at the end."""
-    made = Cluster()
-    try:
-        made.start()
-        yield made
-    finally:
-        made.close()
-
-
-@pytest.fixture
-def crash_world(cluster: Cluster) -> Iterator[tuple[World, dict[str, Any]]]:
-    """The demo world in the cluster's `postgres` database."""
-    engine = make_engine(cluster.url)
-    try:
-        init_db(engine)
-        with make_session_factory(engine)() as session:
-            demo: dict[str, Any] = demo_world(session, None)
-    finally:
-        engine.dispose()
-    world = world_of(cluster.url, demo)
-    try:
-        yield world, demo
-    finally:
-        world.engine.dispose()
-
-
-@pytest.fixture
-def crash_stack(crash_world: tuple[World, dict[str, Any]], tmp_path: Path, request: pytest.FixtureRequest,
+def crash_stack(cluster_world: tuple[World, dict[str, Any]], tmp_path: Path, request: pytest.FixtureRequest,
                 cluster: Cluster) -> Iterator[Stack]:
-    stack = Stack(crash_world[0], tmp_path)
+    stack = Stack(cluster_world[0], tmp_path)
     try:
         stack.start()
         yield stack
@@ -93,9 +63,9 @@ def get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, 
 
 
 def test_the_database_server_killed_during_a_burst_and_restarted_loses_nothing_accepted(
-    crash_stack: Stack, crash_world: tuple[World, dict[str, Any]], cluster: Cluster
+    crash_stack: Stack, cluster_world: tuple[World, dict[str, Any]], cluster: Cluster
 ) -> None:
-    world, demo = crash_world
+    world, demo = cluster_world
     stack = crash_stack
     pipeline = Pipeline(stack, world, demo)
     pipeline.sender = Sender(stack.webhook_port, retry=frozenset({503}))

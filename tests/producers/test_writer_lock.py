@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from producers.errors import AnotherWriter
-from producers.writer_lock import WriterLock, lock_key, take_or_log
+from producers.writer_lock import WriterLock, lock_key
 
 
 @pytest.fixture
@@ -45,12 +45,12 @@ def test_the_two_sources_of_one_database_do_not_exclude_each_other(engine: Engin
     take(engine, "positions", lock_of)
 
 
-@pytest.mark.expect_log("cannot start: another tradestream-positions")
-def test_take_or_log_says_who_holds_it_in_one_line(engine: Engine, lock_of: list[WriterLock], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refused_take_says_who_holds_it_in_one_line(engine: Engine, lock_of: list[WriterLock]) -> None:
     take(engine, "positions", lock_of)
-    assert take_or_log(engine, "positions") is None
-    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert line.startswith("cannot start: another tradestream-positions runs on this database")
+    with pytest.raises(AnotherWriter) as refused:
+        WriterLock.take(engine, "positions")
+    (line,) = str(refused.value).splitlines()
+    assert line.startswith("another tradestream-positions runs on this database")
     if engine.url.get_backend_name() == "sqlite":
         assert f"process {os.getpid()} holds" in line
 

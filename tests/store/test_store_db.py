@@ -13,24 +13,25 @@ from store.db import DEFAULT_DATABASE_URL, make_engine, open_database
 from store.errors import DatabaseUnavailable
 from tests.ports import refused_port
 
-# (url made from the test's folder, words of the one-line error)
-UNAVAILABLE: list[tuple[Callable[[Path], str], str]] = [
-    (lambda tmp: f"sqlite:///{tmp / 'missing' / 'x.db'}", "does not exist"),
-    (lambda tmp: f"sqlite:///{tmp}", "unable to open database file"),  # a folder is not a database file
-    (lambda tmp: f"postgresql+psycopg://nobody:hunter2@127.0.0.1:{refused_port()}/none", "Connection refused"),
-    (lambda tmp: "postgresql+pg8000://nobody@127.0.0.1/none", "driver is not installed"),
+# (url made from the test's folder, words of the one-line error, whether a process's start waits it out)
+UNAVAILABLE: list[tuple[Callable[[Path], str], str, bool]] = [
+    (lambda tmp: f"sqlite:///{tmp / 'missing' / 'x.db'}", "does not exist", False),
+    (lambda tmp: f"sqlite:///{tmp}", "unable to open database file", False),  # a folder is not a database file
+    (lambda tmp: f"postgresql+psycopg://nobody:hunter2@127.0.0.1:{refused_port()}/none", "Connection refused", True),
+    (lambda tmp: "postgresql+pg8000://nobody@127.0.0.1/none", "driver is not installed", False),
 ]
 
 
-@pytest.mark.parametrize(("make_url", "words"), UNAVAILABLE)
+@pytest.mark.parametrize(("make_url", "words", "waits"), UNAVAILABLE)
 @pytest.mark.parametrize("create_tables", [True, False])
 def test_an_unusable_database_is_one_line_naming_it_without_its_password(
-    tmp_path: Path, make_url: Callable[[Path], str], words: str, create_tables: bool
+    tmp_path: Path, make_url: Callable[[Path], str], words: str, waits: bool, create_tables: bool
 ) -> None:
     with pytest.raises(DatabaseUnavailable) as refused:
         open_database(make_url(tmp_path), create_tables=create_tables)
     message = str(refused.value)
     assert words in message and len(message.splitlines()) == 1
+    assert refused.value.not_there_yet is waits
     assert message.startswith(("cannot open database ", "cannot use database ")) and "hunter2" not in message
     assert not (tmp_path / "missing").exists()
 
