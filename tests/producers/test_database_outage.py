@@ -110,6 +110,15 @@ def assert_both_filled(orders: list[tuple[str, str, bool]]) -> None:
     assert [(status, whole) for _, status, whole in orders] == [("FILLED", True), ("FILLED", True)]
 
 
+
+def pump_refused(outbox_relay: OutboxRelay) -> bool:
+    """One pump of the relay: True when the database refused what it wrote or read."""
+    try:
+        outbox_relay.pump()
+    except TRANSIENT:
+        return True
+    return False
+
 def test_the_connection_lost_in_the_commit_of_a_tick_that_fills_resting_orders_then_back_the_fills_exist(
     relayed: tuple[World, Relay],
 ) -> None:
@@ -188,14 +197,7 @@ def test_a_rejection_answered_while_the_database_is_down_is_recorded_once_it_is_
         broker.answer(REJECT, outbox_relay.stream, rows[0].id, b"summaries: bad")
         broker.answer(ACK, outbox_relay.stream, rows[1].id)
 
-        def write_refused() -> bool:
-            try:
-                outbox_relay.pump()
-            except TRANSIENT:
-                return True
-            return False
-
-        wait_until(write_refused, what="the relay's write to fail while the database is down")
+        wait_until(lambda: pump_refused(outbox_relay), what="the relay's write to fail while the database is down")
         relay.restore()
         wait_until(lambda: (outbox_relay.pump(), sent_marks(world)[1][1])[1], what="the marks written once it is back")
         assert sent_marks(world) == [(rows[0].id, True, "summaries: bad"), (rows[1].id, True, None)]

@@ -22,6 +22,7 @@ from producers.errors import TRANSIENT
 from producers.relay import DATABASE_RETRY_S
 from producers.relay import Relay as OutboxRelay
 from tests.producers.conftest import World
+from tests.producers.test_database_outage import pump_refused
 from tests.producers.test_database_outage import pytestmark as pytestmark  # PostgreSQL only, as there
 from tests.producers.test_database_outage import relayed as relayed  # the fixture
 from tests.producers.test_relay import CALM, StandInBroker, commit_events, sent_marks, summary
@@ -51,14 +52,7 @@ def test_a_mark_the_database_refused_is_written_again_after_a_pause_not_at_once(
         relay.cut()
         broker.answer(ACK, outbox_relay.stream, rows[0].id)
 
-        def write_refused() -> bool:
-            try:
-                outbox_relay.pump()
-            except TRANSIENT:
-                return True
-            return False
-
-        wait_until(write_refused, what="the relay's write of its mark to fail while the database is down")
+        wait_until(lambda: pump_refused(outbox_relay), what="the relay's write of its mark to fail while the database is down")
         # The producer's poll loop waits until this deadline: one in the past (the failed write's, before)
         # made it poll without waiting and write again at once, a core busy while the database was down.
         deadline = outbox_relay.deadline()
