@@ -10,7 +10,7 @@ stack's subprocesses see it too). Without the variable those runs are skipped.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -123,16 +123,31 @@ def world(database: tuple[World, dict[str, Any]]) -> World:
 
 
 @pytest.fixture
-def idle_stack(world: World, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """The stack, nothing started (the test starts what it needs); killed at the end, logs printed on failure."""
-    stack = Stack(world, tmp_path)
-    try:
-        yield stack
-    finally:
+def stack_on(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Stack]]:
+    """`stack_on(world, also=None)`: a Stack on the world's database, nothing started (the test starts what it
+    needs). Each one made is killed at the end; when the test failed its logs are printed, and `also()` after
+    them (a log of the test's own, as a private database cluster's)."""
+    made: list[tuple[Stack, Callable[[], str] | None]] = []
+
+    def make(world: World, also: Callable[[], str] | None = None) -> Stack:
+        made.append((Stack(world, tmp_path), also))
+        return made[-1][0]
+
+    yield make
+    report = getattr(request.node, "rep_call", None)
+    failed = report is not None and report.failed
+    for stack, also in made:
         stack.close()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
+        if failed:
             print(stack.logs())
+            if also is not None:
+                print(also())
+
+
+@pytest.fixture
+def idle_stack(world: World, stack_on: Callable[..., Stack]) -> Stack:
+    """The stack, nothing started; killed at the end, logs printed on failure."""
+    return stack_on(world)
 
 
 @pytest.fixture

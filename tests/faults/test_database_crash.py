@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,18 +37,11 @@ DOWN_S = 15.0  # how long the processes may take to see the database gone (the p
 
 
 @pytest.fixture
-def crash_stack(cluster_world: tuple[World, dict[str, Any]], tmp_path: Path, request: pytest.FixtureRequest,
-                cluster: Cluster) -> Iterator[Stack]:
-    stack = Stack(cluster_world[0], tmp_path)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.close()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(stack.logs())
-            print("--- postgresql\n" + cluster.server_log()[-3000:])
+def crash_stack(cluster_world: tuple[World, dict[str, Any]], stack_on: Callable[..., Stack], cluster: Cluster) -> Stack:
+    """Every process started on the private cluster; on failure the cluster's log follows the processes' logs."""
+    stack = stack_on(cluster_world[0], also=lambda: "--- postgresql\n" + cluster.server_log()[-3000:])
+    stack.start()
+    return stack
 
 
 def get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, Any]]:

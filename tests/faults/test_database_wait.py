@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +57,6 @@ def exited(stack: Stack, name: str) -> int:
     """`name`'s exit status, once it has exited (a bound for a hang, not a measure of how fast)."""
     wait_until(lambda: stack.procs[name].poll() is not None, timeout=PROCESS_START_S, what=f"{name} to exit", poll=0.02)
     return stack.procs[name].returncode
-
-
-@pytest.fixture
-def stack_on(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """`stack_on(world)`: a Stack on the world's database, nothing started; killed at the end, logs on failure."""
-    made: list[Stack] = []
-
-    def make(world: World) -> Stack:
-        made.append(Stack(world, tmp_path))
-        return made[-1]
-
-    yield make
-    for stack in made:
-        stack.close()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(stack.logs())
 
 
 @NEEDS_CLUSTER
